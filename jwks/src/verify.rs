@@ -1,0 +1,274 @@
+//! JWT verification (RFC 7519 §7.2, RFC 7515 §5.2, RFC 8725) against a set of published keys.
+//!
+//! The order of checks is fixed and each one has its own error, so a test can show that every
+//! check is really there:
+//! 1. size and compact shape;
+//! 2. header: `alg` must be in the caller's allowlist for this use (never the token's word alone);
+//!    `crit` must name only extensions we understand (none); `typ` when the use demands one;
+//! 3. key: `kid` must name a published key, and that key's algorithm must equal `alg`
+//!    (no algorithm confusion: an RSA or EC public key is never used as an HMAC secret);
+//! 4. signature;
+//! 5. claims: `exp` (required), `nbf`, `iat`, `iss`, `aud`.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use josekit::jwk::Jwk;
+use josekit::jws::JwsVerifier;
+use serde_json::{Map, Value};
+
+use crate::alg::Alg;
+use crate::b64;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("token is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("token is too large")]
+    TooLarge,
+    #[error("algorithm {0:?} is not allowed here")]
+    AlgNotAllowed(String),
+    #[error("unsupported critical header parameter {0:?}")]
+    UnknownCrit(String),
+    #[error("token type is not the one expected here")]
+    WrongType,
+    #[error("token has no kid")]
+    MissingKid,
+    #[error("no published key has this kid")]
+    UnknownKid,
+    #[error("the key named by kid is not a key for this algorithm")]
+    AlgKeyMismatch,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not yet valid")]
+    NotYetValid,
+    #[error("claim {0} is missing or malformed")]
+    Claim(&'static str),
+    #[error("issuer does not match")]
+    WrongIssuer,
+    #[error("audience does not match")]
+    WrongAudience,
+}
+
+/// What a use of JWTs accepts. Every field is explicit; there is no default allowlist.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions<'a> {
+    pub algs: &'a [Alg],
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    /// The `typ` header this use requires (compared case-insensitively, with or without the
+    /// `application/` prefix, RFC 7515 §4.1.9), or `None` to accept any.
+    pub typ: Option<&'a str>,
+    /// Unix seconds.
+    pub now: i64,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway: i64,
+}
+
+/// The verified claims of a token. Only [`PublicKeySet::verify`] makes one.
+#[derive(Clone, PartialEq)]
+pub struct Claims(Map<String, Value>);
+
+impl Claims {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.0.get(name).and_then(numeric_date)
+    }
+
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+impl fmt::Debug for Claims {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Claim names only: values may be personal data.
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+struct PublicKey {
+    alg: Alg,
+    verifier: Box<dyn JwsVerifier>,
+}
+
+/// Public keys by `kid`, each bound to the one algorithm it was made for.
+#[derive(Default)]
+pub struct PublicKeySet {
+    keys: HashMap<String, PublicKey>,
+}
+
+impl fmt::Debug for PublicKeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.keys.keys()).finish()
+    }
+}
+
+impl PublicKeySet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn insert(&mut self, kid: &str, alg: Alg, public: &Jwk) -> Result<(), josekit::JoseError> {
+        let verifier = alg.verifier(public)?;
+        self.keys
+            .insert(kid.to_owned(), PublicKey { alg, verifier });
+        Ok(())
+    }
+
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn verify(&self, token: &str, opts: &VerifyOptions<'_>) -> Result<Claims, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed("not a compact JWS"));
+        };
+        let header = decode_json(h64).ok_or(VerifyError::Malformed("header"))?;
+
+        // 2. header
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(VerifyError::Malformed("alg"))?;
+        let alg = match alg.parse::<Alg>() {
+            Ok(a) if opts.algs.contains(&a) => a,
+            _ => return Err(VerifyError::AlgNotAllowed(alg.to_owned())),
+        };
+        if let Some(crit) = header.get("crit") {
+            let names = crit.as_array().ok_or(VerifyError::Malformed("crit"))?;
+            // RFC 7515 §4.1.11: an empty list is not allowed; we understand no extension.
+            let first = names.first().ok_or(VerifyError::Malformed("crit"))?;
+            return Err(VerifyError::UnknownCrit(
+                first.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        if let Some(want) = opts.typ {
+            let typ = header
+                .get("typ")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !media_type_eq(typ, want) {
+                return Err(VerifyError::WrongType);
+            }
+        }
+
+        // 3. key
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or(VerifyError::MissingKid)?;
+        let key = self.keys.get(kid).ok_or(VerifyError::UnknownKid)?;
+        if key.alg != alg {
+            return Err(VerifyError::AlgKeyMismatch);
+        }
+
+        // 4. signature over the exact bytes received
+        let signature = b64::decode(s64).ok_or(VerifyError::Malformed("signature"))?;
+        let signing_input = &token[..h64.len() + 1 + p64.len()];
+        key.verifier
+            .verify(signing_input.as_bytes(), &signature)
+            .map_err(|_| VerifyError::BadSignature)?;
+
+        // 5. claims
+        let claims = decode_json(p64).ok_or(VerifyError::Malformed("payload"))?;
+        check_claims(&claims, opts)?;
+        Ok(Claims(claims))
+    }
+}
+
+fn check_claims(claims: &Map<String, Value>, opts: &VerifyOptions<'_>) -> Result<(), VerifyError> {
+    let date = |name: &'static str| -> Result<Option<i64>, VerifyError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => numeric_date(v).map(Some).ok_or(VerifyError::Claim(name)),
+        }
+    };
+    let exp = date("exp")?.ok_or(VerifyError::Claim("exp"))?;
+    if opts.now >= exp.saturating_add(opts.leeway) {
+        return Err(VerifyError::Expired);
+    }
+    if let Some(nbf) = date("nbf")? {
+        if opts.now.saturating_add(opts.leeway) < nbf {
+            return Err(VerifyError::NotYetValid);
+        }
+    }
+    if let Some(iat) = date("iat")? {
+        if opts.now.saturating_add(opts.leeway) < iat {
+            return Err(VerifyError::NotYetValid);
+        }
+    }
+    if claims.get("iss").and_then(Value::as_str) != Some(opts.issuer) {
+        return Err(VerifyError::WrongIssuer);
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => a == opts.audience,
+        Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(opts.audience)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(VerifyError::WrongAudience);
+    }
+    Ok(())
+}
+
+/// RFC 7519 §2 NumericDate: seconds, possibly fractional.
+fn numeric_date(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.floor() as i64)
+        }),
+        _ => None,
+    }
+}
+
+fn decode_json(part: &str) -> Option<Map<String, Value>> {
+    let bytes = b64::decode(part)?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+fn media_type_eq(got: &str, want: &str) -> bool {
+    let strip = |s: &str| {
+        let s = s.trim();
+        match s.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => s[12..].to_owned(),
+            _ => s.to_owned(),
+        }
+    };
+    strip(got).eq_ignore_ascii_case(&strip(want))
+}

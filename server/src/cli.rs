@@ -1,0 +1,466 @@
+//! The command line: `latchkey serve | migrate | keys | user | client`. Create commands print
+//! one JSON object on stdout; everything else a person reads goes to stderr. Commands other
+//! than `serve` work directly on the database, so they can run beside a live server.
+
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use latchkey_jwks::Alg;
+use serde_json::json;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, LogFormat, Overrides};
+use crate::oauth::client::{AuthMethod, ClientMetadata, GrantType};
+use crate::secrets::{ClientSecret, Purpose, random_token};
+use crate::signin::{password, validate_email};
+use crate::state::AppState;
+use crate::store::{NewClient, NewUser, PoolSettings, Store, redact_url};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "OAuth 2.0 / OpenID Connect authorization server with passkeys",
+    long_about = "OAuth 2.0 / OpenID Connect authorization server with passkeys.\n\n\
+        With no configuration, `latchkey serve` keeps everything under ./latchkey-data/ \
+        (SQLite, generated pepper and key-encryption key) and serves http://localhost:8080 \
+        on 127.0.0.1:8080. Configuration: a TOML file (--config), then LATCHKEY_* environment \
+        variables (LATCHKEY_SECTION__KEY for nested keys), then these options."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded database and generated secrets [default: ./latchkey-data].
+    #[arg(long, global = true, env = "LATCHKEY_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// sqlite://PATH or postgres://USER@HOST/DB [default: SQLite in the data directory].
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Issuer identifier: the public base URL [default: http://localhost:8080].
+    #[arg(long, global = true, env = "LATCHKEY_ISSUER", value_name = "URL")]
+    issuer: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, global = true, env = "LATCHKEY_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// Log format on stderr [default: text].
+    #[arg(long, global = true, env = "LATCHKEY_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server until SIGTERM or SIGINT (migrations run first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Signing keys: list them, or rotate.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// List signing keys with their state (next, active, retired, expired).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new key: published at once, signing after keys.publish_lead; the key it
+    /// replaces stays published until the tokens it signed have expired.
+    Rotate {
+        /// Rotate only this algorithm [default: all of ES256, RS256, EdDSA].
+        #[arg(long, value_parser = parse_alg)]
+        alg: Option<Alg>,
+    },
+}
+
+fn parse_alg(s: &str) -> Result<Alg, String> {
+    s.parse()
+        .map_err(|e: latchkey_jwks::UnknownAlgError| e.to_string())
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; prints {"id": ...}.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Mark the email address as verified.
+        #[arg(long)]
+        email_verified: bool,
+        /// Make the user an administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCommand {
+    /// Register a client; prints client_id, client_secret (confidential clients only, shown
+    /// this once) and the registered metadata.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Redirect URI, exact string (repeat for several).
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; token_endpoint_auth_method none).
+        #[arg(long)]
+        public: bool,
+        /// Grant type (repeat) [default: authorization_code and refresh_token].
+        #[arg(long = "grant-type", value_enum, value_name = "G")]
+        grant_types: Vec<GrantType>,
+        /// Scope the client may ask for (repeat) [default: openid].
+        #[arg(long = "scope", value_name = "S")]
+        scopes: Vec<String>,
+        /// Client authentication at the token endpoint [default: client_secret_basic, or
+        /// none with --public].
+        #[arg(long, value_enum, value_name = "M")]
+        token_endpoint_auth_method: Option<AuthMethod>,
+        /// JWKS URL of the client's keys (for private_key_jwt).
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
+    },
+}
+
+/// A failure to report in one line.
+#[derive(Debug)]
+pub enum CliError {
+    Usage(clap::Error),
+    Failed(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(e) => write!(f, "{e}"),
+            CliError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(
+        e.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latchkey: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdin = std::io::BufReader::new(std::io::stdin());
+    let mut stdout = std::io::stdout();
+    match runtime.block_on(run(std::env::args_os(), &mut stdin, &mut stdout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(e)) => {
+            let _ = e.print();
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+        }
+        Err(e) => {
+            eprintln!("latchkey: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses `args` and runs the command. Tests call this in-process.
+pub async fn run<I, T>(
+    args: I,
+    stdin: &mut (dyn BufRead + Send),
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args).map_err(CliError::Usage)?;
+    let g = cli.global;
+    let overrides = Overrides {
+        issuer: g.issuer,
+        listen: g.listen,
+        data_dir: g.data_dir,
+        database_url: g.database_url,
+        log_format: g.log_format,
+    };
+    let config = Config::load(g.config.as_deref(), &overrides).map_err(failed)?;
+    init_logging(config.log_format);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+
+    match cli.command {
+        Command::Serve => serve(config, clock).await,
+        Command::Migrate => {
+            let url = config.database_url();
+            if config.database_url.is_none() {
+                std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                    failed(format!("data directory {}: {e}", config.data_dir.display()))
+                })?;
+            }
+            let settings = PoolSettings {
+                max_connections: 1,
+                acquire_timeout: config.database.acquire_timeout,
+            };
+            let store = Store::open(&url, &settings)
+                .await
+                .map_err(|e| failed(format!("database {}: {e}", redact_url(&url))))?;
+            store.close().await;
+            eprintln!("migrations applied to {}", redact_url(&url));
+            Ok(())
+        }
+        Command::Keys(cmd) => {
+            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let result = keys(&state, cmd, stdout).await;
+            state.store.close().await;
+            result
+        }
+        Command::User(UserCommand::Create {
+            email,
+            name,
+            password_stdin,
+            email_verified,
+            admin,
+        }) => {
+            let email = validate_email(&email).map_err(failed)?;
+            let password_hash = if password_stdin {
+                let mut line = String::new();
+                stdin
+                    .read_line(&mut line)
+                    .map_err(|e| failed(format!("reading the password: {e}")))?;
+                let pw = line.trim_end_matches(['\r', '\n']).to_owned();
+                let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await
+                    .map_err(failed)?
+                    .map_err(failed)?;
+                Some(hash)
+            } else {
+                None
+            };
+            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let id = random_token(16);
+            let result = state
+                .store
+                .create_user(&NewUser {
+                    id: &id,
+                    email: &email,
+                    email_verified,
+                    name: name.as_deref().map(str::trim).filter(|n| !n.is_empty()),
+                    password_hash: password_hash.as_deref(),
+                    is_admin: admin,
+                    now: state.clock.now(),
+                })
+                .await
+                .map_err(failed);
+            state.store.close().await;
+            result?;
+            print_json(stdout, &json!({ "id": id }))
+        }
+        Command::Client(ClientCommand::Create {
+            name,
+            redirect_uris,
+            public,
+            grant_types,
+            scopes,
+            token_endpoint_auth_method,
+            jwks_uri,
+        }) => {
+            let method = match (public, token_endpoint_auth_method) {
+                (true, None | Some(AuthMethod::None)) => AuthMethod::None,
+                (true, Some(_)) => {
+                    return Err(failed(
+                        "--public clients use token_endpoint_auth_method none",
+                    ));
+                }
+                (false, Some(m)) => m,
+                (false, None) => AuthMethod::ClientSecretBasic,
+            };
+            let grant_types = if grant_types.is_empty() {
+                vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+            } else {
+                grant_types
+            };
+            let metadata = ClientMetadata {
+                client_name: name,
+                redirect_uris,
+                grant_types,
+                response_types: Vec::new(),
+                token_endpoint_auth_method: method,
+                scope: scopes.join(" "),
+                jwks_uri,
+            }
+            .validate()
+            .map_err(failed)?;
+            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let result = create_client(&state, metadata, stdout).await;
+            state.store.close().await;
+            result
+        }
+    }
+}
+
+async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), CliError> {
+    let listen = config.listen;
+    let issuer = config.issuer.clone();
+    let state = AppState::build(config, clock).await.map_err(failed)?;
+    let store = state.store.clone();
+    let running = crate::server::start(state, listen, true)
+        .await
+        .map_err(failed)?;
+    tracing::info!(addr = %running.addr, %issuer, "latchkey is listening");
+    let result = running.wait().await.map_err(failed);
+    store.close().await;
+    tracing::info!("stopped");
+    result
+}
+
+async fn keys(
+    state: &AppState,
+    cmd: KeysCommand,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let now = state.clock.now();
+    match cmd {
+        KeysCommand::List { json } => {
+            let statuses = state.keys.statuses(now).await.map_err(failed)?;
+            if json {
+                let rows: Vec<_> = statuses
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "kid": s.kid, "alg": s.alg.as_str(), "state": s.state.as_str(),
+                            "created_at": s.created_at, "activates_at": s.activates_at,
+                            "retired_at": s.retired_at, "unpublish_at": s.unpublish_at,
+                        })
+                    })
+                    .collect();
+                print_json(stdout, &json!(rows))
+            } else {
+                let mut out = format!(
+                    "{:<45} {:<6} {:<8} {:>12}\n",
+                    "KID", "ALG", "STATE", "ACTIVATES_AT"
+                );
+                for s in &statuses {
+                    out.push_str(&format!(
+                        "{:<45} {:<6} {:<8} {:>12}\n",
+                        s.kid,
+                        s.alg.as_str(),
+                        s.state.as_str(),
+                        s.activates_at
+                    ));
+                }
+                stdout.write_all(out.as_bytes()).map_err(failed)
+            }
+        }
+        KeysCommand::Rotate { alg } => {
+            let algs = alg.map_or_else(|| Alg::ALL.to_vec(), |a| vec![a]);
+            let mut created = Vec::new();
+            for alg in algs {
+                let r = state.keys.rotate(alg, now).await.map_err(failed)?;
+                created.push(
+                    json!({ "kid": r.kid, "alg": r.alg.as_str(), "activates_at": r.activates_at }),
+                );
+            }
+            print_json(stdout, &json!({ "created": created }))
+        }
+    }
+}
+
+async fn create_client(
+    state: &AppState,
+    metadata: ClientMetadata,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let client_id = random_token(16);
+    let secret = metadata
+        .token_endpoint_auth_method
+        .uses_secret()
+        .then(ClientSecret::generate);
+    let digest = secret.as_ref().map(|s| {
+        state
+            .pepper
+            .digest(Purpose::ClientSecret, s.expose().as_bytes())
+    });
+    let now = state.clock.now();
+    let stored = serde_json::to_string(&metadata).map_err(failed)?;
+    state
+        .store
+        .create_client(&NewClient {
+            client_id: &client_id,
+            secret_digest: digest.as_deref(),
+            metadata: &stored,
+            now,
+        })
+        .await
+        .map_err(failed)?;
+    // RFC 7591 §3.2.1 response shape.
+    let mut out = serde_json::to_value(&metadata).map_err(failed)?;
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("client_id".into(), json!(client_id));
+        obj.insert("client_id_issued_at".into(), json!(now));
+        if let Some(secret) = &secret {
+            obj.insert("client_secret".into(), json!(secret.expose()));
+            obj.insert("client_secret_expires_at".into(), json!(0));
+        }
+    }
+    print_json(stdout, &out)
+}
+
+fn print_json(stdout: &mut (dyn Write + Send), value: &serde_json::Value) -> Result<(), CliError> {
+    writeln!(stdout, "{value}").map_err(failed)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LATCHKEY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,poem=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second call (tests run several commands in one process) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

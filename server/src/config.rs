@@ -1,0 +1,432 @@
+//! Configuration: built-in defaults, then one TOML file, then `LATCHKEY_*` environment
+//! variables (`__` separates sections: `LATCHKEY_KEYS__PUBLISH_LEAD=15m`), then command-line
+//! options. Validated once at start; unknown keys are errors that name the key.
+//!
+//! Knobs that weaken security are named `danger_*`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn invalid(key: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("config key `{key}`: {why}"))
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The issuer identifier: the URL relying parties compare tokens and discovery against.
+    pub issuer: String,
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Where the embedded database and generated secrets live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; defaults to `<data_dir>/latchkey.db`.
+    pub database_url: Option<String>,
+    pub log_format: LogFormat,
+    /// Allow an `http://` issuer on a non-loopback host. Tokens and cookies then cross the
+    /// network in clear: for a lab behind a TLS-terminating proxy that rewrites nothing, only.
+    pub danger_allow_insecure_issuer: bool,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub secrets: SecretsConfig,
+    pub keys: KeysConfig,
+    pub tokens: TokensConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub max_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// File of HMAC pepper keys (`id:base64url` per line, current first). Default
+    /// `<data_dir>/pepper.keys`, generated on first start.
+    pub pepper_file: Option<PathBuf>,
+    /// File of AES-256-GCM key-encryption keys, same format. Default `<data_dir>/kek.keys`.
+    pub kek_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// How long a new signing key is published before it signs.
+    #[serde(with = "humantime_serde")]
+    pub publish_lead: Duration,
+    /// How long an instance reuses the keyring it loaded before reading the database again;
+    /// a rotation made elsewhere is seen within this time.
+    #[serde(with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// `Cache-Control: max-age` of `/jwks.json`.
+    #[serde(with = "humantime_serde")]
+    pub jwks_max_age: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    #[serde(with = "humantime_serde")]
+    pub access_token_lifetime: Duration,
+    #[serde(with = "humantime_serde")]
+    pub id_token_lifetime: Duration,
+}
+
+pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: DEFAULT_ISSUER.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./latchkey-data"),
+            database_url: None,
+            log_format: LogFormat::Text,
+            danger_allow_insecure_issuer: false,
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            secrets: SecretsConfig::default(),
+            keys: KeysConfig::default(),
+            tokens: TokensConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            publish_lead: Duration::from_secs(15 * 60),
+            refresh_interval: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime: Duration::from_secs(10 * 60),
+            id_token_lifetime: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Environment variables with our prefix that are not configuration keys.
+const ENV_NOT_CONFIG: &[&str] = &["config", "log"];
+
+impl Config {
+    /// Loads and validates. `file` is the `--config` path, if any.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, Env::prefixed("LATCHKEY_"))
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        let env = env
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                !ENV_NOT_CONFIG.contains(&k.as_str()) && !k.starts_with("test_")
+            })
+            .split("__");
+        fig = fig.merge(env).merge(Serialized::defaults(overrides));
+        let mut config: Config = fig.extract().map_err(|e| {
+            let first = e.into_iter().next();
+            ConfigError(first.map_or_else(|| "invalid configuration".into(), |e| e.to_string()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        self.issuer = validate_issuer(&self.issuer, self.danger_allow_insecure_issuer)?;
+        if let Some(db) = &self.database_url {
+            validate_database_url(db)?;
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.http.max_body_bytes) {
+            return Err(invalid(
+                "http.max_body_bytes",
+                "must be between 1024 and 16777216",
+            ));
+        }
+        let positive = |key: &str, d: Duration| {
+            if d.is_zero() {
+                Err(invalid(key, "must be longer than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        positive(
+            "tokens.access_token_lifetime",
+            self.tokens.access_token_lifetime,
+        )?;
+        positive("tokens.id_token_lifetime", self.tokens.id_token_lifetime)?;
+        positive("keys.jwks_max_age", self.keys.jwks_max_age)?;
+        if self.keys.publish_lead < self.keys.refresh_interval + self.keys.jwks_max_age {
+            return Err(invalid(
+                "keys.publish_lead",
+                "must be at least keys.refresh_interval + keys.jwks_max_age, so every instance \
+                 and every JWKS cache sees a new key before it signs",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("latchkey.db").display()
+            ),
+        }
+    }
+
+    pub fn pepper_file(&self) -> PathBuf {
+        self.secrets
+            .pepper_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pepper.keys"))
+    }
+
+    pub fn kek_file(&self) -> PathBuf {
+        self.secrets
+            .kek_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("kek.keys"))
+    }
+
+    pub fn issuer_is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    /// The longest lifetime of any JWT we sign: how long a retired key stays published.
+    pub fn longest_jwt_lifetime(&self) -> Duration {
+        self.tokens
+            .access_token_lifetime
+            .max(self.tokens.id_token_lifetime)
+    }
+}
+
+/// OIDC Discovery §3 / RFC 8414 §2: an https URL with no query or fragment. A trailing slash
+/// is removed so that `{issuer}/path` joins cleanly; the result is what tokens carry.
+fn validate_issuer(raw: &str, allow_insecure: bool) -> Result<String, ConfigError> {
+    let url =
+        Url::parse(raw).map_err(|e| invalid("issuer", format!("{raw:?} is not a URL: {e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("issuer", "must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("issuer", "must not contain credentials"));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| invalid("issuer", "must have a host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(host) || allow_insecure => {}
+        "http" => {
+            return Err(invalid(
+                "issuer",
+                format!(
+                    "http:// is only allowed for localhost and loopback addresses ({host} is \
+                     neither); use https://, or set danger_allow_insecure_issuer = true"
+                ),
+            ));
+        }
+        other => {
+            return Err(invalid(
+                "issuer",
+                format!("scheme {other:?} is not http(s)"),
+            ));
+        }
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn validate_database_url(raw: &str) -> Result<(), ConfigError> {
+    let scheme = raw.split(':').next().unwrap_or_default();
+    match scheme {
+        "sqlite" | "postgres" | "postgresql" => Ok(()),
+        _ => Err(invalid(
+            "database_url",
+            format!(
+                "{:?} is not a sqlite:// or postgres:// URL",
+                crate::store::redact_url(raw)
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(toml: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latchkey.toml");
+        std::fs::write(&path, toml).unwrap();
+        Config::load_from(
+            Some(&path),
+            &Overrides::default(),
+            Env::prefixed("LATCHKEY_UNIT_TEST_NOTHING_"),
+        )
+    }
+
+    #[test]
+    fn defaults_are_zero_config() {
+        let c = load_toml("").unwrap();
+        assert_eq!(c.issuer, DEFAULT_ISSUER);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.database_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = load_toml("isuer = \"https://x\"").unwrap_err().0;
+        assert!(err.contains("isuer"), "{err}");
+        let err = load_toml("[keys]\nrotate = 1").unwrap_err().0;
+        assert!(err.contains("rotate"), "{err}");
+    }
+
+    #[test]
+    fn malformed_issuer_is_refused_with_the_key_named() {
+        let err = load_toml("issuer = \"not a url\"").unwrap_err().0;
+        assert!(err.contains("`issuer`"), "{err}");
+        assert!(!err.contains('\n'));
+        let err = load_toml("issuer = \"https://id.example.com/?x=1\"")
+            .unwrap_err()
+            .0;
+        assert!(err.contains("query"), "{err}");
+    }
+
+    #[test]
+    fn insecure_issuer_needs_the_danger_option() {
+        let err = load_toml("issuer = \"http://id.example.com\"")
+            .unwrap_err()
+            .0;
+        assert!(err.contains("danger_allow_insecure_issuer"), "{err}");
+        let ok =
+            load_toml("issuer = \"http://id.example.com\"\ndanger_allow_insecure_issuer = true");
+        assert!(ok.is_ok());
+        for loopback in [
+            "http://localhost:9000",
+            "http://127.0.0.1",
+            "http://[::1]:80",
+        ] {
+            assert!(
+                load_toml(&format!("issuer = \"{loopback}\"")).is_ok(),
+                "{loopback}"
+            );
+        }
+    }
+
+    #[test]
+    fn issuer_trailing_slash_is_removed() {
+        let c = load_toml("issuer = \"https://id.example.com/tenant/\"").unwrap();
+        assert_eq!(c.issuer, "https://id.example.com/tenant");
+    }
+
+    #[test]
+    fn durations_are_human_and_checked() {
+        let c = load_toml("[tokens]\naccess_token_lifetime = \"5m\"").unwrap();
+        assert_eq!(c.tokens.access_token_lifetime, Duration::from_secs(300));
+        let err = load_toml("[keys]\npublish_lead = \"1s\"").unwrap_err().0;
+        assert!(err.contains("keys.publish_lead"), "{err}");
+    }
+
+    #[test]
+    fn database_url_scheme_is_checked_without_echoing_passwords() {
+        let err = load_toml("database_url = \"mysql://u:hunter2@h/db\"")
+            .unwrap_err()
+            .0;
+        assert!(err.contains("database_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

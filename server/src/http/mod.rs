@@ -1,0 +1,50 @@
+//! The only module that knows poem: routes, the cross-cutting middleware (body limit,
+//! security headers, logs and metrics) and one file per endpoint.
+
+mod discovery;
+mod health;
+mod jwks;
+pub mod metrics;
+mod middleware;
+
+use poem::{Endpoint, EndpointExt, Route, get};
+
+use crate::state::AppState;
+
+/// Paths we serve, by name; anything else is `other` in metrics.
+pub(crate) const ROUTES: &[&str] = &[
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+    "/jwks.json",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// The whole application, ready to serve. Tests mount this on port 0.
+pub fn app(state: AppState) -> impl Endpoint + 'static {
+    let max_body = state.config.http.max_body_bytes;
+    let hsts = state.config.issuer_is_https();
+    let metrics = state.metrics.clone();
+    Route::new()
+        .at(ROUTES[0], get(discovery::openid_configuration))
+        .at(ROUTES[1], get(discovery::oauth_authorization_server))
+        .at(ROUTES[2], get(jwks::jwks))
+        .at(ROUTES[3], get(health::healthz))
+        .at(ROUTES[4], get(health::readyz))
+        .at(ROUTES[5], get(metrics::metrics))
+        .data(state)
+        .around(move |ep, req| middleware::limit_body(ep, req, max_body))
+        .around(move |ep, req| middleware::security_headers(ep, req, hsts))
+        .around(move |ep, req| middleware::observe(ep, req, metrics.clone()))
+}
+
+/// Any internal failure leaves as a bare `server_error`; the detail goes to the log only.
+pub(crate) fn server_error(detail: impl std::fmt::Display) -> poem::Response {
+    tracing::error!(error = %detail, "internal error");
+    poem::Response::builder()
+        .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+        .content_type("application/json")
+        .header("cache-control", "no-store")
+        .body(r#"{"error":"server_error"}"#)
+}

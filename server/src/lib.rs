@@ -1,0 +1,19 @@
+//! Latchkey: an OAuth 2.0 / OpenID Connect authorization server with passkeys.
+//!
+//! Dependencies point one way: `http -> oauth / signin -> store`. The protocol core
+//! (`oauth`) knows neither poem nor sqlx.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod oauth;
+pub mod secrets;
+pub mod server;
+pub mod signin;
+pub mod state;
+pub mod store;
+pub mod testdb;
+
+pub use http::app;

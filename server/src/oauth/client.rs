@@ -1,0 +1,276 @@
+//! Client metadata (RFC 7591 §2, OIDC Registration §2) and its validation. Static clients from
+//! the CLI and, later, dynamic registration go through the same rules.
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::scope::parse_scope;
+use crate::config::is_loopback_host;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum GrantType {
+    #[serde(rename = "authorization_code")]
+    #[value(name = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "refresh_token")]
+    #[value(name = "refresh_token")]
+    RefreshToken,
+    #[serde(rename = "client_credentials")]
+    #[value(name = "client_credentials")]
+    ClientCredentials,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    #[value(name = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    #[value(name = "urn:ietf:params:oauth:grant-type:token-exchange")]
+    TokenExchange,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+impl AuthMethod {
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+}
+
+/// Registered metadata, as stored and as returned to the registrant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<GrantType>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+}
+
+/// RFC 7591 §3.2.2 error codes.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetadataError {
+    #[error("invalid_redirect_uri: {0}")]
+    InvalidRedirectUri(String),
+    #[error("invalid_client_metadata: {0}")]
+    InvalidClientMetadata(String),
+}
+
+impl MetadataError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            MetadataError::InvalidRedirectUri(_) => "invalid_redirect_uri",
+            MetadataError::InvalidClientMetadata(_) => "invalid_client_metadata",
+        }
+    }
+
+    pub fn description(&self) -> &str {
+        match self {
+            MetadataError::InvalidRedirectUri(d) | MetadataError::InvalidClientMetadata(d) => d,
+        }
+    }
+}
+
+fn meta(why: impl Into<String>) -> MetadataError {
+    MetadataError::InvalidClientMetadata(why.into())
+}
+
+pub const MAX_REDIRECT_URIS: usize = 20;
+pub const MAX_URI_LEN: usize = 2000;
+
+impl ClientMetadata {
+    /// Checks the rules and fills what RFC 7591 §2 says to derive (response types from
+    /// grant types).
+    pub fn validate(mut self) -> Result<Self, MetadataError> {
+        let name = self.client_name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(meta(
+                "client_name must be 1 to 200 characters without control characters",
+            ));
+        }
+        self.client_name = name.to_owned();
+
+        if self.grant_types.is_empty() {
+            return Err(meta("grant_types must not be empty"));
+        }
+        self.grant_types.dedup();
+        let has = |g: GrantType| self.grant_types.contains(&g);
+        if has(GrantType::RefreshToken)
+            && !(has(GrantType::AuthorizationCode)
+                || has(GrantType::DeviceCode)
+                || has(GrantType::TokenExchange))
+        {
+            return Err(meta(
+                "refresh_token needs a grant that issues refresh tokens (authorization_code, device_code or token-exchange)",
+            ));
+        }
+        let public = self.token_endpoint_auth_method == AuthMethod::None;
+        if public && has(GrantType::ClientCredentials) {
+            return Err(meta(
+                "a public client (token_endpoint_auth_method none) cannot use client_credentials",
+            ));
+        }
+        self.response_types = if has(GrantType::AuthorizationCode) {
+            vec!["code".into()]
+        } else {
+            Vec::new()
+        };
+
+        if has(GrantType::AuthorizationCode) && self.redirect_uris.is_empty() {
+            return Err(MetadataError::InvalidRedirectUri(
+                "authorization_code needs at least one redirect URI".into(),
+            ));
+        }
+        if self.redirect_uris.len() > MAX_REDIRECT_URIS {
+            return Err(MetadataError::InvalidRedirectUri(format!(
+                "at most {MAX_REDIRECT_URIS} redirect URIs"
+            )));
+        }
+        for uri in &self.redirect_uris {
+            validate_redirect_uri(uri)?;
+        }
+        self.redirect_uris.dedup();
+
+        match (&self.jwks_uri, self.token_endpoint_auth_method) {
+            (None, AuthMethod::PrivateKeyJwt) => {
+                return Err(meta("private_key_jwt needs jwks_uri"));
+            }
+            (Some(uri), _) => {
+                let url = Url::parse(uri).map_err(|_| meta("jwks_uri is not a URL"))?;
+                if url.scheme() != "https" || url.fragment().is_some() {
+                    return Err(meta("jwks_uri must be an https URL without a fragment"));
+                }
+            }
+            (None, _) => {}
+        }
+
+        let scopes = parse_scope(&self.scope).map_err(meta)?;
+        self.scope = if scopes.is_empty() {
+            "openid".into()
+        } else {
+            scopes.join(" ")
+        };
+        Ok(self)
+    }
+}
+
+/// A redirect URI is registered as an exact string (compared exactly at /authorize, with the
+/// RFC 8252 §7.3 loopback-port exception). It must be absolute and have no fragment
+/// (RFC 6749 §3.1.2); https, http only on a loopback host, or a private-use scheme with a dot
+/// for native apps (RFC 8252 §7.1). Script and data schemes are never accepted.
+pub fn validate_redirect_uri(uri: &str) -> Result<(), MetadataError> {
+    let bad = |why: &str| MetadataError::InvalidRedirectUri(format!("{why}: {uri:?}"));
+    if uri.len() > MAX_URI_LEN {
+        return Err(bad("redirect URI is too long"));
+    }
+    let url = Url::parse(uri).map_err(|_| bad("redirect URI is not an absolute URL"))?;
+    if url.fragment().is_some() || uri.contains('#') {
+        return Err(bad("redirect URI must not have a fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("redirect URI must not contain credentials"));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if url.host_str().is_some_and(is_loopback_host) => Ok(()),
+        "http" => Err(bad("http redirect URIs are only allowed on loopback hosts")),
+        "javascript" | "data" | "vbscript" | "file" | "blob" | "about" | "ws" | "wss" => {
+            Err(bad("redirect URI scheme is not allowed"))
+        }
+        s if s.contains('.') => Ok(()),
+        _ => Err(bad(
+            "a private-use redirect URI scheme must be a reverse domain name (RFC 8252 §7.1)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ClientMetadata {
+        ClientMetadata {
+            client_name: "App".into(),
+            redirect_uris: vec!["https://app.example.com/cb".into()],
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            response_types: vec![],
+            token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+            scope: String::new(),
+            jwks_uri: None,
+        }
+    }
+
+    #[test]
+    fn valid_metadata_gets_derived_fields() {
+        let m = base().validate().unwrap();
+        assert_eq!(m.response_types, ["code"]);
+        assert_eq!(m.scope, "openid");
+    }
+
+    #[test]
+    fn redirect_uri_rules() {
+        for ok in [
+            "https://app.example.com/cb?x=1",
+            "http://127.0.0.1:8000/cb",
+            "http://localhost/cb",
+            "http://[::1]/cb",
+            "com.example.app:/oauth2redirect",
+        ] {
+            assert!(validate_redirect_uri(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "https://app.example.com/cb#frag",
+            "http://app.example.com/cb",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "/relative",
+            "myapp:/cb",
+            "https://user:pw@app.example.com/cb",
+        ] {
+            assert!(
+                matches!(
+                    validate_redirect_uri(bad),
+                    Err(MetadataError::InvalidRedirectUri(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn inconsistent_grants_are_refused() {
+        let mut m = base();
+        m.grant_types = vec![GrantType::RefreshToken];
+        assert!(m.validate().is_err());
+        let mut m = base();
+        m.token_endpoint_auth_method = AuthMethod::None;
+        m.grant_types.push(GrantType::ClientCredentials);
+        assert!(m.validate().is_err());
+        let mut m = base();
+        m.token_endpoint_auth_method = AuthMethod::PrivateKeyJwt;
+        assert_eq!(m.validate().unwrap_err().code(), "invalid_client_metadata");
+        let mut m = base();
+        m.redirect_uris.clear();
+        assert_eq!(m.validate().unwrap_err().code(), "invalid_redirect_uri");
+    }
+
+    #[test]
+    fn client_credentials_only_needs_no_redirect_uri() {
+        let mut m = base();
+        m.redirect_uris.clear();
+        m.grant_types = vec![GrantType::ClientCredentials];
+        let m = m.validate().unwrap();
+        assert!(m.response_types.is_empty());
+    }
+}

@@ -1,0 +1,104 @@
+//! Binding, serving and graceful shutdown.
+
+use std::net::SocketAddr;
+
+use poem::Server;
+use poem::listener::TcpAcceptor;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::state::{AppState, StartError};
+
+/// A server running in the background; for the CLI's `serve` and for tests.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), and waits.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// Waits until the server ends by itself (after a signal).
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves the app until `stop` is called or,
+/// with `signals`, until SIGTERM or SIGINT.
+pub async fn start(
+    state: AppState,
+    addr: SocketAddr,
+    signals: bool,
+) -> Result<Running, StartError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    let acceptor = TcpAcceptor::from_tokio(listener)
+        .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
+    let grace = state.config.http.shutdown_grace;
+    let app = crate::http::app(state);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            if signals {
+                tokio::select! {
+                    _ = rx => {},
+                    _ = shutdown_signal() => {},
+                }
+            } else {
+                let _ = rx.await;
+            }
+            tracing::info!("shutting down");
+        };
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(grace))
+            .await
+    });
+    Ok(Running {
+        addr,
+        stop: Some(tx),
+        task,
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,124 @@
+//! Everything a request needs, passed explicitly. No globals.
+
+use std::sync::Arc;
+
+use latchkey_jwks::{Kek, KekRing, KeyPolicy};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::metrics::Metrics;
+use crate::keys::KeyService;
+use crate::secrets::{Pepper, load_or_create_key_file};
+use crate::store::{PoolSettings, Store, redact_url};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub keys: Arc<KeyService>,
+    pub pepper: Arc<Pepper>,
+    pub keks: Arc<KekRing>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A start-up failure, worded for one line on stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
+
+fn one_line(s: impl std::fmt::Display) -> String {
+    s.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl AppState {
+    /// Prepares the data directory and secrets, opens and migrates the database, checks the
+    /// pepper against it and makes sure signing keys exist.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let uses_data_dir = config.database_url.is_none()
+            || config.secrets.pepper_file.is_none()
+            || config.secrets.kek_file.is_none();
+        if uses_data_dir {
+            create_private_dir(&config.data_dir).map_err(|e| {
+                StartError(format!("data directory {}: {e}", config.data_dir.display()))
+            })?;
+        }
+        // Generated only when they are the defaults under the data directory: a configured
+        // path that is missing is a deployment mistake, not a first start.
+        let pepper = load_or_create_key_file(
+            &config.pepper_file(),
+            "pepper",
+            config.secrets.pepper_file.is_none(),
+        )
+        .map_err(|e| StartError(format!("pepper file {}", one_line(e))))?;
+        let pepper = Pepper::new(pepper).map_err(StartError)?;
+        let keks =
+            load_or_create_key_file(&config.kek_file(), "kek", config.secrets.kek_file.is_none())
+                .map_err(|e| StartError(format!("key-encryption key file {}", one_line(e))))?;
+        let keks = KekRing::new(keks.into_iter().map(|(id, k)| Kek::new(id, &k)).collect())
+            .map_err(|e| StartError(e.to_string()))?;
+
+        let url = config.database_url();
+        let settings = PoolSettings {
+            max_connections: config.database.max_connections,
+            acquire_timeout: config.database.acquire_timeout,
+        };
+        let store = Store::open(&url, &settings)
+            .await
+            .map_err(|e| StartError(format!("database {}: {}", redact_url(&url), one_line(e))))?;
+        let now = clock.now();
+        store
+            .check_pepper(&pepper, now)
+            .await
+            .map_err(|e| StartError(one_line(e)))?;
+
+        let keks = Arc::new(keks);
+        let policy = KeyPolicy {
+            publish_lead: secs(config.keys.publish_lead),
+            retain_retired: secs(config.longest_jwt_lifetime()),
+        };
+        let keys = KeyService::new(
+            store.clone(),
+            keks.clone(),
+            policy,
+            secs(config.keys.refresh_interval),
+        );
+        keys.ensure_keys(now)
+            .await
+            .map_err(|e| StartError(one_line(e)))?;
+        keys.keyring(now)
+            .await
+            .map_err(|e| StartError(one_line(e)))?;
+
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            keys: Arc::new(keys),
+            pepper: Arc::new(pepper),
+            keks,
+            clock,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+}
+
+pub fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}

@@ -1,0 +1,174 @@
+//! Every store operation, on every enabled backend (SQLite always; PostgreSQL when
+//! `LATCHKEY_TEST_POSTGRES_URL` is set), each test on its own fresh database.
+
+use std::time::Duration;
+
+use latchkey_jwks::{Alg, Kek, KekRing, PrivateKey};
+
+use super::*;
+use crate::secrets::Pepper;
+use crate::testdb::TestDb;
+
+const NOW: i64 = 1_800_000_000;
+
+async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for db in TestDb::all().await {
+        let settings = PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let store = Store::open(&db.url, &settings)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", db.label));
+        test(store.clone()).await;
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_ping_answers() {
+    each_backend(|store| async move {
+        store.migrate().await.unwrap();
+        store.ping().await.unwrap();
+    })
+    .await;
+}
+
+#[test]
+fn embedded_migrations_match_the_migrations_directory() {
+    for (backend, dir) in [(Backend::Sqlite, "sqlite"), (Backend::Postgres, "postgres")] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../migrations")
+            .join(dir);
+        let mut files: Vec<String> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = migrations::list(backend)
+            .iter()
+            .map(|(v, d, _)| format!("{v:04}_{d}.sql"))
+            .collect();
+        assert_eq!(files, listed, "{dir}: embed every migration file, in order");
+    }
+}
+
+#[tokio::test]
+async fn signing_keys_round_trip() {
+    each_backend(|store| async move {
+        let keks = KekRing::new(vec![Kek::new("k", &[3; 32])]).unwrap();
+        let a = PrivateKey::generate(Alg::Es256)
+            .unwrap()
+            .seal(&keks, NOW, NOW)
+            .unwrap();
+        let b = PrivateKey::generate(Alg::EdDsa)
+            .unwrap()
+            .seal(&keks, NOW, NOW + 60)
+            .unwrap();
+        store.insert_signing_key(&a).await.unwrap();
+        store.insert_signing_key(&b).await.unwrap();
+        let keys = store.signing_keys().await.unwrap();
+        assert_eq!(keys, vec![a.clone(), b]);
+        assert!(store.insert_signing_key(&a).await.is_err(), "kid is unique");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pepper_check_refuses_a_foreign_pepper_and_accepts_rotation() {
+    each_backend(|store| async move {
+        let p1 = Pepper::new(vec![("p1".into(), [1; 32])]).unwrap();
+        store.check_pepper(&p1, NOW).await.unwrap();
+        store.check_pepper(&p1, NOW).await.unwrap();
+
+        let same_id_other_key = Pepper::new(vec![("p1".into(), [9; 32])]).unwrap();
+        assert!(matches!(
+            store.check_pepper(&same_id_other_key, NOW).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let unrelated = Pepper::new(vec![("p7".into(), [7; 32])]).unwrap();
+        assert!(matches!(
+            store.check_pepper(&unrelated, NOW).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        let rotated = Pepper::new(vec![("p2".into(), [2; 32]), ("p1".into(), [1; 32])]).unwrap();
+        store.check_pepper(&rotated, NOW).await.unwrap();
+        let only_new = Pepper::new(vec![("p2".into(), [2; 32])]).unwrap();
+        store.check_pepper(&only_new, NOW).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn users_are_unique_by_email_case_insensitively() {
+    each_backend(|store| async move {
+        let new = NewUser {
+            id: "u1",
+            email: "Ada@Example.com",
+            email_verified: true,
+            name: Some("Ada"),
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+            is_admin: true,
+            now: NOW,
+        };
+        store.create_user(&new).await.unwrap();
+        let by_email = store
+            .user_by_email("ada@example.COM")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_email.id, "u1");
+        assert_eq!(by_email.email, "Ada@Example.com");
+        assert!(by_email.is_admin && by_email.email_verified);
+        assert_eq!(store.user_by_id("u1").await.unwrap(), Some(by_email));
+        assert_eq!(store.user_by_id("nope").await.unwrap(), None);
+        assert!(
+            store
+                .password_hash("u1")
+                .await
+                .unwrap()
+                .unwrap()
+                .starts_with("$argon2id$")
+        );
+
+        let dup = NewUser {
+            id: "u2",
+            email: "ADA@example.com",
+            ..new
+        };
+        assert!(matches!(
+            store.create_user(&dup).await,
+            Err(StoreError::Conflict(_))
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clients_store_only_the_secret_digest() {
+    each_backend(|store| async move {
+        let c = NewClient {
+            client_id: "c1",
+            secret_digest: Some("p1$digest"),
+            metadata: r#"{"client_name":"App"}"#,
+            now: NOW,
+        };
+        store.create_client(&c).await.unwrap();
+        let got = store.client_by_id("c1").await.unwrap().unwrap();
+        assert_eq!(got.secret_digest.as_deref(), Some("p1$digest"));
+        assert_eq!(got.metadata, r#"{"client_name":"App"}"#);
+        assert_eq!(got.created_at, NOW);
+        assert!(matches!(
+            store.create_client(&c).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.client_by_id("c2").await.unwrap(), None);
+    })
+    .await;
+}

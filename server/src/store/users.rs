@@ -1,0 +1,102 @@
+//! Users. The email is unique case-insensitively (`email_key`) and kept as typed (`email`).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, is_unique_violation};
+
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub email_verified: bool,
+    pub name: Option<&'a str>,
+    /// An argon2id PHC string, never a password.
+    pub password_hash: Option<&'a str>,
+    pub is_admin: bool,
+    pub now: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub is_admin: bool,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+pub fn email_key(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+const USER_COLUMNS: &str = "id, email, email_verified, name, is_admin, disabled_at, created_at";
+
+impl Store {
+    pub async fn create_user(&self, u: &NewUser<'_>) -> Result<(), StoreError> {
+        let result = sqlx::query(
+            "INSERT INTO users (id, email, email_key, email_verified, name, password_hash, is_admin, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(u.id)
+        .bind(u.email)
+        .bind(email_key(u.email))
+        .bind(i64::from(u.email_verified))
+        .bind(u.name)
+        .bind(u.password_hash)
+        .bind(i64::from(u.is_admin))
+        .bind(u.now)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
+                "a user with this email already exists",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
+        ))
+        .bind(email_key(email))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// The stored password hash, for the sign-in check only.
+    pub async fn password_hash(&self, user_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("password_hash")?,
+            None => None,
+        })
+    }
+}
+
+fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        email_verified: row.try_get::<i64, _>("email_verified")? != 0,
+        name: row.try_get("name")?,
+        is_admin: row.try_get::<i64, _>("is_admin")? != 0,
+        disabled_at: row.try_get("disabled_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
