@@ -76,7 +76,7 @@ impl PrivateKey {
                 (kp.to_jwk_private_key(), kp.to_jwk_public_key())
             }
         };
-        Self::from_parts(alg, private, public).map_err(|reason| KeyError::Generate(reason))
+        Self::from_parts(alg, private, public).map_err(KeyError::Generate)
     }
 
     fn from_parts(alg: Alg, mut private: Jwk, mut public: Jwk) -> Result<Self, String> {

@@ -105,7 +105,7 @@ impl KeyStatus {
                 });
             }
         }
-        out.sort_by(|a, b| (a.alg, a.state, a.activates_at).cmp(&(b.alg, b.state, b.activates_at)));
+        out.sort_by_key(|s| (s.alg, s.state, s.activates_at));
         out
     }
 }

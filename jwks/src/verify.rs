@@ -132,6 +132,32 @@ impl PublicKeySet {
         Ok(())
     }
 
+    /// Builds a set from a JWKS document (RFC 7517 §5). Keys without a `kid`, or whose `alg`
+    /// is not one we verify, are skipped: a key is only ever used for the algorithm it names.
+    pub fn from_jwks_json(doc: &str) -> Result<Self, String> {
+        let doc: Value = serde_json::from_str(doc).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or("JWKS has no keys array")?;
+        let mut set = Self::new();
+        for key in keys {
+            let (Some(kid), Some(alg)) = (
+                key.get("kid").and_then(Value::as_str),
+                key.get("alg")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.parse::<Alg>().ok()),
+            ) else {
+                continue;
+            };
+            let Value::Object(map) = key else { continue };
+            let jwk = Jwk::from_map(map.clone()).map_err(|e| format!("key {kid}: {e}"))?;
+            set.insert(kid, alg, &jwk)
+                .map_err(|e| format!("key {kid}: {e}"))?;
+        }
+        Ok(set)
+    }
+
     pub fn contains(&self, kid: &str) -> bool {
         self.keys.contains_key(kid)
     }
@@ -218,13 +244,9 @@ fn check_claims(claims: &Map<String, Value>, opts: &VerifyOptions<'_>) -> Result
     if opts.now >= exp.saturating_add(opts.leeway) {
         return Err(VerifyError::Expired);
     }
-    if let Some(nbf) = date("nbf")? {
-        if opts.now.saturating_add(opts.leeway) < nbf {
-            return Err(VerifyError::NotYetValid);
-        }
-    }
-    if let Some(iat) = date("iat")? {
-        if opts.now.saturating_add(opts.leeway) < iat {
+    // Neither `nbf` nor `iat` may lie in the future.
+    for name in ["nbf", "iat"] {
+        if date(name)?.is_some_and(|t| opts.now.saturating_add(opts.leeway) < t) {
             return Err(VerifyError::NotYetValid);
         }
     }

@@ -1,1 +1,9 @@
+//! Black-box tests: the real server on 127.0.0.1:0, spoken to over HTTP, and the real CLI
+//! run in-process. Each test gets its own database; the PostgreSQL half runs when
+//! `LATCHKEY_TEST_POSTGRES_URL` is set.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
+mod endpoints;
+mod harness;
+mod keys;

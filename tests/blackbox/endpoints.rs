@@ -1,0 +1,205 @@
+//! Discovery, JWKS, health, metrics, security headers and body limits over real HTTP.
+
+use crate::harness::{Env, Server, get_json, http, kids};
+use latchkey::testdb::TestDb;
+
+#[tokio::test]
+async fn discovery_names_the_issuer_and_jwks_and_both_metadata_paths_agree() {
+    let env = Env::new(TestDb::sqlite(), "issuer = \"http://localhost:8080\"");
+    let server = Server::start(env.config()).await;
+    let resp = http()
+        .get(server.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let oidc: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(oidc["issuer"], "http://localhost:8080");
+    assert_eq!(oidc["jwks_uri"], "http://localhost:8080/jwks.json");
+    let rfc8414 = get_json(&server.url("/.well-known/oauth-authorization-server")).await;
+    assert_eq!(oidc, rfc8414);
+    // Nothing is advertised that does not exist yet.
+    assert!(oidc.get("authorization_endpoint").is_none());
+    assert_eq!(oidc["grant_types_supported"], serde_json::json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn jwks_has_three_distinct_public_keys_an_etag_and_a_short_max_age() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    let resp = http().get(server.url("/jwks.json")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        resp.headers()["cache-control"].to_str().unwrap(),
+        "public, max-age=300"
+    );
+    let jwks: serde_json::Value = resp.json().await.unwrap();
+    let mut algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["alg"].as_str().unwrap())
+        .collect();
+    algs.sort();
+    assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
+    let mut k = kids(&jwks);
+    k.dedup();
+    assert_eq!(k.len(), 3);
+    for key in jwks["keys"].as_array().unwrap() {
+        assert!(key.get("d").is_none(), "private key material published");
+    }
+
+    let again = http()
+        .get(server.url("/jwks.json"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_start_on_the_same_data_directory_publishes_the_same_kids() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let first = Server::start(env.config()).await;
+    let before = kids(&get_json(&first.url("/jwks.json")).await);
+    first.stop().await;
+    let second = Server::start(env.config()).await;
+    let after = kids(&get_json(&second.url("/jwks.json")).await);
+    assert_eq!(before, after);
+    second.stop().await;
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for f in ["pepper.keys", "kek.keys"] {
+            let mode = std::fs::metadata(env.data_dir().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o777,
+                0o600,
+                "{f} must be readable by the owner only"
+            );
+        }
+        let mode = std::fs::metadata(env.data_dir())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    for path in ["/jwks.json", "/healthz", "/no-such-page"] {
+        let resp = http().get(server.url(path)).send().await.unwrap();
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(
+            h.get("strict-transport-security").is_none(),
+            "no HSTS on http"
+        );
+    }
+    server.stop().await;
+
+    let env = Env::new(TestDb::sqlite(), "issuer = \"https://id.example.com\"");
+    let server = Server::start(env.config()).await;
+    let resp = http().get(server.url("/healthz")).send().await.unwrap();
+    assert!(
+        resp.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_are_refused() {
+    let env = Env::new(TestDb::sqlite(), "[http]\nmax_body_bytes = 2048");
+    let server = Server::start(env.config()).await;
+    let resp = http()
+        .post(server.url("/healthz"))
+        .body(vec![b'a'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    // Without a Content-Length (chunked), the limit still holds.
+    let status = raw_chunked_post(&server.base, "/healthz", &[&[b'a'; 1500], &[b'b'; 1500]]).await;
+    assert_eq!(status, 413);
+    let status = raw_chunked_post(&server.base, "/healthz", &[&[b'a'; 100]]).await;
+    assert_eq!(
+        status, 405,
+        "small chunked body passes the limit and reaches routing"
+    );
+    server.stop().await;
+}
+
+/// Sends a chunked POST by hand and returns the status code.
+async fn raw_chunked_post(base: &str, path: &str, chunks: &[&[u8]]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for c in chunks {
+        req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend_from_slice(c);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&req).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf).await;
+    let head = String::from_utf8_lossy(&buf);
+    head.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn readiness_checks_the_database_and_metrics_count_requests() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    let resp = http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = http().get(server.url("/jwks.json")).send().await.unwrap();
+    let metrics = http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "latchkey_http_requests_total{route=\"/jwks.json\",method=\"GET\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    server.state.store.close().await;
+    let resp = http().get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    server.stop().await;
+}

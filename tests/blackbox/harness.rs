@@ -1,0 +1,121 @@
+//! Starting servers and running the CLI against a throwaway database.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use latchkey::clock::{Clock, ManualClock, SystemClock};
+use latchkey::config::{Config, Overrides};
+use latchkey::state::AppState;
+use latchkey::testdb::TestDb;
+
+/// A data directory plus a config file pointing at one test database.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    /// Held so the database lives as long as the environment.
+    _db: TestDb,
+    pub config_path: PathBuf,
+}
+
+impl Env {
+    pub fn new(db: TestDb, extra_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("latchkey.toml");
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ndatabase_url = {:?}\n{extra_toml}\n",
+            dir.path().join("data").display().to_string(),
+            db.url,
+        );
+        std::fs::write(&config_path, toml).unwrap();
+        Self {
+            dir,
+            _db: db,
+            config_path,
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config::load(Some(&self.config_path), &Overrides::default()).unwrap()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs the CLI with `--config` and `args`; returns stdout or the one-line error.
+    pub async fn cli(&self, args: &[&str], stdin: &str) -> Result<String, String> {
+        run_cli(Some(&self.config_path), args, stdin).await
+    }
+}
+
+pub async fn run_cli(config: Option<&Path>, args: &[&str], stdin: &str) -> Result<String, String> {
+    let mut argv: Vec<String> = vec!["latchkey".into()];
+    if let Some(path) = config {
+        argv.push("--config".into());
+        argv.push(path.display().to_string());
+    }
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let mut input = std::io::Cursor::new(stdin.as_bytes().to_vec());
+    let mut out = Vec::new();
+    match latchkey::cli::run(argv, &mut input, &mut out).await {
+        Ok(()) => Ok(String::from_utf8(out).unwrap()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+pub struct Server {
+    pub base: String,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    running: Option<latchkey::server::Running>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Self {
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
+        let state = AppState::build(config, clock.clone()).await.unwrap();
+        let running = latchkey::server::start(state.clone(), "127.0.0.1:0".parse().unwrap(), false)
+            .await
+            .unwrap();
+        Self {
+            base: format!("http://{}", running.addr),
+            state,
+            clock,
+            running: Some(running),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        self.state.store.close().await;
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let resp = http().get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    resp.json().await.unwrap()
+}
+
+pub fn kids(jwks: &serde_json::Value) -> Vec<String> {
+    let mut kids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
+    kids.sort();
+    kids
+}
