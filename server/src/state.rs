@@ -69,6 +69,14 @@ impl AppState {
         let store = Store::open(&url, &settings)
             .await
             .map_err(|e| StartError(format!("database {}: {}", redact_url(&url), one_line(e))))?;
+        if config.database_url.is_none() {
+            for file in ["latchkey.db", "latchkey.db-wal", "latchkey.db-shm"] {
+                let path = config.data_dir.join(file);
+                if path.exists() {
+                    restrict_to_owner(&path);
+                }
+            }
+        }
         let now = clock.now();
         store
             .check_pepper(&pepper, now)
@@ -107,6 +115,18 @@ impl AppState {
 
 pub fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The database holds digests and sealed keys; SQLite gives its -wal and -shm files the
+/// same mode as the main file.
+fn restrict_to_owner(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot restrict the database file to its owner");
+        }
+    }
 }
 
 fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {

@@ -66,6 +66,14 @@ impl Store {
             Backend::Postgres
         };
         let options: AnyConnectOptions = url.parse()?;
+        // One direct connection first: when the database is unreachable, this reports why
+        // (refused, auth failed, no such database) where the pool would only time out.
+        {
+            use sqlx::ConnectOptions as _;
+            use sqlx::Connection as _;
+            let conn = options.connect().await?;
+            let _ = conn.close().await;
+        }
         let mut pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout);
