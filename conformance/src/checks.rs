@@ -45,7 +45,9 @@ async fn discovery(http: &reqwest::Client, issuer: &str) -> Result<Value, String
         .unwrap_or_default()
         .to_owned();
     if !content_type.starts_with("application/json") {
-        return Err(format!("content type is {content_type:?}, not application/json"));
+        return Err(format!(
+            "content type is {content_type:?}, not application/json"
+        ));
     }
     let doc: Value = resp
         .json()
@@ -73,9 +75,7 @@ async fn discovery(http: &reqwest::Client, issuer: &str) -> Result<Value, String
         "token_endpoint_auth_methods_supported",
     ] {
         if let Some(v) = doc.get(list) {
-            let ok = v
-                .as_array()
-                .is_some_and(|a| a.iter().all(Value::is_string));
+            let ok = v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
             if !ok {
                 return Err(format!("{list} must be an array of strings"));
             }
