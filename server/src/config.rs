@@ -360,6 +360,35 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_the_file_and_flags_override_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "issuer = \"https://file.example.com\"\n[keys]\njwks_max_age = \"1m\"",
+            )?;
+            jail.set_env("LATCHKEY_ISSUER", "https://env.example.com");
+            jail.set_env("LATCHKEY_KEYS__JWKS_MAX_AGE", "2m");
+            jail.set_env("LATCHKEY_TEST_POSTGRES_URL", "postgres://ignored");
+            let c = Config::load(Some(Path::new("c.toml")), &Overrides::default()).unwrap();
+            assert_eq!(c.issuer, "https://env.example.com");
+            assert_eq!(c.keys.jwks_max_age, Duration::from_secs(120));
+            let flags = Overrides {
+                issuer: Some("https://flag.example.com".into()),
+                ..Overrides::default()
+            };
+            let c = Config::load(Some(Path::new("c.toml")), &flags).unwrap();
+            assert_eq!(c.issuer, "https://flag.example.com");
+
+            jail.set_env("LATCHKEY_LISTN", "0.0.0.0:1");
+            let err = Config::load(Some(Path::new("c.toml")), &flags)
+                .unwrap_err()
+                .0;
+            assert!(err.contains("listn"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn defaults_are_zero_config() {
         let c = load_toml("").unwrap();
         assert_eq!(c.issuer, DEFAULT_ISSUER);

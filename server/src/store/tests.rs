@@ -29,6 +29,18 @@ where
     }
 }
 
+/// CI must run the PostgreSQL half: a green run without it would prove half of the claim.
+#[test]
+fn postgres_suite_is_enabled_in_ci() {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        assert!(
+            std::env::var(crate::testdb::POSTGRES_ENV).is_ok(),
+            "CI=true but {} is not set",
+            crate::testdb::POSTGRES_ENV
+        );
+    }
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_ping_answers() {
     each_backend(|store| async move {
