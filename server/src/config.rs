@@ -360,6 +360,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
     fn environment_overrides_the_file_and_flags_override_the_environment() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
