@@ -142,7 +142,8 @@ enum ClientCommand {
         /// Grant type (repeat) [default: authorization_code and refresh_token].
         #[arg(long = "grant-type", value_enum, value_name = "G")]
         grant_types: Vec<GrantType>,
-        /// Scope the client may ask for (repeat) [default: openid].
+        /// Scope the client may ask for (repeat) [default: openid profile email
+        /// offline_access for clients of the code flow, none otherwise].
         #[arg(long = "scope", value_name = "S")]
         scopes: Vec<String>,
         /// Client authentication at the token endpoint [default: client_secret_basic, or
@@ -152,6 +153,15 @@ enum ClientCommand {
         /// JWKS URL of the client's keys (for private_key_jwt).
         #[arg(long, value_name = "URL")]
         jwks_uri: Option<String>,
+        /// Where RP-initiated logout may send the user back (repeat for several).
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Algorithm of this client's id_tokens [default: RS256].
+        #[arg(long, value_name = "ALG")]
+        id_token_signed_response_alg: Option<String>,
+        /// A first-party client: users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
     },
 }
 
@@ -305,6 +315,9 @@ where
             scopes,
             token_endpoint_auth_method,
             jwks_uri,
+            post_logout_redirect_uris,
+            id_token_signed_response_alg,
+            first_party,
         }) => {
             let method = match (public, token_endpoint_auth_method) {
                 (true, None | Some(AuthMethod::None)) => AuthMethod::None,
@@ -321,14 +334,26 @@ where
             } else {
                 grant_types
             };
+            let scope = if scopes.is_empty() && grant_types.contains(&GrantType::AuthorizationCode)
+            {
+                "openid profile email offline_access".to_owned()
+            } else {
+                scopes.join(" ")
+            };
             let metadata = ClientMetadata {
                 client_name: name,
                 redirect_uris,
                 grant_types,
                 response_types: Vec::new(),
                 token_endpoint_auth_method: method,
-                scope: scopes.join(" "),
+                scope,
                 jwks_uri,
+                post_logout_redirect_uris,
+                id_token_signed_response_alg,
+                logo_uri: None,
+                policy_uri: None,
+                tos_uri: None,
+                first_party,
             }
             .validate()
             .map_err(failed)?;

@@ -49,6 +49,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub keys: KeysConfig,
     pub tokens: TokensConfig,
+    pub sessions: SessionsConfig,
+    pub signin: SigninConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -67,6 +69,8 @@ pub struct HttpConfig {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A directory of templates that override the embedded ones by file name.
+    pub templates_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -101,6 +105,31 @@ pub struct TokensConfig {
     pub access_token_lifetime: Duration,
     #[serde(with = "humantime_serde")]
     pub id_token_lifetime: Duration,
+    /// Authorization codes are single use and short-lived (RFC 6749 §4.1.2: at most 10 min).
+    #[serde(with = "humantime_serde")]
+    pub code_lifetime: Duration,
+    /// Absolute lifetime of a refresh token family: rotation does not extend it.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_lifetime: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    /// A session unused this long ends.
+    #[serde(with = "humantime_serde")]
+    pub idle_lifetime: Duration,
+    /// A session ends this long after sign-in, used or not.
+    #[serde(with = "humantime_serde")]
+    pub absolute_lifetime: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SigninConfig {
+    /// Password hashes computed at once; more wait, so a login flood cannot starve the
+    /// token endpoint of CPU.
+    pub password_hash_concurrency: usize,
 }
 
 pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
@@ -119,6 +148,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             keys: KeysConfig::default(),
             tokens: TokensConfig::default(),
+            sessions: SessionsConfig::default(),
+            signin: SigninConfig::default(),
         }
     }
 }
@@ -137,6 +168,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            templates_dir: None,
         }
     }
 }
@@ -156,6 +188,25 @@ impl Default for TokensConfig {
         Self {
             access_token_lifetime: Duration::from_secs(10 * 60),
             id_token_lifetime: Duration::from_secs(60 * 60),
+            code_lifetime: Duration::from_secs(60),
+            refresh_token_lifetime: Duration::from_secs(30 * 24 * 60 * 60),
+        }
+    }
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_lifetime: Duration::from_secs(24 * 60 * 60),
+            absolute_lifetime: Duration::from_secs(14 * 24 * 60 * 60),
+        }
+    }
+}
+
+impl Default for SigninConfig {
+    fn default() -> Self {
+        Self {
+            password_hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -241,6 +292,29 @@ impl Config {
         )?;
         positive("tokens.id_token_lifetime", self.tokens.id_token_lifetime)?;
         positive("keys.jwks_max_age", self.keys.jwks_max_age)?;
+        positive(
+            "tokens.refresh_token_lifetime",
+            self.tokens.refresh_token_lifetime,
+        )?;
+        positive("sessions.idle_lifetime", self.sessions.idle_lifetime)?;
+        positive(
+            "sessions.absolute_lifetime",
+            self.sessions.absolute_lifetime,
+        )?;
+        if self.tokens.code_lifetime.is_zero()
+            || self.tokens.code_lifetime > Duration::from_secs(600)
+        {
+            return Err(invalid(
+                "tokens.code_lifetime",
+                "must be between 1s and 10m (RFC 6749 §4.1.2)",
+            ));
+        }
+        if self.signin.password_hash_concurrency == 0 {
+            return Err(invalid(
+                "signin.password_hash_concurrency",
+                "must be at least 1",
+            ));
+        }
         if self.keys.publish_lead < self.keys.refresh_interval + self.keys.jwks_max_age {
             return Err(invalid(
                 "keys.publish_lead",
@@ -274,6 +348,12 @@ impl Config {
             .kek_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("kek.keys"))
+    }
+
+    /// The issuer's origin (`scheme://host[:port]`), as browsers send it in `Origin`.
+    pub fn issuer_origin(&self) -> String {
+        Url::parse(&self.issuer)
+            .map_or_else(|_| String::new(), |u| u.origin().ascii_serialization())
     }
 
     pub fn issuer_is_https(&self) -> bool {

@@ -15,5 +15,6 @@ pub mod signin;
 pub mod state;
 pub mod store;
 pub mod testdb;
+pub mod views;
 
 pub use http::app;

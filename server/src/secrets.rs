@@ -35,6 +35,10 @@ pub fn random_token(bytes: usize) -> String {
 pub enum Purpose {
     ClientSecret,
     PepperCheck,
+    Session,
+    Csrf,
+    AuthorizationCode,
+    RefreshToken,
 }
 
 impl Purpose {
@@ -42,6 +46,10 @@ impl Purpose {
         match self {
             Purpose::ClientSecret => b"client_secret",
             Purpose::PepperCheck => b"pepper_check",
+            Purpose::Session => b"session",
+            Purpose::Csrf => b"csrf",
+            Purpose::AuthorizationCode => b"authorization_code",
+            Purpose::RefreshToken => b"refresh_token",
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::http::metrics::Metrics;
 use crate::keys::KeyService;
 use crate::secrets::{Pepper, load_or_create_key_file};
 use crate::store::{PoolSettings, Store, redact_url};
+use crate::views::Views;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,6 +21,11 @@ pub struct AppState {
     pub keks: Arc<KekRing>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    pub views: Arc<Views>,
+    /// Bounds concurrent password hashing (`signin.password_hash_concurrency`).
+    pub password_slots: Arc<tokio::sync::Semaphore>,
+    /// Hash of a random password, verified against when an account does not exist.
+    pub dummy_password_hash: Arc<String>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -101,7 +107,22 @@ impl AppState {
             .await
             .map_err(|e| StartError(one_line(e)))?;
 
+        let views = Views::new(config.http.templates_dir.clone());
+        views
+            .check()
+            .map_err(|e| StartError(format!("templates: {}", one_line(e))))?;
+        let dummy = tokio::task::spawn_blocking(|| {
+            crate::signin::password::hash(&crate::secrets::random_token(16))
+        })
+        .await
+        .map_err(|e| StartError(e.to_string()))?
+        .map_err(|e| StartError(e.to_string()))?;
+        let slots = config.signin.password_hash_concurrency;
+
         Ok(Self {
+            views: Arc::new(views),
+            password_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            dummy_password_hash: Arc::new(dummy),
             config: Arc::new(config),
             store,
             keys: Arc::new(keys),
@@ -110,6 +131,24 @@ impl AppState {
             clock,
             metrics: Arc::new(Metrics::new()),
         })
+    }
+}
+
+impl AppState {
+    /// Verifies a password against a stored hash (or, when there is none, against a dummy
+    /// hash, so the cost is the same) on a blocking thread, at most
+    /// `signin.password_hash_concurrency` at a time.
+    pub async fn verify_password(&self, password: String, hash: Option<String>) -> bool {
+        let Ok(_permit) = self.password_slots.clone().acquire_owned().await else {
+            return false;
+        };
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| self.dummy_password_hash.as_str().to_owned());
+        let ok =
+            tokio::task::spawn_blocking(move || crate::signin::password::verify(&password, &hash))
+                .await
+                .unwrap_or(false);
+        ok && known
     }
 }
 

@@ -24,9 +24,27 @@ async fn discovery_names_the_issuer_and_jwks_and_both_metadata_paths_agree() {
     assert_eq!(oidc["jwks_uri"], "http://localhost:8080/jwks.json");
     let rfc8414 = get_json(&server.url("/.well-known/oauth-authorization-server")).await;
     assert_eq!(oidc, rfc8414);
-    // Nothing is advertised that does not exist yet.
-    assert!(oidc.get("authorization_endpoint").is_none());
-    assert_eq!(oidc["grant_types_supported"], serde_json::json!([]));
+    assert_eq!(
+        oidc["authorization_endpoint"],
+        "http://localhost:8080/authorize"
+    );
+    assert_eq!(
+        oidc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(oidc["authorization_response_iss_parameter_supported"], true);
+    // Only what works is advertised: no implicit flow, no unsigned request objects.
+    assert_eq!(
+        oidc["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(oidc["request_parameter_supported"], false);
+    let algs = oidc["id_token_signing_alg_values_supported"]
+        .as_array()
+        .unwrap();
+    assert!(
+        algs.contains(&serde_json::json!("RS256")) && !algs.contains(&serde_json::json!("none"))
+    );
     server.stop().await;
 }
 

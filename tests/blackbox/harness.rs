@@ -85,6 +85,9 @@ impl Server {
     }
 
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            return path.to_owned();
+        }
         format!("{}{path}", self.base)
     }
 

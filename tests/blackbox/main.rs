@@ -5,5 +5,7 @@
 
 mod cli;
 mod endpoints;
+mod flow;
 mod harness;
 mod keys;
+mod oidc;

@@ -1,13 +1,24 @@
 //! The only module that knows poem: routes, the cross-cutting middleware (body limit,
 //! security headers, logs and metrics) and one file per endpoint.
 
+mod assets;
+mod authorize;
+mod bearer;
+mod browser;
+mod clients;
 mod discovery;
 mod health;
 mod jwks;
+mod login;
+mod logout;
 pub mod metrics;
 mod middleware;
+mod respond;
+mod revoke;
+mod token;
+mod userinfo;
 
-use poem::{Endpoint, EndpointExt, Route, get};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 
 use crate::state::AppState;
 
@@ -19,6 +30,14 @@ pub(crate) const ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
+    "/authorize",
+    "/token",
+    "/userinfo",
+    "/revoke",
+    "/introspect",
+    "/logout",
+    "/login",
+    "/consent",
 ];
 
 /// The whole application, ready to serve. Tests mount this on port 0.
@@ -33,6 +52,18 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at(ROUTES[3], get(health::healthz))
         .at(ROUTES[4], get(health::readyz))
         .at(ROUTES[5], get(metrics::metrics))
+        .at(
+            ROUTES[6],
+            get(authorize::authorize).post(authorize::authorize),
+        )
+        .at(ROUTES[7], post(token::token_endpoint))
+        .at(ROUTES[8], get(userinfo::userinfo).post(userinfo::userinfo))
+        .at(ROUTES[9], post(revoke::revoke))
+        .at(ROUTES[10], post(revoke::introspect))
+        .at(ROUTES[11], get(logout::logout).post(logout::logout))
+        .at(ROUTES[12], get(login::login_form).post(login::login))
+        .at(ROUTES[13], post(login::consent))
+        .at("/static/:name", get(assets::asset))
         .data(state)
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))
         .around(move |ep, req| middleware::security_headers(ep, req, hsts))

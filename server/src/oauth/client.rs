@@ -26,6 +26,14 @@ pub enum GrantType {
     TokenExchange,
 }
 
+impl std::str::FromStr for GrantType {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| ())
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
@@ -56,6 +64,46 @@ pub struct ClientMetadata {
     pub scope: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// OIDC Registration §2; RS256 when absent, as OIDC Core §3.1.3.7 says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_signed_response_alg: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    /// A first-party client skips the consent page. Set by an administrator only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub first_party: bool,
+}
+
+/// A registered client as the protocol sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub secret_digest: Option<String>,
+    pub metadata: ClientMetadata,
+}
+
+impl Client {
+    pub fn has_grant(&self, g: GrantType) -> bool {
+        self.metadata.grant_types.contains(&g)
+    }
+
+    pub fn allowed_scopes(&self) -> impl Iterator<Item = &str> {
+        self.metadata.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    pub fn id_token_alg(&self) -> latchkey_jwks::Alg {
+        self.metadata
+            .id_token_signed_response_alg
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(latchkey_jwks::Alg::Rs256)
+    }
 }
 
 /// RFC 7591 §3.2.2 error codes.
@@ -155,8 +203,35 @@ impl ClientMetadata {
             (None, _) => {}
         }
 
+        for uri in &self.post_logout_redirect_uris {
+            validate_redirect_uri(uri)
+                .map_err(|e| meta(format!("post_logout_redirect_uris: {}", e.description())))?;
+        }
+        if let Some(alg) = &self.id_token_signed_response_alg
+            && alg.parse::<latchkey_jwks::Alg>().is_err()
+        {
+            return Err(meta(
+                "id_token_signed_response_alg must be RS256, ES256 or EdDSA",
+            ));
+        }
+        for (name, uri) in [
+            ("logo_uri", &self.logo_uri),
+            ("policy_uri", &self.policy_uri),
+            ("tos_uri", &self.tos_uri),
+        ] {
+            if let Some(uri) = uri {
+                let ok = uri.len() <= MAX_URI_LEN
+                    && Url::parse(uri).is_ok_and(|u| {
+                        u.scheme() == "https"
+                            || (u.scheme() == "http" && u.host_str().is_some_and(is_loopback_host))
+                    });
+                if !ok {
+                    return Err(meta(format!("{name} must be an https URL")));
+                }
+            }
+        }
         let scopes = parse_scope(&self.scope).map_err(meta)?;
-        self.scope = if scopes.is_empty() {
+        self.scope = if scopes.is_empty() && has(GrantType::AuthorizationCode) {
             "openid".into()
         } else {
             scopes.join(" ")
@@ -208,6 +283,12 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             scope: String::new(),
             jwks_uri: None,
+            post_logout_redirect_uris: vec![],
+            id_token_signed_response_alg: None,
+            logo_uri: None,
+            policy_uri: None,
+            tos_uri: None,
+            first_party: false,
         }
     }
 

@@ -1,17 +1,37 @@
-//! Provider metadata. Advertises only what this server does: each field joins the document in
-//! the same change that makes it true.
+//! Provider metadata (OIDC Discovery §3, RFC 8414 §2). Advertises only what this server does:
+//! each field joins the document in the same change that makes it true.
 
 use serde_json::{Value, json};
 
 /// The metadata document for `issuer`.
 pub fn metadata(issuer: &str) -> Value {
-    // No authorization or token endpoint yet, so no response or grant types: the lists say
-    // so rather than promise flows that do not exist.
     json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
         "jwks_uri": format!("{issuer}/jwks.json"),
-        "response_types_supported": [],
-        "grant_types_supported": [],
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "end_session_endpoint": format!("{issuer}/logout"),
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash", "sid", "name", "email", "email_verified"],
+        "claims_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "authorization_response_iss_parameter_supported": true,
+        "frontchannel_logout_supported": false,
+        "backchannel_logout_supported": false,
     })
 }
 
@@ -20,9 +40,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn issuer_and_jwks_uri_are_derived_from_the_issuer() {
+    fn endpoints_are_derived_from_the_issuer() {
         let m = metadata("https://id.example.com");
         assert_eq!(m["issuer"], "https://id.example.com");
         assert_eq!(m["jwks_uri"], "https://id.example.com/jwks.json");
+        assert_eq!(m["token_endpoint"], "https://id.example.com/token");
+        assert_eq!(m["code_challenge_methods_supported"], json!(["S256"]));
     }
 }

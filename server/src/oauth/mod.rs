@@ -1,5 +1,13 @@
 //! The protocol core: no HTTP framework, no SQL. Pure types and rules.
 
+pub mod authorize;
+pub mod claims;
 pub mod client;
+pub mod client_auth;
 pub mod discovery;
+pub mod error;
+pub mod params;
+pub mod pkce;
+pub mod redirect;
 pub mod scope;
+pub mod tokens;

@@ -3,9 +3,11 @@
 //! embedded default) and PostgreSQL (several instances behind a load balancer).
 
 mod clients;
+mod grants;
 mod keys;
 mod migrations;
 mod pepper;
+mod sessions;
 mod users;
 
 #[cfg(test)]
@@ -17,6 +19,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
+pub use grants::{Authn, CodeRow, RefreshRow, Taken};
+pub use sessions::{NewSession, Session};
 pub use users::{NewUser, User};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,4 +135,12 @@ pub fn redact_url(raw: &str) -> String {
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// `$first, $first+1, ...` for `n` values, for `IN (...)` lists.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,0 +1,313 @@
+//! `/authorize` (GET and POST, OIDC Core §3.1.2.1), and the sign-in and consent steps that an
+//! authorization request may pass through before a code is issued.
+
+use poem::http::{Method, StatusCode};
+use poem::web::Data;
+use poem::{Request, Response, handler};
+
+use super::browser::{append_cookie, csrf_token, current_session};
+use super::respond::{authorize_error, authorize_success, error_page, page};
+use crate::oauth::authorize::{AuthzRequest, Rejection, validate};
+use crate::oauth::client::Client;
+use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
+use crate::oauth::params::Params;
+use crate::secrets::{Purpose, random_token};
+use crate::state::{AppState, secs};
+use crate::store::{Authn, CodeRow, Session};
+
+#[handler]
+pub async fn authorize(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let raw = if req.method() == Method::POST {
+        if !is_form(req) {
+            return error_page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "An authorization request sent with POST must be form-encoded.",
+            );
+        }
+        match body.into_vec().await {
+            Ok(b) => b,
+            Err(_) => {
+                return error_page(
+                    state,
+                    StatusCode::BAD_REQUEST,
+                    "Invalid request",
+                    "The request body could not be read.",
+                );
+            }
+        }
+    } else {
+        req.uri().query().unwrap_or_default().as_bytes().to_vec()
+    };
+    let params = match Params::parse(&raw) {
+        Ok(p) => p,
+        Err(e) => {
+            return error_page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                &e.to_string(),
+            );
+        }
+    };
+    let now = state.clock.now();
+    let session = current_session(state, req, now).await;
+    run(state, req, params, session, None, now).await
+}
+
+pub fn is_form(req: &Request) -> bool {
+    req.content_type()
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+}
+
+pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, Response> {
+    match crate::http::clients::find(state, client_id).await {
+        Ok(c) => Ok(c),
+        Err(e) => Err(error_page(
+            state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            &{
+                tracing::error!(error = %e, "client lookup failed");
+                "Please try again in a moment.".to_owned()
+            },
+        )),
+    }
+}
+
+/// Validates the request and moves it on: to sign-in, to consent, or to a code.
+/// `consent` is the user's answer when this runs from the consent form.
+pub async fn run(
+    state: &AppState,
+    req: &Request,
+    params: Params,
+    session: Option<Session>,
+    consent: Option<bool>,
+    now: i64,
+) -> Response {
+    let client = match params.get("client_id") {
+        Some(id) => match load_client(state, id).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        },
+        None => None,
+    };
+    let request = match validate(&params, client.as_ref()) {
+        Ok(r) => r,
+        Err(Rejection::Page(why)) => {
+            return error_page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "Invalid authorization request",
+                why,
+            );
+        }
+        Err(Rejection::Redirect(redirect, err)) => return authorize_error(state, &redirect, &err),
+    };
+    let Some(client) = client else {
+        return error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "Invalid authorization request",
+            "Unknown client.",
+        );
+    };
+    let fail = |code: E, why: &'static str| {
+        authorize_error(state, &request.redirect, &AuthorizeError::new(code, why))
+    };
+
+    // id_token_hint (OIDC Core §3.1.2.1): one of ours, for this client; expiry does not matter.
+    let hint_sub = match &request.id_token_hint {
+        None => None,
+        Some(hint) => match hint_subject(state, hint, &client.client_id, now).await {
+            Some(sub) => Some(sub),
+            None => {
+                return fail(
+                    E::InvalidRequest,
+                    "id_token_hint is not a valid ID Token issued to this client",
+                );
+            }
+        },
+    };
+
+    // Sign-in: a live session that is fresh enough, of the hinted user, unless told to ask again.
+    let usable = session.filter(|s| {
+        !request.prompt.login
+            && hint_sub.as_deref().is_none_or(|sub| sub == s.user_id)
+            && request.max_age.is_none_or(|max| now - s.auth_time <= max)
+    });
+    let Some(session) = usable else {
+        if request.prompt.none {
+            return fail(E::LoginRequired, "the user must sign in");
+        }
+        return login_page(state, req, &params, &client, None, "", StatusCode::OK);
+    };
+
+    // Consent, remembered per client and scope set.
+    if !client.metadata.first_party {
+        let covered = match state
+            .store
+            .consented_scope(&session.user_id, &client.client_id)
+            .await
+        {
+            Ok(scope) => scope.is_some_and(|granted| {
+                request
+                    .scopes
+                    .iter()
+                    .all(|s| granted.split(' ').any(|g| g == s))
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "consent lookup failed");
+                return fail(E::ServerError, "try again later");
+            }
+        };
+        match consent {
+            Some(false) => return fail(E::AccessDenied, "the user denied access"),
+            Some(true) => {
+                if let Err(e) = state
+                    .store
+                    .save_consent(&session.user_id, &client.client_id, &request.scope(), now)
+                    .await
+                {
+                    tracing::error!(error = %e, "saving consent failed");
+                    return fail(E::ServerError, "try again later");
+                }
+            }
+            None if covered && !request.prompt.consent => {}
+            None if request.prompt.none => {
+                return fail(E::ConsentRequired, "the user must approve this application");
+            }
+            None => return consent_page(state, req, &params, &client, &session, &request).await,
+        }
+    }
+
+    issue_code(state, &client, &request, &session, now).await
+}
+
+async fn hint_subject(state: &AppState, hint: &str, client_id: &str, now: i64) -> Option<String> {
+    let ring = state.keys.keyring(now).await.ok()?;
+    let opts = latchkey_jwks::VerifyOptions {
+        algs: &latchkey_jwks::Alg::ALL,
+        issuer: &state.config.issuer,
+        audience: client_id,
+        typ: None,
+        now,
+        // An expired hint still says who the client thinks is signed in.
+        leeway: i64::MAX / 4,
+    };
+    let claims = ring.verify(hint, &opts).ok()?;
+    claims.str("sub").map(str::to_owned)
+}
+
+async fn issue_code(
+    state: &AppState,
+    client: &Client,
+    request: &AuthzRequest,
+    session: &Session,
+    now: i64,
+) -> Response {
+    let code = random_token(32);
+    let row = CodeRow {
+        grant_id: random_token(16),
+        client_id: client.client_id.clone(),
+        redirect_uri: request.redirect.uri().to_owned(),
+        scope: request.scope(),
+        nonce: request.nonce.clone(),
+        code_challenge: request.code_challenge.clone(),
+        claims: request.claims.as_ref().map(|c| c.to_string()),
+        authn: Authn {
+            user_id: session.user_id.clone(),
+            sid: Some(session.sid.clone()),
+            auth_time: session.auth_time,
+            amr: serde_json::to_string(&session.amr).unwrap_or_else(|_| "[]".into()),
+            acr: session.acr.clone(),
+        },
+        expires_at: now + secs(state.config.tokens.code_lifetime),
+    };
+    let digest = state
+        .pepper
+        .digest(Purpose::AuthorizationCode, code.as_bytes());
+    if let Err(e) = state.store.insert_code(&digest, &row, now).await {
+        tracing::error!(error = %e, "storing the code failed");
+        return authorize_error(
+            state,
+            &request.redirect,
+            &AuthorizeError::new(E::ServerError, "try again later"),
+        );
+    }
+    authorize_success(state, &request.redirect, &code)
+}
+
+/// The sign-in form, carrying the authorization request. `prompt=login` is taken out of what
+/// it carries: signing in here is what it asked for.
+pub fn login_page(
+    state: &AppState,
+    req: &Request,
+    params: &Params,
+    client: &Client,
+    error: Option<&str>,
+    email: &str,
+    status: StatusCode,
+) -> Response {
+    let mut carried = params.clone();
+    if let Some(prompt) = carried.remove("prompt") {
+        let rest: Vec<&str> = prompt
+            .split(' ')
+            .filter(|p| !p.is_empty() && *p != "login")
+            .collect();
+        if !rest.is_empty() {
+            carried.insert("prompt", rest.join(" "));
+        }
+    }
+    let login_hint = params.get("login_hint").unwrap_or_default();
+    let email = if email.is_empty() { login_hint } else { email };
+    let (csrf, set_cookie) = csrf_token(state, req);
+    let mut resp = page(
+        state,
+        status,
+        "login.html",
+        minijinja::context! {
+            client_name => client.metadata.client_name,
+            csrf_token => csrf,
+            request => carried.encode(),
+            error => error,
+            email => email,
+        },
+    );
+    append_cookie(&mut resp, set_cookie);
+    resp
+}
+
+async fn consent_page(
+    state: &AppState,
+    req: &Request,
+    params: &Params,
+    client: &Client,
+    session: &Session,
+    request: &AuthzRequest,
+) -> Response {
+    let email = match state.store.user_by_id(&session.user_id).await {
+        Ok(Some(u)) => u.email,
+        _ => String::new(),
+    };
+    let (csrf, set_cookie) = csrf_token(state, req);
+    let m = &client.metadata;
+    let mut resp = page(
+        state,
+        StatusCode::OK,
+        "consent.html",
+        minijinja::context! {
+            client_name => m.client_name,
+            logo_uri => m.logo_uri,
+            policy_uri => m.policy_uri,
+            tos_uri => m.tos_uri,
+            user_email => email,
+            scopes => request.scopes,
+            csrf_token => csrf,
+            request => params.encode(),
+        },
+    );
+    append_cookie(&mut resp, set_cookie);
+    resp
+}

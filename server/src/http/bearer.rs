@@ -1,0 +1,86 @@
+//! Access tokens presented to us (RFC 6750): where they may come from, and checking them.
+
+use latchkey_jwks::{Claims, VerifyOptions};
+use poem::Request;
+use poem::http::header;
+
+use super::token::ACCESS_TOKEN_ALG;
+use crate::oauth::error::{BearerError, BearerErrorCode as B};
+use crate::oauth::params::Params;
+use crate::state::AppState;
+
+/// Clock skew tolerated on access tokens, in seconds.
+const LEEWAY: i64 = 30;
+
+/// The token from `Authorization: Bearer` or, for a form POST, the `access_token` field
+/// (RFC 6750 §2.1, §2.2). Both at once is `invalid_request`. `Ok(None)`: none presented.
+pub fn presented_token(
+    req: &Request,
+    form: Option<&Params>,
+) -> Result<Option<String>, BearerError> {
+    let header_token = match req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(h) => match h.get(..7) {
+            Some(p) if p.eq_ignore_ascii_case("bearer ") => Some(h[7..].trim().to_owned()),
+            _ => return Err(BearerError::new(B::InvalidRequest, "use the Bearer scheme")),
+        },
+        None => None,
+    };
+    let body_token = form.and_then(|f| f.get("access_token")).map(str::to_owned);
+    match (header_token, body_token) {
+        (Some(_), Some(_)) => Err(BearerError::new(
+            B::InvalidRequest,
+            "present the token once",
+        )),
+        (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(Some(t)),
+        (Some(_), None) | (None, Some(_)) => {
+            Err(BearerError::new(B::InvalidRequest, "the token is empty"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Verifies one of our access tokens: signature, `typ`, issuer, audience, expiry, and that
+/// neither the token nor its grant has been revoked.
+pub async fn verify_access_token(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Result<Claims, BearerError> {
+    let invalid = |why: &'static str| BearerError::new(B::InvalidToken, why);
+    let ring = state
+        .keys
+        .keyring(now)
+        .await
+        .map_err(|_| invalid("the token cannot be checked now"))?;
+    let opts = VerifyOptions {
+        algs: &[ACCESS_TOKEN_ALG],
+        issuer: &state.config.issuer,
+        audience: &state.config.issuer,
+        typ: Some("at+jwt"),
+        now,
+        leeway: LEEWAY,
+    };
+    let claims = ring.verify(token, &opts).map_err(|e| {
+        tracing::debug!(error = %e, "access token rejected");
+        invalid("the access token is invalid or expired")
+    })?;
+    let jti = claims
+        .str("jti")
+        .ok_or_else(|| invalid("the access token has no jti"))?;
+    match state
+        .store
+        .access_token_revoked(jti, claims.str("gid"))
+        .await
+    {
+        Ok(false) => Ok(claims),
+        Ok(true) => Err(invalid("the access token has been revoked")),
+        Err(e) => {
+            tracing::error!(error = %e, "revocation check failed");
+            Err(invalid("the token cannot be checked now"))
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The browser side: session and CSRF cookies, and the checks every state-changing form gets.
+//!
+//! Cookies are HttpOnly, SameSite=Lax, and `__Host-` prefixed and Secure when the issuer is
+//! https. The session cookie holds 256 random bits; the database holds only their digest.
+//! CSRF: a random cookie, and a form field that must carry its HMAC; plus, when the browser
+//! sends one, an `Origin` equal to the issuer's.
+
+use poem::Request;
+use poem::http::header;
+
+use crate::secrets::{Purpose, random_token};
+use crate::state::AppState;
+use crate::store::Session;
+
+pub fn session_cookie_name(state: &AppState) -> &'static str {
+    if state.config.issuer_is_https() {
+        "__Host-latchkey_session"
+    } else {
+        "latchkey_session"
+    }
+}
+
+fn csrf_cookie_name(state: &AppState) -> &'static str {
+    if state.config.issuer_is_https() {
+        "__Host-latchkey_csrf"
+    } else {
+        "latchkey_csrf"
+    }
+}
+
+pub fn cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// A `Set-Cookie` value. `max_age` None makes a session cookie; Some(0) deletes.
+pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64>) -> String {
+    let mut c = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax");
+    if state.config.issuer_is_https() {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    c
+}
+
+/// Adds a `Set-Cookie` to a response, when there is one to add.
+pub fn append_cookie(resp: &mut poem::Response, cookie: Option<String>) {
+    if let Some(v) = cookie.and_then(|c| poem::http::HeaderValue::from_str(&c).ok()) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The signed-in browser session, if the cookie names a live one.
+pub async fn current_session(state: &AppState, req: &Request, now: i64) -> Option<Session> {
+    let id = cookie(req, session_cookie_name(state))?;
+    let digests = state.pepper.lookup_digests(Purpose::Session, id.as_bytes());
+    let idle = crate::state::secs(state.config.sessions.idle_lifetime);
+    match state.store.live_session(&digests, now, idle).await {
+        Ok(Some(s)) => {
+            if let Err(e) = state.store.touch_session(&s.sid, now).await {
+                tracing::warn!(error = %e, "could not record session use");
+            }
+            Some(s)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup failed");
+            None
+        }
+    }
+}
+
+/// The CSRF token to put in a form, and a `Set-Cookie` when the browser has no CSRF cookie yet.
+pub fn csrf_token(state: &AppState, req: &Request) -> (String, Option<String>) {
+    let name = csrf_cookie_name(state);
+    let (value, set) = match cookie(req, name) {
+        Some(v) => (v, None),
+        None => {
+            let v = random_token(24);
+            let set = set_cookie(state, name, &v, None);
+            (v, Some(set))
+        }
+    };
+    (state.pepper.digest(Purpose::Csrf, value.as_bytes()), set)
+}
+
+/// Whether a form post carries a valid CSRF token and, if sent, a same-origin `Origin`.
+pub fn csrf_ok(state: &AppState, req: &Request, form_token: Option<&str>) -> bool {
+    if let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        && origin != state.config.issuer_origin()
+    {
+        return false;
+    }
+    let (Some(cookie), Some(token)) = (cookie(req, csrf_cookie_name(state)), form_token) else {
+        return false;
+    };
+    state.pepper.verify(Purpose::Csrf, cookie.as_bytes(), token)
+}
+
+/// The client's address as the socket saw it.
+pub fn client_ip(req: &Request) -> Option<String> {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_string())
+}
+
+pub fn user_agent(req: &Request) -> Option<String> {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(256).collect())
+}

@@ -1,0 +1,216 @@
+//! Password sign-in (`/login`) and the consent answer (`/consent`). Both forms carry the
+//! authorization request they interrupt and hand it back to the pipeline.
+
+use poem::http::{StatusCode, header};
+use poem::web::Data;
+use poem::{Request, Response, handler};
+
+use super::authorize::{is_form, load_client, login_page, run};
+use super::browser::{
+    append_cookie, client_ip, csrf_ok, current_session, session_cookie_name, set_cookie, user_agent,
+};
+use super::respond::{error_page, page};
+use crate::oauth::params::Params;
+use crate::secrets::{Purpose, random_token};
+use crate::state::{AppState, secs};
+use crate::store::NewSession;
+
+const WRONG: &str = "The email or password is not right.";
+
+/// The single-factor password method: RFC 8176 `pwd`, ACR level 1.
+const PASSWORD_AMR: &str = "pwd";
+pub const PASSWORD_ACR: &str = "1";
+
+async fn form(req: &Request, body: poem::Body) -> Option<Params> {
+    if !is_form(req) {
+        return None;
+    }
+    let bytes = body.into_vec().await.ok()?;
+    Params::parse(&bytes).ok()
+}
+
+#[handler]
+pub async fn login_form(req: &Request, Data(state): Data<&AppState>) -> Response {
+    let (csrf, cookie) = super::browser::csrf_token(state, req);
+    let mut resp = page(
+        state,
+        StatusCode::OK,
+        "login.html",
+        minijinja::context! { csrf_token => csrf, request => "", email => "" },
+    );
+    append_cookie(&mut resp, cookie);
+    resp
+}
+
+#[handler]
+pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let Some(form) = form(req, body).await else {
+        return error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The form could not be read.",
+        );
+    };
+    if !csrf_ok(state, req, form.get("csrf_token")) {
+        return error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "Go back, reload the page and try again.",
+        );
+    }
+    let email = form.get("email").unwrap_or_default().trim().to_owned();
+    let password = form.get("password").unwrap_or_default().to_owned();
+    let request =
+        Params::parse(form.get("request").unwrap_or_default().as_bytes()).unwrap_or_default();
+    let client = match request.get("client_id") {
+        Some(id) => match load_client(state, id).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        },
+        None => None,
+    };
+
+    let now = state.clock.now();
+    let user = match state.store.user_by_email(&email).await {
+        Ok(u) => u.filter(|u| u.disabled_at.is_none()),
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            return error_page(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again in a moment.",
+            );
+        }
+    };
+    let hash = match &user {
+        Some(u) => state.store.password_hash(&u.id).await.ok().flatten(),
+        None => None,
+    };
+    // An unknown account costs the same hash as a known one, so timing does not tell them apart.
+    let verified = state.verify_password(password, hash).await;
+    let Some(user) = user.filter(|_| verified) else {
+        tracing::info!("password sign-in failed");
+        return match &client {
+            Some(c) => login_page(
+                state,
+                req,
+                &request,
+                c,
+                Some(WRONG),
+                &email,
+                StatusCode::UNAUTHORIZED,
+            ),
+            None => {
+                let (csrf, _) = super::browser::csrf_token(state, req);
+                page(
+                    state,
+                    StatusCode::UNAUTHORIZED,
+                    "login.html",
+                    minijinja::context! { csrf_token => csrf, request => "", email => email, error => WRONG },
+                )
+            }
+        };
+    };
+
+    // A new session id at every sign-in (no fixation); the old session, if any, ends.
+    if let Some(old) = current_session(state, req, now).await {
+        let _ = state.store.revoke_session(&old.sid, now).await;
+    }
+    let id = random_token(32);
+    let sid = random_token(16);
+    let absolute = secs(state.config.sessions.absolute_lifetime);
+    let amr = serde_json::json!([PASSWORD_AMR]).to_string();
+    let ip = client_ip(req);
+    let ua = user_agent(req);
+    let created = state
+        .store
+        .create_session(&NewSession {
+            id_digest: &state.pepper.digest(Purpose::Session, id.as_bytes()),
+            sid: &sid,
+            user_id: &user.id,
+            auth_time: now,
+            amr: &amr,
+            acr: PASSWORD_ACR,
+            ip: ip.as_deref(),
+            user_agent: ua.as_deref(),
+            now,
+            expires_at: now + absolute,
+        })
+        .await;
+    if let Err(e) = created {
+        tracing::error!(error = %e, "creating the session failed");
+        return error_page(
+            state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Please try again in a moment.",
+        );
+    }
+    tracing::info!(user = %user.id, "signed in with a password");
+
+    let location = if request.contains("client_id") {
+        format!("/authorize?{}", request.encode())
+    } else {
+        "/login".to_owned()
+    };
+    let cookie = set_cookie(state, session_cookie_name(state), &id, Some(absolute));
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::SET_COOKIE, cookie)
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
+#[handler]
+pub async fn consent(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let Some(form) = form(req, body).await else {
+        return error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The form could not be read.",
+        );
+    };
+    if !csrf_ok(state, req, form.get("csrf_token")) {
+        return error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "Go back, reload the page and try again.",
+        );
+    }
+    let now = state.clock.now();
+    let Some(session) = current_session(state, req, now).await else {
+        return error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "You are signed out",
+            "Sign in again from the application.",
+        );
+    };
+    let decision = match form.get("decision") {
+        Some("allow") => true,
+        Some("deny") => false,
+        _ => {
+            return error_page(
+                state,
+                StatusCode::BAD_REQUEST,
+                "Invalid request",
+                "Choose Allow or Deny.",
+            );
+        }
+    };
+    let Ok(request) = Params::parse(form.get("request").unwrap_or_default().as_bytes()) else {
+        return error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The form could not be read.",
+        );
+    };
+    run(state, req, request, Some(session), Some(decision), now).await
+}

@@ -1,0 +1,173 @@
+//! The one place where protocol errors and pages become HTTP responses.
+
+use poem::Response;
+use poem::http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::oauth::authorize::{
+    ResponseMode, VerifiedRedirect, error_params, query_redirect_url, success_params,
+};
+use crate::oauth::error::{AuthorizeError, BearerError, TokenError, TokenErrorCode};
+use crate::state::AppState;
+
+/// A page rendered from a template; pages carry user data, so they are never cached.
+pub fn page(state: &AppState, status: StatusCode, template: &str, ctx: impl Serialize) -> Response {
+    match state.views.render(template, ctx) {
+        Ok(html) => Response::builder()
+            .status(status)
+            .content_type("text/html; charset=utf-8")
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = %e, template, "template failed");
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .content_type("text/plain; charset=utf-8")
+                .body("Something went wrong on our side.")
+        }
+    }
+}
+
+/// A readable HTML error page: for anything a browser shows, never a redirect.
+pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
+    page(
+        state,
+        status,
+        "error.html",
+        minijinja::context! { title => title, message => message },
+    )
+}
+
+fn json_no_store(status: StatusCode) -> poem::ResponseBuilder {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::PRAGMA, "no-cache")
+}
+
+pub fn json_ok(body: &impl Serialize) -> Response {
+    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
+    json_no_store(StatusCode::OK).body(text)
+}
+
+/// RFC 6749 §5.2. `invalid_client` is 401, with `WWW-Authenticate` when Basic was used.
+pub fn token_error(err: &TokenError, basic_used: bool) -> Response {
+    let status = match err.code {
+        TokenErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+        TokenErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let body = if err.code == TokenErrorCode::ServerError {
+        json!({ "error": "server_error" })
+    } else {
+        json!({ "error": err.code.as_str(), "error_description": err.description() })
+    };
+    let mut b = json_no_store(status);
+    if err.code == TokenErrorCode::InvalidClient && basic_used {
+        b = b.header(header::WWW_AUTHENTICATE, "Basic realm=\"latchkey\"");
+    }
+    b.body(body.to_string())
+}
+
+/// RFC 6750 §3: the error in `WWW-Authenticate`, with the status it maps to.
+pub fn bearer_error(err: &BearerError, scope: Option<&str>) -> Response {
+    use crate::oauth::error::BearerErrorCode as B;
+    let status = match err.code {
+        B::InvalidRequest => StatusCode::BAD_REQUEST,
+        B::InvalidToken => StatusCode::UNAUTHORIZED,
+        B::InsufficientScope => StatusCode::FORBIDDEN,
+    };
+    let mut challenge = format!(
+        "Bearer realm=\"latchkey\", error=\"{}\", error_description=\"{}\"",
+        err.code.as_str(),
+        err.description()
+    );
+    if let Some(scope) = scope {
+        challenge.push_str(&format!(", scope=\"{scope}\""));
+    }
+    let mut resp = json_no_store(status).body(
+        json!({ "error": err.code.as_str(), "error_description": err.description() }).to_string(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// A bare 401 for a request that presented no token at all (RFC 6750 §3.1: no error code).
+pub fn bearer_missing() -> Response {
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header(header::WWW_AUTHENTICATE, "Bearer realm=\"latchkey\"")
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
+pub fn authorize_success(state: &AppState, redirect: &VerifiedRedirect, code: &str) -> Response {
+    deliver(
+        state,
+        redirect,
+        success_params(redirect, code, &state.config.issuer),
+    )
+}
+
+pub fn authorize_error(
+    state: &AppState,
+    redirect: &VerifiedRedirect,
+    err: &AuthorizeError,
+) -> Response {
+    deliver(
+        state,
+        redirect,
+        error_params(redirect, err, &state.config.issuer),
+    )
+}
+
+fn deliver(
+    state: &AppState,
+    redirect: &VerifiedRedirect,
+    params: Vec<(String, String)>,
+) -> Response {
+    match redirect.mode {
+        ResponseMode::Query => Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header(header::LOCATION, query_redirect_url(redirect, &params))
+            .header(header::CACHE_CONTROL, "no-store")
+            .finish(),
+        ResponseMode::FormPost => {
+            let mut resp = page(
+                state,
+                StatusCode::OK,
+                "form_post.html",
+                minijinja::context! { action => redirect.uri(), fields => params },
+            );
+            // The auto-submitting form posts to the client: allow exactly that target.
+            let csp = format!(
+                "default-src 'none'; script-src 'self'; style-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+                csp_source(redirect.uri())
+            );
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                resp.headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            resp
+        }
+    }
+}
+
+/// A CSP source expression for a redirect URI: scheme, host and port (paths would not match
+/// after a redirect anyway, and quoting rules make them fragile).
+fn csp_source(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(u) => match (u.scheme(), u.host_str()) {
+            (s, Some(h)) => match u.port() {
+                Some(p) => format!("{s}://{h}:{p}"),
+                None => format!("{s}://{h}"),
+            },
+            (s, None) => format!("{s}:"),
+        },
+        Err(_) => "'none'".into(),
+    }
+}

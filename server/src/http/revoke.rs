@@ -1,0 +1,184 @@
+//! `/revoke` (RFC 7009) and `/introspect` (RFC 7662). Both authenticate the client.
+//! Revoking a refresh token revokes its family and every access token of that grant; revoking
+//! an access token denies its `jti` from then on.
+
+use latchkey_jwks::VerifyOptions;
+use poem::http::{StatusCode, header};
+use poem::web::Data;
+use poem::{Request, Response, handler};
+use serde_json::json;
+
+use super::authorize::is_form;
+use super::bearer::verify_access_token;
+use super::clients::authenticate;
+use super::respond::{json_ok, token_error};
+use super::token::ACCESS_TOKEN_ALG;
+use crate::oauth::client::Client;
+use crate::oauth::client_auth::presented;
+use crate::oauth::error::{TokenError, TokenErrorCode as T};
+use crate::oauth::params::Params;
+use crate::secrets::Purpose;
+use crate::state::AppState;
+
+async fn authenticated(
+    req: &Request,
+    body: poem::Body,
+    state: &AppState,
+) -> Result<(Client, Params), (TokenError, bool)> {
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
+    let fail = |e: TokenError| (e, basic);
+    if !is_form(req) {
+        return Err(fail(TokenError::new(
+            T::InvalidRequest,
+            "the body must be application/x-www-form-urlencoded",
+        )));
+    }
+    let bytes = body.into_vec().await.map_err(|_| {
+        fail(TokenError::new(
+            T::InvalidRequest,
+            "the body could not be read",
+        ))
+    })?;
+    let params = Params::parse(&bytes)
+        .map_err(|e| fail(TokenError::new(T::InvalidRequest, e.to_string())))?;
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let creds = presented(authorization, &params).map_err(fail)?;
+    let client = authenticate(state, &creds).await.map_err(fail)?;
+    Ok((client, params))
+}
+
+#[handler]
+pub async fn revoke(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let (client, params) = match authenticated(req, body, state).await {
+        Ok(x) => x,
+        Err((e, basic)) => return token_error(&e, basic),
+    };
+    let Some(token) = params.get("token") else {
+        return token_error(
+            &TokenError::new(T::InvalidRequest, "token is required"),
+            false,
+        );
+    };
+    let now = state.clock.now();
+    let result = async {
+        let digests = state
+            .pepper
+            .lookup_digests(Purpose::RefreshToken, token.as_bytes());
+        if let Some(row) = state.store.refresh_token_grant(&digests, now).await? {
+            if row.client_id == client.client_id {
+                state.store.revoke_grant(&row.grant_id, now).await?;
+            }
+            return Ok(());
+        }
+        if let Some((jti, exp, owner)) = own_access_token(state, token, now).await
+            && owner == client.client_id
+        {
+            state.store.revoke_access_token(&jti, exp).await?;
+        }
+        Ok::<(), crate::store::StoreError>(())
+    }
+    .await;
+    match result {
+        // RFC 7009 §2.2: 200 whether or not the token was valid.
+        Ok(()) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CACHE_CONTROL, "no-store")
+            .finish(),
+        Err(e) => {
+            tracing::error!(error = %e, "revocation failed");
+            token_error(&TokenError::new(T::ServerError, "server error"), false)
+        }
+    }
+}
+
+/// `(jti, exp, client_id)` of a signature-valid access token of ours, expired or not.
+async fn own_access_token(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Option<(String, i64, String)> {
+    let ring = state.keys.keyring(now).await.ok()?;
+    let opts = VerifyOptions {
+        algs: &[ACCESS_TOKEN_ALG],
+        issuer: &state.config.issuer,
+        audience: &state.config.issuer,
+        typ: Some("at+jwt"),
+        now,
+        leeway: 0,
+    };
+    let claims = ring.verify(token, &opts).ok()?;
+    Some((
+        claims.str("jti")?.to_owned(),
+        claims.int("exp")?,
+        claims.str("client_id")?.to_owned(),
+    ))
+}
+
+#[handler]
+pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let (_client, params) = match authenticated(req, body, state).await {
+        Ok(x) => x,
+        Err((e, basic)) => return token_error(&e, basic),
+    };
+    let Some(token) = params.get("token") else {
+        return token_error(
+            &TokenError::new(T::InvalidRequest, "token is required"),
+            false,
+        );
+    };
+    let now = state.clock.now();
+    let inactive = json!({ "active": false });
+
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::RefreshToken, token.as_bytes());
+    match state.store.refresh_token_grant(&digests, now).await {
+        Ok(Some(row)) => {
+            return json_ok(&json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": row.scope,
+                "client_id": row.client_id,
+                "sub": row.authn.user_id,
+                "exp": row.expires_at,
+                "iss": state.config.issuer,
+            }));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "introspection failed");
+            return token_error(&TokenError::new(T::ServerError, "server error"), false);
+        }
+    }
+    match verify_access_token(state, token, now).await {
+        Ok(claims) => {
+            let mut out = json!({ "active": true, "token_type": "Bearer" });
+            for name in [
+                "scope",
+                "client_id",
+                "sub",
+                "exp",
+                "iat",
+                "iss",
+                "aud",
+                "jti",
+                "auth_time",
+                "acr",
+                "act",
+            ] {
+                if let Some(v) = claims.get(name) {
+                    out[name] = v.clone();
+                }
+            }
+            json_ok(&out)
+        }
+        Err(_) => json_ok(&inactive),
+    }
+}

@@ -1,0 +1,430 @@
+//! `/token` (RFC 6749 §3.2): client authentication, then one grant per `grant_type`.
+//! Responses carry `Cache-Control: no-store`; errors are RFC 6749 §5.2 JSON.
+
+use latchkey_jwks::Alg;
+use poem::http::header;
+use poem::web::Data;
+use poem::{Request, Response, handler};
+use serde_json::{Map, Value, json};
+
+use super::authorize::is_form;
+use super::clients::authenticate;
+use super::respond::{json_ok, token_error};
+use crate::oauth::claims::{UserInfo, requested_names, user_claims};
+use crate::oauth::client::{Client, GrantType};
+use crate::oauth::client_auth::presented;
+use crate::oauth::error::{TokenError, TokenErrorCode as T};
+use crate::oauth::params::Params;
+use crate::oauth::pkce;
+use crate::oauth::scope::parse_scope;
+use crate::oauth::tokens::{
+    AccessTokenInput, IdTokenInput, Subject, access_token_claims, id_token_claims,
+};
+use crate::secrets::{Purpose, random_token};
+use crate::state::{AppState, secs};
+use crate::store::{Authn, RefreshRow, Taken};
+
+/// Access tokens are signed with ES256 (DESIGN: the default for access tokens).
+pub const ACCESS_TOKEN_ALG: Alg = Alg::Es256;
+
+fn err(code: T, why: &'static str) -> TokenError {
+    TokenError::new(code, why)
+}
+
+fn server_error(e: impl std::fmt::Display) -> TokenError {
+    tracing::error!(error = %e, "token endpoint failure");
+    err(T::ServerError, "server error")
+}
+
+#[handler]
+pub async fn token_endpoint(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
+    match handle(req, body, state).await {
+        Ok(body) => json_ok(&body),
+        Err(e) => token_error(&e, basic),
+    }
+}
+
+async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Value, TokenError> {
+    if !is_form(req) {
+        return Err(err(
+            T::InvalidRequest,
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let bytes = body
+        .into_vec()
+        .await
+        .map_err(|_| err(T::InvalidRequest, "the body could not be read"))?;
+    let params =
+        Params::parse(&bytes).map_err(|e| TokenError::new(T::InvalidRequest, e.to_string()))?;
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let creds = presented(authorization, &params)?;
+    let client = authenticate(state, &creds).await?;
+
+    let grant: GrantType = params
+        .get("grant_type")
+        .ok_or_else(|| err(T::InvalidRequest, "grant_type is required"))?
+        .parse()
+        .map_err(|()| err(T::UnsupportedGrantType, "this grant type is not supported"))?;
+    if !client.has_grant(grant) {
+        return Err(err(
+            T::UnauthorizedClient,
+            "the client may not use this grant type",
+        ));
+    }
+    if params.contains("resource") {
+        return Err(err(
+            T::InvalidTarget,
+            "resource indicators are not supported yet",
+        ));
+    }
+    let now = state.clock.now();
+    match grant {
+        GrantType::AuthorizationCode => authorization_code(state, &client, &params, now).await,
+        GrantType::RefreshToken => refresh_token(state, &client, &params, now).await,
+        GrantType::ClientCredentials => client_credentials(state, &client, &params, now).await,
+        GrantType::DeviceCode | GrantType::TokenExchange => Err(err(
+            T::UnsupportedGrantType,
+            "this grant type is not supported yet",
+        )),
+    }
+}
+
+/// RFC 6749 §4.1.3 with RFC 7636 §4.5: single use, bound to client, redirect URI and PKCE.
+/// A replayed code revokes everything issued from it.
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    now: i64,
+) -> Result<Value, TokenError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| err(T::InvalidRequest, "code is required"))?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| err(T::InvalidRequest, "redirect_uri is required"))?;
+    let verifier = params
+        .get("code_verifier")
+        .ok_or_else(|| err(T::InvalidRequest, "code_verifier is required"))?;
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::AuthorizationCode, code.as_bytes());
+    let row = match state
+        .store
+        .take_code(&digests, &client.client_id, now)
+        .await
+        .map_err(server_error)?
+    {
+        Taken::Fresh(row) => row,
+        Taken::Replayed { grant_id } => {
+            state
+                .store
+                .revoke_grant(&grant_id, now)
+                .await
+                .map_err(server_error)?;
+            tracing::warn!(client = %client.client_id, "authorization code replayed; its grant is revoked");
+            return Err(err(
+                T::InvalidGrant,
+                "the code was already used; tokens issued from it are revoked",
+            ));
+        }
+        Taken::Invalid => return Err(err(T::InvalidGrant, "the code is invalid or expired")),
+    };
+    if row.redirect_uri != redirect_uri {
+        return Err(err(
+            T::InvalidGrant,
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    if !pkce::verify_s256(verifier, &row.code_challenge) {
+        return Err(err(
+            T::InvalidGrant,
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    let refresh_expires = now + secs(state.config.tokens.refresh_token_lifetime);
+    state
+        .store
+        .create_grant(
+            &row.grant_id,
+            &client.client_id,
+            Some(&row.authn.user_id),
+            now,
+            refresh_expires,
+        )
+        .await
+        .map_err(server_error)?;
+    issue(
+        state,
+        client,
+        Issue {
+            grant_id: &row.grant_id,
+            scope: &row.scope,
+            refresh_scope: &row.scope,
+            authn: &row.authn,
+            nonce: row.nonce.as_deref(),
+            claims: row.claims.as_deref(),
+            refresh_expires,
+        },
+        now,
+    )
+    .await
+}
+
+/// RFC 6749 §6 with rotation: every use returns a new refresh token; a rotated one presented
+/// again revokes the whole family (RFC 9700 §4.14.2).
+async fn refresh_token(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    now: i64,
+) -> Result<Value, TokenError> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| err(T::InvalidRequest, "refresh_token is required"))?;
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::RefreshToken, token.as_bytes());
+    let row: RefreshRow = match state
+        .store
+        .take_refresh_token(&digests, &client.client_id, now)
+        .await
+        .map_err(server_error)?
+    {
+        Taken::Fresh(row) => row,
+        Taken::Replayed { grant_id } => {
+            state
+                .store
+                .revoke_grant(&grant_id, now)
+                .await
+                .map_err(server_error)?;
+            tracing::warn!(client = %client.client_id, "rotated refresh token reused; its family is revoked");
+            return Err(err(
+                T::InvalidGrant,
+                "the refresh token was already used; its family is revoked",
+            ));
+        }
+        Taken::Invalid => {
+            return Err(err(
+                T::InvalidGrant,
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+    };
+    let scope = match params.get("scope") {
+        None => row.scope.clone(),
+        Some(s) => {
+            let asked = parse_scope(s).map_err(|_| err(T::InvalidScope, "scope is malformed"))?;
+            if !asked.iter().all(|a| row.scope.split(' ').any(|g| g == a)) {
+                return Err(err(T::InvalidScope, "a refresh cannot widen the scope"));
+            }
+            asked.join(" ")
+        }
+    };
+    issue(
+        state,
+        client,
+        Issue {
+            grant_id: &row.grant_id,
+            scope: &scope,
+            refresh_scope: &row.scope,
+            authn: &row.authn,
+            nonce: None,
+            claims: row.claims.as_deref(),
+            refresh_expires: row.expires_at,
+        },
+        now,
+    )
+    .await
+}
+
+/// RFC 6749 §4.4: the client acts for itself; `sub` is its id (RFC 9068 §2.2).
+async fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    now: i64,
+) -> Result<Value, TokenError> {
+    let user_scopes = [
+        "openid",
+        "offline_access",
+        "profile",
+        "email",
+        "address",
+        "phone",
+    ];
+    let scope: Vec<String> = match params.get("scope") {
+        Some(s) => {
+            let asked = parse_scope(s).map_err(|_| err(T::InvalidScope, "scope is malformed"))?;
+            if asked.iter().any(|a| {
+                !client.allowed_scopes().any(|c| c == a) || user_scopes.contains(&a.as_str())
+            }) {
+                return Err(err(
+                    T::InvalidScope,
+                    "a requested scope is not allowed for this client",
+                ));
+            }
+            asked
+        }
+        None => client
+            .allowed_scopes()
+            .filter(|s| !user_scopes.contains(s))
+            .map(str::to_owned)
+            .collect(),
+    };
+    let scope = scope.join(" ");
+    let jti = random_token(16);
+    let lifetime = secs(state.config.tokens.access_token_lifetime);
+    let claims = access_token_claims(&AccessTokenInput {
+        issuer: &state.config.issuer,
+        audience: &state.config.issuer,
+        client_id: &client.client_id,
+        sub: &client.client_id,
+        scope: &scope,
+        jti: &jti,
+        grant_id: None,
+        auth: None,
+        now,
+        lifetime,
+    });
+    let ring = state.keys.keyring(now).await.map_err(server_error)?;
+    let at = ring
+        .sign(ACCESS_TOKEN_ALG, "at+jwt", &claims)
+        .map_err(server_error)?;
+    let mut body = json!({ "access_token": at, "token_type": "Bearer", "expires_in": lifetime });
+    if !scope.is_empty() {
+        body["scope"] = json!(scope);
+    }
+    Ok(body)
+}
+
+struct Issue<'a> {
+    grant_id: &'a str,
+    /// Scope of the access token (and id_token) issued now.
+    scope: &'a str,
+    /// Scope of the next refresh token: always the grant's (RFC 6749 §6).
+    refresh_scope: &'a str,
+    authn: &'a Authn,
+    nonce: Option<&'a str>,
+    claims: Option<&'a str>,
+    refresh_expires: i64,
+}
+
+/// Mints the access token, the id_token (for `openid`) and the next refresh token (when the
+/// client may refresh) of a user grant.
+async fn issue(
+    state: &AppState,
+    client: &Client,
+    i: Issue<'_>,
+    now: i64,
+) -> Result<Value, TokenError> {
+    let user = match state
+        .store
+        .user_by_id(&i.authn.user_id)
+        .await
+        .map_err(server_error)?
+    {
+        Some(u) if u.disabled_at.is_none() => u,
+        _ => return Err(err(T::InvalidGrant, "the user is no longer active")),
+    };
+    let amr: Vec<String> = serde_json::from_str(&i.authn.amr).unwrap_or_default();
+    let subject = Subject {
+        user_id: &user.id,
+        auth_time: i.authn.auth_time,
+        amr: &amr,
+        acr: &i.authn.acr,
+        sid: i.authn.sid.as_deref(),
+    };
+    let ring = state.keys.keyring(now).await.map_err(server_error)?;
+    let at_lifetime = secs(state.config.tokens.access_token_lifetime);
+    let jti = random_token(16);
+    let requested: Option<Value> = i.claims.and_then(|c| serde_json::from_str(c).ok());
+    let mut at_claims = access_token_claims(&AccessTokenInput {
+        issuer: &state.config.issuer,
+        audience: &state.config.issuer,
+        client_id: &client.client_id,
+        sub: &user.id,
+        scope: i.scope,
+        jti: &jti,
+        grant_id: Some(i.grant_id),
+        auth: Some(&subject),
+        now,
+        lifetime: at_lifetime,
+    });
+    // Claims asked for by name for userinfo (OIDC Core §5.5) ride in the access token.
+    let userinfo_names = requested_names(requested.as_ref(), "userinfo");
+    if !userinfo_names.is_empty() {
+        at_claims.insert("userinfo_claims".into(), json!(userinfo_names));
+    }
+    let access_token = ring
+        .sign(ACCESS_TOKEN_ALG, "at+jwt", &at_claims)
+        .map_err(server_error)?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": at_lifetime,
+        "scope": i.scope,
+    });
+
+    let scopes: Vec<&str> = i.scope.split(' ').collect();
+    if scopes.contains(&"openid") {
+        let names = requested_names(requested.as_ref(), "id_token");
+        let extra: Map<String, Value> = if names.is_empty() {
+            Map::new()
+        } else {
+            let info = UserInfo {
+                id: &user.id,
+                email: &user.email,
+                email_verified: user.email_verified,
+                name: user.name.as_deref(),
+            };
+            user_claims(&info, &[], &names)
+        };
+        let alg = client.id_token_alg();
+        let claims = id_token_claims(&IdTokenInput {
+            issuer: &state.config.issuer,
+            client_id: &client.client_id,
+            subject: subject.clone(),
+            nonce: i.nonce,
+            access_token: Some(&access_token),
+            alg,
+            now,
+            lifetime: secs(state.config.tokens.id_token_lifetime),
+            extra,
+        });
+        body["id_token"] = json!(ring.sign(alg, "JWT", &claims).map_err(server_error)?);
+    }
+
+    if client.has_grant(GrantType::RefreshToken) {
+        let token = random_token(32);
+        let row = RefreshRow {
+            grant_id: i.grant_id.to_owned(),
+            client_id: client.client_id.clone(),
+            scope: i.refresh_scope.to_owned(),
+            claims: i.claims.map(str::to_owned),
+            authn: i.authn.clone(),
+            expires_at: i.refresh_expires,
+        };
+        let digest = state.pepper.digest(Purpose::RefreshToken, token.as_bytes());
+        state
+            .store
+            .insert_refresh_token(&digest, &row, now)
+            .await
+            .map_err(server_error)?;
+        body["refresh_token"] = json!(token);
+    }
+    Ok(body)
+}

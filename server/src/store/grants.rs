@@ -1,0 +1,317 @@
+//! Grants, authorization codes, refresh tokens and access-token revocation. Every single-use
+//! artifact is consumed by one atomic `UPDATE ... WHERE <not yet used> RETURNING`.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, placeholders};
+
+/// What a code or refresh token carries about the sign-in it stems from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Authn {
+    pub user_id: String,
+    pub sid: Option<String>,
+    pub auth_time: i64,
+    /// JSON array.
+    pub amr: String,
+    pub acr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeRow {
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub claims: Option<String>,
+    pub authn: Authn,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshRow {
+    pub grant_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub claims: Option<String>,
+    pub authn: Authn,
+    pub expires_at: i64,
+}
+
+/// The outcome of taking a single-use artifact.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken<T> {
+    /// First use: here is what it carried.
+    Fresh(T),
+    /// It existed and was already used: a replay. Its grant should be revoked.
+    Replayed { grant_id: String },
+    /// Unknown or expired.
+    Invalid,
+}
+
+const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at";
+const REFRESH_COLUMNS: &str =
+    "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
+
+impl Store {
+    pub async fn create_grant(
+        &self,
+        id: &str,
+        client_id: &str,
+        user_id: Option<&str>,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO grants (id, client_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(client_id)
+        .bind(user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes a grant: its refresh tokens stop working and its access tokens turn inactive.
+    pub async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(grant_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert_code(&self, digest: &str, c: &CodeRow, now: i64) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO authorization_codes (code_digest, {CODE_COLUMNS}, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(digest)
+        .bind(&c.grant_id)
+        .bind(&c.client_id)
+        .bind(&c.authn.user_id)
+        .bind(&c.authn.sid)
+        .bind(&c.redirect_uri)
+        .bind(&c.scope)
+        .bind(&c.nonce)
+        .bind(&c.code_challenge)
+        .bind(c.authn.auth_time)
+        .bind(&c.authn.amr)
+        .bind(&c.authn.acr)
+        .bind(&c.claims)
+        .bind(c.expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a code once, for the client it was issued to. Concurrent callers race on one
+    /// UPDATE: exactly one sees `Fresh`. Another client's attempt consumes nothing.
+    pub async fn take_code(
+        &self,
+        digests: &[String],
+        client_id: &str,
+        now: i64,
+    ) -> Result<Taken<CodeRow>, StoreError> {
+        let n = digests.len();
+        let sql = format!(
+            "UPDATE authorization_codes SET consumed_at = ${} \
+             WHERE code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${} AND client_id = ${} \
+             RETURNING {CODE_COLUMNS}",
+            n + 1,
+            placeholders(1, n),
+            n + 1,
+            n + 2,
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        if let Some(row) = q
+            .bind(now)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(Taken::Fresh(code_from_row(&row)?));
+        }
+        self.replay_of("authorization_codes", "code_digest", "consumed_at", digests)
+            .await
+    }
+
+    async fn replay_of<T>(
+        &self,
+        table: &str,
+        key: &str,
+        used: &str,
+        digests: &[String],
+    ) -> Result<Taken<T>, StoreError> {
+        let sql = format!(
+            "SELECT grant_id FROM {table} WHERE {key} IN ({}) AND {used} IS NOT NULL",
+            placeholders(1, digests.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        Ok(match q.fetch_optional(&self.pool).await? {
+            Some(row) => Taken::Replayed {
+                grant_id: row.try_get("grant_id")?,
+            },
+            None => Taken::Invalid,
+        })
+    }
+
+    pub async fn insert_refresh_token(
+        &self,
+        digest: &str,
+        r: &RefreshRow,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO refresh_tokens (token_digest, {REFRESH_COLUMNS}, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        ))
+        .bind(digest)
+        .bind(&r.grant_id)
+        .bind(&r.client_id)
+        .bind(&r.authn.user_id)
+        .bind(&r.authn.sid)
+        .bind(&r.scope)
+        .bind(r.authn.auth_time)
+        .bind(&r.authn.amr)
+        .bind(&r.authn.acr)
+        .bind(&r.claims)
+        .bind(r.expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a refresh token for rotation, once, for the client it was issued to. A token of
+    /// a revoked grant is `Invalid`.
+    pub async fn take_refresh_token(
+        &self,
+        digests: &[String],
+        client_id: &str,
+        now: i64,
+    ) -> Result<Taken<RefreshRow>, StoreError> {
+        let n = digests.len();
+        let sql = format!(
+            "UPDATE refresh_tokens SET rotated_at = ${} \
+             WHERE token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${} AND client_id = ${} \
+             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL) \
+             RETURNING {REFRESH_COLUMNS}",
+            n + 1,
+            placeholders(1, n),
+            n + 1,
+            n + 2,
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        if let Some(row) = q
+            .bind(now)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            return Ok(Taken::Fresh(refresh_from_row(&row)?));
+        }
+        self.replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
+            .await
+    }
+
+    /// The grant and client of a live refresh token, for revocation and introspection.
+    pub async fn refresh_token_grant(
+        &self,
+        digests: &[String],
+        now: i64,
+    ) -> Result<Option<RefreshRow>, StoreError> {
+        let sql = format!(
+            "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest IN ({}) \
+             AND rotated_at IS NULL AND expires_at > ${} \
+             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL)",
+            placeholders(1, digests.len()),
+            digests.len() + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        let row = q.bind(now).fetch_optional(&self.pool).await?;
+        row.as_ref().map(refresh_from_row).transpose()
+    }
+
+    pub async fn revoke_access_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether an access token has been revoked, by its own `jti` or through its grant.
+    pub async fn access_token_revoked(
+        &self,
+        jti: &str,
+        grant_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $1) \
+             + (SELECT COUNT(*) FROM grants WHERE id = $2 AND revoked_at IS NOT NULL) AS n",
+        )
+        .bind(jti)
+        .bind(grant_id.unwrap_or(""))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+}
+
+fn authn_from_row(row: &AnyRow) -> Result<Authn, StoreError> {
+    Ok(Authn {
+        user_id: row.try_get("user_id")?,
+        sid: row.try_get("sid")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: row.try_get("amr")?,
+        acr: row.try_get("acr")?,
+    })
+}
+
+fn code_from_row(row: &AnyRow) -> Result<CodeRow, StoreError> {
+    Ok(CodeRow {
+        grant_id: row.try_get("grant_id")?,
+        client_id: row.try_get("client_id")?,
+        redirect_uri: row.try_get("redirect_uri")?,
+        scope: row.try_get("scope")?,
+        nonce: row.try_get("nonce")?,
+        code_challenge: row.try_get("code_challenge")?,
+        claims: row.try_get("claims")?,
+        authn: authn_from_row(row)?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn refresh_from_row(row: &AnyRow) -> Result<RefreshRow, StoreError> {
+    Ok(RefreshRow {
+        grant_id: row.try_get("grant_id")?,
+        client_id: row.try_get("client_id")?,
+        scope: row.try_get("scope")?,
+        claims: row.try_get("claims")?,
+        authn: authn_from_row(row)?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}

@@ -1,0 +1,155 @@
+//! Browser sessions and remembered consents.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, placeholders};
+
+pub struct NewSession<'a> {
+    pub id_digest: &'a str,
+    pub sid: &'a str,
+    pub user_id: &'a str,
+    pub auth_time: i64,
+    /// JSON array of RFC 8176 values.
+    pub amr: &'a str,
+    pub acr: &'a str,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    pub sid: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+impl Store {
+    pub async fn create_session(&self, s: &NewSession<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id_digest, sid, user_id, auth_time, amr, acr, ip, user_agent, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+        )
+        .bind(s.id_digest)
+        .bind(s.sid)
+        .bind(s.user_id)
+        .bind(s.auth_time)
+        .bind(s.amr)
+        .bind(s.acr)
+        .bind(s.ip)
+        .bind(s.user_agent)
+        .bind(s.now)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live session whose id digests to one of `digests` (one per pepper key), if any:
+    /// not revoked, not past its absolute expiry, used within `idle` seconds, and its user
+    /// not disabled.
+    pub async fn live_session(
+        &self,
+        digests: &[String],
+        now: i64,
+        idle: i64,
+    ) -> Result<Option<Session>, StoreError> {
+        let sql = format!(
+            "SELECT s.sid, s.user_id, s.auth_time, s.amr, s.acr, s.created_at, s.last_seen_at, s.expires_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id_digest IN ({}) AND s.revoked_at IS NULL AND s.expires_at > ${} \
+             AND s.last_seen_at > ${} AND u.disabled_at IS NULL",
+            placeholders(1, digests.len()),
+            digests.len() + 1,
+            digests.len() + 2,
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        let row = q
+            .bind(now)
+            .bind(now.saturating_sub(idle))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Records use, at most once a minute per session to keep writes off the hot path.
+    pub async fn touch_session(&self, sid: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE sid = $2 AND last_seen_at < $3")
+            .bind(now)
+            .bind(sid)
+            .bind(now - 60)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_session(&self, sid: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn consented_scope(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT scope FROM consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("scope")?),
+            None => None,
+        })
+    }
+
+    pub async fn save_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO consents (user_id, client_id, scope, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = $3, updated_at = $4",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(scope)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
+    let amr: String = row.try_get("amr")?;
+    Ok(Session {
+        sid: row.try_get("sid")?,
+        user_id: row.try_get("user_id")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: serde_json::from_str(&amr)
+            .map_err(|e| StoreError::Corrupt(format!("session amr: {e}")))?,
+        acr: row.try_get("acr")?,
+        created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
