@@ -1,5 +1,4 @@
-//! The checks. Each returns an [`Outcome`]; a check that depends on an earlier one that
-//! failed is skipped with that reason.
+//! The JWKS check every happy flow starts with.
 
 use std::collections::HashSet;
 
@@ -7,86 +6,11 @@ use openidconnect::core::{CoreJsonWebKeySet, CoreJsonWebKeyType};
 use openidconnect::{JsonWebKey as _, JsonWebKeyAlgorithm};
 use serde_json::Value;
 
-use crate::report::{Outcome, Report};
-
-pub async fn run_all(http: &reqwest::Client, issuer: &str, report: &mut Report) {
-    let metadata = match discovery(http, issuer).await {
-        Ok(m) => {
-            report.record("discovery", Outcome::Pass);
-            Some(m)
-        }
-        Err(why) => {
-            report.record("discovery", Outcome::Fail(why));
-            None
-        }
-    };
-    match metadata {
-        Some(m) => report.record("jwks", jwks(http, &m).await),
-        None => report.record("jwks", Outcome::Skip("discovery failed".into())),
-    }
-}
-
-/// OIDC Discovery §4: the document is JSON, served 200 with a JSON content type, and its
-/// `issuer` is exactly the URL used (§4.3). Present fields have the types §3 gives them.
-async fn discovery(http: &reqwest::Client, issuer: &str) -> Result<Value, String> {
-    let url = format!("{issuer}/.well-known/openid-configuration");
-    let resp = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if resp.status() != 200 {
-        return Err(format!("GET {url}: status {}", resp.status()));
-    }
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    if !content_type.starts_with("application/json") {
-        return Err(format!(
-            "content type is {content_type:?}, not application/json"
-        ));
-    }
-    let doc: Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("body is not JSON: {e}"))?;
-    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-        return Err(format!(
-            "issuer {:?} differs from the URL used ({issuer:?})",
-            doc.get("issuer")
-        ));
-    }
-    let jwks_uri = doc
-        .get("jwks_uri")
-        .and_then(Value::as_str)
-        .ok_or("jwks_uri is missing")?;
-    url::Url::parse(jwks_uri).map_err(|e| format!("jwks_uri is not a URL: {e}"))?;
-    for list in [
-        "response_types_supported",
-        "subject_types_supported",
-        "id_token_signing_alg_values_supported",
-        "grant_types_supported",
-        "scopes_supported",
-        "claims_supported",
-        "code_challenge_methods_supported",
-        "token_endpoint_auth_methods_supported",
-    ] {
-        if let Some(v) = doc.get(list) {
-            let ok = v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
-            if !ok {
-                return Err(format!("{list} must be an array of strings"));
-            }
-        }
-    }
-    Ok(doc)
-}
+use crate::report::Outcome;
 
 /// The JWKS parses with a certified RP library; every key has a `kid`, all distinct; no
 /// private members; at least one RS256 key, the default id_token algorithm (OIDC Core §3.1.3.7).
-async fn jwks(http: &reqwest::Client, metadata: &Value) -> Outcome {
+pub async fn jwks(http: &reqwest::Client, metadata: &Value) -> Outcome {
     let Some(uri) = metadata.get("jwks_uri").and_then(Value::as_str) else {
         return Outcome::Fail("jwks_uri is missing".into());
     };

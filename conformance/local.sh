@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the conformance runner against a Latchkey server running on this machine: creates a test
+# user and the clients the plans need with the `latchkey` CLI (against the server's database),
+# then runs every plan. Extra arguments go to the runner (e.g. --reuse-wait 5).
+#
+#   conformance/local.sh                      # a zero-config server: ./latchkey-data, :8080
+#   LATCHKEY_DATA_DIR=/srv/lk ISSUER=http://localhost:9000 conformance/local.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+latchkey=${LATCHKEY_BIN:-$target/debug/latchkey}
+runner=${CONFORMANCE_BIN:-$target/debug/latchkey-conformance}
+issuer=${ISSUER:-http://localhost:8080}
+rp=https://rp.conformance.invalid/callback
+plr=https://rp.conformance.invalid/logged-out
+user=conformance-$(date +%s)-$$@example.com
+password=conformance-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+echo "$password" | "$latchkey" user create --email "$user" --name "Conformance Tester" \
+  --password-stdin --email-verified >/dev/null
+cred() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read()); print(d["client_id"]+":"+d["client_secret"])'; }
+main=$("$latchkey" client create --name "Conformance RP" --redirect-uri "$rp" \
+  --post-logout-redirect-uri "$plr" | cred)
+post=$("$latchkey" client create --name "Conformance RP (client_secret_post)" --redirect-uri "$rp" \
+  --token-endpoint-auth-method client_secret_post | cred)
+second=$("$latchkey" client create --name "Conformance RP (second)" --redirect-uri "$rp" | cred)
+
+exec "$runner" --issuer "$issuer" --username "$user" --password "$password" \
+  --client "$main" --post-client "$post" --second-client "$second" \
+  --redirect-uri "$rp" --post-logout-redirect-uri "$plr" "$@"
