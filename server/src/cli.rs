@@ -81,6 +81,22 @@ enum Command {
     /// OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Initial access tokens for dynamic client registration (RFC 7591).
+    #[command(subcommand, name = "registration-token")]
+    RegistrationToken(RegistrationTokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RegistrationTokenCommand {
+    /// Mint an initial access token; prints it once (only its digest is stored).
+    Create {
+        /// Lifetime, e.g. 1h or 7d [default: no expiry].
+        #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+        /// How many registrations it allows [default: unlimited].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        max_uses: Option<u32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -242,6 +258,15 @@ where
 
     match cli.command {
         Command::Serve => serve(config, clock).await,
+        Command::RegistrationToken(RegistrationTokenCommand::Create {
+            expires_in,
+            max_uses,
+        }) => {
+            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let result = registration_token(&state, expires_in, max_uses, stdout).await;
+            state.store.close().await;
+            result
+        }
         Command::Migrate => {
             let url = config.database_url();
             if config.database_url.is_none() {
@@ -363,6 +388,29 @@ where
             result
         }
     }
+}
+
+async fn registration_token(
+    state: &AppState,
+    expires_in: Option<std::time::Duration>,
+    max_uses: Option<u32>,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let now = state.clock.now();
+    let token = random_token(32);
+    let expires_at = expires_in.map(|d| now + crate::state::secs(d));
+    let digest = state
+        .pepper
+        .digest(Purpose::InitialAccessToken, token.as_bytes());
+    state
+        .store
+        .create_initial_access_token(&digest, now, expires_at, max_uses.map(i64::from))
+        .await
+        .map_err(failed)?;
+    print_json(
+        stdout,
+        &json!({ "initial_access_token": token, "expires_at": expires_at, "max_uses": max_uses }),
+    )
 }
 
 async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), CliError> {

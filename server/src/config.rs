@@ -51,6 +51,26 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub sessions: SessionsConfig,
     pub signin: SigninConfig,
+    pub registration: RegistrationConfig,
+}
+
+/// Who may register clients at `/register` (RFC 7591).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationPolicy {
+    /// No dynamic registration; `/register` does not exist.
+    Closed,
+    /// A bearer initial access token from `latchkey registration-token create` is needed.
+    #[default]
+    InitialAccessToken,
+    /// Anyone may register a client.
+    Open,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    pub policy: RegistrationPolicy,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -150,6 +170,7 @@ impl Default for Config {
             tokens: TokensConfig::default(),
             sessions: SessionsConfig::default(),
             signin: SigninConfig::default(),
+            registration: RegistrationConfig::default(),
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum Purpose {
     Csrf,
     AuthorizationCode,
     RefreshToken,
+    InitialAccessToken,
+    RegistrationAccessToken,
 }
 
 impl Purpose {
@@ -50,6 +52,8 @@ impl Purpose {
             Purpose::Csrf => b"csrf",
             Purpose::AuthorizationCode => b"authorization_code",
             Purpose::RefreshToken => b"refresh_token",
+            Purpose::InitialAccessToken => b"initial_access_token",
+            Purpose::RegistrationAccessToken => b"registration_access_token",
         }
     }
 }

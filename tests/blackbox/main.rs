@@ -9,3 +9,4 @@ mod flow;
 mod harness;
 mod keys;
 mod oidc;
+mod registration;

@@ -12,7 +12,13 @@ fn document(state: &AppState) -> Response {
     Response::builder()
         .content_type("application/json")
         .header(header::CACHE_CONTROL, "public, max-age=300")
-        .body(metadata(&state.config.issuer).to_string())
+        .body(
+            metadata(
+                &state.config.issuer,
+                state.config.registration.policy != crate::config::RegistrationPolicy::Closed,
+            )
+            .to_string(),
+        )
 }
 
 #[handler]

@@ -103,6 +103,12 @@ pub async fn observe<E: Endpoint>(
 }
 
 fn route_name(path: &str) -> &'static str {
+    if path.starts_with("/register/") {
+        return "/register/{client_id}";
+    }
+    if path.starts_with("/static/") {
+        return "/static";
+    }
     super::ROUTES
         .iter()
         .find(|r| **r == path)

@@ -13,6 +13,7 @@ mod login;
 mod logout;
 pub mod metrics;
 mod middleware;
+mod register;
 mod respond;
 mod revoke;
 mod token;
@@ -38,6 +39,7 @@ pub(crate) const ROUTES: &[&str] = &[
     "/logout",
     "/login",
     "/consent",
+    "/register",
 ];
 
 /// The whole application, ready to serve. Tests mount this on port 0.
@@ -63,6 +65,13 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at(ROUTES[11], get(logout::logout).post(logout::logout))
         .at(ROUTES[12], get(login::login_form).post(login::login))
         .at(ROUTES[13], post(login::consent))
+        .at(ROUTES[14], post(register::register))
+        .at(
+            "/register/:client_id",
+            get(register::read)
+                .put(register::update)
+                .delete(register::delete),
+        )
         .at("/static/:name", get(assets::asset))
         .data(state)
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))

@@ -191,8 +191,8 @@ impl ClientMetadata {
         self.redirect_uris.dedup();
 
         match (&self.jwks_uri, self.token_endpoint_auth_method) {
-            (None, AuthMethod::PrivateKeyJwt) => {
-                return Err(meta("private_key_jwt needs jwks_uri"));
+            (_, AuthMethod::PrivateKeyJwt) => {
+                return Err(meta("private_key_jwt is not supported yet"));
             }
             (Some(uri), _) => {
                 let url = Url::parse(uri).map_err(|_| meta("jwks_uri is not a URL"))?;

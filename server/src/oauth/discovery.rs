@@ -3,9 +3,10 @@
 
 use serde_json::{Value, json};
 
-/// The metadata document for `issuer`.
-pub fn metadata(issuer: &str) -> Value {
-    json!({
+/// The metadata document for `issuer`; `registration` when `/register` is open to anyone
+/// or to holders of an initial access token.
+pub fn metadata(issuer: &str, registration: bool) -> Value {
+    let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
         "token_endpoint": format!("{issuer}/token"),
@@ -32,7 +33,11 @@ pub fn metadata(issuer: &str) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
         "backchannel_logout_supported": false,
-    })
+    });
+    if registration {
+        doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -41,7 +46,8 @@ mod tests {
 
     #[test]
     fn endpoints_are_derived_from_the_issuer() {
-        let m = metadata("https://id.example.com");
+        let m = metadata("https://id.example.com", false);
+        assert!(m.get("registration_endpoint").is_none());
         assert_eq!(m["issuer"], "https://id.example.com");
         assert_eq!(m["jwks_uri"], "https://id.example.com/jwks.json");
         assert_eq!(m["token_endpoint"], "https://id.example.com/token");

@@ -9,5 +9,6 @@ pub mod error;
 pub mod params;
 pub mod pkce;
 pub mod redirect;
+pub mod registration;
 pub mod scope;
 pub mod tokens;

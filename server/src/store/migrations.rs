@@ -18,6 +18,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "oidc_core",
         include_str!("../../../migrations/sqlite/0002_oidc_core.sql"),
     ),
+    (
+        3,
+        "registration",
+        include_str!("../../../migrations/sqlite/0003_registration.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -30,6 +35,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         2,
         "oidc_core",
         include_str!("../../../migrations/postgres/0002_oidc_core.sql"),
+    ),
+    (
+        3,
+        "registration",
+        include_str!("../../../migrations/postgres/0003_registration.sql"),
     ),
 ];
 

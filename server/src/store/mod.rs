@@ -7,6 +7,7 @@ mod grants;
 mod keys;
 mod migrations;
 mod pepper;
+mod registration;
 mod sessions;
 mod users;
 

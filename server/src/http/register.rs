@@ -1,0 +1,335 @@
+//! Dynamic client registration (RFC 7591) at `/register`, and the client configuration
+//! endpoint (RFC 7592) at `/register/{client_id}`, guarded by the client's registration access
+//! token. Registration needs an initial access token unless `registration.policy = "open"`.
+
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Path};
+use poem::{Request, Response, handler};
+use serde_json::{Value, json};
+
+use super::bearer::presented_token;
+use super::clients::find;
+use super::respond::bearer_error;
+use crate::config::RegistrationPolicy;
+use crate::oauth::client::{AuthMethod, ClientMetadata, MetadataError};
+use crate::oauth::error::{BearerError, BearerErrorCode as B};
+use crate::oauth::registration::RegistrationRequest;
+use crate::secrets::{ClientSecret, Purpose, random_token};
+use crate::state::AppState;
+use crate::store::NewClient;
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::PRAGMA, "no-cache")
+        .body(body.to_string())
+}
+
+fn metadata_error(e: &MetadataError) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({ "error": e.code(), "error_description": e.description() }),
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    super::server_error(e)
+}
+
+fn is_json(req: &Request) -> bool {
+    req.content_type()
+        .is_some_and(|c| c.starts_with("application/json"))
+}
+
+fn client_uri(state: &AppState, client_id: &str) -> String {
+    format!("{}/register/{client_id}", state.config.issuer)
+}
+
+fn described(
+    state: &AppState,
+    client_id: &str,
+    metadata: &ClientMetadata,
+    created_at: i64,
+) -> Value {
+    let mut out = serde_json::to_value(metadata).unwrap_or_else(|_| json!({}));
+    if let Some(o) = out.as_object_mut() {
+        o.insert("client_id".into(), json!(client_id));
+        o.insert("client_id_issued_at".into(), json!(created_at));
+        o.insert(
+            "registration_client_uri".into(),
+            json!(client_uri(state, client_id)),
+        );
+    }
+    out
+}
+
+#[handler]
+pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let now = state.clock.now();
+    match state.config.registration.policy {
+        RegistrationPolicy::Closed => {
+            return Response::builder().status(StatusCode::NOT_FOUND).finish();
+        }
+        RegistrationPolicy::Open => {}
+        RegistrationPolicy::InitialAccessToken => {
+            let token = match presented_token(req, None) {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    return bearer_error(
+                        &BearerError::new(B::InvalidToken, "an initial access token is required"),
+                        None,
+                    );
+                }
+                Err(e) => return bearer_error(&e, None),
+            };
+            let digests = state
+                .pepper
+                .lookup_digests(Purpose::InitialAccessToken, token.as_bytes());
+            match state.store.use_initial_access_token(&digests, now).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return bearer_error(
+                        &BearerError::new(
+                            B::InvalidToken,
+                            "the initial access token is invalid, expired or used up",
+                        ),
+                        None,
+                    );
+                }
+                Err(e) => return internal(e),
+            }
+        }
+    }
+    if !is_json(req) {
+        return metadata_error(&MetadataError::InvalidClientMetadata(
+            "the body must be application/json".into(),
+        ));
+    }
+    let Ok(bytes) = body.into_vec().await else {
+        return metadata_error(&MetadataError::InvalidClientMetadata(
+            "the body could not be read".into(),
+        ));
+    };
+    let metadata =
+        match RegistrationRequest::parse(&bytes).and_then(RegistrationRequest::into_metadata) {
+            Ok(m) => m,
+            Err(e) => return metadata_error(&e),
+        };
+
+    let client_id = random_token(16);
+    let secret = metadata
+        .token_endpoint_auth_method
+        .uses_secret()
+        .then(ClientSecret::generate);
+    let digest = secret.as_ref().map(|s| {
+        state
+            .pepper
+            .digest(Purpose::ClientSecret, s.expose().as_bytes())
+    });
+    let registration_token = random_token(32);
+    let stored = match serde_json::to_string(&metadata) {
+        Ok(s) => s,
+        Err(e) => return internal(e),
+    };
+    let created = state
+        .store
+        .create_client(&NewClient {
+            client_id: &client_id,
+            secret_digest: digest.as_deref(),
+            metadata: &stored,
+            now,
+        })
+        .await;
+    if let Err(e) = created {
+        return internal(e);
+    }
+    let rat_digest = state.pepper.digest(
+        Purpose::RegistrationAccessToken,
+        registration_token.as_bytes(),
+    );
+    if let Err(e) = state
+        .store
+        .set_registration_token(&client_id, &rat_digest)
+        .await
+    {
+        return internal(e);
+    }
+    tracing::info!(client = %client_id, "client registered");
+    let mut out = described(state, &client_id, &metadata, now);
+    if let Some(o) = out.as_object_mut() {
+        o.insert(
+            "registration_access_token".into(),
+            json!(registration_token),
+        );
+        if let Some(secret) = &secret {
+            o.insert("client_secret".into(), json!(secret.expose()));
+            o.insert("client_secret_expires_at".into(), json!(0));
+        }
+    }
+    json_response(StatusCode::CREATED, &out)
+}
+
+/// The client named in the path, if the request carries its registration access token.
+/// Every failure is the same 401, so the answer does not tell which clients exist.
+async fn authorized(
+    req: &Request,
+    state: &AppState,
+    client_id: &str,
+) -> Result<crate::oauth::client::Client, Response> {
+    let deny = || {
+        bearer_error(
+            &BearerError::new(
+                B::InvalidToken,
+                "the registration access token is not valid for this client",
+            ),
+            None,
+        )
+    };
+    let token = match presented_token(req, None) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(super::respond::bearer_missing()),
+        Err(e) => return Err(bearer_error(&e, None)),
+    };
+    let stored = match state.store.registration_token_digest(client_id).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return Err(deny()),
+        Err(e) => return Err(internal(e)),
+    };
+    if !state
+        .pepper
+        .verify(Purpose::RegistrationAccessToken, token.as_bytes(), &stored)
+    {
+        return Err(deny());
+    }
+    match find(state, client_id).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(deny()),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+#[handler]
+pub async fn read(
+    req: &Request,
+    Path(client_id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let client = match authorized(req, state, &client_id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let created = state
+        .store
+        .client_by_id(&client_id)
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |c| c.created_at);
+    json_response(
+        StatusCode::OK,
+        &described(state, &client_id, &client.metadata, created),
+    )
+}
+
+#[handler]
+pub async fn update(
+    req: &Request,
+    Path(client_id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let client = match authorized(req, state, &client_id).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !is_json(req) {
+        return metadata_error(&MetadataError::InvalidClientMetadata(
+            "the body must be application/json".into(),
+        ));
+    }
+    let Ok(bytes) = body.into_vec().await else {
+        return metadata_error(&MetadataError::InvalidClientMetadata(
+            "the body could not be read".into(),
+        ));
+    };
+    let request = match RegistrationRequest::parse(&bytes) {
+        Ok(r) => r,
+        Err(e) => return metadata_error(&e),
+    };
+    // RFC 7592 §2.2: the body names the client; a secret, if sent, must be the current one.
+    if request.client_id.as_deref() != Some(client_id.as_str()) {
+        return metadata_error(&MetadataError::InvalidClientMetadata(
+            "client_id must be the client's own".into(),
+        ));
+    }
+    if let Some(secret) = &request.client_secret {
+        let ok = client.secret_digest.as_deref().is_some_and(|d| {
+            state
+                .pepper
+                .verify(Purpose::ClientSecret, secret.as_bytes(), d)
+        });
+        if !ok {
+            return metadata_error(&MetadataError::InvalidClientMetadata(
+                "client_secret does not match".into(),
+            ));
+        }
+    }
+    let metadata = match request.into_metadata() {
+        Ok(m) => m,
+        Err(e) => return metadata_error(&e),
+    };
+    let was_public = client.metadata.token_endpoint_auth_method == AuthMethod::None;
+    let is_public = metadata.token_endpoint_auth_method == AuthMethod::None;
+    if was_public != is_public {
+        return metadata_error(&MetadataError::InvalidClientMetadata(
+            "a client cannot change between public and confidential; register a new one".into(),
+        ));
+    }
+    let now = state.clock.now();
+    let stored = match serde_json::to_string(&metadata) {
+        Ok(s) => s,
+        Err(e) => return internal(e),
+    };
+    if let Err(e) = state
+        .store
+        .update_client_metadata(&client_id, &stored, now)
+        .await
+    {
+        return internal(e);
+    }
+    let created = state
+        .store
+        .client_by_id(&client_id)
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |c| c.created_at);
+    json_response(
+        StatusCode::OK,
+        &described(state, &client_id, &metadata, created),
+    )
+}
+
+#[handler]
+pub async fn delete(
+    req: &Request,
+    Path(client_id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if let Err(r) = authorized(req, state, &client_id).await {
+        return r;
+    }
+    match state
+        .store
+        .delete_client(&client_id, state.clock.now())
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(client = %client_id, "client deleted through RFC 7592");
+            Response::builder().status(StatusCode::NO_CONTENT).finish()
+        }
+        Err(e) => internal(e),
+    }
+}

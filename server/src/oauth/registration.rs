@@ -1,0 +1,161 @@
+//! Dynamic client registration requests (RFC 7591 §2, OIDC Registration §2; RFC 7592 §2.2 for
+//! updates): what a registrant may set, with RFC 7591's defaults, into [`ClientMetadata`].
+//! Metadata we do not understand is ignored, as §2 requires; metadata we understand but do not
+//! support is refused, so a client never believes it got what it did not.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::client::{AuthMethod, ClientMetadata, GrantType, MetadataError};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RegistrationRequest {
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    pub client_name: Option<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub scope: Option<String>,
+    pub jwks_uri: Option<String>,
+    pub jwks: Option<Value>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub id_token_signed_response_alg: Option<String>,
+    pub userinfo_signed_response_alg: Option<String>,
+    pub subject_type: Option<String>,
+    pub logo_uri: Option<String>,
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    /// Present in RFC 7592 updates.
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+fn meta(why: impl Into<String>) -> MetadataError {
+    MetadataError::InvalidClientMetadata(why.into())
+}
+
+impl RegistrationRequest {
+    pub fn parse(body: &[u8]) -> Result<Self, MetadataError> {
+        serde_json::from_slice(body)
+            .map_err(|e| meta(format!("the body is not valid registration JSON: {e}")))
+    }
+
+    pub fn into_metadata(self) -> Result<ClientMetadata, MetadataError> {
+        let grant_types = match self.grant_types {
+            None => vec![GrantType::AuthorizationCode],
+            Some(list) => list
+                .iter()
+                .map(|g| {
+                    g.parse::<GrantType>()
+                        .map_err(|()| meta(format!("grant type {g:?} is not supported")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        // RFC 7591 §2.1: response_types and grant_types must agree.
+        let wants_code = grant_types.contains(&GrantType::AuthorizationCode);
+        let response_types = self.response_types.unwrap_or_else(|| {
+            if wants_code {
+                vec!["code".into()]
+            } else {
+                Vec::new()
+            }
+        });
+        match (wants_code, response_types.as_slice()) {
+            (true, [code]) if code == "code" => {}
+            (false, []) => {}
+            _ => {
+                return Err(meta(
+                    "response_types must be [\"code\"] with authorization_code and empty without it",
+                ));
+            }
+        }
+        let method = match self.token_endpoint_auth_method.as_deref() {
+            None | Some("client_secret_basic") => AuthMethod::ClientSecretBasic,
+            Some("client_secret_post") => AuthMethod::ClientSecretPost,
+            Some("none") => AuthMethod::None,
+            Some("private_key_jwt") => AuthMethod::PrivateKeyJwt,
+            Some(other) => {
+                return Err(meta(format!(
+                    "token_endpoint_auth_method {other:?} is not supported"
+                )));
+            }
+        };
+        if self.jwks.is_some() {
+            return Err(meta("jwks by value is not supported; use jwks_uri"));
+        }
+        if self.userinfo_signed_response_alg.is_some() {
+            return Err(meta("signed userinfo responses are not supported"));
+        }
+        if self.subject_type.as_deref().is_some_and(|s| s != "public") {
+            return Err(meta("only the public subject type is supported"));
+        }
+        let client_name = self
+            .client_name
+            .or_else(|| {
+                self.redirect_uris
+                    .first()
+                    .and_then(|u| url::Url::parse(u).ok())
+                    .and_then(|u| u.host_str().map(str::to_owned))
+            })
+            .unwrap_or_else(|| "Unnamed application".into());
+        ClientMetadata {
+            client_name,
+            redirect_uris: self.redirect_uris,
+            grant_types,
+            response_types,
+            token_endpoint_auth_method: method,
+            scope: self.scope.unwrap_or_default(),
+            jwks_uri: self.jwks_uri,
+            post_logout_redirect_uris: self.post_logout_redirect_uris,
+            id_token_signed_response_alg: self.id_token_signed_response_alg,
+            logo_uri: self.logo_uri,
+            policy_uri: self.policy_uri,
+            tos_uri: self.tos_uri,
+            // Only an administrator makes a client first-party.
+            first_party: false,
+        }
+        .validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(json: &str) -> Result<ClientMetadata, MetadataError> {
+        RegistrationRequest::parse(json.as_bytes())?.into_metadata()
+    }
+
+    #[test]
+    fn rfc7591_defaults_apply() {
+        let m =
+            reg(r#"{"redirect_uris":["https://app.example.com/cb"],"unknown_field":1}"#).unwrap();
+        assert_eq!(m.grant_types, [GrantType::AuthorizationCode]);
+        assert_eq!(m.response_types, ["code"]);
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(m.client_name, "app.example.com");
+        assert!(!m.first_party);
+    }
+
+    #[test]
+    fn inconsistent_or_unsupported_metadata_is_refused() {
+        let e =
+            reg(r#"{"redirect_uris":["https://a.example/cb"],"response_types":["code id_token"]}"#)
+                .unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata");
+        let e = reg(r#"{"redirect_uris":["https://a.example/cb#frag"]}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_redirect_uri");
+        let e = reg(r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}"#)
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata");
+        let e = reg(r#"{"redirect_uris":["https://a.example/cb"],"subject_type":"pairwise"}"#)
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata");
+        let e = reg(r#"{"redirect_uris":"https://a.example/cb"}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata");
+        let e = reg(r#"{"redirect_uris":["javascript:alert(1)"]}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_redirect_uri");
+    }
+}

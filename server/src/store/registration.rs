@@ -1,0 +1,111 @@
+//! Initial access tokens and registration access tokens (RFC 7591 §3, RFC 7592 §1).
+
+use sqlx::Row;
+
+use super::{Store, StoreError, placeholders};
+
+impl Store {
+    pub async fn create_initial_access_token(
+        &self,
+        digest: &str,
+        now: i64,
+        expires_at: Option<i64>,
+        max_uses: Option<i64>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO initial_access_tokens (token_digest, created_at, expires_at, max_uses) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(digest)
+        .bind(now)
+        .bind(expires_at)
+        .bind(max_uses)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses an initial access token once, atomically: false if unknown, expired or used up.
+    pub async fn use_initial_access_token(
+        &self,
+        digests: &[String],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = digests.len();
+        let sql = format!(
+            "UPDATE initial_access_tokens SET uses = uses + 1 \
+             WHERE token_digest IN ({}) AND (expires_at IS NULL OR expires_at > ${}) \
+             AND (max_uses IS NULL OR uses < max_uses) RETURNING token_digest",
+            placeholders(1, n),
+            n + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        Ok(q.bind(now).fetch_optional(&self.pool).await?.is_some())
+    }
+
+    pub async fn set_registration_token(
+        &self,
+        client_id: &str,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clients SET registration_token_digest = $1 WHERE client_id = $2")
+            .bind(digest)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn registration_token_digest(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT registration_token_digest FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("registration_token_digest")?,
+            None => None,
+        })
+    }
+
+    pub async fn update_client_metadata(
+        &self,
+        client_id: &str,
+        metadata: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE clients SET metadata = $1, updated_at = $2 WHERE client_id = $3")
+            .bind(metadata)
+            .bind(now)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a client and revokes every grant made to it.
+    pub async fn delete_client(&self, client_id: &str, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM consents WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

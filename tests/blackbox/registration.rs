@@ -1,0 +1,240 @@
+//! Dynamic client registration (RFC 7591) with initial access tokens, and client
+//! configuration (RFC 7592) with the registration access token.
+
+use latchkey::testdb::TestDb;
+use serde_json::{Value, json};
+
+use crate::flow::{REDIRECT, authorize_url, browser};
+use crate::harness::{Env, Server, get_json, http};
+
+async fn register(server: &Server, iat: Option<&str>, body: &Value) -> reqwest::Response {
+    let mut req = http().post(server.url("/register")).json(body);
+    if let Some(t) = iat {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn registration_needs_an_initial_access_token_which_can_be_used_up() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let out = env
+            .cli(
+                &[
+                    "registration-token",
+                    "create",
+                    "--max-uses",
+                    "1",
+                    "--expires-in",
+                    "1h",
+                ],
+                "",
+            )
+            .await
+            .unwrap();
+        let iat = serde_json::from_str::<Value>(&out).unwrap()["initial_access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let server = Server::start(env.config()).await;
+        let meta = get_json(&server.url("/.well-known/openid-configuration")).await;
+        assert_eq!(
+            meta["registration_endpoint"],
+            format!("{}/register", server.state.config.issuer)
+        );
+
+        let body = json!({
+            "redirect_uris": [REDIRECT],
+            "client_name": "Shop",
+            "logo_uri": "https://rp.example.com/logo.png",
+            "policy_uri": "https://rp.example.com/privacy",
+            "tos_uri": "https://rp.example.com/tos",
+            "scope": "openid profile email",
+            "unknown_metadata": "is ignored"
+        });
+        let r = register(&server, None, &body).await;
+        assert_eq!(r.status(), 401);
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+
+        let r = register(&server, Some(&iat), &body).await;
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let c: Value = r.json().await.unwrap();
+        assert_eq!(c["client_name"], "Shop");
+        assert_eq!(c["token_endpoint_auth_method"], "client_secret_basic");
+        assert!(c["client_secret"].as_str().unwrap().len() >= 43);
+        assert!(c.get("unknown_metadata").is_none());
+        let client_id = c["client_id"].as_str().unwrap();
+        assert_eq!(
+            c["registration_client_uri"],
+            format!("{}/register/{client_id}", server.state.config.issuer)
+        );
+
+        // Used up.
+        let r = register(&server, Some(&iat), &body).await;
+        assert_eq!(r.status(), 401);
+
+        // The consent page shows the registered name, logo and links.
+        let b = browser();
+        let html = b
+            .get(authorize_url(&server, client_id, &[]))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("Shop"));
+        let page = crate::flow::sign_in(&b, &server, &html, "nobody@example.com", "x").await;
+        assert_eq!(page.status(), 401);
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn invalid_metadata_gets_the_rfc7591_error_codes() {
+    let env = Env::new(TestDb::sqlite(), "[registration]\npolicy = \"open\"");
+    let server = Server::start(env.config()).await;
+    for (body, code) in [
+        (
+            json!({"redirect_uris": ["https://rp.example.com/cb#frag"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["http://rp.example.com/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (json!({"redirect_uris": []}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": [REDIRECT], "response_types": ["token"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "tls_client_auth"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": [REDIRECT], "grant_types": ["password"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": "not a list"}),
+            "invalid_client_metadata",
+        ),
+    ] {
+        let r = register(&server, None, &body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"], code, "{body}");
+    }
+    // A public client gets no secret.
+    let r = register(
+        &server,
+        None,
+        &json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    let c: Value = r.json().await.unwrap();
+    assert!(c.get("client_secret").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rfc7592_read_update_delete_with_the_registration_access_token() {
+    let env = Env::new(TestDb::sqlite(), "[registration]\npolicy = \"open\"");
+    let server = Server::start(env.config()).await;
+    let c: Value = register(
+        &server,
+        None,
+        &json!({"redirect_uris": [REDIRECT], "client_name": "Before"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let uri = c["registration_client_uri"]
+        .as_str()
+        .unwrap()
+        .replace(&server.state.config.issuer, &server.base);
+    let rat = c["registration_access_token"].as_str().unwrap();
+    let client_id = c["client_id"].as_str().unwrap();
+
+    let r = http().get(&uri).bearer_auth(rat).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let read: Value = r.json().await.unwrap();
+    assert_eq!(read["client_name"], "Before");
+    assert!(read.get("client_secret").is_none());
+    assert_eq!(
+        http()
+            .get(&uri)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let r = http()
+        .put(&uri)
+        .bearer_auth(rat)
+        .json(&json!({"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "After"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["client_name"], "After");
+    let r = http()
+        .put(&uri)
+        .bearer_auth(rat)
+        .json(&json!({"client_id": "someone-else", "redirect_uris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    assert_eq!(
+        http()
+            .delete(&uri)
+            .bearer_auth(rat)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        http()
+            .get(&uri)
+            .bearer_auth(rat)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = browser()
+        .get(authorize_url(&server, client_id, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a deleted client is unknown");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn closed_registration_is_not_advertised_and_not_served() {
+    let env = Env::new(TestDb::sqlite(), "[registration]\npolicy = \"closed\"");
+    let server = Server::start(env.config()).await;
+    let meta = get_json(&server.url("/.well-known/openid-configuration")).await;
+    assert!(meta.get("registration_endpoint").is_none());
+    let r = register(&server, None, &json!({"redirect_uris": [REDIRECT]})).await;
+    assert_eq!(r.status(), 404);
+    server.stop().await;
+}
