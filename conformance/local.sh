@@ -24,7 +24,10 @@ main=$("$latchkey" client create --name "Conformance RP" --redirect-uri "$rp" \
 post=$("$latchkey" client create --name "Conformance RP (client_secret_post)" --redirect-uri "$rp" \
   --token-endpoint-auth-method client_secret_post | cred)
 second=$("$latchkey" client create --name "Conformance RP (second)" --redirect-uri "$rp" | cred)
+iat=$("$latchkey" registration-token create --expires-in 1h |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["initial_access_token"])')
 
-exec "$runner" --issuer "$issuer" --username "$user" --password "$password" \
-  --client "$main" --post-client "$post" --second-client "$second" \
-  --redirect-uri "$rp" --post-logout-redirect-uri "$plr" "$@"
+# --flag=value: generated secrets may begin with "-".
+exec "$runner" --issuer="$issuer" --username="$user" --password="$password" \
+  --client="$main" --post-client="$post" --second-client="$second" \
+  --redirect-uri="$rp" --post-logout-redirect-uri="$plr" --initial-access-token="$iat" "$@"

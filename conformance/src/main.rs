@@ -9,6 +9,7 @@
 mod basic;
 mod checks;
 mod config;
+mod dynamic;
 mod html;
 mod logout;
 mod report;
@@ -50,6 +51,9 @@ struct Args {
     /// A post_logout_redirect_uri registered for the main client (the logout plan).
     #[arg(long, env = "CONFORMANCE_POST_LOGOUT_REDIRECT_URI")]
     post_logout_redirect_uri: Option<String>,
+    /// An initial access token for dynamic registration (the oidcc-dynamic plan).
+    #[arg(long, env = "CONFORMANCE_INITIAL_ACCESS_TOKEN", hide_env_values = true)]
+    initial_access_token: Option<String>,
     /// Seconds oidcc-codereuse-30seconds waits, as the suite does.
     #[arg(long, default_value_t = 30)]
     reuse_wait: u64,
@@ -146,44 +150,15 @@ async fn run(args: Args) -> Result<Report, String> {
     logout::run(&rp, config_outcome, &mut report).await;
 
     println!("== oidcc-dynamic-certification-test-plan");
-    let registration = rp.endpoint("registration_endpoint");
-    for module in DYNAMIC {
-        let outcome = if registration.is_none() {
-            Outcome::Skip(
-                "the provider offers no dynamic registration (no registration_endpoint)".into(),
-            )
-        } else {
-            Outcome::Skip(
-                "dynamic registration modules are not implemented in this runner yet".into(),
-            )
-        };
-        report.record(module, outcome);
-    }
+    let config = config::discovery_endpoint_verification(&issuer, &content_type, &doc);
+    dynamic::run(
+        &rp,
+        args.initial_access_token.as_deref(),
+        config,
+        &mut report,
+    )
+    .await;
 
     report.print_summary();
     Ok(report)
 }
-
-const DYNAMIC: [&str; 21] = [
-    "oidcc-idtoken-rs256",
-    "oidcc-userinfo-rs256",
-    "oidcc-ensure-redirect-uri-in-authorization-request",
-    "oidcc-redirect-uri-query-OK",
-    "oidcc-redirect-uri-query-mismatch",
-    "oidcc-redirect-uri-query-added",
-    "oidcc-redirect-uri-regfrag",
-    "oidcc-registration-logo-uri",
-    "oidcc-registration-policy-uri",
-    "oidcc-registration-tos-uri",
-    "oidcc-registration-jwks-uri",
-    "oidcc-registration-sector-uri",
-    "oidcc-registration-sector-bad",
-    "oidcc-server-rotate-keys",
-    "oidcc-refresh-token-rp-key-rotation",
-    "oidcc-request-uri-unsigned",
-    "oidcc-request-uri-signed-rs256",
-    "oidcc-ensure-request-object-with-redirect-uri",
-    "oidcc-refresh-token",
-    "oidcc-ensure-client-assertion-with-iss-aud-succeeds",
-    "oidcc-server",
-];
