@@ -365,3 +365,39 @@ fn jwks_has_distinct_kids_and_no_private_members() {
     }
     assert!(f.ring.etag().starts_with('"'));
 }
+
+#[test]
+fn jwks_documents_bind_each_key_to_the_algorithm_its_type_implies() {
+    let f = fixture();
+    let doc: Value = serde_json::from_str(f.ring.jwks_json()).unwrap();
+    let set = PublicKeySet::from_jwks_value(&doc).unwrap();
+    assert_eq!(set.len(), 3);
+    // Without alg or kid, a lone EC key is ES256 under its thumbprint, and a token that names
+    // no kid verifies against a set of one.
+    let ec = doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kty"] == "EC")
+        .unwrap()
+        .clone();
+    let mut bare = ec.as_object().unwrap().clone();
+    bare.remove("alg");
+    bare.remove("kid");
+    let one = PublicKeySet::from_jwks_value(&json!({ "keys": [bare] })).unwrap();
+    assert_eq!(one.len(), 1);
+    let t = sign_raw(&f, Alg::Es256, json!({"alg":"ES256"}), &claims());
+    assert!(one.verify(&t, &opts(&Alg::ALL)).is_ok());
+    // An alg that contradicts the key type is not trusted.
+    let mut lying = ec.as_object().unwrap().clone();
+    lying.insert("alg".into(), json!("RS256"));
+    assert!(
+        PublicKeySet::from_jwks_value(&json!({ "keys": [lying] }))
+            .unwrap()
+            .is_empty()
+    );
+    // Private material is refused outright.
+    let mut private = ec.as_object().unwrap().clone();
+    private.insert("d".into(), json!("AAAA"));
+    assert!(PublicKeySet::from_jwks_value(&json!({ "keys": [private] })).is_err());
+}

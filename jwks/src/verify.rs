@@ -132,27 +132,58 @@ impl PublicKeySet {
         Ok(())
     }
 
-    /// Builds a set from a JWKS document (RFC 7517 §5). Keys without a `kid`, or whose `alg`
-    /// is not one we verify, are skipped: a key is only ever used for the algorithm it names.
+    /// Builds a set from a JWKS document (RFC 7517 §5). A key is bound to one algorithm: its
+    /// `alg`, or when absent the one its type implies (RSA: RS256, EC P-256: ES256, OKP
+    /// Ed25519: EdDSA). A key without `kid` gets its RFC 7638 thumbprint. Keys for other
+    /// algorithms and encryption keys are skipped; private or symmetric material is refused.
     pub fn from_jwks_json(doc: &str) -> Result<Self, String> {
         let doc: Value = serde_json::from_str(doc).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        Self::from_jwks_value(&doc)
+    }
+
+    pub fn from_jwks_value(doc: &Value) -> Result<Self, String> {
         let keys = doc
             .get("keys")
             .and_then(Value::as_array)
             .ok_or("JWKS has no keys array")?;
         let mut set = Self::new();
         for key in keys {
-            let (Some(kid), Some(alg)) = (
-                key.get("kid").and_then(Value::as_str),
-                key.get("alg")
-                    .and_then(Value::as_str)
-                    .and_then(|a| a.parse::<Alg>().ok()),
-            ) else {
-                continue;
-            };
             let Value::Object(map) = key else { continue };
-            let jwk = Jwk::from_map(map.clone()).map_err(|e| format!("key {kid}: {e}"))?;
-            set.insert(kid, alg, &jwk)
+            if map
+                .get("use")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u != "sig")
+            {
+                continue;
+            }
+            if ["d", "p", "q", "k"].iter().any(|m| map.contains_key(*m)) {
+                return Err("a JWKS must not contain private or symmetric key material".into());
+            }
+            let implied = match (
+                map.get("kty").and_then(Value::as_str),
+                map.get("crv").and_then(Value::as_str),
+            ) {
+                (Some("RSA"), _) => Some(Alg::Rs256),
+                (Some("EC"), Some("P-256")) => Some(Alg::Es256),
+                (Some("OKP"), Some("Ed25519")) => Some(Alg::EdDsa),
+                _ => None,
+            };
+            let alg = match map.get("alg").and_then(Value::as_str) {
+                Some(a) => match a.parse::<Alg>() {
+                    Ok(alg) if Some(alg) == implied => alg,
+                    _ => continue,
+                },
+                None => match implied {
+                    Some(alg) => alg,
+                    None => continue,
+                },
+            };
+            let jwk = Jwk::from_map(map.clone()).map_err(|e| format!("key: {e}"))?;
+            let kid = match map.get("kid").and_then(Value::as_str) {
+                Some(k) => k.to_owned(),
+                None => crate::key::thumbprint(&jwk)?,
+            };
+            set.insert(&kid, alg, &jwk)
                 .map_err(|e| format!("key {kid}: {e}"))?;
         }
         Ok(set)
@@ -209,12 +240,15 @@ impl PublicKeySet {
             }
         }
 
-        // 3. key
-        let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .ok_or(VerifyError::MissingKid)?;
-        let key = self.keys.get(kid).ok_or(VerifyError::UnknownKid)?;
+        // 3. key: named by `kid`; a set of one key may be used without one (client JWKS often
+        // hold a single key and their assertions name none).
+        let key = match header.get("kid").and_then(Value::as_str) {
+            Some(kid) => self.keys.get(kid).ok_or(VerifyError::UnknownKid)?,
+            None if self.keys.len() == 1 => {
+                self.keys.values().next().ok_or(VerifyError::MissingKid)?
+            }
+            None => return Err(VerifyError::MissingKid),
+        };
         if key.alg != alg {
             return Err(VerifyError::AlgKeyMismatch);
         }

@@ -169,6 +169,9 @@ enum ClientCommand {
         /// JWKS URL of the client's keys (for private_key_jwt).
         #[arg(long, value_name = "URL")]
         jwks_uri: Option<String>,
+        /// A file holding the client's public JWKS (for private_key_jwt).
+        #[arg(long, value_name = "FILE")]
+        jwks_file: Option<PathBuf>,
         /// Where RP-initiated logout may send the user back (repeat for several).
         #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
         post_logout_redirect_uris: Vec<String>,
@@ -340,10 +343,22 @@ where
             scopes,
             token_endpoint_auth_method,
             jwks_uri,
+            jwks_file,
             post_logout_redirect_uris,
             id_token_signed_response_alg,
             first_party,
         }) => {
+            let jwks = match jwks_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+                    Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| failed(format!("{}: {e}", path.display())))?,
+                    )
+                }
+                None => None,
+            };
             let method = match (public, token_endpoint_auth_method) {
                 (true, None | Some(AuthMethod::None)) => AuthMethod::None,
                 (true, Some(_)) => {
@@ -373,6 +388,7 @@ where
                 token_endpoint_auth_method: method,
                 scope,
                 jwks_uri,
+                jwks,
                 post_logout_redirect_uris,
                 id_token_signed_response_alg,
                 logo_uri: None,

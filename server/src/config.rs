@@ -44,6 +44,9 @@ pub struct Config {
     /// Allow an `http://` issuer on a non-loopback host. Tokens and cookies then cross the
     /// network in clear: for a lab behind a TLS-terminating proxy that rewrites nothing, only.
     pub danger_allow_insecure_issuer: bool,
+    /// Let clients' `jwks_uri` resolve to loopback or private addresses. The server then fetches
+    /// URLs a registrant chose inside your network (SSRF): only for closed test setups.
+    pub danger_allow_private_jwks_uri: bool,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub secrets: SecretsConfig,
@@ -163,6 +166,7 @@ impl Default for Config {
             database_url: None,
             log_format: LogFormat::Text,
             danger_allow_insecure_issuer: false,
+            danger_allow_private_jwks_uri: false,
             database: DatabaseConfig::default(),
             http: HttpConfig::default(),
             secrets: SecretsConfig::default(),

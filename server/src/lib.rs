@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod oauth;
+pub mod outbound;
 pub mod secrets;
 pub mod server;
 pub mod signin;

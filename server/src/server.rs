@@ -53,6 +53,7 @@ pub async fn start(
     let acceptor = TcpAcceptor::from_tokio(listener)
         .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     let grace = state.config.http.shutdown_grace;
+    let housekeeping = spawn_housekeeping(state.clone());
     let app = crate::http::app(state);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -67,14 +68,33 @@ pub async fn start(
             }
             tracing::info!("shutting down");
         };
-        Server::new_with_acceptor(acceptor)
+        let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(grace))
-            .await
+            .await;
+        housekeeping.abort();
+        result
     });
     Ok(Running {
         addr,
         stop: Some(tx),
         task,
+    })
+}
+
+/// Every five minutes, deletes what has expired (codes, used assertion ids, ended sessions...).
+/// Several instances may do it at once; the deletes are idempotent.
+fn spawn_housekeeping(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.store.purge_expired(state.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "expired records purged"),
+                Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+            }
+        }
     })
 }
 

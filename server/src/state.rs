@@ -26,6 +26,8 @@ pub struct AppState {
     pub password_slots: Arc<tokio::sync::Semaphore>,
     /// Hash of a random password, verified against when an account does not exist.
     pub dummy_password_hash: Arc<String>,
+    /// Clients' JWKS fetched from their `jwks_uri`, cached.
+    pub client_jwks: Arc<crate::outbound::JwksFetcher>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -123,6 +125,9 @@ impl AppState {
             views: Arc::new(views),
             password_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dummy_password_hash: Arc::new(dummy),
+            client_jwks: Arc::new(crate::outbound::JwksFetcher::new(
+                config.danger_allow_private_jwks_uri,
+            )),
             config: Arc::new(config),
             store,
             keys: Arc::new(keys),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cli;
+mod client_auth;
 mod endpoints;
 mod flow;
 mod harness;

@@ -37,6 +37,16 @@ pub async fn authenticate(state: &AppState, presented: &Presented) -> Result<Cli
         }
     };
     let method = client.metadata.token_endpoint_auth_method;
+    if let (Presented::Assertion { assertion, .. }, AuthMethod::PrivateKeyJwt) = (presented, method)
+    {
+        return match verify_assertion(state, &client, assertion).await {
+            Ok(()) => Ok(client),
+            Err(why) => {
+                tracing::info!(client = %client.client_id, why, "client assertion refused");
+                Err(fail())
+            }
+        };
+    }
     let ok = match (presented, method) {
         (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic)
         | (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => {
@@ -50,4 +60,85 @@ pub async fn authenticate(state: &AppState, presented: &Presented) -> Result<Cli
         _ => false,
     };
     if ok { Ok(client) } else { Err(fail()) }
+}
+
+/// Longest lifetime accepted for a client assertion: its jti is remembered that long.
+const MAX_ASSERTION_LIFETIME: i64 = 600;
+
+/// RFC 7523 §3 for `private_key_jwt`: signed by one of the client's keys, `iss` and `sub` are
+/// the client, `aud` is the issuer or the token endpoint, short-lived, and its `jti` is used
+/// once.
+async fn verify_assertion(
+    state: &AppState,
+    client: &Client,
+    jwt: &str,
+) -> Result<(), &'static str> {
+    use latchkey_jwks::{Alg, PublicKeySet, VerifyError, VerifyOptions};
+    let now = state.clock.now();
+    let issuer = &state.config.issuer;
+    let token_endpoint = format!("{issuer}/token");
+    let check = |keys: &PublicKeySet| -> Result<latchkey_jwks::Claims, VerifyError> {
+        let mut opts = VerifyOptions {
+            algs: &Alg::ALL,
+            issuer: &client.client_id,
+            audience: issuer,
+            typ: None,
+            now,
+            leeway: 30,
+        };
+        match keys.verify(jwt, &opts) {
+            Err(VerifyError::WrongAudience) => {
+                opts.audience = &token_endpoint;
+                keys.verify(jwt, &opts)
+            }
+            other => other,
+        }
+    };
+    let claims = match (&client.metadata.jwks, &client.metadata.jwks_uri) {
+        (Some(jwks), _) => {
+            let keys = PublicKeySet::from_jwks_value(jwks)
+                .map_err(|_| "the registered jwks is unusable")?;
+            check(&keys).map_err(|_| "the assertion does not verify")?
+        }
+        (None, Some(uri)) => {
+            let keys = state.client_jwks.keys(uri, now, false).await.map_err(|e| {
+                tracing::warn!(client = %client.client_id, error = %e, "cannot fetch the client's jwks_uri");
+                "the client's jwks_uri cannot be fetched"
+            })?;
+            match check(&keys) {
+                Ok(c) => c,
+                // A key the cache has not seen: the client may have rotated. Fetch once more.
+                Err(VerifyError::UnknownKid) => {
+                    let keys = state
+                        .client_jwks
+                        .keys(uri, now, true)
+                        .await
+                        .map_err(|_| "jwks_uri refetch failed")?;
+                    check(&keys).map_err(|_| "the assertion does not verify")?
+                }
+                Err(_) => return Err("the assertion does not verify"),
+            }
+        }
+        (None, None) => return Err("the client has no keys"),
+    };
+    if claims.str("sub") != Some(client.client_id.as_str()) {
+        return Err("sub is not the client");
+    }
+    let exp = claims.int("exp").ok_or("no exp")?;
+    if exp - now > MAX_ASSERTION_LIFETIME {
+        return Err("the assertion lives too long");
+    }
+    let jti = claims
+        .str("jti")
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or("no usable jti")?;
+    let key = format!("{}:{jti}", client.client_id);
+    match state.store.use_assertion_jti(&key, exp + 60).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the assertion's jti was already used"),
+        Err(e) => {
+            tracing::error!(error = %e, "recording the assertion jti failed");
+            Err("server error")
+        }
+    }
 }

@@ -303,6 +303,7 @@ mod tests {
                 token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
                 scope: "openid profile".into(),
                 jwks_uri: None,
+                jwks: None,
                 post_logout_redirect_uris: vec![],
                 id_token_signed_response_alg: None,
                 logo_uri: None,

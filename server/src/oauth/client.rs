@@ -64,6 +64,9 @@ pub struct ClientMetadata {
     pub scope: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
+    /// The client's public keys by value (RFC 7591 §2), for private_key_jwt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_logout_redirect_uris: Vec<String>,
     /// OIDC Registration §2; RS256 when absent, as OIDC Core §3.1.3.7 says.
@@ -190,17 +193,27 @@ impl ClientMetadata {
         }
         self.redirect_uris.dedup();
 
-        match (&self.jwks_uri, self.token_endpoint_auth_method) {
-            (_, AuthMethod::PrivateKeyJwt) => {
-                return Err(meta("private_key_jwt is not supported yet"));
+        if self.jwks.is_some() && self.jwks_uri.is_some() {
+            return Err(meta("give jwks or jwks_uri, not both (RFC 7591 §2)"));
+        }
+        if let Some(uri) = &self.jwks_uri {
+            let url = Url::parse(uri).map_err(|_| meta("jwks_uri is not a URL"))?;
+            if url.scheme() != "https" || url.fragment().is_some() || uri.len() > MAX_URI_LEN {
+                return Err(meta("jwks_uri must be an https URL without a fragment"));
             }
-            (Some(uri), _) => {
-                let url = Url::parse(uri).map_err(|_| meta("jwks_uri is not a URL"))?;
-                if url.scheme() != "https" || url.fragment().is_some() {
-                    return Err(meta("jwks_uri must be an https URL without a fragment"));
-                }
+        }
+        if let Some(jwks) = &self.jwks {
+            let set = latchkey_jwks::PublicKeySet::from_jwks_value(jwks)
+                .map_err(|e| meta(format!("jwks: {e}")))?;
+            if set.is_empty() {
+                return Err(meta("jwks has no signature key for RS256, ES256 or EdDSA"));
             }
-            (None, _) => {}
+        }
+        if self.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
+            && self.jwks.is_none()
+            && self.jwks_uri.is_none()
+        {
+            return Err(meta("private_key_jwt needs jwks or jwks_uri"));
         }
 
         for uri in &self.post_logout_redirect_uris {
@@ -283,6 +296,7 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
             scope: String::new(),
             jwks_uri: None,
+            jwks: None,
             post_logout_redirect_uris: vec![],
             id_token_signed_response_alg: None,
             logo_uri: None,

@@ -82,9 +82,6 @@ impl RegistrationRequest {
                 )));
             }
         };
-        if self.jwks.is_some() {
-            return Err(meta("jwks by value is not supported; use jwks_uri"));
-        }
         if self.userinfo_signed_response_alg.is_some() {
             return Err(meta("signed userinfo responses are not supported"));
         }
@@ -108,6 +105,7 @@ impl RegistrationRequest {
             token_endpoint_auth_method: method,
             scope: self.scope.unwrap_or_default(),
             jwks_uri: self.jwks_uri,
+            jwks: self.jwks,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
             id_token_signed_response_alg: self.id_token_signed_response_alg,
             logo_uri: self.logo_uri,

@@ -23,6 +23,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "registration",
         include_str!("../../../migrations/sqlite/0003_registration.sql"),
     ),
+    (
+        4,
+        "client_assertions",
+        include_str!("../../../migrations/sqlite/0004_client_assertions.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -40,6 +45,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "registration",
         include_str!("../../../migrations/postgres/0003_registration.sql"),
+    ),
+    (
+        4,
+        "client_assertions",
+        include_str!("../../../migrations/postgres/0004_client_assertions.sql"),
     ),
 ];
 

@@ -4,6 +4,7 @@
 
 mod clients;
 mod grants;
+mod housekeeping;
 mod keys;
 mod migrations;
 mod pepper;

@@ -1,0 +1,200 @@
+//! Fetching a client's JWKS from its `jwks_uri`. A request to a URL a client chose is a
+//! server-side request forgery risk, so: https only, no redirects, every resolved address must
+//! be public (no loopback, private, link-local, ...) and the connection is pinned to the
+//! address checked, bounded size and time, and results are cached.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use latchkey_jwks::PublicKeySet;
+use tokio::sync::Mutex;
+
+const MAX_BYTES: usize = 64 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a fetched JWKS is used.
+const CACHE_TTL: i64 = 300;
+/// A forced refetch (unknown `kid`) happens at most this often per URI.
+const MIN_REFETCH: i64 = 60;
+
+struct Cached {
+    keys: Arc<PublicKeySet>,
+    fetched_at: i64,
+}
+
+pub struct JwksFetcher {
+    allow_private: bool,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl JwksFetcher {
+    pub fn new(allow_private: bool) -> Self {
+        Self {
+            allow_private,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The keys at `uri`, from the cache when fresh; `refresh` asks for a refetch (rate-limited).
+    pub async fn keys(
+        &self,
+        uri: &str,
+        now: i64,
+        refresh: bool,
+    ) -> Result<Arc<PublicKeySet>, String> {
+        {
+            let cache = self.cache.lock().await;
+            if let Some(c) = cache.get(uri) {
+                let age = now - c.fetched_at;
+                if age < CACHE_TTL && (!refresh || age < MIN_REFETCH) {
+                    return Ok(c.keys.clone());
+                }
+            }
+        }
+        let keys = Arc::new(self.fetch(uri).await?);
+        let mut cache = self.cache.lock().await;
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(
+            uri.to_owned(),
+            Cached {
+                keys: keys.clone(),
+                fetched_at: now,
+            },
+        );
+        Ok(keys)
+    }
+
+    async fn fetch(&self, uri: &str) -> Result<PublicKeySet, String> {
+        let url = url::Url::parse(uri).map_err(|_| "jwks_uri is not a URL".to_owned())?;
+        if url.scheme() != "https" {
+            return Err("jwks_uri must be https".into());
+        }
+        let host = url.host_str().ok_or("jwks_uri has no host")?.to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+                .map_err(|_| "resolving the jwks_uri host timed out".to_owned())?
+                .map_err(|e| format!("cannot resolve the jwks_uri host: {e}"))?
+                .collect();
+        let addr = *addrs.first().ok_or("the jwks_uri host has no address")?;
+        if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+            return Err("jwks_uri resolves to a non-public address".into());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .resolve(&host, addr)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut resp = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("fetching jwks_uri: {e}"))?;
+        if resp.status() != 200 {
+            return Err(format!("jwks_uri answered {}", resp.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("reading jwks_uri: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_BYTES {
+                return Err("the JWKS at jwks_uri is too large".into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(body).map_err(|_| "the JWKS is not UTF-8".to_owned())?;
+        PublicKeySet::from_jwks_json(&text)
+    }
+}
+
+/// Whether an address is on the public internet: not loopback, private, link-local, shared
+/// (CGNAT), unspecified, multicast, broadcast or documentation, in IPv4 or IPv6 (including
+/// IPv4-mapped IPv6).
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || seg[0] == 0x2001 && seg[1] == 0x0db8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_pass() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn fetching_refuses_http_and_loopback() {
+        let f = JwksFetcher::new(false);
+        assert!(
+            f.keys("http://example.com/jwks", 0, false)
+                .await
+                .unwrap_err()
+                .contains("https")
+        );
+        let e = f
+            .keys("https://127.0.0.1/jwks", 0, false)
+            .await
+            .unwrap_err();
+        assert!(e.contains("non-public"), "{e}");
+        let e = f
+            .keys("https://localhost:1/jwks", 0, false)
+            .await
+            .unwrap_err();
+        assert!(e.contains("non-public"), "{e}");
+    }
+}

@@ -1,0 +1,53 @@
+//! Single-use records and expired credentials are removed once nothing can use them.
+
+use super::{Store, StoreError, is_unique_violation};
+
+impl Store {
+    /// Records a client assertion's jti; false when it was already used (a replay).
+    pub async fn use_assertion_jti(&self, key: &str, expires_at: i64) -> Result<bool, StoreError> {
+        let r = sqlx::query("INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2)")
+            .bind(key)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes what has expired: used assertion ids, codes, revoked access-token ids, refresh
+    /// tokens and grants past their absolute lifetime, sessions ended a day ago, and spent
+    /// initial access tokens. Returns the number of rows removed.
+    pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
+        let day_ago = now - 86_400;
+        let statements: [(&str, i64); 7] = [
+            ("DELETE FROM used_assertions WHERE expires_at < $1", now),
+            ("DELETE FROM authorization_codes WHERE expires_at < $1", now),
+            (
+                "DELETE FROM revoked_access_tokens WHERE expires_at < $1",
+                now,
+            ),
+            ("DELETE FROM refresh_tokens WHERE expires_at < $1", now),
+            ("DELETE FROM grants WHERE expires_at < $1", now),
+            (
+                "DELETE FROM sessions WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $1)",
+                day_ago,
+            ),
+            (
+                "DELETE FROM initial_access_tokens WHERE expires_at IS NOT NULL AND expires_at < $1",
+                now,
+            ),
+        ];
+        let mut removed = 0;
+        for (sql, at) in statements {
+            removed += sqlx::query(sql)
+                .bind(at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,554 @@
+//! `latchkey-bench`: throughput and latency of the token endpoint's hot paths, and the server's
+//! peak memory, against a real `latchkey serve` process on loopback.
+//!
+//! Build both in release and run from the workspace:
+//!
+//! ```sh
+//! cargo build --release -p latchkey -p latchkey-tests --bins
+//! target/release/latchkey-bench                     # SQLite (embedded default)
+//! target/release/latchkey-bench --postgres postgres://postgres@127.0.0.1:5432/postgres
+//! ```
+//!
+//! Scenarios, each for `--seconds` at `--connections` concurrent keep-alive connections:
+//! - `client_credentials`: POST /token with client_secret_basic, JWT access token (ES256);
+//! - `code_flow`: GET /authorize with a live session and remembered consent → 303 with a code
+//!   → POST /token (access token, RS256 id_token, refresh token), one flow per iteration;
+//! - `refresh`: POST /token with grant_type=refresh_token, each connection rotating its own chain.
+//!
+//! Peak memory is the server process's VmHWM from /proc after all scenarios.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const REDIRECT: &str = "https://rp.bench.invalid/cb";
+const PASSWORD: &str = "benchmark-password-1";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+struct Args {
+    connections: usize,
+    seconds: u64,
+    postgres: Option<String>,
+    port: u16,
+}
+
+fn args() -> Result<Args, String> {
+    let mut a = Args {
+        connections: 32,
+        seconds: 10,
+        postgres: None,
+        port: 18181,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--connections" => a.connections = val()?.parse().map_err(|_| "bad --connections")?,
+            "--seconds" => a.seconds = val()?.parse().map_err(|_| "bad --seconds")?,
+            "--postgres" => a.postgres = Some(val()?),
+            "--port" => a.port = val()?.parse().map_err(|_| "bad --port")?,
+            "--help" | "-h" => {
+                println!(
+                    "latchkey-bench [--connections N] [--seconds S] [--postgres ADMIN_URL] [--port P]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: TempDir,
+    pg_cleanup: Option<(String, String)>,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some((admin, db)) = self.pg_cleanup.take() {
+            let _ = Command::new("psql")
+                .args([
+                    &admin,
+                    "-qc",
+                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+                ])
+                .status();
+        }
+    }
+}
+
+fn latchkey_bin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.with_file_name("latchkey")
+}
+
+fn cli(envs: &[(&str, String)], args: &[&str], stdin: &str) -> Result<Value, String> {
+    use std::io::Write as _;
+    let mut cmd = Command::new(latchkey_bin());
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", latchkey_bin().display()))?;
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("latchkey {args:?} failed"));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Environment variables that point the CLI at the benchmark's server.
+type Envs = Vec<(&'static str, String)>;
+
+fn start(args: &Args) -> Result<(Server, Envs), String> {
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let issuer = format!("http://localhost:{}", args.port);
+    let mut envs = vec![
+        ("LATCHKEY_DATA_DIR", dir.join("data").display().to_string()),
+        ("LATCHKEY_ISSUER", issuer.clone()),
+        ("LATCHKEY_LISTEN", format!("127.0.0.1:{}", args.port)),
+        ("LATCHKEY_LOG", "warn".to_owned()),
+        ("LATCHKEY_DATABASE__MAX_CONNECTIONS", "16".to_owned()),
+    ];
+    let mut pg_cleanup = None;
+    if let Some(admin) = &args.postgres {
+        let db = format!("latchkey_bench_{}", std::process::id());
+        let ok = Command::new("psql")
+            .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {db}")])
+            .status();
+        if !ok.is_ok_and(|s| s.success()) {
+            return Err("cannot create the PostgreSQL database (is psql installed?)".into());
+        }
+        let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
+        url.set_path(&db);
+        envs.push(("LATCHKEY_DATABASE_URL", url.to_string()));
+        pg_cleanup = Some((admin.clone(), db));
+    }
+    let mut cmd = Command::new(latchkey_bin());
+    cmd.arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in &envs {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    Ok((
+        Server {
+            child,
+            base: issuer,
+            _dir: TempDir(dir),
+            pg_cleanup,
+        },
+        envs,
+    ))
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+struct Stats {
+    count: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+    elapsed: Duration,
+}
+
+impl Stats {
+    fn print(&mut self, name: &str, unit: &str) {
+        self.latencies_us.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if self.latencies_us.is_empty() {
+                return 0.0;
+            }
+            let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+            f64::from(self.latencies_us[i]) / 1000.0
+        };
+        println!(
+            "{name:<20} {:>9.0} {unit}/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} ok, {} errors, {:.1} s)",
+            self.count as f64 / self.elapsed.as_secs_f64(),
+            pct(0.50),
+            pct(0.99),
+            self.count,
+            self.errors,
+            self.elapsed.as_secs_f64()
+        );
+    }
+}
+
+/// Runs `op` on `connections` workers for `seconds`; each worker has its own HTTP client (one
+/// keep-alive connection) and its own state.
+async fn load<S, F, Fut>(
+    connections: usize,
+    seconds: u64,
+    mut make: impl FnMut(usize) -> S,
+    op: F,
+) -> Stats
+where
+    S: Send + 'static,
+    F: Fn(reqwest::Client, S) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = (S, bool)> + Send,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let stop = stop.clone();
+        let mut state = make(i);
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap_or_default();
+            let (mut ok, mut err, mut lat) = (0u64, 0u64, Vec::with_capacity(1 << 16));
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let (s, good) = op(client.clone(), state).await;
+                state = s;
+                if good {
+                    ok += 1;
+                    lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                } else {
+                    err += 1;
+                }
+            }
+            (ok, err, lat)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut stats = Stats {
+        count: 0,
+        errors: 0,
+        latencies_us: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    for t in tasks {
+        if let Ok((ok, err, lat)) = t.await {
+            stats.count += ok;
+            stats.errors += err;
+            stats.latencies_us.extend(lat);
+        }
+    }
+    stats.elapsed = started.elapsed();
+    stats
+}
+
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Signs in through the login form and consents once; returns the session cookie.
+async fn session_cookie(base: &str, client_id: &str, email: &str) -> Result<String, String> {
+    let b = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = authorize_url(base, client_id);
+    let html = b
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let field = |html: &str, name: &str| -> Option<String> {
+        let m = format!("name=\"{name}\" value=\"");
+        let s = html.find(&m)? + m.len();
+        let e = html[s..].find('"')? + s;
+        Some(
+            html[s..e]
+                .replace("&amp;", "&")
+                .replace("&#x2f;", "/")
+                .replace("&quot;", "\""),
+        )
+    };
+    let csrf = field(&html, "csrf_token").ok_or("no login form")?;
+    let request = field(&html, "request").unwrap_or_default();
+    let r = b
+        .post(format!("{base}/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("request", request.as_str()),
+            ("email", email),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("latchkey_session="))
+        .and_then(|c| c.split(';').next())
+        .ok_or("no session cookie")?
+        .to_owned();
+    let html = b
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let csrf = field(&html, "csrf_token").ok_or("no consent form")?;
+    let request = field(&html, "request").unwrap_or_default();
+    b.post(format!("{base}/consent"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("request", request.as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(cookie)
+}
+
+fn authorize_url(base: &str, client_id: &str) -> String {
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
+    format!(
+        "{base}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid+profile+offline_access&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+    )
+}
+
+fn code_from(location: &str) -> Option<String> {
+    url::Url::parse(location)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn run() -> Result<(), String> {
+    let args = args()?;
+    let backend = if args.postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    let (server, envs) = start(&args)?;
+    let base = server.base.clone();
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let email = "bench@example.com";
+    cli(
+        &envs,
+        &["user", "create", "--email", email, "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    )?;
+    let cc = cli(
+        &envs,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Bench service",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "api:read",
+        ],
+        "",
+    )?;
+    let rp = cli(
+        &envs,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Bench RP",
+            "--redirect-uri",
+            REDIRECT,
+        ],
+        "",
+    )?;
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    let cc_auth = basic(&s(&cc, "client_id"), &s(&cc, "client_secret"));
+    let rp_id = s(&rp, "client_id");
+    let rp_auth = basic(&rp_id, &s(&rp, "client_secret"));
+    let cookie = session_cookie(&base, &rp_id, email).await?;
+
+    println!(
+        "latchkey-bench: {backend}, {} connections, {} s per scenario, server and load generator on one {}-core machine",
+        args.connections,
+        args.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let token_url = Arc::new(format!("{base}/token"));
+    let cc_auth = Arc::new(cc_auth);
+    let mut stats = load(
+        args.connections,
+        args.seconds,
+        |_| (token_url.clone(), cc_auth.clone()),
+        |c, st: (Arc<String>, Arc<String>)| async move {
+            let ok = c
+                .post(st.0.as_str())
+                .header("authorization", st.1.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("grant_type=client_credentials")
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200);
+            (st, ok)
+        },
+    )
+    .await;
+    stats.print("client_credentials", "req");
+
+    let flow = Arc::new((
+        authorize_url(&base, &rp_id),
+        format!("{base}/token"),
+        rp_auth.clone(),
+        cookie.clone(),
+    ));
+    let mut stats = load(args.connections, args.seconds, |_| flow.clone(), |c, st: Arc<(String, String, String, String)>| async move {
+        let ok = async {
+            let r = c.get(st.0.as_str()).header("cookie", st.3.as_str()).send().await.ok()?;
+            let code = code_from(r.headers().get("location")?.to_str().ok()?)?;
+            let body = format!(
+                "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+                url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
+            );
+            let t = c
+                .post(st.1.as_str())
+                .header("authorization", st.2.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .ok()?;
+            (t.status() == 200).then_some(())
+        }
+        .await
+        .is_some();
+        (st, ok)
+    })
+    .await;
+    stats.print("code_flow", "flows");
+
+    // One refresh chain per connection.
+    let mut chains = Vec::new();
+    for _ in 0..args.connections {
+        let r = http
+            .get(authorize_url(&base, &rp_id))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let code = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .and_then(code_from)
+            .ok_or("no code")?;
+        let t: Value = http
+            .post(format!("{base}/token"))
+            .header("authorization", &rp_auth)
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        chains.push(s(&t, "refresh_token"));
+    }
+    let shared = Arc::new((format!("{base}/token"), rp_auth.clone()));
+    let mut stats = load(
+        args.connections,
+        args.seconds,
+        |i| (shared.clone(), chains[i].clone()),
+        |c, (sh, rt): (Arc<(String, String)>, String)| async move {
+            let r = c
+                .post(sh.0.as_str())
+                .header("authorization", sh.1.as_str())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("grant_type=refresh_token&refresh_token={rt}"))
+                .send()
+                .await;
+            let next = match r {
+                Ok(r) if r.status() == 200 => r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["refresh_token"].as_str().map(str::to_owned)),
+                _ => None,
+            };
+            match next {
+                Some(n) => ((sh, n), true),
+                None => ((sh, rt), false),
+            }
+        },
+    )
+    .await;
+    stats.print("refresh", "req");
+
+    match peak_rss_mib(server.child.id()) {
+        Some(m) => println!("server peak RSS (VmHWM): {m:.1} MiB"),
+        None => println!("server peak RSS: unavailable (no /proc)"),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("latchkey-bench: {e}");
+        std::process::exit(1);
+    }
+}
