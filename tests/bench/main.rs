@@ -135,7 +135,10 @@ fn start(args: &Args) -> Result<(Server, Envs), String> {
         ("LATCHKEY_ISSUER", issuer.clone()),
         ("LATCHKEY_LISTEN", format!("127.0.0.1:{}", args.port)),
         ("LATCHKEY_LOG", "warn".to_owned()),
-        ("LATCHKEY_DATABASE__MAX_CONNECTIONS", "16".to_owned()),
+        (
+            "LATCHKEY_DATABASE__MAX_CONNECTIONS",
+            std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "16".to_owned()),
+        ),
     ];
     let mut pg_cleanup = None;
     if let Some(admin) = &args.postgres {
@@ -411,11 +414,26 @@ async fn run() -> Result<(), String> {
         ],
         "",
     )?;
+    let es = cli(
+        &envs,
+        &[
+            "client",
+            "create",
+            "--name",
+            "Bench RP (ES256)",
+            "--redirect-uri",
+            REDIRECT,
+            "--id-token-signed-response-alg",
+            "ES256",
+        ],
+        "",
+    )?;
     let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
     let cc_auth = basic(&s(&cc, "client_id"), &s(&cc, "client_secret"));
     let rp_id = s(&rp, "client_id");
     let rp_auth = basic(&rp_id, &s(&rp, "client_secret"));
-    let cookie = session_cookie(&base, &rp_id, email).await?;
+    let es_id = s(&es, "client_id");
+    let es_auth = basic(&es_id, &s(&es, "client_secret"));
 
     println!(
         "latchkey-bench: {backend}, {} connections, {} s per scenario, server and load generator on one {}-core machine",
@@ -445,11 +463,45 @@ async fn run() -> Result<(), String> {
     .await;
     stats.print("client_credentials", "req");
 
+    // The default client gets RS256 id_tokens (OIDC's default); the second registered ES256.
+    for (label, id, auth) in [
+        ("RS256 id_token", &rp_id, &rp_auth),
+        ("ES256 id_token", &es_id, &es_auth),
+    ] {
+        let cookie = session_cookie(&base, id, email).await?;
+        flows(&args, &base, label, id, auth, &cookie).await?;
+    }
+
+    match peak_rss_mib(server.child.id()) {
+        Some(m) => println!("server peak RSS (VmHWM): {m:.1} MiB"),
+        None => println!("server peak RSS: unavailable (no /proc)"),
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("latchkey-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The code-flow and refresh scenarios for one client.
+async fn flows(
+    args: &Args,
+    base: &str,
+    label: &str,
+    rp_id: &str,
+    rp_auth: &str,
+    cookie: &str,
+) -> Result<(), String> {
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_owned();
     let flow = Arc::new((
-        authorize_url(&base, &rp_id),
+        authorize_url(base, rp_id),
         format!("{base}/token"),
-        rp_auth.clone(),
-        cookie.clone(),
+        rp_auth.to_owned(),
+        cookie.to_owned(),
     ));
     let mut stats = load(args.connections, args.seconds, |_| flow.clone(), |c, st: Arc<(String, String, String, String)>| async move {
         let ok = async {
@@ -474,14 +526,18 @@ async fn run() -> Result<(), String> {
         (st, ok)
     })
     .await;
-    stats.print("code_flow", "flows");
+    stats.print(&format!("code_flow ({label})"), "flows");
 
-    // One refresh chain per connection.
+    // One refresh chain per connection, set up on fresh connections.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut chains = Vec::new();
     for _ in 0..args.connections {
         let r = http
-            .get(authorize_url(&base, &rp_id))
-            .header("cookie", &cookie)
+            .get(authorize_url(base, rp_id))
+            .header("cookie", cookie)
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -493,7 +549,7 @@ async fn run() -> Result<(), String> {
             .ok_or("no code")?;
         let t: Value = http
             .post(format!("{base}/token"))
-            .header("authorization", &rp_auth)
+            .header("authorization", rp_auth)
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", code.as_str()),
@@ -508,7 +564,7 @@ async fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         chains.push(s(&t, "refresh_token"));
     }
-    let shared = Arc::new((format!("{base}/token"), rp_auth.clone()));
+    let shared = Arc::new((format!("{base}/token"), rp_auth.to_owned()));
     let mut stats = load(
         args.connections,
         args.seconds,
@@ -536,19 +592,7 @@ async fn run() -> Result<(), String> {
         },
     )
     .await;
-    stats.print("refresh", "req");
+    stats.print(&format!("refresh ({label})"), "req");
 
-    match peak_rss_mib(server.child.id()) {
-        Some(m) => println!("server peak RSS (VmHWM): {m:.1} MiB"),
-        None => println!("server peak RSS: unavailable (no /proc)"),
-    }
     Ok(())
-}
-
-#[tokio::main]
-async fn main() {
-    if let Err(e) = run().await {
-        eprintln!("latchkey-bench: {e}");
-        std::process::exit(1);
-    }
 }

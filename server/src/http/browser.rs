@@ -66,7 +66,11 @@ pub async fn current_session(state: &AppState, req: &Request, now: i64) -> Optio
     let idle = crate::state::secs(state.config.sessions.idle_lifetime);
     match state.store.live_session(&digests, now, idle).await {
         Ok(Some(s)) => {
-            if let Err(e) = state.store.touch_session(&s.sid, now).await {
+            // Record use at most once a minute: a write on every request would serialise
+            // sign-in traffic on the database's writer.
+            if now - s.last_seen_at >= 60
+                && let Err(e) = state.store.touch_session(&s.sid, now).await
+            {
                 tracing::warn!(error = %e, "could not record session use");
             }
             Some(s)

@@ -31,7 +31,7 @@ impl Store {
         .bind(c.secret_digest)
         .bind(c.metadata)
         .bind(c.now)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await;
         match result {
             Ok(_) => Ok(()),

@@ -72,7 +72,7 @@ impl Store {
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -82,7 +82,7 @@ impl Store {
         sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(grant_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -107,7 +107,7 @@ impl Store {
         .bind(&c.claims)
         .bind(c.expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -137,7 +137,7 @@ impl Store {
         if let Some(row) = q
             .bind(now)
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.writer())
             .await?
         {
             return Ok(Taken::Fresh(code_from_row(&row)?));
@@ -191,7 +191,7 @@ impl Store {
         .bind(&r.claims)
         .bind(r.expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -208,7 +208,7 @@ impl Store {
         let sql = format!(
             "UPDATE refresh_tokens SET rotated_at = ${} \
              WHERE token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${} AND client_id = ${} \
-             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL) \
+             AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
              RETURNING {REFRESH_COLUMNS}",
             n + 1,
             placeholders(1, n),
@@ -222,7 +222,7 @@ impl Store {
         if let Some(row) = q
             .bind(now)
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.writer())
             .await?
         {
             return Ok(Taken::Fresh(refresh_from_row(&row)?));
@@ -240,7 +240,7 @@ impl Store {
         let sql = format!(
             "SELECT {REFRESH_COLUMNS} FROM refresh_tokens WHERE token_digest IN ({}) \
              AND rotated_at IS NULL AND expires_at > ${} \
-             AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL)",
+             AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL)",
             placeholders(1, digests.len()),
             digests.len() + 1
         );
@@ -258,7 +258,7 @@ impl Store {
         )
         .bind(jti)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

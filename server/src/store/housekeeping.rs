@@ -8,7 +8,7 @@ impl Store {
         let r = sqlx::query("INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2)")
             .bind(key)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await;
         match r {
             Ok(_) => Ok(true),
@@ -44,7 +44,7 @@ impl Store {
         for (sql, at) in statements {
             removed += sqlx::query(sql)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?
                 .rows_affected();
         }

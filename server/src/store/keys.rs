@@ -19,7 +19,7 @@ impl Store {
         .bind(&key.private_sealed)
         .bind(key.created_at)
         .bind(key.activates_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

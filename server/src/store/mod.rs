@@ -44,9 +44,15 @@ pub enum StoreError {
 }
 
 /// A handle on the database; cheap to clone.
+///
+/// On SQLite, writes go through a pool of one connection: writers then queue in-process, in
+/// order, instead of colliding in SQLite's lock and sleeping in its busy handler (which under
+/// load stalls requests for seconds). Reads use the full pool; WAL lets them run beside the
+/// writer. On PostgreSQL both are the same pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    writer: Option<AnyPool>,
     backend: Backend,
 }
 
@@ -80,30 +86,57 @@ impl Store {
             let conn = options.connect().await?;
             let _ = conn.close().await;
         }
-        let mut pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout);
-        if backend == Backend::Sqlite {
-            pool = pool.after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the writer; NORMAL is durable in WAL mode
-                    // except for the last transactions before a power loss.
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+        let sqlite_pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(settings.acquire_timeout)
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // WAL lets readers run beside the writer; NORMAL is durable in WAL mode
+                        // except for the last transactions before a power loss.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                    )
-                    .await?;
-                    Ok(())
+                        )
+                        .await?;
+                        Ok(())
+                    })
                 })
-            });
-        }
-        let pool = pool.connect_with(options).await?;
-        Ok(Self { pool, backend })
+        };
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let writer = sqlite_pool(1).connect_with(options.clone()).await?;
+                let pool = sqlite_pool(settings.max_connections)
+                    .connect_with(options)
+                    .await?;
+                (pool, Some(writer))
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.acquire_timeout)
+                    .connect_with(options)
+                    .await?;
+                (pool, None)
+            }
+        };
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrations::migrator(self.backend).run(&self.pool).await?;
+        migrations::migrator(self.backend)
+            .run(self.writer())
+            .await?;
         Ok(())
+    }
+
+    /// The pool that writes go through.
+    fn writer(&self) -> &AnyPool {
+        self.writer.as_ref().unwrap_or(&self.pool)
     }
 
     pub fn backend(&self) -> Backend {
@@ -117,6 +150,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 }

@@ -46,7 +46,7 @@ impl Store {
                 .bind(id)
                 .bind(check)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
             }
         }

@@ -19,7 +19,7 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .bind(max_uses)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -42,7 +42,7 @@ impl Store {
         for d in digests {
             q = q.bind(d);
         }
-        Ok(q.bind(now).fetch_optional(&self.pool).await?.is_some())
+        Ok(q.bind(now).fetch_optional(self.writer()).await?.is_some())
     }
 
     pub async fn set_registration_token(
@@ -53,7 +53,7 @@ impl Store {
         sqlx::query("UPDATE clients SET registration_token_digest = $1 WHERE client_id = $2")
             .bind(digest)
             .bind(client_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -82,14 +82,14 @@ impl Store {
             .bind(metadata)
             .bind(now)
             .bind(client_id)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
 
     /// Deletes a client and revokes every grant made to it.
     pub async fn delete_client(&self, client_id: &str, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query(
             "UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
         )

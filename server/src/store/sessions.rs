@@ -47,7 +47,7 @@ impl Store {
         .bind(s.user_agent)
         .bind(s.now)
         .bind(s.expires_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -88,7 +88,7 @@ impl Store {
             .bind(now)
             .bind(sid)
             .bind(now - 60)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -97,7 +97,7 @@ impl Store {
         sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(sid)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -133,7 +133,7 @@ impl Store {
         .bind(client_id)
         .bind(scope)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         Ok(())
     }

@@ -47,7 +47,7 @@ impl Store {
         .bind(u.password_hash)
         .bind(i64::from(u.is_admin))
         .bind(u.now)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await;
         match result {
             Ok(_) => Ok(()),
