@@ -134,6 +134,12 @@ pub struct TokensConfig {
     /// Absolute lifetime of a refresh token family: rotation does not extend it.
     #[serde(with = "humantime_serde")]
     pub refresh_token_lifetime: Duration,
+    /// Issue refresh tokens only when the `offline_access` scope was granted (otherwise to
+    /// every client that has the refresh_token grant).
+    pub refresh_requires_offline_access: bool,
+    /// Resource servers a client may name with RFC 8707 `resource` at the token endpoint; the
+    /// access token's `aud` is then that resource instead of the issuer.
+    pub resources: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -215,6 +221,8 @@ impl Default for TokensConfig {
             id_token_lifetime: Duration::from_secs(60 * 60),
             code_lifetime: Duration::from_secs(60),
             refresh_token_lifetime: Duration::from_secs(30 * 24 * 60 * 60),
+            refresh_requires_offline_access: false,
+            resources: Vec::new(),
         }
     }
 }
@@ -333,6 +341,15 @@ impl Config {
                 "tokens.code_lifetime",
                 "must be between 1s and 10m (RFC 6749 §4.1.2)",
             ));
+        }
+        for r in &self.tokens.resources {
+            let ok = Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.has_host());
+            if !ok {
+                return Err(invalid(
+                    "tokens.resources",
+                    format!("{r:?} is not an absolute URI without a fragment (RFC 8707)"),
+                ));
+            }
         }
         if self.signin.password_hash_concurrency == 0 {
             return Err(invalid(

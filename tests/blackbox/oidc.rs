@@ -817,3 +817,119 @@ async fn one_flow_across_two_instances() {
         b_srv.stop().await;
     }
 }
+
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn rfc8707_resource_sets_the_audience_of_known_resources_only() {
+    let env = Env::new(
+        TestDb::sqlite(),
+        "[tokens]\nresources = [\"https://api.example.com\"]",
+    );
+    let f = fixture(
+        &env,
+        &[
+            "--grant-type",
+            "authorization_code",
+            "--grant-type",
+            "refresh_token",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "openid",
+            "--scope",
+            "orders:read",
+        ],
+    )
+    .await;
+    let server = Server::start(env.config()).await;
+
+    let r = token_request(
+        &server,
+        &f,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://api.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let at = r.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(jwt_claims(&at)["aud"], "https://api.example.com");
+    let i = introspect(&server, &f, &at).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["aud"], "https://api.example.com");
+
+    let r = token_request(
+        &server,
+        &f,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://other.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_target");
+
+    // A user's token for the API is not a token for userinfo.
+    let code = code_for(&server, &f, &browser()).await;
+    let r = token_request(
+        &server,
+        &f,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+            ("resource", "https://api.example.com"),
+        ],
+    )
+    .await;
+    let t: Value = r.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap();
+    assert_eq!(jwt_claims(at)["aud"], "https://api.example.com");
+    assert_eq!(userinfo_status(&server, at).await, 401);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_can_require_offline_access() {
+    let env = Env::new(
+        TestDb::sqlite(),
+        "[tokens]\nrefresh_requires_offline_access = true",
+    );
+    let f = fixture(&env, &[]).await;
+    let server = Server::start(env.config()).await;
+    let b = browser();
+    let with = code_for(&server, &f, &b).await;
+    let t: Value = redeem(&server, &f, &with).await.json().await.unwrap();
+    assert!(t["refresh_token"].is_string(), "offline_access was granted");
+
+    let back = browser_flow(
+        &b,
+        &server,
+        &authorize_url(&server, &f.client_id, &[]).replace("offline_access", "email"),
+        &f.email,
+    )
+    .await;
+    let code = query_param(&back, "code").unwrap();
+    let t: Value = redeem(&server, &f, &code).await.json().await.unwrap();
+    assert!(
+        t.get("refresh_token").is_none(),
+        "no offline_access, no refresh token"
+    );
+    server.stop().await;
+}

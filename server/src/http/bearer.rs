@@ -43,12 +43,42 @@ pub fn presented_token(
     }
 }
 
+/// Which audiences an endpoint accepts in the access tokens presented to it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Tokens for us (userinfo): `aud` is the issuer.
+    Issuer,
+    /// Any token we issued: the issuer or a configured RFC 8707 resource (introspection,
+    /// revocation).
+    AnyOurs,
+}
+
+/// The audience to verify against: the token's own, if it is one the endpoint accepts. The
+/// signature check that follows makes the unverified read safe.
+pub fn accepted_audience(state: &AppState, token: &str, which: Audience) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let aud = match claims.get("aud")? {
+        serde_json::Value::String(a) => a.clone(),
+        serde_json::Value::Array(list) => list.first()?.as_str()?.to_owned(),
+        _ => return None,
+    };
+    let ok = aud == state.config.issuer
+        || (which == Audience::AnyOurs && state.config.tokens.resources.contains(&aud));
+    ok.then_some(aud)
+}
+
 /// Verifies one of our access tokens: signature, `typ`, issuer, audience, expiry, and that
 /// neither the token nor its grant has been revoked.
 pub async fn verify_access_token(
     state: &AppState,
     token: &str,
     now: i64,
+    which: Audience,
 ) -> Result<Claims, BearerError> {
     let invalid = |why: &'static str| BearerError::new(B::InvalidToken, why);
     let ring = state
@@ -56,10 +86,12 @@ pub async fn verify_access_token(
         .keyring(now)
         .await
         .map_err(|_| invalid("the token cannot be checked now"))?;
+    let audience = accepted_audience(state, token, which)
+        .ok_or_else(|| invalid("the access token is not for this endpoint"))?;
     let opts = VerifyOptions {
         algs: &[ACCESS_TOKEN_ALG],
         issuer: &state.config.issuer,
-        audience: &state.config.issuer,
+        audience: &audience,
         typ: Some("at+jwt"),
         now,
         leeway: LEEWAY,

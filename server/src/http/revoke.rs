@@ -9,7 +9,7 @@ use poem::{Request, Response, handler};
 use serde_json::json;
 
 use super::authorize::is_form;
-use super::bearer::verify_access_token;
+use super::bearer::{Audience, accepted_audience, verify_access_token};
 use super::clients::authenticate;
 use super::respond::{json_ok, token_error};
 use super::token::ACCESS_TOKEN_ALG;
@@ -105,10 +105,11 @@ async fn own_access_token(
     now: i64,
 ) -> Option<(String, i64, String)> {
     let ring = state.keys.keyring(now).await.ok()?;
+    let audience = accepted_audience(state, token, Audience::AnyOurs)?;
     let opts = VerifyOptions {
         algs: &[ACCESS_TOKEN_ALG],
         issuer: &state.config.issuer,
-        audience: &state.config.issuer,
+        audience: &audience,
         typ: Some("at+jwt"),
         now,
         leeway: 0,
@@ -157,7 +158,7 @@ pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppS
             return token_error(&TokenError::new(T::ServerError, "server error"), false);
         }
     }
-    match verify_access_token(state, token, now).await {
+    match verify_access_token(state, token, now, Audience::AnyOurs).await {
         Ok(claims) => {
             let mut out = json!({ "active": true, "token_type": "Bearer" });
             for name in [

@@ -84,17 +84,26 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
             "the client may not use this grant type",
         ));
     }
-    if params.contains("resource") {
-        return Err(err(
-            T::InvalidTarget,
-            "resource indicators are not supported yet",
-        ));
-    }
+    // RFC 8707 §2.2: `resource` names the access token's audience; only known ones.
+    let audience = match params.get("resource") {
+        None => state.config.issuer.clone(),
+        Some(r) if state.config.tokens.resources.iter().any(|k| k == r) => r.to_owned(),
+        Some(_) => {
+            return Err(err(
+                T::InvalidTarget,
+                "the requested resource is not known here",
+            ));
+        }
+    };
     let now = state.clock.now();
     match grant {
-        GrantType::AuthorizationCode => authorization_code(state, &client, &params, now).await,
-        GrantType::RefreshToken => refresh_token(state, &client, &params, now).await,
-        GrantType::ClientCredentials => client_credentials(state, &client, &params, now).await,
+        GrantType::AuthorizationCode => {
+            authorization_code(state, &client, &params, &audience, now).await
+        }
+        GrantType::RefreshToken => refresh_token(state, &client, &params, &audience, now).await,
+        GrantType::ClientCredentials => {
+            client_credentials(state, &client, &params, &audience, now).await
+        }
         GrantType::DeviceCode | GrantType::TokenExchange => Err(err(
             T::UnsupportedGrantType,
             "this grant type is not supported yet",
@@ -108,6 +117,7 @@ async fn authorization_code(
     state: &AppState,
     client: &Client,
     params: &Params,
+    audience: &str,
     now: i64,
 ) -> Result<Value, TokenError> {
     let code = params
@@ -178,6 +188,7 @@ async fn authorization_code(
             nonce: row.nonce.as_deref(),
             claims: row.claims.as_deref(),
             refresh_expires,
+            audience,
         },
         now,
     )
@@ -190,6 +201,7 @@ async fn refresh_token(
     state: &AppState,
     client: &Client,
     params: &Params,
+    audience: &str,
     now: i64,
 ) -> Result<Value, TokenError> {
     let token = params
@@ -245,6 +257,7 @@ async fn refresh_token(
             nonce: None,
             claims: row.claims.as_deref(),
             refresh_expires: row.expires_at,
+            audience,
         },
         now,
     )
@@ -256,6 +269,7 @@ async fn client_credentials(
     state: &AppState,
     client: &Client,
     params: &Params,
+    audience: &str,
     now: i64,
 ) -> Result<Value, TokenError> {
     let user_scopes = [
@@ -290,7 +304,7 @@ async fn client_credentials(
     let lifetime = secs(state.config.tokens.access_token_lifetime);
     let claims = access_token_claims(&AccessTokenInput {
         issuer: &state.config.issuer,
-        audience: &state.config.issuer,
+        audience,
         client_id: &client.client_id,
         sub: &client.client_id,
         scope: &scope,
@@ -321,6 +335,8 @@ struct Issue<'a> {
     nonce: Option<&'a str>,
     claims: Option<&'a str>,
     refresh_expires: i64,
+    /// `aud` of the access token: the issuer, or an RFC 8707 resource.
+    audience: &'a str,
 }
 
 /// Mints the access token, the id_token (for `openid`) and the next refresh token (when the
@@ -354,7 +370,7 @@ async fn issue(
     let requested: Option<Value> = i.claims.and_then(|c| serde_json::from_str(c).ok());
     let mut at_claims = access_token_claims(&AccessTokenInput {
         issuer: &state.config.issuer,
-        audience: &state.config.issuer,
+        audience: i.audience,
         client_id: &client.client_id,
         sub: &user.id,
         scope: i.scope,
@@ -408,7 +424,9 @@ async fn issue(
         body["id_token"] = json!(ring.sign(alg, "JWT", &claims).map_err(server_error)?);
     }
 
-    if client.has_grant(GrantType::RefreshToken) {
+    let offline_ok = !state.config.tokens.refresh_requires_offline_access
+        || i.refresh_scope.split(' ').any(|s| s == "offline_access");
+    if client.has_grant(GrantType::RefreshToken) && offline_ok {
         let token = random_token(32);
         let row = RefreshRow {
             grant_id: i.grant_id.to_owned(),

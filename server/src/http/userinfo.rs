@@ -6,7 +6,7 @@ use poem::{Request, Response, handler};
 use serde_json::Value;
 
 use super::authorize::is_form;
-use super::bearer::{presented_token, verify_access_token};
+use super::bearer::{Audience, presented_token, verify_access_token};
 use super::respond::{bearer_error, bearer_missing, json_ok};
 use crate::oauth::claims::{UserInfo, user_claims};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
@@ -39,7 +39,7 @@ pub async fn userinfo(req: &Request, body: poem::Body, Data(state): Data<&AppSta
         Err(e) => return bearer_error(&e, None),
     };
     let now = state.clock.now();
-    let claims = match verify_access_token(state, &token, now).await {
+    let claims = match verify_access_token(state, &token, now, Audience::Issuer).await {
         Ok(c) => c,
         Err(e) => return bearer_error(&e, None),
     };
