@@ -144,6 +144,85 @@ pub async fn run(rp: &Rp, opts: &Options, report: &mut Report) {
         "oidcc-ensure-request-with-valid-pkce-succeeds",
         done(valid_pkce(rp).await),
     );
+    // Not a module of the suite: RFC 7009 and RFC 7662 through the RP library.
+    report.record(
+        "latchkey-revocation-and-introspection",
+        done(revoke_introspect(rp).await),
+    );
+}
+
+async fn revoke_introspect(rp: &Rp) -> R {
+    use openidconnect::{IntrospectionUrl, RevocationUrl, TokenIntrospectionResponse as _};
+    let (Some(rev), Some(intro)) = (
+        rp.endpoint("revocation_endpoint"),
+        rp.endpoint("introspection_endpoint"),
+    ) else {
+        return Ok(Outcome::Skip(
+            "no revocation or introspection endpoint advertised".into(),
+        ));
+    };
+    let h = rp
+        .happy(&browser(), &["openid", "offline_access"], &[])
+        .await?;
+    let client = h
+        .client
+        .clone()
+        .set_revocation_url(RevocationUrl::new(rev.clone()).map_err(|e| e.to_string())?)
+        .set_introspection_url(IntrospectionUrl::new(intro).map_err(|e| e.to_string())?);
+    let at = h.tokens.access_token();
+    let first = client
+        .introspect(at)
+        .request_async(&rp.http)
+        .await
+        .map_err(|e| format!("introspection failed: {e}"))?;
+    if !first.active() {
+        return Err("a fresh access token introspects as inactive".into());
+    }
+    let rt = h.tokens.refresh_token().ok_or("no refresh token")?.clone();
+    if rev.starts_with("https://") {
+        client
+            .revoke_token(openidconnect::core::CoreRevocableToken::RefreshToken(
+                rt.clone(),
+            ))
+            .map_err(|e| e.to_string())?
+            .request_async(&rp.http)
+            .await
+            .map_err(|e| format!("revocation failed: {e}"))?;
+    } else {
+        // The RP library refuses a plain-http revocation endpoint (right for production); on a
+        // loopback test host, revoke by hand.
+        let resp = rp
+            .http
+            .post(&rev)
+            .basic_auth(
+                crate::rp::form_encode(&rp.client.id),
+                Some(crate::rp::form_encode(&rp.client.secret)),
+            )
+            .form(&[
+                ("token", rt.secret().as_str()),
+                ("token_type_hint", "refresh_token"),
+            ])
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status() != 200 {
+            return Err(format!("revocation answered {}", resp.status()));
+        }
+    }
+    if rp.refresh(&rp.client()?, rt.secret()).await.is_ok() {
+        return Err("the revoked refresh token still works".into());
+    }
+    let after = client
+        .introspect(at)
+        .request_async(&rp.http)
+        .await
+        .map_err(|e| format!("introspection failed: {e}"))?;
+    if after.active() {
+        return Ok(Outcome::Warn(
+            "the access token of a revoked refresh token family is still active".into(),
+        ));
+    }
+    Ok(Outcome::Pass)
 }
 
 async fn server(rp: &Rp) -> R {
