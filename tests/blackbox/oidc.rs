@@ -299,7 +299,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 
 #[tokio::test]
 async fn revocation_and_introspection() {
-    let (_env, server, f) = setup(TestDb::sqlite()).await;
+    let (env, server, f) = setup(TestDb::sqlite()).await;
     let code = code_for(&server, &f, &browser()).await;
     let t: Value = redeem(&server, &f, &code).await.json().await.unwrap();
     let at = t["access_token"].as_str().unwrap();
@@ -313,6 +313,33 @@ async fn revocation_and_introspection() {
         "refresh_token"
     );
     assert_eq!(introspect(&server, &f, "garbage").await["active"], false);
+    // Another client learns nothing about this client's refresh token.
+    let other: Value = serde_json::from_str(
+        &env.cli(
+            &[
+                "client",
+                "create",
+                "--name",
+                "Other",
+                "--redirect-uri",
+                REDIRECT,
+            ],
+            "",
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let other = Fixture {
+        client_id: other["client_id"].as_str().unwrap().into(),
+        client_secret: other["client_secret"].as_str().unwrap().into(),
+        user_id: String::new(),
+        email: String::new(),
+    };
+    assert_eq!(
+        introspect(&server, &other, rt).await,
+        serde_json::json!({"active": false})
+    );
 
     let revoke = |token: String| {
         let f_id = f.client_id.clone();
@@ -932,4 +959,63 @@ async fn refresh_tokens_can_require_offline_access() {
         "no offline_access, no refresh token"
     );
     server.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_reuse_of_one_refresh_token_gives_one_success_and_revokes_the_family() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let f = fixture(&env, &[]).await;
+        let a = Server::start(env.config()).await;
+        let b_srv = Server::start(env.config()).await;
+        let code = code_for(&a, &f, &browser()).await;
+        let t: Value = redeem(&a, &f, &code).await.json().await.unwrap();
+        let rt = t["refresh_token"].as_str().unwrap().to_owned();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let url = if i % 2 == 0 {
+                a.url("/token")
+            } else {
+                b_srv.url("/token")
+            };
+            let auth = basic(&f.client_id, &f.client_secret);
+            let rt = rt.clone();
+            tasks.push(tokio::spawn(async move {
+                let r = reqwest::Client::new()
+                    .post(url)
+                    .header("authorization", auth)
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", rt.as_str()),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap();
+                (status, body)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            match status {
+                200 => winners.push(body),
+                400 => assert_eq!(body["error"], "invalid_grant"),
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one rotation wins");
+        // The others were reuses: the family is revoked, the winner's new token included.
+        let new_rt = winners[0]["refresh_token"].as_str().unwrap();
+        let r = token_request(
+            &a,
+            &f,
+            &[("grant_type", "refresh_token"), ("refresh_token", new_rt)],
+        )
+        .await;
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+        a.stop().await;
+        b_srv.stop().await;
+    }
 }

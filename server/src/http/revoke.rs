@@ -124,7 +124,7 @@ async fn own_access_token(
 
 #[handler]
 pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (_client, params) = match authenticated(req, body, state).await {
+    let (client, params) = match authenticated(req, body, state).await {
         Ok(x) => x,
         Err((e, basic)) => return token_error(&e, basic),
     };
@@ -141,7 +141,9 @@ pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppS
         .pepper
         .lookup_digests(Purpose::RefreshToken, token.as_bytes());
     match state.store.refresh_token_grant(&digests, now).await {
-        Ok(Some(row)) => {
+        // A refresh token is only described to the client that holds it: to anyone else it
+        // is just not an active token (RFC 7662 §2.2 leaves this to the server).
+        Ok(Some(row)) if row.client_id == client.client_id => {
             return json_ok(&json!({
                 "active": true,
                 "token_type": "refresh_token",
@@ -152,6 +154,7 @@ pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppS
                 "iss": state.config.issuer,
             }));
         }
+        Ok(Some(_)) => return json_ok(&inactive),
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "introspection failed");
