@@ -15,10 +15,10 @@ use serde_json::json;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, LogFormat, Overrides};
 use crate::oauth::client::{AuthMethod, ClientMetadata, GrantType};
-use crate::secrets::{ClientSecret, Purpose, random_token};
+use crate::secrets::{Purpose, random_token};
 use crate::signin::{password, validate_email};
 use crate::state::AppState;
-use crate::store::{NewClient, NewUser, PoolSettings, Store, redact_url};
+use crate::store::{NewUser, PoolSettings, Store, redact_url};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -501,26 +501,8 @@ async fn create_client(
     metadata: ClientMetadata,
     stdout: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let client_id = random_token(16);
-    let secret = metadata
-        .token_endpoint_auth_method
-        .uses_secret()
-        .then(ClientSecret::generate);
-    let digest = secret.as_ref().map(|s| {
-        state
-            .pepper
-            .digest(Purpose::ClientSecret, s.expose().as_bytes())
-    });
     let now = state.clock.now();
-    let stored = serde_json::to_string(&metadata).map_err(failed)?;
-    state
-        .store
-        .create_client(&NewClient {
-            client_id: &client_id,
-            secret_digest: digest.as_deref(),
-            metadata: &stored,
-            now,
-        })
+    let (client_id, secret) = crate::clients::create(state, &metadata, now)
         .await
         .map_err(failed)?;
     // RFC 7591 §3.2.1 response shape.

@@ -4,6 +4,7 @@
 //! (`oauth`) knows neither poem nor sqlx.
 
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod http;

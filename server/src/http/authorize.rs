@@ -62,7 +62,7 @@ pub fn is_form(req: &Request) -> bool {
 }
 
 pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, Response> {
-    match crate::http::clients::find(state, client_id).await {
+    match crate::clients::find(state, client_id).await {
         Ok(c) => Ok(c),
         Err(e) => Err(error_page(
             state,

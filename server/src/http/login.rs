@@ -21,12 +21,34 @@ const WRONG: &str = "The email or password is not right.";
 const PASSWORD_AMR: &str = "pwd";
 pub const PASSWORD_ACR: &str = "1";
 
-async fn form(req: &Request, body: poem::Body) -> Option<Params> {
-    if !is_form(req) {
-        return None;
+/// Reads a page form and checks its CSRF token; on failure, the page to show instead.
+async fn checked_form(
+    state: &AppState,
+    req: &Request,
+    body: poem::Body,
+) -> Result<Params, Response> {
+    let bytes = if is_form(req) {
+        body.into_vec().await.ok()
+    } else {
+        None
+    };
+    let Some(form) = bytes.and_then(|b| Params::parse(&b).ok()) else {
+        return Err(error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The form could not be read.",
+        ));
+    };
+    if !csrf_ok(state, req, form.get("csrf_token")) {
+        return Err(error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "This form has expired",
+            "Go back, reload the page and try again.",
+        ));
     }
-    let bytes = body.into_vec().await.ok()?;
-    Params::parse(&bytes).ok()
+    Ok(form)
 }
 
 #[handler]
@@ -44,22 +66,10 @@ pub async fn login_form(req: &Request, Data(state): Data<&AppState>) -> Response
 
 #[handler]
 pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let Some(form) = form(req, body).await else {
-        return error_page(
-            state,
-            StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "The form could not be read.",
-        );
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
     };
-    if !csrf_ok(state, req, form.get("csrf_token")) {
-        return error_page(
-            state,
-            StatusCode::FORBIDDEN,
-            "This form has expired",
-            "Go back, reload the page and try again.",
-        );
-    }
     let email = form.get("email").unwrap_or_default().trim().to_owned();
     let password = form.get("password").unwrap_or_default().to_owned();
     let request =
@@ -167,22 +177,10 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
 
 #[handler]
 pub async fn consent(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let Some(form) = form(req, body).await else {
-        return error_page(
-            state,
-            StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "The form could not be read.",
-        );
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
     };
-    if !csrf_ok(state, req, form.get("csrf_token")) {
-        return error_page(
-            state,
-            StatusCode::FORBIDDEN,
-            "This form has expired",
-            "Go back, reload the page and try again.",
-        );
-    }
     let now = state.clock.now();
     let Some(session) = current_session(state, req, now).await else {
         return error_page(

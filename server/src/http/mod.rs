@@ -5,7 +5,6 @@ mod assets;
 mod authorize;
 mod bearer;
 mod browser;
-mod clients;
 mod discovery;
 mod health;
 mod jwks;

@@ -8,15 +8,14 @@ use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
 use super::bearer::presented_token;
-use super::clients::find;
 use super::respond::bearer_error;
+use crate::clients::find;
 use crate::config::RegistrationPolicy;
 use crate::oauth::client::{AuthMethod, ClientMetadata, MetadataError};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::registration::RegistrationRequest;
-use crate::secrets::{ClientSecret, Purpose, random_token};
+use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;
-use crate::store::NewClient;
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     Response::builder()
@@ -118,33 +117,11 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             Err(e) => return metadata_error(&e),
         };
 
-    let client_id = random_token(16);
-    let secret = metadata
-        .token_endpoint_auth_method
-        .uses_secret()
-        .then(ClientSecret::generate);
-    let digest = secret.as_ref().map(|s| {
-        state
-            .pepper
-            .digest(Purpose::ClientSecret, s.expose().as_bytes())
-    });
-    let registration_token = random_token(32);
-    let stored = match serde_json::to_string(&metadata) {
-        Ok(s) => s,
+    let (client_id, secret) = match crate::clients::create(state, &metadata, now).await {
+        Ok(x) => x,
         Err(e) => return internal(e),
     };
-    let created = state
-        .store
-        .create_client(&NewClient {
-            client_id: &client_id,
-            secret_digest: digest.as_deref(),
-            metadata: &stored,
-            now,
-        })
-        .await;
-    if let Err(e) = created {
-        return internal(e);
-    }
+    let registration_token = random_token(32);
     let rat_digest = state.pepper.digest(
         Purpose::RegistrationAccessToken,
         registration_token.as_bytes(),

@@ -10,9 +10,9 @@ use serde_json::json;
 
 use super::authorize::is_form;
 use super::bearer::{Audience, accepted_audience, verify_access_token};
-use super::clients::authenticate;
 use super::respond::{json_ok, token_error};
 use super::token::ACCESS_TOKEN_ALG;
+use crate::clients::authenticate;
 use crate::oauth::client::Client;
 use crate::oauth::client_auth::presented;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};

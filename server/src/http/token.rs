@@ -8,8 +8,8 @@ use poem::{Request, Response, handler};
 use serde_json::{Map, Value, json};
 
 use super::authorize::is_form;
-use super::clients::authenticate;
 use super::respond::{json_ok, token_error};
+use crate::clients::authenticate;
 use crate::oauth::claims::{UserInfo, requested_names, user_claims};
 use crate::oauth::client::{Client, GrantType};
 use crate::oauth::client_auth::presented;

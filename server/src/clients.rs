@@ -1,11 +1,43 @@
-//! Loading registered clients and authenticating them.
+//! Registered clients: creating them (CLI and dynamic registration alike), loading them, and
+//! authenticating them at the token, revocation and introspection endpoints.
 
 use crate::oauth::client::{AuthMethod, Client, ClientMetadata};
 use crate::oauth::client_auth::Presented;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
-use crate::secrets::Purpose;
+use crate::secrets::{ClientSecret, Purpose, random_token};
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{NewClient, StoreError};
+
+/// Registers a client: a fresh `client_id` and, for the secret-based methods, a 256-bit secret
+/// that is returned this once and stored only as a digest.
+pub async fn create(
+    state: &AppState,
+    metadata: &ClientMetadata,
+    now: i64,
+) -> Result<(String, Option<ClientSecret>), StoreError> {
+    let client_id = random_token(16);
+    let secret = metadata
+        .token_endpoint_auth_method
+        .uses_secret()
+        .then(ClientSecret::generate);
+    let digest = secret.as_ref().map(|s| {
+        state
+            .pepper
+            .digest(Purpose::ClientSecret, s.expose().as_bytes())
+    });
+    let stored = serde_json::to_string(metadata)
+        .map_err(|e| StoreError::Corrupt(format!("client metadata: {e}")))?;
+    state
+        .store
+        .create_client(&NewClient {
+            client_id: &client_id,
+            secret_digest: digest.as_deref(),
+            metadata: &stored,
+            now,
+        })
+        .await?;
+    Ok((client_id, secret))
+}
 
 pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, StoreError> {
     if client_id.len() > 256 {
