@@ -64,15 +64,15 @@ pub fn is_form(req: &Request) -> bool {
 pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, Response> {
     match crate::clients::find(state, client_id).await {
         Ok(c) => Ok(c),
-        Err(e) => Err(error_page(
-            state,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            &{
-                tracing::error!(error = %e, "client lookup failed");
-                "Please try again in a moment.".to_owned()
-            },
-        )),
+        Err(e) => {
+            tracing::error!(error = %e, "client lookup failed");
+            Err(error_page(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again in a moment.",
+            ))
+        }
     }
 }
 
