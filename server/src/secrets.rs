@@ -41,6 +41,7 @@ pub enum Purpose {
     RefreshToken,
     InitialAccessToken,
     RegistrationAccessToken,
+    Throttle,
 }
 
 impl Purpose {
@@ -54,6 +55,7 @@ impl Purpose {
             Purpose::RefreshToken => b"refresh_token",
             Purpose::InitialAccessToken => b"initial_access_token",
             Purpose::RegistrationAccessToken => b"registration_access_token",
+            Purpose::Throttle => b"throttle",
         }
     }
 }

@@ -11,3 +11,4 @@ mod harness;
 mod keys;
 mod oidc;
 mod registration;
+mod throttle;

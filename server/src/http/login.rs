@@ -12,6 +12,7 @@ use super::browser::{
 use super::respond::{error_page, page};
 use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
+use crate::signin::throttle;
 use crate::state::{AppState, secs};
 use crate::store::NewSession;
 
@@ -83,6 +84,26 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     };
 
     let now = state.clock.now();
+    // Throttled before anything about the account is looked at: the answer is the same
+    // whether or not it exists.
+    let ip = client_ip(req);
+    let throttle = throttle::Keys::new(&state.pepper, ip.as_deref(), &email);
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = format!("Too many attempts. Try again in {} seconds.", wait);
+            return retry_page(
+                state,
+                req,
+                &request,
+                client.as_ref(),
+                &msg,
+                &email,
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "sign-in throttle check failed"),
+    }
     let user = match state.store.user_by_email(&email).await {
         Ok(u) => u.filter(|u| u.disabled_at.is_none()),
         Err(e) => {
@@ -103,27 +124,22 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     let verified = state.verify_password(password, hash).await;
     let Some(user) = user.filter(|_| verified) else {
         tracing::info!("password sign-in failed");
-        return match &client {
-            Some(c) => login_page(
-                state,
-                req,
-                &request,
-                c,
-                Some(WRONG),
-                &email,
-                StatusCode::UNAUTHORIZED,
-            ),
-            None => {
-                let (csrf, _) = super::browser::csrf_token(state, req);
-                page(
-                    state,
-                    StatusCode::UNAUTHORIZED,
-                    "login.html",
-                    minijinja::context! { csrf_token => csrf, request => "", email => email, error => WRONG },
-                )
-            }
-        };
+        if let Err(e) = throttle.failed(&state.store, now).await {
+            tracing::error!(error = %e, "recording a failed sign-in failed");
+        }
+        return retry_page(
+            state,
+            req,
+            &request,
+            client.as_ref(),
+            WRONG,
+            &email,
+            StatusCode::UNAUTHORIZED,
+        );
     };
+    if let Err(e) = throttle.succeeded(&state.store).await {
+        tracing::warn!(error = %e, "clearing the sign-in throttle failed");
+    }
 
     // A new session id at every sign-in (no fixation); the old session, if any, ends.
     if let Some(old) = current_session(state, req, now).await {
@@ -133,7 +149,6 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     let sid = random_token(16);
     let absolute = secs(state.config.sessions.absolute_lifetime);
     let amr = serde_json::json!([PASSWORD_AMR]).to_string();
-    let ip = client_ip(req);
     let ua = user_agent(req);
     let created = state
         .store
@@ -173,6 +188,32 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
         .header(header::SET_COOKIE, cookie)
         .header(header::CACHE_CONTROL, "no-store")
         .finish()
+}
+
+/// The sign-in form again, with a message: for a failed or throttled attempt.
+fn retry_page(
+    state: &AppState,
+    req: &Request,
+    request: &Params,
+    client: Option<&crate::oauth::client::Client>,
+    message: &str,
+    email: &str,
+    status: StatusCode,
+) -> Response {
+    match client {
+        Some(c) => login_page(state, req, request, c, Some(message), email, status),
+        None => {
+            let (csrf, cookie) = super::browser::csrf_token(state, req);
+            let mut resp = page(
+                state,
+                status,
+                "login.html",
+                minijinja::context! { csrf_token => csrf, request => "", email => email, error => message },
+            );
+            append_cookie(&mut resp, cookie);
+            resp
+        }
+    }
 }
 
 #[handler]

@@ -1,6 +1,7 @@
 //! Sign-in methods. Passwords now; passkeys, TOTP and email links come with the sign-in work.
 
 pub mod password;
+pub mod throttle;
 
 /// A plausible address: one `@`, non-empty local part and a domain with a dot, no spaces or
 /// control characters, at most 254 bytes (RFC 5321 §4.5.3.1.3). Delivery is the real test.

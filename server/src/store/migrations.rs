@@ -28,6 +28,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "client_assertions",
         include_str!("../../../migrations/sqlite/0004_client_assertions.sql"),
     ),
+    (
+        5,
+        "throttles",
+        include_str!("../../../migrations/sqlite/0005_throttles.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -50,6 +55,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "client_assertions",
         include_str!("../../../migrations/postgres/0004_client_assertions.sql"),
+    ),
+    (
+        5,
+        "throttles",
+        include_str!("../../../migrations/postgres/0005_throttles.sql"),
     ),
 ];
 

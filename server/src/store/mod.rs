@@ -10,6 +10,7 @@ mod migrations;
 mod pepper;
 mod registration;
 mod sessions;
+mod throttles;
 mod users;
 
 #[cfg(test)]

@@ -1,0 +1,82 @@
+//! Sign-in throttling: failures are counted per client address and per account name, in the
+//! database so that every instance sees them. After a few failures each further one doubles
+//! the wait, up to a cap; a success clears the account's count. The account wait is capped
+//! lower than the address wait: a stranger can slow an account down for minutes, never lock it
+//! out. Counters are kept under pepper digests of their names.
+
+use crate::secrets::{Pepper, Purpose};
+use crate::store::{Store, StoreError};
+
+/// Failures allowed before waits begin.
+pub const FREE_FAILURES: i64 = 5;
+/// A failure older than this starts the count afresh.
+pub const WINDOW: i64 = 15 * 60;
+/// Longest wait for one client address.
+pub const MAX_ADDRESS_WAIT: i64 = 15 * 60;
+/// Longest wait for one account, whoever is failing at it.
+pub const MAX_ACCOUNT_WAIT: i64 = 5 * 60;
+
+/// The wait after the `failures`-th failure: none up to [`FREE_FAILURES`], then 2, 4, 8... s.
+pub fn wait_after(failures: i64, cap: i64) -> i64 {
+    if failures <= FREE_FAILURES {
+        return 0;
+    }
+    let exp = u32::try_from((failures - FREE_FAILURES).min(20)).unwrap_or(20);
+    2i64.saturating_pow(exp).min(cap)
+}
+
+pub struct Keys {
+    address: String,
+    account: String,
+}
+
+impl Keys {
+    pub fn new(pepper: &Pepper, ip: Option<&str>, account: &str) -> Self {
+        let address = format!("signin-ip:{}", ip.unwrap_or("unknown"));
+        let account = format!("signin-account:{}", account.trim().to_lowercase());
+        Self {
+            address: pepper.digest(Purpose::Throttle, address.as_bytes()),
+            account: pepper.digest(Purpose::Throttle, account.as_bytes()),
+        }
+    }
+
+    /// Seconds to wait before another attempt is looked at (0: go ahead).
+    pub async fn wait(&self, store: &Store, now: i64) -> Result<i64, StoreError> {
+        let until = store
+            .blocked_until(&[self.address.clone(), self.account.clone()])
+            .await?;
+        Ok((until - now).max(0))
+    }
+
+    pub async fn failed(&self, store: &Store, now: i64) -> Result<(), StoreError> {
+        for (key, cap) in [
+            (&self.address, MAX_ADDRESS_WAIT),
+            (&self.account, MAX_ACCOUNT_WAIT),
+        ] {
+            let n = store.record_failure(key, now, WINDOW).await?;
+            let wait = wait_after(n, cap);
+            if wait > 0 {
+                store.block_until(key, now + wait).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn succeeded(&self, store: &Store) -> Result<(), StoreError> {
+        store.clear_throttle(&self.account).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_double_after_the_free_failures_and_are_capped() {
+        assert_eq!(wait_after(1, 900), 0);
+        assert_eq!(wait_after(FREE_FAILURES, 900), 0);
+        assert_eq!(wait_after(FREE_FAILURES + 1, 900), 2);
+        assert_eq!(wait_after(FREE_FAILURES + 3, 900), 8);
+        assert_eq!(wait_after(1000, MAX_ACCOUNT_WAIT), MAX_ACCOUNT_WAIT);
+    }
+}
