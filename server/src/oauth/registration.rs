@@ -148,6 +148,9 @@ mod tests {
         let e = reg(r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}"#)
             .unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");
+        let e = reg(r#"{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"]}"#)
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_client_metadata");
         let e = reg(r#"{"redirect_uris":["https://a.example/cb"],"subject_type":"pairwise"}"#)
             .unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");
