@@ -39,20 +39,67 @@ pub async fn create(
     Ok((client_id, secret))
 }
 
+/// Recently read client records, per instance. A change made through this instance drops the
+/// entry at once; one made elsewhere is seen within `clients.cache_ttl`. Unknown ids are never
+/// cached, so random ids cannot fill it.
+#[derive(Default)]
+pub struct ClientCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::sync::Arc<Client>, i64)>>,
+}
+
+const CACHE_MAX: usize = 10_000;
+
+impl ClientCache {
+    fn get(&self, id: &str, now: i64, ttl: i64) -> Option<std::sync::Arc<Client>> {
+        let map = self.entries.lock().ok()?;
+        map.get(id)
+            .filter(|(_, at)| now - at < ttl && now >= *at)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn put(&self, client: std::sync::Arc<Client>, now: i64) {
+        if let Ok(mut map) = self.entries.lock() {
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+            map.insert(client.client_id.clone(), (client, now));
+        }
+    }
+
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut map) = self.entries.lock() {
+            map.remove(id);
+        }
+    }
+}
+
 pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, StoreError> {
     if client_id.len() > 256 {
         return Ok(None);
+    }
+    let now = state.clock.now();
+    let ttl = crate::state::secs(state.config.clients.cache_ttl);
+    if ttl > 0
+        && let Some(c) = state.client_cache.get(client_id, now, ttl)
+    {
+        return Ok(Some((*c).clone()));
     }
     let Some(row) = state.store.client_by_id(client_id).await? else {
         return Ok(None);
     };
     let metadata: ClientMetadata = serde_json::from_str(&row.metadata)
         .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?;
-    Ok(Some(Client {
+    let client = Client {
         client_id: row.client_id,
         secret_digest: row.secret_digest,
         metadata,
-    }))
+    };
+    if ttl > 0 {
+        state
+            .client_cache
+            .put(std::sync::Arc::new(client.clone()), now);
+    }
+    Ok(Some(client))
 }
 
 /// Authenticates the presented credentials against the registered client: the method must be

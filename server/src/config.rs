@@ -55,6 +55,25 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub signin: SigninConfig,
     pub registration: RegistrationConfig,
+    pub clients: ClientsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientsConfig {
+    /// How long an instance reuses a client record it read. A change made through another
+    /// instance (a deleted client, a new secret) takes effect here within this time; 0 reads
+    /// the database on every request.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+}
+
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Who may register clients at `/register` (RFC 7591).
@@ -181,6 +200,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             signin: SigninConfig::default(),
             registration: RegistrationConfig::default(),
+            clients: ClientsConfig::default(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub dummy_password_hash: Arc<String>,
     /// Clients' JWKS fetched from their `jwks_uri`, cached.
     pub client_jwks: Arc<crate::outbound::JwksFetcher>,
+    /// Recently read client records (`clients.cache_ttl`).
+    pub client_cache: Arc<crate::clients::ClientCache>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -125,6 +127,7 @@ impl AppState {
             views: Arc::new(views),
             password_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dummy_password_hash: Arc::new(dummy),
+            client_cache: Arc::new(crate::clients::ClientCache::default()),
             client_jwks: Arc::new(crate::outbound::JwksFetcher::new(
                 config.danger_allow_private_jwks_uri,
             )),

@@ -238,3 +238,55 @@ async fn closed_registration_is_not_advertised_and_not_served() {
     assert_eq!(r.status(), 404);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_deleted_on_one_instance_is_refused_by_another_within_the_cache_ttl() {
+    let env = Env::new(TestDb::sqlite(), "[registration]\npolicy = \"open\"");
+    let a = Server::start(env.config()).await;
+    let b = Server::start(env.config()).await;
+    let c: Value = register(&a, None, &json!({"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"], "response_types": []}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (id, secret) = (
+        c["client_id"].as_str().unwrap(),
+        c["client_secret"].as_str().unwrap(),
+    );
+    let cc = |server: &Server| {
+        http()
+            .post(server.url("/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    assert_eq!(cc(&b).await.unwrap().status(), 200, "b has read the client");
+    let uri = c["registration_client_uri"]
+        .as_str()
+        .unwrap()
+        .replace(&a.state.config.issuer, &a.base);
+    let rat = c["registration_access_token"].as_str().unwrap();
+    assert_eq!(
+        http()
+            .delete(&uri)
+            .bearer_auth(rat)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        cc(&a).await.unwrap().status(),
+        401,
+        "gone at once where it was deleted"
+    );
+    b.clock.advance(6);
+    assert_eq!(
+        cc(&b).await.unwrap().status(),
+        401,
+        "gone elsewhere after clients.cache_ttl"
+    );
+    a.stop().await;
+    b.stop().await;
+}

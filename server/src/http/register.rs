@@ -276,6 +276,7 @@ pub async fn update(
     {
         return internal(e);
     }
+    state.client_cache.forget(&client_id);
     let created = state
         .store
         .client_by_id(&client_id)
@@ -298,6 +299,7 @@ pub async fn delete(
     if let Err(r) = authorized(req, state, &client_id).await {
         return r;
     }
+    state.client_cache.forget(&client_id);
     match state
         .store
         .delete_client(&client_id, state.clock.now())
