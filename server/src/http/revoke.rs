@@ -8,57 +8,18 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde_json::json;
 
-use super::authorize::is_form;
 use super::bearer::{Audience, accepted_audience, verify_access_token};
 use super::respond::{json_ok, token_error};
-use super::token::ACCESS_TOKEN_ALG;
-use crate::clients::authenticate;
-use crate::oauth::client::Client;
-use crate::oauth::client_auth::presented;
+use super::token::{ACCESS_TOKEN_ALG, authenticated_client, basic_used};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
-use crate::oauth::params::Params;
 use crate::secrets::Purpose;
 use crate::state::AppState;
 
-async fn authenticated(
-    req: &Request,
-    body: poem::Body,
-    state: &AppState,
-) -> Result<(Client, Params), (TokenError, bool)> {
-    let basic = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
-    let fail = |e: TokenError| (e, basic);
-    if !is_form(req) {
-        return Err(fail(TokenError::new(
-            T::InvalidRequest,
-            "the body must be application/x-www-form-urlencoded",
-        )));
-    }
-    let bytes = body.into_vec().await.map_err(|_| {
-        fail(TokenError::new(
-            T::InvalidRequest,
-            "the body could not be read",
-        ))
-    })?;
-    let params = Params::parse(&bytes)
-        .map_err(|e| fail(TokenError::new(T::InvalidRequest, e.to_string())))?;
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let creds = presented(authorization, &params).map_err(fail)?;
-    let client = authenticate(state, &creds).await.map_err(fail)?;
-    Ok((client, params))
-}
-
 #[handler]
 pub async fn revoke(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (client, params) = match authenticated(req, body, state).await {
+    let (client, params) = match authenticated_client(req, body, state).await {
         Ok(x) => x,
-        Err((e, basic)) => return token_error(&e, basic),
+        Err(e) => return token_error(&e, basic_used(req)),
     };
     let Some(token) = params.get("token") else {
         return token_error(
@@ -124,9 +85,9 @@ async fn own_access_token(
 
 #[handler]
 pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (client, params) = match authenticated(req, body, state).await {
+    let (client, params) = match authenticated_client(req, body, state).await {
         Ok(x) => x,
-        Err((e, basic)) => return token_error(&e, basic),
+        Err(e) => return token_error(&e, basic_used(req)),
     };
     let Some(token) = params.get("token") else {
         return token_error(

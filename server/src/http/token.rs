@@ -42,18 +42,28 @@ pub async fn token_endpoint(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    let basic = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")));
     match handle(req, body, state).await {
         Ok(body) => json_ok(&body),
-        Err(e) => token_error(&e, basic),
+        Err(e) => token_error(&e, basic_used(req)),
     }
 }
 
-async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Value, TokenError> {
+/// Whether the request authenticated with `Authorization: Basic` (RFC 6749 §5.2: then a failed
+/// client authentication answers with a Basic challenge).
+pub(super) fn basic_used(req: &Request) -> bool {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")))
+}
+
+/// The form body of a request to the token, revocation or introspection endpoint, and the
+/// client it authenticates as.
+pub(super) async fn authenticated_client(
+    req: &Request,
+    body: poem::Body,
+    state: &AppState,
+) -> Result<(Client, Params), TokenError> {
     if !is_form(req) {
         return Err(err(
             T::InvalidRequest,
@@ -72,6 +82,11 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
         .and_then(|v| v.to_str().ok());
     let creds = presented(authorization, &params)?;
     let client = authenticate(state, &creds).await?;
+    Ok((client, params))
+}
+
+async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Value, TokenError> {
+    let (client, params) = authenticated_client(req, body, state).await?;
 
     let grant: GrantType = params
         .get("grant_type")
