@@ -54,6 +54,7 @@ pub struct Config {
     pub tokens: TokensConfig,
     pub sessions: SessionsConfig,
     pub signin: SigninConfig,
+    pub passkeys: PasskeysConfig,
     pub registration: RegistrationConfig,
     pub clients: ClientsConfig,
 }
@@ -170,6 +171,30 @@ pub struct SessionsConfig {
     /// A session ends this long after sign-in, used or not.
     #[serde(with = "humantime_serde")]
     pub absolute_lifetime: Duration,
+    /// How long after signing in a session counts as recent: removing the last passkey or
+    /// turning off a second factor needs a sign-in this fresh.
+    #[serde(with = "humantime_serde")]
+    pub recent_signin: Duration,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeysConfig {
+    /// The WebAuthn relying party id: the issuer's host unless set. It may be a registrable
+    /// parent of that host (`example.com` for `https://id.example.com`), never another site.
+    /// Passkeys are bound to it: changing it later orphans every registered passkey.
+    pub rp_id: Option<String>,
+    /// The name authenticators show next to the account.
+    pub rp_name: String,
+}
+
+impl Default for PasskeysConfig {
+    fn default() -> Self {
+        Self {
+            rp_id: None,
+            rp_name: "Latchkey".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -199,6 +224,7 @@ impl Default for Config {
             tokens: TokensConfig::default(),
             sessions: SessionsConfig::default(),
             signin: SigninConfig::default(),
+            passkeys: PasskeysConfig::default(),
             registration: RegistrationConfig::default(),
             clients: ClientsConfig::default(),
         }
@@ -252,6 +278,7 @@ impl Default for SessionsConfig {
         Self {
             idle_lifetime: Duration::from_secs(24 * 60 * 60),
             absolute_lifetime: Duration::from_secs(14 * 24 * 60 * 60),
+            recent_signin: Duration::from_secs(10 * 60),
         }
     }
 }

@@ -42,6 +42,10 @@ pub enum Purpose {
     InitialAccessToken,
     RegistrationAccessToken,
     Throttle,
+    /// WebAuthn ceremony ids.
+    Ceremony,
+    /// Stand-in credential ids for unknown accounts on the username-first passkey path.
+    PasskeyDecoy,
 }
 
 impl Purpose {
@@ -56,6 +60,8 @@ impl Purpose {
             Purpose::InitialAccessToken => b"initial_access_token",
             Purpose::RegistrationAccessToken => b"registration_access_token",
             Purpose::Throttle => b"throttle",
+            Purpose::Ceremony => b"ceremony",
+            Purpose::PasskeyDecoy => b"passkey_decoy",
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub client_jwks: Arc<crate::outbound::JwksFetcher>,
     /// Recently read client records (`clients.cache_ttl`).
     pub client_cache: Arc<crate::clients::ClientCache>,
+    /// The WebAuthn relying party (`passkeys`).
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -111,6 +113,7 @@ impl AppState {
             .await
             .map_err(|e| StartError(one_line(e)))?;
 
+        let webauthn = crate::signin::passkey::relying_party(&config).map_err(StartError)?;
         let views = Views::new(config.http.templates_dir.clone());
         views
             .check()
@@ -125,6 +128,7 @@ impl AppState {
 
         Ok(Self {
             views: Arc::new(views),
+            webauthn: Arc::new(webauthn),
             password_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dummy_password_hash: Arc::new(dummy),
             client_cache: Arc::new(crate::clients::ClientCache::default()),

@@ -10,5 +10,6 @@ mod flow;
 mod harness;
 mod keys;
 mod oidc;
+mod passkeys;
 mod registration;
 mod throttle;

@@ -7,7 +7,9 @@ use poem::{Request, Response, handler};
 
 use super::browser::{append_cookie, csrf_token, current_session};
 use super::respond::{authorize_error, authorize_success, error_page, page};
-use crate::oauth::authorize::{AuthzRequest, Rejection, validate};
+use crate::oauth::authorize::{
+    AuthzRequest, Rejection, acr_satisfied, validate, wants_phishing_resistant,
+};
 use crate::oauth::client::Client;
 use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
 use crate::oauth::params::Params;
@@ -136,6 +138,7 @@ pub async fn run(
         !request.prompt.login
             && hint_sub.as_deref().is_none_or(|sub| sub == s.user_id)
             && request.max_age.is_none_or(|max| now - s.auth_time <= max)
+            && acr_satisfied(&request.acr_values, &s.acr)
     });
     let Some(session) = usable else {
         if request.prompt.none {
@@ -260,6 +263,13 @@ pub fn login_page(
             carried.insert("prompt", rest.join(" "));
         }
     }
+    let acr_values: Vec<String> = params
+        .get("acr_values")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
     let login_hint = params.get("login_hint").unwrap_or_default();
     let email = if email.is_empty() { login_hint } else { email };
     let (csrf, set_cookie) = csrf_token(state, req);
@@ -273,6 +283,7 @@ pub fn login_page(
             request => carried.encode(),
             error => error,
             email => email,
+            passkey_only => wants_phishing_resistant(&acr_values),
         },
     );
     append_cookie(&mut resp, set_cookie);

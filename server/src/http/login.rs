@@ -23,7 +23,7 @@ const PASSWORD_AMR: &str = "pwd";
 pub const PASSWORD_ACR: &str = "1";
 
 /// Reads a page form and checks its CSRF token; on failure, the page to show instead.
-async fn checked_form(
+pub async fn checked_form(
     state: &AppState,
     req: &Request,
     body: poem::Body,
@@ -141,24 +141,49 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
         tracing::warn!(error = %e, "clearing the sign-in throttle failed");
     }
 
-    // A new session id at every sign-in (no fixation); the old session, if any, ends.
+    tracing::info!(user = %user.id, "signed in with a password");
+    signed_in(
+        state,
+        req,
+        &user.id,
+        &[PASSWORD_AMR],
+        PASSWORD_ACR,
+        &request,
+        now,
+    )
+    .await
+}
+
+/// Starts a session for a user who has just signed in, and sends the browser on: back to
+/// the authorization request it came with, or to the account page. A new session id at every
+/// sign-in (no fixation); the browser's old session, if any, ends.
+pub async fn signed_in(
+    state: &AppState,
+    req: &Request,
+    user_id: &str,
+    amr: &[&str],
+    acr: &str,
+    request: &Params,
+    now: i64,
+) -> Response {
     if let Some(old) = current_session(state, req, now).await {
         let _ = state.store.revoke_session(&old.sid, now).await;
     }
     let id = random_token(32);
     let sid = random_token(16);
     let absolute = secs(state.config.sessions.absolute_lifetime);
-    let amr = serde_json::json!([PASSWORD_AMR]).to_string();
+    let amr = serde_json::json!(amr).to_string();
+    let ip = client_ip(req);
     let ua = user_agent(req);
     let created = state
         .store
         .create_session(&NewSession {
             id_digest: &state.pepper.digest(Purpose::Session, id.as_bytes()),
             sid: &sid,
-            user_id: &user.id,
+            user_id,
             auth_time: now,
             amr: &amr,
-            acr: PASSWORD_ACR,
+            acr,
             ip: ip.as_deref(),
             user_agent: ua.as_deref(),
             now,
@@ -174,12 +199,10 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
             "Please try again in a moment.",
         );
     }
-    tracing::info!(user = %user.id, "signed in with a password");
-
     let location = if request.contains("client_id") {
         format!("/authorize?{}", request.encode())
     } else {
-        "/login".to_owned()
+        "/account".to_owned()
     };
     let cookie = set_cookie(state, session_cookie_name(state), &id, Some(absolute));
     Response::builder()
@@ -191,7 +214,7 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
 }
 
 /// The sign-in form again, with a message: for a failed or throttled attempt.
-fn retry_page(
+pub fn retry_page(
     state: &AppState,
     req: &Request,
     request: &Params,

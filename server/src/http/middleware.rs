@@ -106,6 +106,9 @@ fn route_name(path: &str) -> &'static str {
     if path.starts_with("/register/") {
         return "/register/{client_id}";
     }
+    if path.starts_with("/account/") {
+        return "/account/{action}";
+    }
     if path.starts_with("/static/") {
         return "/static";
     }

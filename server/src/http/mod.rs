@@ -1,6 +1,7 @@
 //! The only module that knows poem: routes, the cross-cutting middleware (body limit,
 //! security headers, logs and metrics) and one file per endpoint.
 
+mod account;
 mod assets;
 mod authorize;
 mod bearer;
@@ -12,6 +13,7 @@ mod login;
 mod logout;
 pub mod metrics;
 mod middleware;
+mod passkeys;
 mod register;
 mod respond;
 mod revoke;
@@ -39,6 +41,9 @@ pub(crate) const ROUTES: &[&str] = &[
     "/login",
     "/consent",
     "/register",
+    "/login/passkey/options",
+    "/login/passkey",
+    "/account",
 ];
 
 /// The whole application, ready to serve. Tests mount this on port 0.
@@ -71,6 +76,26 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
                 .put(register::update)
                 .delete(register::delete),
         )
+        .at(ROUTES[15], post(passkeys::signin_options))
+        .at(ROUTES[16], post(passkeys::signin))
+        .at(ROUTES[17], get(account::account))
+        .at("/account/signout", post(account::sign_out))
+        .at(
+            "/account/passkeys/options",
+            post(passkeys::register_options),
+        )
+        .at("/account/passkeys", post(passkeys::register))
+        .at("/account/passkeys/:id/rename", post(passkeys::rename))
+        .at("/account/passkeys/:id/delete", post(passkeys::delete))
+        .at(
+            "/account/sessions/revoke-all",
+            post(account::revoke_all_sessions),
+        )
+        .at(
+            "/account/sessions/:sid/revoke",
+            post(account::revoke_session),
+        )
+        .at("/account/apps/:client_id/revoke", post(account::revoke_app))
         .at("/static/:name", get(assets::asset))
         .data(state)
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))

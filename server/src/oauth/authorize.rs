@@ -246,6 +246,29 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthzRequest
     })
 }
 
+/// ACR values for phishing-resistant sign-in (OpenID EAP ACR Values 1.0): `phr`, and `phrh`
+/// for phishing-resistant and hardware-protected. A passkey sign-in is `phr` when the passkey
+/// is synced, `phrh` when it is bound to its device.
+pub const ACR_PHR: &str = "phr";
+pub const ACR_PHRH: &str = "phrh";
+
+/// Whether `acr_values` (space-separated, in preference order) asks for a phishing-resistant
+/// sign-in, that is, names no method weaker than a passkey.
+pub fn wants_phishing_resistant(acr_values: &[String]) -> bool {
+    !acr_values.is_empty() && acr_values.iter().all(|a| a == ACR_PHR || a == ACR_PHRH)
+}
+
+/// Whether a session signed in at `acr` satisfies `acr_values`. Only phishing-resistant
+/// requests are enforced; other values are voluntary (OIDC Core §3.1.2.1) and any session does.
+pub fn acr_satisfied(acr_values: &[String], acr: &str) -> bool {
+    if !wants_phishing_resistant(acr_values) {
+        return true;
+    }
+    acr_values
+        .iter()
+        .any(|want| want == acr || (want == ACR_PHR && acr == ACR_PHRH))
+}
+
 /// The parameters of the authorization response (RFC 6749 §4.1.2, RFC 9207 `iss`).
 pub fn success_params(
     redirect: &VerifiedRedirect,
@@ -409,6 +432,20 @@ mod tests {
         .unwrap();
         assert!(ok.prompt.login && ok.prompt.consent);
         assert_eq!(ok.max_age, Some(0));
+    }
+
+    #[test]
+    fn phishing_resistant_acr_values_are_enforced_and_others_are_voluntary() {
+        let v = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert!(acr_satisfied(&[], "1"));
+        assert!(acr_satisfied(&v("urn:mace:incommon:iap:silver"), "1"));
+        // A list naming a weaker method too is a preference, not a demand.
+        assert!(acr_satisfied(&v("phr 1"), "1"));
+        assert!(!acr_satisfied(&v("phr"), "1"));
+        assert!(acr_satisfied(&v("phr"), "phr"));
+        assert!(acr_satisfied(&v("phr"), "phrh"));
+        assert!(!acr_satisfied(&v("phrh"), "phr"));
+        assert!(acr_satisfied(&v("phrh"), "phrh"));
     }
 
     #[test]

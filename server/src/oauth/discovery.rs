@@ -28,6 +28,7 @@ pub fn metadata(issuer: &str, registration: bool) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash", "sid", "name", "email", "email_verified"],
         "claims_parameter_supported": true,
+        "acr_values_supported": ["phrh", "phr", "1"],
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

@@ -1,5 +1,6 @@
-//! Sign-in methods. Passwords now; passkeys, TOTP and email links come with the sign-in work.
+//! Sign-in methods: passkeys and passwords; TOTP and email links are to come.
 
+pub mod passkey;
 pub mod password;
 pub mod throttle;
 

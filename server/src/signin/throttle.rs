@@ -27,7 +27,7 @@ pub fn wait_after(failures: i64, cap: i64) -> i64 {
 
 pub struct Keys {
     address: String,
-    account: String,
+    account: Option<String>,
 }
 
 impl Keys {
@@ -36,23 +36,34 @@ impl Keys {
         let account = format!("signin-account:{}", account.trim().to_lowercase());
         Self {
             address: pepper.digest(Purpose::Throttle, address.as_bytes()),
-            account: pepper.digest(Purpose::Throttle, account.as_bytes()),
+            account: Some(pepper.digest(Purpose::Throttle, account.as_bytes())),
         }
+    }
+
+    /// Counting per address only: for attempts that name no account (a passkey sign-in).
+    pub fn address_only(pepper: &Pepper, ip: Option<&str>) -> Self {
+        let address = format!("signin-ip:{}", ip.unwrap_or("unknown"));
+        Self {
+            address: pepper.digest(Purpose::Throttle, address.as_bytes()),
+            account: None,
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        std::iter::once(self.address.clone())
+            .chain(self.account.clone())
+            .collect()
     }
 
     /// Seconds to wait before another attempt is looked at (0: go ahead).
     pub async fn wait(&self, store: &Store, now: i64) -> Result<i64, StoreError> {
-        let until = store
-            .blocked_until(&[self.address.clone(), self.account.clone()])
-            .await?;
+        let until = store.blocked_until(&self.keys()).await?;
         Ok((until - now).max(0))
     }
 
     pub async fn failed(&self, store: &Store, now: i64) -> Result<(), StoreError> {
-        for (key, cap) in [
-            (&self.address, MAX_ADDRESS_WAIT),
-            (&self.account, MAX_ACCOUNT_WAIT),
-        ] {
+        let account = self.account.as_ref().map(|a| (a, MAX_ACCOUNT_WAIT));
+        for (key, cap) in std::iter::once((&self.address, MAX_ADDRESS_WAIT)).chain(account) {
             let n = store.record_failure(key, now, WINDOW).await?;
             let wait = wait_after(n, cap);
             if wait > 0 {
@@ -63,7 +74,10 @@ impl Keys {
     }
 
     pub async fn succeeded(&self, store: &Store) -> Result<(), StoreError> {
-        store.clear_throttle(&self.account).await
+        match &self.account {
+            Some(account) => store.clear_throttle(account).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -22,7 +22,8 @@ impl Store {
     /// initial access tokens. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 8] = [
+        let statements: [(&str, i64); 9] = [
+            ("DELETE FROM ceremonies WHERE expires_at < $1", now),
             (
                 "DELETE FROM throttles WHERE blocked_until < $1 AND last_failure_at < $1",
                 day_ago,

@@ -33,6 +33,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "throttles",
         include_str!("../../../migrations/sqlite/0005_throttles.sql"),
     ),
+    (
+        6,
+        "passkeys",
+        include_str!("../../../migrations/sqlite/0006_passkeys.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -60,6 +65,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "throttles",
         include_str!("../../../migrations/postgres/0005_throttles.sql"),
+    ),
+    (
+        6,
+        "passkeys",
+        include_str!("../../../migrations/postgres/0006_passkeys.sql"),
     ),
 ];
 

@@ -7,6 +7,7 @@ mod grants;
 mod housekeeping;
 mod keys;
 mod migrations;
+mod passkeys;
 mod pepper;
 mod registration;
 mod sessions;
@@ -23,7 +24,8 @@ use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
-pub use sessions::{NewSession, Session};
+pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
+pub use sessions::{Consent, NewSession, Session, SessionInfo};
 pub use users::{NewUser, User};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,6 +19,25 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
 }
 
+/// A session as the account page lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub sid: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub amr: Vec<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consent {
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Session {
     pub sid: String,
@@ -100,6 +119,117 @@ impl Store {
             .execute(self.writer())
             .await?;
         Ok(())
+    }
+
+    /// The user's live sessions, most recently used first.
+    pub async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: i64,
+        idle: i64,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sid, ip, user_agent, amr, created_at, last_seen_at FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND last_seen_at > $3 \
+             ORDER BY last_seen_at DESC, sid",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(now.saturating_sub(idle))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let amr: String = row.try_get("amr")?;
+                Ok(SessionInfo {
+                    sid: row.try_get("sid")?,
+                    ip: row.try_get("ip")?,
+                    user_agent: row.try_get("user_agent")?,
+                    amr: serde_json::from_str(&amr)
+                        .map_err(|e| StoreError::Corrupt(format!("session amr: {e}")))?,
+                    created_at: row.try_get("created_at")?,
+                    last_seen_at: row.try_get("last_seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Ends one of the user's sessions; false if the user has no such live session.
+    pub async fn revoke_user_session(
+        &self,
+        user_id: &str,
+        sid: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE sid = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(sid)
+        .bind(user_id)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends every session of the user ("sign out everywhere").
+    pub async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The clients the user has consented to, oldest first.
+    pub async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT client_id, scope, created_at, updated_at FROM consents WHERE user_id = $1 \
+             ORDER BY created_at, client_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Consent {
+                    client_id: row.try_get("client_id")?,
+                    scope: row.try_get("scope")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Disconnects an application: forgets the consent and revokes every grant the user gave
+    /// the client, so its refresh tokens stop working and its access tokens turn inactive.
+    /// False if there was nothing to disconnect.
+    pub async fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let forgotten = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(self.writer())
+            .await?
+            .rows_affected();
+        let revoked = sqlx::query(
+            "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND client_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(client_id)
+        .execute(self.writer())
+        .await?
+        .rows_affected();
+        Ok(forgotten + revoked > 0)
     }
 
     pub async fn consented_scope(

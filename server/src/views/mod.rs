@@ -26,6 +26,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "logged_out.html",
         include_str!("../../../templates/logged_out.html"),
     ),
+    (
+        "account.html",
+        include_str!("../../../templates/account.html"),
+    ),
 ];
 
 /// Static assets served under `/static/`.
@@ -39,6 +43,11 @@ pub const STATIC: &[(&str, &str, &str)] = &[
         "form_post.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../templates/static/form_post.js"),
+    ),
+    (
+        "webauthn.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../templates/static/webauthn.js"),
     ),
 ];
 

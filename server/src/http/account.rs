@@ -1,0 +1,333 @@
+//! The account pages at `/account`: profile, passkeys, sessions and connected apps. Every
+//! action is a form post with a CSRF token, on the signed-in user's own rows only; another
+//! user's id answers 404.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Path};
+use poem::{Request, Response, handler};
+use serde::Serialize;
+
+use super::browser::{append_cookie, csrf_token, current_session, session_cookie_name, set_cookie};
+use super::login::checked_form;
+use super::respond::{error_page, page};
+use crate::state::{AppState, secs};
+use crate::store::{Session, User};
+
+/// The signed-in session and its user, if the browser has a live session.
+pub async fn signed_in_user(state: &AppState, req: &Request) -> Option<(Session, User)> {
+    let now = state.clock.now();
+    let session = current_session(state, req, now).await?;
+    match state.store.user_by_id(&session.user_id).await {
+        Ok(Some(user)) if user.disabled_at.is_none() => Some((session, user)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            None
+        }
+    }
+}
+
+fn see_other(location: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
+/// Back to the account page (which sends a signed-out browser to sign in).
+pub fn account_redirect() -> Response {
+    see_other("/account")
+}
+
+/// A date and time for people: `2026-11-22 14:05 UTC`.
+fn when(unix: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    // 2026-11-22T14:05:09Z
+    format!(
+        "{} {} UTC",
+        s.get(..10).unwrap_or_default(),
+        s.get(11..16).unwrap_or_default()
+    )
+}
+
+/// A short description of a browser from its User-Agent: "Firefox on Linux".
+pub fn describe_browser(ua: Option<&str>) -> String {
+    let Some(ua) = ua else {
+        return "Unknown browser".into();
+    };
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chromium/", "Chromium"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map_or("Browser", |(_, name)| name);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| *name);
+    match os {
+        Some(os) => format!("{browser} on {os}"),
+        None if browser == "Browser" => ua.chars().take(60).collect(),
+        None => browser.to_owned(),
+    }
+}
+
+#[derive(Serialize)]
+struct PasskeyView {
+    id: String,
+    name: String,
+    created: String,
+    last_used: Option<String>,
+    synced: bool,
+}
+
+#[derive(Serialize)]
+struct SessionView {
+    sid: String,
+    browser: String,
+    ip: Option<String>,
+    created: String,
+    last_used: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct AppView {
+    client_id: String,
+    name: String,
+    scope: String,
+    since: String,
+}
+
+/// The account page, with an optional notice or error.
+pub async fn account_with_message(
+    state: &AppState,
+    req: &Request,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Response {
+    let Some((session, user)) = signed_in_user(state, req).await else {
+        return see_other("/login");
+    };
+    let now = state.clock.now();
+    let idle = secs(state.config.sessions.idle_lifetime);
+    let (passkeys, sessions, consents) = match (
+        state.store.passkeys_of(&user.id).await,
+        state.store.sessions_of(&user.id, now, idle).await,
+        state.store.consents_of(&user.id).await,
+    ) {
+        (Ok(p), Ok(s), Ok(c)) => (p, s, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::error!(error = %e, "loading the account page failed");
+            return error_page(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again in a moment.",
+            );
+        }
+    };
+    let passkeys: Vec<PasskeyView> = passkeys
+        .into_iter()
+        .map(|p| PasskeyView {
+            id: p.id,
+            name: p.name,
+            created: when(p.created_at),
+            last_used: p.last_used_at.map(when),
+            synced: p.backup_eligible,
+        })
+        .collect();
+    let sessions: Vec<SessionView> = sessions
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.sid == session.sid,
+            browser: describe_browser(s.user_agent.as_deref()),
+            ip: s.ip,
+            created: when(s.created_at),
+            last_used: when(s.last_seen_at),
+            sid: s.sid,
+        })
+        .collect();
+    let mut apps = Vec::with_capacity(consents.len());
+    for c in consents {
+        let name = match crate::clients::find(state, &c.client_id).await {
+            Ok(Some(client)) if !client.metadata.client_name.is_empty() => {
+                client.metadata.client_name.clone()
+            }
+            _ => c.client_id.clone(),
+        };
+        apps.push(AppView {
+            client_id: c.client_id,
+            name,
+            scope: c.scope,
+            since: when(c.created_at),
+        });
+    }
+    let (csrf, cookie) = csrf_token(state, req);
+    let mut resp = page(
+        state,
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        "account.html",
+        minijinja::context! {
+            user => minijinja::context! {
+                email => user.email,
+                email_verified => user.email_verified,
+                name => user.name,
+            },
+            passkeys => passkeys,
+            sessions => sessions,
+            apps => apps,
+            csrf_token => csrf,
+            notice => notice,
+            error => error,
+        },
+    );
+    append_cookie(&mut resp, cookie);
+    resp
+}
+
+#[handler]
+pub async fn account(req: &Request, Data(state): Data<&AppState>) -> Response {
+    account_with_message(state, req, None, None).await
+}
+
+/// A response that ends this browser's session: cookie cleared, on to the sign-in page.
+fn signed_out(state: &AppState) -> Response {
+    let mut resp = see_other("/login");
+    append_cookie(
+        &mut resp,
+        Some(set_cookie(state, session_cookie_name(state), "", Some(0))),
+    );
+    resp
+}
+
+#[handler]
+pub async fn sign_out(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    if let Err(page) = checked_form(state, req, body).await {
+        return page;
+    }
+    let now = state.clock.now();
+    if let Some(session) = current_session(state, req, now).await
+        && let Err(e) = state.store.revoke_session(&session.sid, now).await
+    {
+        tracing::error!(error = %e, "ending a session failed");
+    }
+    signed_out(state)
+}
+
+#[handler]
+pub async fn revoke_session(
+    req: &Request,
+    Path(sid): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if let Err(page) = checked_form(state, req, body).await {
+        return page;
+    }
+    let Some((session, user)) = signed_in_user(state, req).await else {
+        return account_redirect();
+    };
+    let now = state.clock.now();
+    match state.store.revoke_user_session(&user.id, &sid, now).await {
+        Ok(true) if sid == session.sid => signed_out(state),
+        Ok(true) => {
+            tracing::info!(user = %user.id, "session ended from the account page");
+            account_redirect()
+        }
+        Ok(false) => error_page(
+            state,
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "That session has already ended.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "ending a session failed");
+            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
+        }
+    }
+}
+
+#[handler]
+pub async fn revoke_all_sessions(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if let Err(page) = checked_form(state, req, body).await {
+        return page;
+    }
+    let Some((_, user)) = signed_in_user(state, req).await else {
+        return account_redirect();
+    };
+    match state
+        .store
+        .revoke_user_sessions(&user.id, state.clock.now())
+        .await
+    {
+        Ok(n) => {
+            tracing::info!(user = %user.id, sessions = n, "signed out everywhere");
+            signed_out(state)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "signing out everywhere failed");
+            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
+        }
+    }
+}
+
+#[handler]
+pub async fn revoke_app(
+    req: &Request,
+    Path(client_id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if let Err(page) = checked_form(state, req, body).await {
+        return page;
+    }
+    let Some((_, user)) = signed_in_user(state, req).await else {
+        return account_redirect();
+    };
+    match state
+        .store
+        .revoke_consent(&user.id, &client_id, state.clock.now())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(user = %user.id, client = %client_id, "application disconnected");
+            account_redirect()
+        }
+        Ok(false) => error_page(
+            state,
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "That application is not connected to your account.",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "disconnecting an application failed");
+            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Passkey endpoints. The page script asks for ceremony options (JSON) and posts the
+//! authenticator's answer back in an ordinary form, so outcomes are pages and redirects.
+//!
+//! - `POST /login/passkey/options` → options for `navigator.credentials.get()`
+//! - `POST /login/passkey` → signs in
+//! - `POST /account/passkeys/options` → options for `navigator.credentials.create()`
+//! - `POST /account/passkeys` → adds the passkey
+//! - `POST /account/passkeys/:id/rename`, `POST /account/passkeys/:id/delete`
+
+use poem::http::StatusCode;
+use poem::web::{Data, Path};
+use poem::{Request, Response, handler};
+use serde_json::json;
+
+use super::account::{account_redirect, account_with_message, signed_in_user};
+use super::authorize::load_client;
+use super::browser::client_ip;
+use super::login::{checked_form, signed_in};
+use super::respond::{error_page, json_ok};
+use crate::oauth::params::Params;
+use crate::signin::passkey::{self, PasskeyError};
+use crate::signin::throttle;
+use crate::state::AppState;
+
+const FAILED: &str = "That passkey could not be used to sign in. Try again, or use your password.";
+
+fn json_error(status: StatusCode, message: &str) -> Response {
+    let mut resp = json_ok(&json!({ "error": message }));
+    resp.set_status(status);
+    resp
+}
+
+#[handler]
+pub async fn signin_options(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(_) => return json_error(StatusCode::FORBIDDEN, "the form has expired"),
+    };
+    let email = form
+        .get("email")
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && e.len() <= 254);
+    let conditional = form.get("mediation") == Some("conditional");
+    match passkey::start_authentication(state, email, conditional).await {
+        Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
+        Err(e) => {
+            tracing::error!(error = %e, "starting a passkey sign-in failed");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
+        }
+    }
+}
+
+#[handler]
+pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let request =
+        Params::parse(form.get("request").unwrap_or_default().as_bytes()).unwrap_or_default();
+    let now = state.clock.now();
+    let ip = client_ip(req);
+    let throttle = throttle::Keys::address_only(&state.pepper, ip.as_deref());
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = format!("Too many attempts. Try again in {wait} seconds.");
+            return retry(state, req, &request, &msg, StatusCode::TOO_MANY_REQUESTS).await;
+        }
+        Err(e) => tracing::error!(error = %e, "sign-in throttle check failed"),
+    }
+    let result = passkey::finish_authentication(
+        state,
+        form.get("ceremony").unwrap_or_default(),
+        form.get("credential").unwrap_or_default(),
+    )
+    .await;
+    let signed = match result {
+        Ok(s) => s,
+        Err(PasskeyError::Store(e)) => {
+            tracing::error!(error = %e, "passkey sign-in failed on the store");
+            return error_page(
+                state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Please try again in a moment.",
+            );
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "passkey sign-in refused");
+            if let Err(e) = throttle.failed(&state.store, now).await {
+                tracing::error!(error = %e, "recording a failed sign-in failed");
+            }
+            return retry(state, req, &request, FAILED, StatusCode::UNAUTHORIZED).await;
+        }
+    };
+    tracing::info!(user = %signed.user_id, passkey = %signed.passkey_id, "signed in with a passkey");
+    let (amr, acr) = passkey::amr_acr(signed.backup_eligible);
+    signed_in(state, req, &signed.user_id, &amr, acr, &request, now).await
+}
+
+/// The sign-in page again, with a message, carrying the authorization request if any.
+async fn retry(
+    state: &AppState,
+    req: &Request,
+    request: &Params,
+    message: &str,
+    status: StatusCode,
+) -> Response {
+    let client = match request.get("client_id") {
+        Some(id) => match load_client(state, id).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        },
+        None => None,
+    };
+    super::login::retry_page(state, req, request, client.as_ref(), message, "", status)
+}
+
+#[handler]
+pub async fn register_options(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if checked_form(state, req, body).await.is_err() {
+        return json_error(StatusCode::FORBIDDEN, "the form has expired");
+    }
+    let Some((_, user)) = signed_in_user(state, req).await else {
+        return json_error(StatusCode::UNAUTHORIZED, "sign in first");
+    };
+    match passkey::start_registration(state, &user).await {
+        Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
+        Err(e) => {
+            tracing::error!(error = %e, "starting a passkey registration failed");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
+        }
+    }
+}
+
+#[handler]
+pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let Some((_, user)) = signed_in_user(state, req).await else {
+        return account_redirect();
+    };
+    let result = passkey::finish_registration(
+        state,
+        &user.id,
+        form.get("ceremony").unwrap_or_default(),
+        form.get("credential").unwrap_or_default(),
+        form.get("name").unwrap_or_default(),
+    )
+    .await;
+    match result {
+        Ok(row) => {
+            tracing::info!(user = %user.id, passkey = %row.id, "passkey added");
+            account_redirect()
+        }
+        Err(PasskeyError::AlreadyRegistered) => {
+            account_with_message(
+                state,
+                req,
+                None,
+                Some("That passkey is already registered."),
+            )
+            .await
+        }
+        Err(PasskeyError::Store(e)) => {
+            tracing::error!(error = %e, "adding a passkey failed");
+            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "passkey registration refused");
+            account_with_message(
+                state,
+                req,
+                None,
+                Some("The passkey was not added. Try again."),
+            )
+            .await
+        }
+    }
+}
+
+#[handler]
+pub async fn rename(
+    req: &Request,
+    Path(id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let Some((_, user)) = signed_in_user(state, req).await else {
+        return account_redirect();
+    };
+    let Some(name) = passkey::clean_name(form.get("name").unwrap_or_default()) else {
+        return account_with_message(state, req, None, Some("Give the passkey a name.")).await;
+    };
+    match state.store.rename_passkey(&user.id, &id, &name).await {
+        Ok(true) => account_redirect(),
+        Ok(false) => not_found(state),
+        Err(e) => {
+            tracing::error!(error = %e, "renaming a passkey failed");
+            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
+        }
+    }
+}
+
+#[handler]
+pub async fn delete(
+    req: &Request,
+    Path(id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if let Err(page) = checked_form(state, req, body).await {
+        return page;
+    }
+    let Some((session, user)) = signed_in_user(state, req).await else {
+        return account_redirect();
+    };
+    let now = state.clock.now();
+    let recent = now - session.auth_time <= crate::state::secs(state.config.sessions.recent_signin);
+    let has_password = matches!(state.store.password_hash(&user.id).await, Ok(Some(_)));
+    // The last passkey goes only after a recent sign-in, and never when it is the only way in.
+    let keep_one = !(recent && has_password);
+    match state.store.delete_passkey(&user.id, &id, keep_one).await {
+        Ok(true) => {
+            tracing::info!(user = %user.id, passkey = %id, "passkey removed");
+            account_redirect()
+        }
+        Ok(false) => {
+            let owned = state
+                .store
+                .passkeys_of(&user.id)
+                .await
+                .map(|all| all.iter().any(|p| p.id == id))
+                .unwrap_or(false);
+            if !owned {
+                return not_found(state);
+            }
+            let why = if !has_password {
+                "This is your only passkey and you have no password: add another passkey before removing it."
+            } else {
+                "To remove your last passkey, sign in again first."
+            };
+            account_with_message(state, req, None, Some(why)).await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "removing a passkey failed");
+            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
+        }
+    }
+}
+
+fn not_found(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such passkey on your account.",
+    )
+}

@@ -1,0 +1,403 @@
+//! Passkeys (WebAuthn, through webauthn-rs): registration by a signed-in user, and sign-in
+//! either usernameless (a discoverable credential names its user by the WebAuthn user handle)
+//! or username-first (for security keys that are not discoverable).
+//!
+//! The ceremony state stays on the server, in the store, keyed by the digest of a random id
+//! the browser holds; it lives at most [`CEREMONY_LIFETIME`] seconds and is taken once. User
+//! verification is required on every ceremony.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use url::Url;
+use webauthn_rs::prelude::{
+    CreationChallengeResponse, CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey,
+    PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential,
+    RequestChallengeResponse, Uuid, WebauthnError,
+};
+use webauthn_rs::{Webauthn, WebauthnBuilder};
+use webauthn_rs_proto::{AllowCredentials, ResidentKeyRequirement};
+
+use crate::config::Config;
+use crate::secrets::{Purpose, random_token};
+use crate::state::AppState;
+use crate::store::{PasskeyRow, PasskeyUse, StoreError, User};
+
+/// Seconds a ceremony may take, start to finish.
+pub const CEREMONY_LIFETIME: i64 = 300;
+/// The longest passkey name we keep, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+const REGISTER: &str = "register";
+const DISCOVERABLE: &str = "discoverable";
+const USERNAME: &str = "username";
+/// A username-first ceremony for an account with no passkey (or no account): it looks like
+/// any other and never succeeds.
+const DECOY: &str = "decoy";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasskeyError {
+    #[error("the passkey ceremony is unknown, used or expired")]
+    Ceremony,
+    #[error("the passkey response is not valid: {0}")]
+    Invalid(String),
+    #[error("this passkey is not registered")]
+    Unknown,
+    #[error("this passkey is already registered")]
+    AlreadyRegistered,
+    #[error("the passkey's signature counter went backwards")]
+    CounterRegression,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Builds the relying party from the issuer (origin) and `passkeys.rp_id` (default: the
+/// issuer's host).
+pub fn relying_party(config: &Config) -> Result<Webauthn, String> {
+    let origin = Url::parse(&config.issuer).map_err(|e| format!("issuer: {e}"))?;
+    let host = origin.host_str().unwrap_or_default().to_owned();
+    let rp_id = config.passkeys.rp_id.clone().unwrap_or(host);
+    WebauthnBuilder::new(&rp_id, &origin)
+        .and_then(|b| {
+            b.rp_name(&config.passkeys.rp_name)
+                .timeout(Duration::from_secs(CEREMONY_LIFETIME as u64))
+                .build()
+        })
+        .map_err(|e| format!("passkeys.rp_id {rp_id:?} does not fit the issuer {origin}: {e}"))
+}
+
+/// How a passkey sign-in is described in tokens (RFC 8176 `amr`, and `acr`): a synced passkey
+/// (backup eligible) is a software-secured key, a device-bound one hardware-secured; user
+/// verification makes either multi-factor. Both are phishing-resistant (`phr`), a
+/// device-bound one also hardware-protected (`phrh`).
+pub fn amr_acr(backup_eligible: bool) -> (Vec<&'static str>, &'static str) {
+    if backup_eligible {
+        (vec!["swk", "mfa"], "phr")
+    } else {
+        (vec!["hwk", "mfa"], "phrh")
+    }
+}
+
+/// Who signed in with a passkey, and how.
+#[derive(Debug)]
+pub struct PasskeySignIn {
+    pub user_id: String,
+    pub passkey_id: String,
+    pub backup_eligible: bool,
+}
+
+async fn new_ceremony(
+    state: &AppState,
+    kind: &str,
+    user_id: Option<&str>,
+    ceremony_state: &impl serde::Serialize,
+) -> Result<String, PasskeyError> {
+    let id = random_token(24);
+    let json = serde_json::to_string(ceremony_state)
+        .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
+    let now = state.clock.now();
+    state
+        .store
+        .insert_ceremony(
+            &state.pepper.digest(Purpose::Ceremony, id.as_bytes()),
+            kind,
+            user_id,
+            &json,
+            now,
+            now + CEREMONY_LIFETIME,
+        )
+        .await?;
+    Ok(id)
+}
+
+/// Takes the ceremony `id` names if it is of one of `kinds`: once, and only before it expires.
+async fn take_ceremony(
+    state: &AppState,
+    id: &str,
+    kinds: &[&str],
+) -> Result<crate::store::Ceremony, PasskeyError> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(PasskeyError::Ceremony);
+    }
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::Ceremony, id.as_bytes());
+    state
+        .store
+        .take_ceremony(&digests, kinds, state.clock.now())
+        .await?
+        .ok_or(PasskeyError::Ceremony)
+}
+
+fn stored_passkey(row: &PasskeyRow) -> Result<Passkey, PasskeyError> {
+    serde_json::from_str(&row.credential)
+        .map_err(|e| StoreError::Corrupt(format!("passkey {}: {e}", row.id)).into())
+}
+
+/// The counter and backup flags webauthn-rs keeps inside a passkey.
+fn passkey_facts(passkey: &Passkey) -> (i64, bool, bool) {
+    let v = serde_json::to_value(passkey).unwrap_or(Value::Null);
+    let cred = &v["cred"];
+    (
+        cred["counter"].as_i64().unwrap_or(0),
+        cred["backup_eligible"].as_bool().unwrap_or(false),
+        cred["backup_state"].as_bool().unwrap_or(false),
+    )
+}
+
+fn invalid(e: WebauthnError) -> PasskeyError {
+    match e {
+        WebauthnError::CredentialPossibleCompromise => PasskeyError::CounterRegression,
+        other => PasskeyError::Invalid(other.to_string()),
+    }
+}
+
+/// Starts registering a passkey for a signed-in user: the options for
+/// `navigator.credentials.create()` and the ceremony id to send back with the answer. The
+/// user's existing passkeys are excluded; a discoverable credential is asked for (preferred,
+/// so a security key without resident-key storage can still be added and used username-first).
+pub async fn start_registration(
+    state: &AppState,
+    user: &User,
+) -> Result<(String, CreationChallengeResponse), PasskeyError> {
+    let handle = state
+        .store
+        .webauthn_handle(&user.id, &Uuid::new_v4().to_string())
+        .await?
+        .and_then(|h| Uuid::parse_str(&h).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("user {} has no WebAuthn handle", user.id)))?;
+    let existing = state.store.passkeys_of(&user.id).await?;
+    let exclude = existing
+        .iter()
+        .map(|p| stored_passkey(p).map(|p| p.cred_id().clone()))
+        .collect::<Result<Vec<CredentialID>, _>>()?;
+    let display = user.name.as_deref().unwrap_or(&user.email);
+    let (mut options, reg) = state
+        .webauthn
+        .start_passkey_registration(handle, &user.email, display, Some(exclude))
+        .map_err(invalid)?;
+    if let Some(sel) = options.public_key.authenticator_selection.as_mut() {
+        sel.resident_key = Some(ResidentKeyRequirement::Preferred);
+        sel.require_resident_key = false;
+    }
+    let id = new_ceremony(state, REGISTER, Some(&user.id), &reg).await?;
+    Ok((id, options))
+}
+
+/// Finishes a registration started by [`start_registration`] for the same user.
+pub async fn finish_registration(
+    state: &AppState,
+    user_id: &str,
+    ceremony: &str,
+    response: &str,
+    name: &str,
+) -> Result<PasskeyRow, PasskeyError> {
+    let taken = take_ceremony(state, ceremony, &[REGISTER]).await?;
+    if taken.user_id.as_deref() != Some(user_id) {
+        return Err(PasskeyError::Ceremony);
+    }
+    let reg: PasskeyRegistration = serde_json::from_str(&taken.state)
+        .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
+    let response: RegisterPublicKeyCredential =
+        serde_json::from_str(response).map_err(|e| PasskeyError::Invalid(e.to_string()))?;
+    let passkey = state
+        .webauthn
+        .finish_passkey_registration(&response, &reg)
+        .map_err(invalid)?;
+    let (sign_count, backup_eligible, backup_state) = passkey_facts(&passkey);
+    let credential = serde_json::to_string(&passkey)
+        .map_err(|e| StoreError::Corrupt(format!("passkey: {e}")))?;
+    let row = PasskeyRow {
+        id: random_token(12),
+        user_id: user_id.to_owned(),
+        credential_id: URL_SAFE_NO_PAD.encode(passkey.cred_id()),
+        name: clean_name(name).unwrap_or_else(|| "Passkey".to_owned()),
+        credential,
+        sign_count,
+        backup_eligible,
+        backup_state,
+        created_at: state.clock.now(),
+        last_used_at: None,
+    };
+    match state.store.insert_passkey(&row).await {
+        Ok(()) => Ok(row),
+        Err(StoreError::Conflict(_)) => {
+            tracing::warn!(user = %user_id, "refused a passkey whose credential id is already registered");
+            Err(PasskeyError::AlreadyRegistered)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A passkey name as we keep it: trimmed, control characters out, at most
+/// [`MAX_NAME_CHARS`]; None when nothing is left.
+pub fn clean_name(raw: &str) -> Option<String> {
+    let name: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let name = name.trim().to_owned();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Starts a sign-in. Without an email: usernameless, for any discoverable passkey of this
+/// site (`conditional` asks the browser to offer them in the username field's autofill).
+/// With an email: the account's passkeys are listed, or, for an unknown account or one
+/// without passkeys, a stand-in that looks the same and never succeeds.
+pub async fn start_authentication(
+    state: &AppState,
+    email: Option<&str>,
+    conditional: bool,
+) -> Result<(String, RequestChallengeResponse), PasskeyError> {
+    let Some(email) = email else {
+        let (mut options, auth) = state
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(invalid)?;
+        if !conditional {
+            options.mediation = None;
+        }
+        let id = new_ceremony(state, DISCOVERABLE, None, &auth).await?;
+        return Ok((id, options));
+    };
+    let user = state
+        .store
+        .user_by_email(email)
+        .await?
+        .filter(|u| u.disabled_at.is_none());
+    let passkeys = match &user {
+        Some(u) => state
+            .store
+            .passkeys_of(&u.id)
+            .await?
+            .iter()
+            .map(stored_passkey)
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    match user {
+        Some(u) if !passkeys.is_empty() => {
+            let (options, auth) = state
+                .webauthn
+                .start_passkey_authentication(&passkeys)
+                .map_err(invalid)?;
+            let id = new_ceremony(state, USERNAME, Some(&u.id), &auth).await?;
+            Ok((id, options))
+        }
+        _ => {
+            let (mut options, auth) = state
+                .webauthn
+                .start_discoverable_authentication()
+                .map_err(invalid)?;
+            options.mediation = None;
+            options.public_key.extensions = None;
+            // Stable per address, so asking twice does not tell a stand-in from a real key.
+            let decoy = state.pepper.digest(
+                Purpose::PasskeyDecoy,
+                email.trim().to_lowercase().as_bytes(),
+            );
+            options.public_key.allow_credentials = vec![AllowCredentials {
+                type_: "public-key".into(),
+                id: Sha256::digest(decoy.as_bytes()).to_vec(),
+                transports: None,
+            }];
+            let id = new_ceremony(state, DECOY, None, &auth).await?;
+            Ok((id, options))
+        }
+    }
+}
+
+/// Finishes a sign-in started by [`start_authentication`]: verifies the assertion, moves the
+/// passkey's counter forward atomically and says who signed in.
+pub async fn finish_authentication(
+    state: &AppState,
+    ceremony: &str,
+    response: &str,
+) -> Result<PasskeySignIn, PasskeyError> {
+    let response: PublicKeyCredential =
+        serde_json::from_str(response).map_err(|e| PasskeyError::Invalid(e.to_string()))?;
+    let now = state.clock.now();
+    let taken = take_ceremony(state, ceremony, &[DISCOVERABLE, USERNAME, DECOY]).await?;
+    let kind = taken.kind.as_str();
+    if kind == DECOY {
+        return Err(PasskeyError::Unknown);
+    }
+    let credential_id = URL_SAFE_NO_PAD.encode(&response.raw_id);
+    let row = state
+        .store
+        .passkey_by_credential_id(&credential_id)
+        .await?
+        .ok_or(PasskeyError::Unknown)?;
+    let mut passkey = stored_passkey(&row)?;
+    let result = if kind == DISCOVERABLE {
+        let (handle, _) = state
+            .webauthn
+            .identify_discoverable_authentication(&response)
+            .map_err(invalid)?;
+        let owner = state
+            .store
+            .user_id_by_webauthn_handle(&handle.to_string())
+            .await?;
+        if owner.as_deref() != Some(row.user_id.as_str()) {
+            return Err(PasskeyError::Unknown);
+        }
+        let auth: DiscoverableAuthentication = serde_json::from_str(&taken.state)
+            .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
+        state
+            .webauthn
+            .finish_discoverable_authentication_v2(&response, auth, DiscoverableKey::from(&passkey))
+            .map_err(invalid)
+    } else {
+        if taken.user_id.as_deref() != Some(row.user_id.as_str()) {
+            return Err(PasskeyError::Unknown);
+        }
+        let auth: PasskeyAuthentication = serde_json::from_str(&taken.state)
+            .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
+        state
+            .webauthn
+            .finish_passkey_authentication(&response, &auth)
+            .map_err(invalid)
+    };
+    let result = match result {
+        Ok(r) => r,
+        Err(PasskeyError::CounterRegression) => {
+            tracing::warn!(user = %row.user_id, passkey = %row.id, "refused a passkey whose signature counter went backwards: it may be cloned");
+            return Err(PasskeyError::CounterRegression);
+        }
+        Err(e) => return Err(e),
+    };
+    if !result.user_verified() {
+        return Err(PasskeyError::Invalid(
+            "user verification is required".into(),
+        ));
+    }
+    passkey.update_credential(&result);
+    let (_, backup_eligible, backup_state) = passkey_facts(&passkey);
+    let credential = serde_json::to_string(&passkey)
+        .map_err(|e| StoreError::Corrupt(format!("passkey: {e}")))?;
+    let recorded = state
+        .store
+        .record_passkey_use(&PasskeyUse {
+            id: &row.id,
+            credential: &credential,
+            sign_count: i64::from(result.counter()),
+            backup_eligible,
+            backup_state,
+            now,
+        })
+        .await?;
+    if !recorded {
+        tracing::warn!(user = %row.user_id, passkey = %row.id, "refused a passkey whose signature counter did not move forward: it may be cloned");
+        return Err(PasskeyError::CounterRegression);
+    }
+    Ok(PasskeySignIn {
+        user_id: row.user_id,
+        passkey_id: row.id,
+        backup_eligible,
+    })
+}
