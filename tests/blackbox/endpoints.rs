@@ -130,7 +130,7 @@ async fn every_response_carries_the_security_headers() {
         assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
         assert_eq!(h["x-content-type-options"], "nosniff");
-        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert_eq!(h["referrer-policy"], "same-origin");
         assert!(
             h.get("strict-transport-security").is_none(),
             "no HSTS on http"
@@ -219,5 +219,54 @@ async fn readiness_checks_the_database_and_metrics_count_requests() {
     server.state.store.close().await;
     let resp = http().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 503);
+    server.stop().await;
+}
+
+/// Browsers apply `form-action` to the redirects after a form post: the sign-in and consent
+/// pages must allow the (verified) client's origin, and only it, or real browsers stop at
+/// the last hop. Other pages keep `form-action 'self'`.
+#[tokio::test]
+async fn sign_in_and_consent_pages_let_their_forms_end_at_the_client_only() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let f = crate::flow::fixture(&env, &[]).await;
+    let server = Server::start(env.config()).await;
+    let b = crate::flow::browser();
+    let form_action = |r: &reqwest::Response| {
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        csp.split(';')
+            .map(str::trim)
+            .find(|d| d.starts_with("form-action"))
+            .unwrap()
+            .to_owned()
+    };
+    let url = crate::flow::authorize_url(&server, &f.client_id, &[]);
+    let r = b.get(&url).send().await.unwrap();
+    assert_eq!(form_action(&r), "form-action 'self' https://rp.example.com");
+    let page = r.text().await.unwrap();
+    let r = crate::flow::sign_in(&b, &server, &page, &f.email, crate::flow::PASSWORD).await;
+    let r = b
+        .get(server.url(&crate::flow::location(&r)))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .len()
+            > 10
+    );
+    assert_eq!(
+        form_action(&r),
+        "form-action 'self' https://rp.example.com",
+        "consent page"
+    );
+    // An unregistered redirect URI gets an error page that allows nothing else.
+    let bad = url.replace("rp.example.com", "evil.example.com");
+    let r = b.get(&bad).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(form_action(&r), "form-action 'self'");
+    let r = b.get(server.url("/login")).send().await.unwrap();
+    assert_eq!(form_action(&r), "form-action 'self'");
     server.stop().await;
 }

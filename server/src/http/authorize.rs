@@ -6,7 +6,7 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 
 use super::browser::{append_cookie, csrf_token, current_session};
-use super::respond::{authorize_error, authorize_success, error_page, page};
+use super::respond::{allow_form_redirect, authorize_error, authorize_success, error_page, page};
 use crate::oauth::authorize::{
     AuthzRequest, Rejection, acr_satisfied, validate, wants_phishing_resistant,
 };
@@ -287,6 +287,9 @@ pub fn login_page(
         },
     );
     append_cookie(&mut resp, set_cookie);
+    if let Ok(verified) = validate(params, Some(client)) {
+        allow_form_redirect(&mut resp, verified.redirect.uri());
+    }
     resp
 }
 
@@ -320,5 +323,6 @@ async fn consent_page(
         },
     );
     append_cookie(&mut resp, set_cookie);
+    allow_form_redirect(&mut resp, request.redirect.uri());
     resp
 }

@@ -113,6 +113,9 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
             },
         );
         append_cookie(&mut resp, cookie);
+        if let Some(uri) = &redirect {
+            super::respond::allow_form_redirect(&mut resp, uri);
+        }
         return resp;
     }
     if let Some(s) = &session {

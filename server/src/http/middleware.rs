@@ -61,7 +61,9 @@ pub async fn security_headers<E: Endpoint>(
     let defaults = [
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null` on
+        // form posts, and the CSRF check (rightly) refuses that.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ];
     for (name, value) in defaults {

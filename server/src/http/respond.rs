@@ -157,6 +157,21 @@ fn deliver(
     }
 }
 
+/// Lets the forms of a page lead, through our redirects, to `redirect_uri` (already verified
+/// against the client's registration): browsers apply `form-action` to every redirect that
+/// follows a form submission, so the sign-in, consent and logout forms, whose answers end at
+/// the client, need its origin beside `'self'`.
+pub fn allow_form_redirect(resp: &mut Response, redirect_uri: &str) {
+    let csp = super::middleware::CSP.replace(
+        "form-action 'self'",
+        &format!("form-action 'self' {}", csp_source(redirect_uri)),
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
 /// A CSP source expression for a redirect URI: scheme, host and port (paths would not match
 /// after a redirect anyway, and quoting rules make them fragile).
 fn csp_source(uri: &str) -> String {

@@ -45,6 +45,11 @@ pub const STATIC: &[(&str, &str, &str)] = &[
         include_str!("../../../templates/static/form_post.js"),
     ),
     (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../../../templates/static/favicon.svg"),
+    ),
+    (
         "webauthn.js",
         "text/javascript; charset=utf-8",
         include_str!("../../../templates/static/webauthn.js"),
