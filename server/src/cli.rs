@@ -84,6 +84,25 @@ enum Command {
     /// Initial access tokens for dynamic client registration (RFC 7591).
     #[command(subcommand, name = "registration-token")]
     RegistrationToken(RegistrationTokenCommand),
+    /// Invitations to create an account at /signup.
+    #[command(subcommand)]
+    Invite(InviteCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum InviteCommand {
+    /// Make a one-time sign-up link; prints it once (only its digest is stored).
+    Create {
+        /// Only this address may use it.
+        #[arg(long)]
+        email: Option<String>,
+        /// The account will be an administrator.
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime, e.g. 1h or 7d [default: signup.invite_lifetime].
+        #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -270,6 +289,26 @@ where
             state.store.close().await;
             result
         }
+        Command::Invite(InviteCommand::Create {
+            email,
+            admin,
+            expires_in,
+        }) => {
+            let email = email
+                .map(|e| validate_email(&e))
+                .transpose()
+                .map_err(failed)?;
+            let lifetime = expires_in.unwrap_or(config.signup.invite_lifetime);
+            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let result =
+                crate::signin::create_invite(&state, email.as_deref(), admin, lifetime).await;
+            state.store.close().await;
+            let (url, expires_at) = result.map_err(failed)?;
+            print_json(
+                stdout,
+                &json!({ "invite_url": url, "expires_at": expires_at }),
+            )
+        }
         Command::Migrate => {
             let url = config.database_url();
             if config.database_url.is_none() {
@@ -434,6 +473,13 @@ async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), CliError> {
     let issuer = config.issuer.clone();
     let state = AppState::build(config, clock).await.map_err(failed)?;
     let store = state.store.clone();
+    // The setup link is a credential: printed for the operator on stderr, never logged.
+    if let Some((url, _)) = crate::signin::setup_link(&state).await.map_err(failed)? {
+        eprintln!(
+            "\nNo administrator yet. Open this one-time link to create one and enrol a passkey\n(valid {}, and only until the next start):\n\n    {url}\n",
+            humantime::format_duration(state.config.signup.invite_lifetime)
+        );
+    }
     let running = crate::server::start(state, listen, true)
         .await
         .map_err(failed)?;

@@ -55,6 +55,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub signin: SigninConfig,
     pub passkeys: PasskeysConfig,
+    pub signup: SignupConfig,
     pub registration: RegistrationConfig,
     pub clients: ClientsConfig,
 }
@@ -188,6 +189,38 @@ pub struct PasskeysConfig {
     pub rp_name: String,
 }
 
+/// Who may create an account at `/signup`. The first administrator's setup link works
+/// whatever the policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupPolicy {
+    /// Accounts are made by an administrator (`latchkey user create`).
+    Closed,
+    /// With an invitation link from `latchkey invite create`.
+    #[default]
+    Invite,
+    /// Anyone, with email verification. Refused until email delivery exists.
+    Open,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupConfig {
+    pub policy: SignupPolicy,
+    /// How long an invitation (and the setup link) can be used.
+    #[serde(with = "humantime_serde")]
+    pub invite_lifetime: Duration,
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        Self {
+            policy: SignupPolicy::Invite,
+            invite_lifetime: Duration::from_secs(7 * 24 * 60 * 60),
+        }
+    }
+}
+
 impl Default for PasskeysConfig {
     fn default() -> Self {
         Self {
@@ -225,6 +258,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             signin: SigninConfig::default(),
             passkeys: PasskeysConfig::default(),
+            signup: SignupConfig::default(),
             registration: RegistrationConfig::default(),
             clients: ClientsConfig::default(),
         }
@@ -349,6 +383,12 @@ impl Config {
         self.issuer = validate_issuer(&self.issuer, self.danger_allow_insecure_issuer)?;
         if let Some(db) = &self.database_url {
             validate_database_url(db)?;
+        }
+        if self.signup.policy == SignupPolicy::Open {
+            return Err(invalid(
+                "signup.policy",
+                "\"open\" needs email verification, which this version cannot send yet; use \"invite\" or \"closed\"",
+            ));
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));

@@ -46,6 +46,8 @@ pub enum Purpose {
     Ceremony,
     /// Stand-in credential ids for unknown accounts on the username-first passkey path.
     PasskeyDecoy,
+    /// Sign-up invitations and the first administrator's setup link.
+    Invite,
 }
 
 impl Purpose {
@@ -62,6 +64,7 @@ impl Purpose {
             Purpose::Throttle => b"throttle",
             Purpose::Ceremony => b"ceremony",
             Purpose::PasskeyDecoy => b"passkey_decoy",
+            Purpose::Invite => b"invite",
         }
     }
 }

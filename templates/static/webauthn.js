@@ -129,15 +129,14 @@
     }
   }
 
-  // ---- Adding a passkey (account page) ------------------------------------------------
-  const addForm = document.getElementById("passkey-add-form");
-  if (addForm) {
-    const button = document.getElementById("passkey-add");
-    const message = addForm.dataset.failed || "The passkey was not added.";
+  // ---- Creating a passkey: on the account page, and at sign-up --------------------------
+  function creator(form, button, url, errorId, extra) {
+    const message = form.dataset.failed || "The passkey was not created.";
     button.hidden = false;
     button.addEventListener("click", async function () {
+      if (!form.reportValidity()) return;
       try {
-        const got = await options("/account/passkeys/options", addForm, {});
+        const got = await options(url, form, extra());
         const pk = got.options.publicKey;
         const publicKey = Object.assign({}, pk, {
           challenge: fromB64url(pk.challenge),
@@ -146,7 +145,7 @@
         });
         const cred = await navigator.credentials.create({ publicKey: publicKey });
         const r = cred.response;
-        submitAnswer(addForm, got.ceremony, {
+        submitAnswer(form, got.ceremony, {
           id: cred.id,
           rawId: toB64url(cred.rawId),
           type: cred.type,
@@ -158,8 +157,26 @@
           extensions: extensions(cred),
         });
       } catch (e) {
-        show("passkey-add-error", message);
+        show(errorId, message);
       }
     });
+  }
+
+  const addForm = document.getElementById("passkey-add-form");
+  if (addForm) {
+    creator(addForm, document.getElementById("passkey-add"), "/account/passkeys/options",
+      "passkey-add-error", function () { return {}; });
+  }
+
+  const signupForm = document.getElementById("signup-form");
+  if (signupForm) {
+    creator(signupForm, document.getElementById("signup-passkey"), "/signup/options",
+      "signup-passkey-error", function () {
+        return {
+          invite: signupForm.elements.invite.value,
+          email: signupForm.elements.email.value,
+          name: signupForm.elements.name.value,
+        };
+      });
   }
 })();

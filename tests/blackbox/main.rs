@@ -12,4 +12,5 @@ mod keys;
 mod oidc;
 mod passkeys;
 mod registration;
+mod signup;
 mod throttle;

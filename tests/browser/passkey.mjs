@@ -3,8 +3,10 @@
 // protocol by playwright-core. Run by run.sh, which starts the server and creates the user
 // and client this script is given through the environment.
 //
-// sign in with a password -> add a passkey on /account -> sign out -> usernameless passkey
-// sign-in during an OIDC authorization -> consent -> code -> tokens whose amr says passkey.
+// the setup link: sign up and enrol a passkey at once -> sign out -> autofill (conditional)
+// passkey sign-in -> sign out -> usernameless passkey sign-in (button) during an OIDC
+// authorization -> consent -> code -> tokens whose amr says passkey; then another user's
+// password sign-in and adding a passkey on /account.
 
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -16,6 +18,7 @@ const env = (name) => {
   return v;
 };
 const BASE = env("BASE");
+const SETUP_LINK = env("SETUP_LINK");
 const EMAIL = env("EMAIL");
 const PASSWORD = env("PASSWORD");
 const CLIENT_ID = env("CLIENT_ID");
@@ -73,28 +76,23 @@ try {
     },
   });
 
-  // 1. Password sign-in lands on the account page.
-  await page.goto(`${BASE}/login`);
-  await shot(page, "sign-in");
-  await page.fill('input[autocomplete="username webauthn"]', EMAIL);
-  await page.fill('input[autocomplete="current-password"]', PASSWORD);
-  await page.click('button:has-text("Sign in with password")');
-  await page.waitForURL(`${BASE}/account`);
-  assert.match(await page.textContent("h1"), /Your account/);
-
-  // 2. Add a passkey: the page script runs the ceremony with the virtual authenticator.
-  await page.fill("#passkey-name", "Virtual authenticator");
+  // 1. Sign up through the setup link: the account and its passkey at once.
+  await page.goto(SETUP_LINK);
+  await shot(page, "sign-up");
+  assert.match(await page.textContent("h1"), /first administrator/);
+  await page.fill("#email", "admin@example.com");
+  await page.fill("#name", "Ada Admin");
   await Promise.all([
     page.waitForURL(`${BASE}/account`, { waitUntil: "load" }),
-    page.click("#passkey-add"),
+    page.click("#signup-passkey"),
   ]);
-  await page.waitForSelector('text="Virtual authenticator"');
+  await page.waitForSelector("text=admin@example.com");
   const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
   assert.equal(credentials.length, 1, "one credential on the authenticator");
   assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential");
   await shot(page, "account");
 
-  // 3. Sign out, with the authenticator's user presence off: the sign-in page's autofill
+  // 2. Sign out, with the authenticator's user presence off: the sign-in page's autofill
   // request (conditional mediation) then waits instead of completing on its own.
   const presence = (enabled) =>
     cdp.send("WebAuthn.setAutomaticPresenceSimulation", { authenticatorId, enabled });
@@ -103,7 +101,7 @@ try {
   await page.waitForTimeout(300);
   assert.equal(new URL(page.url()).pathname, "/login", "still signed out");
 
-  // 3b. Autofill: with presence on, the page's conditional request (what the username
+  // 3. Autofill: with presence on, the page's conditional request (what the username
   // field's passkey suggestion answers) completes and signs in without a username or a click
   // on the button.
   await presence(true);
@@ -169,8 +167,25 @@ try {
   assert.equal(claims.acr, "phrh");
   assert.equal(claims.nonce, "browser-nonce");
 
+  // 6. Another user signs in with a password and adds a passkey on the account page.
+  // Presence off while on the sign-in page, or its autofill request would sign the
+  // administrator in with their passkey.
+  await presence(false);
+  await context.clearCookies();
+  await page.goto(`${BASE}/login`);
+  await page.fill('input[autocomplete="username webauthn"]', EMAIL);
+  await page.fill('input[autocomplete="current-password"]', PASSWORD);
+  await Promise.all([
+    page.waitForURL(`${BASE}/account`),
+    page.click('button:has-text("Sign in with password")'),
+  ]);
+  await presence(true);
+  await page.fill("#passkey-name", "Second key");
+  await Promise.all([page.waitForURL(`${BASE}/account`, { waitUntil: "load" }), page.click("#passkey-add")]);
+  await page.waitForSelector('text="Second key"');
+
   assert.deepEqual(problems, [], "no script or CSP errors in the pages");
-  console.log("PASS browser: password -> add passkey -> sign out -> usernameless passkey -> OIDC code -> amr", JSON.stringify(claims.amr));
+  console.log("PASS browser: setup link sign-up with a passkey -> autofill sign-in -> button sign-in -> OIDC code -> amr", JSON.stringify(claims.amr), "; password sign-in -> add passkey");
 } catch (e) {
   failed = true;
   console.error("FAIL browser:", e);

@@ -50,7 +50,11 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$base/readyz" >/dev/null || { cat "$work/server.log"; exit 1; }
 
-if ! BASE=$base EMAIL=$email PASSWORD=$password CLIENT_ID=$client_id CLIENT_SECRET=$client_secret \
+# No administrator yet: the server printed the one-time setup link.
+setup=$(grep -o "$base/signup?invite=[A-Za-z0-9_-]*" "$work/server.log" | head -n 1)
+[ -n "$setup" ] || { echo "no setup link printed"; cat "$work/server.log"; exit 1; }
+
+if ! SETUP_LINK=$setup BASE=$base EMAIL=$email PASSWORD=$password CLIENT_ID=$client_id CLIENT_SECRET=$client_secret \
   REDIRECT_URI=$redirect node "$here/passkey.mjs"; then
   echo "--- server log ---"; cat "$work/server.log"; exit 1
 fi

@@ -17,6 +17,7 @@ mod passkeys;
 mod register;
 mod respond;
 mod revoke;
+mod signup;
 mod token;
 mod userinfo;
 
@@ -44,6 +45,8 @@ pub(crate) const ROUTES: &[&str] = &[
     "/login/passkey/options",
     "/login/passkey",
     "/account",
+    "/signup",
+    "/signup/options",
 ];
 
 /// The whole application, ready to serve. Tests mount this on port 0.
@@ -79,6 +82,8 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at(ROUTES[15], post(passkeys::signin_options))
         .at(ROUTES[16], post(passkeys::signin))
         .at(ROUTES[17], get(account::account))
+        .at(ROUTES[18], get(signup::signup_form).post(signup::signup))
+        .at(ROUTES[19], post(signup::signup_options))
         .at("/account/signout", post(account::sign_out))
         .at(
             "/account/passkeys/options",

@@ -16,19 +16,13 @@ use super::account::{account_redirect, account_with_message, signed_in_user};
 use super::authorize::load_client;
 use super::browser::client_ip;
 use super::login::{checked_form, signed_in};
-use super::respond::{error_page, json_ok};
+use super::respond::{error_page, json_error, json_ok};
 use crate::oauth::params::Params;
 use crate::signin::passkey::{self, PasskeyError};
 use crate::signin::throttle;
 use crate::state::AppState;
 
 const FAILED: &str = "That passkey could not be used to sign in. Try again, or use your password.";
-
-fn json_error(status: StatusCode, message: &str) -> Response {
-    let mut resp = json_ok(&json!({ "error": message }));
-    resp.set_status(status);
-    resp
-}
 
 #[handler]
 pub async fn signin_options(

@@ -47,6 +47,13 @@ fn json_no_store(status: StatusCode) -> poem::ResponseBuilder {
         .header(header::PRAGMA, "no-cache")
 }
 
+/// A JSON error for the page scripts' endpoints: `{"error": message}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    let mut resp = json_ok(&json!({ "error": message }));
+    resp.set_status(status);
+    resp
+}
+
 pub fn json_ok(body: &impl Serialize) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
     json_no_store(StatusCode::OK).body(text)

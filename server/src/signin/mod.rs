@@ -4,6 +4,49 @@ pub mod passkey;
 pub mod password;
 pub mod throttle;
 
+use crate::secrets::{Purpose, random_token};
+use crate::state::AppState;
+use crate::store::StoreError;
+
+/// Makes an invitation to sign up (an administrator's when `admin`); returns the link to
+/// give the person, and when it expires. Only the token's digest is stored.
+pub async fn create_invite(
+    state: &AppState,
+    email: Option<&str>,
+    admin: bool,
+    lifetime: std::time::Duration,
+) -> Result<(String, i64), StoreError> {
+    let token = random_token(24);
+    let now = state.clock.now();
+    let expires_at = now + crate::state::secs(lifetime);
+    state
+        .store
+        .insert_invite(
+            &state.pepper.digest(Purpose::Invite, token.as_bytes()),
+            email,
+            admin,
+            now,
+            expires_at,
+        )
+        .await?;
+    Ok((
+        format!("{}/signup?invite={token}", state.config.issuer),
+        expires_at,
+    ))
+}
+
+/// With no administrator yet, a fresh setup link (earlier unused ones stop working), for the
+/// operator who starts the server to open. None when an administrator exists.
+pub async fn setup_link(state: &AppState) -> Result<Option<(String, i64)>, StoreError> {
+    if state.store.admin_exists().await? {
+        return Ok(None);
+    }
+    state.store.drop_unused_admin_invites().await?;
+    create_invite(state, None, true, state.config.signup.invite_lifetime)
+        .await
+        .map(Some)
+}
+
 /// A plausible address: one `@`, non-empty local part and a domain with a dot, no spaces or
 /// control characters, at most 254 bytes (RFC 5321 §4.5.3.1.3). Delivery is the real test.
 pub fn validate_email(raw: &str) -> Result<String, &'static str> {

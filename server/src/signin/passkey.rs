@@ -32,6 +32,7 @@ pub const CEREMONY_LIFETIME: i64 = 300;
 pub const MAX_NAME_CHARS: usize = 64;
 
 const REGISTER: &str = "register";
+const SIGNUP: &str = "signup";
 const DISCOVERABLE: &str = "discoverable";
 const USERNAME: &str = "username";
 /// A username-first ceremony for an account with no passkey (or no account): it looks like
@@ -207,10 +208,83 @@ pub async fn finish_registration(
         .webauthn
         .finish_passkey_registration(&response, &reg)
         .map_err(invalid)?;
-    let (sign_count, backup_eligible, backup_state) = passkey_facts(&passkey);
-    let credential = serde_json::to_string(&passkey)
-        .map_err(|e| StoreError::Corrupt(format!("passkey: {e}")))?;
-    let row = PasskeyRow {
+    let row = passkey_row(state, user_id, &passkey, name)?;
+    match state.store.insert_passkey(&row).await {
+        Ok(()) => Ok(row),
+        Err(StoreError::Conflict(_)) => {
+            tracing::warn!(user = %user_id, "refused a passkey whose credential id is already registered");
+            Err(PasskeyError::AlreadyRegistered)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A sign-up in progress: the account's first passkey is registered before the account
+/// exists, under the details given when it started.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Signup {
+    reg: PasskeyRegistration,
+    pub handle: String,
+    pub email: String,
+    pub name: Option<String>,
+}
+
+/// Starts registering the first passkey of an account that does not exist yet.
+pub async fn start_signup(
+    state: &AppState,
+    email: &str,
+    name: Option<&str>,
+) -> Result<(String, CreationChallengeResponse), PasskeyError> {
+    let handle = Uuid::new_v4();
+    let (mut options, reg) = state
+        .webauthn
+        .start_passkey_registration(handle, email, name.unwrap_or(email), None)
+        .map_err(invalid)?;
+    if let Some(sel) = options.public_key.authenticator_selection.as_mut() {
+        sel.resident_key = Some(ResidentKeyRequirement::Preferred);
+        sel.require_resident_key = false;
+    }
+    let signup = Signup {
+        reg,
+        handle: handle.to_string(),
+        email: email.to_owned(),
+        name: name.map(str::to_owned),
+    };
+    let id = new_ceremony(state, SIGNUP, None, &signup).await?;
+    Ok((id, options))
+}
+
+/// Finishes a sign-up's passkey: the details it started with, and the passkey to store for
+/// the user `user_id` (the caller creates both at once).
+pub async fn finish_signup(
+    state: &AppState,
+    ceremony: &str,
+    response: &str,
+    user_id: &str,
+) -> Result<(Signup, PasskeyRow), PasskeyError> {
+    let taken = take_ceremony(state, ceremony, &[SIGNUP]).await?;
+    let signup: Signup = serde_json::from_str(&taken.state)
+        .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
+    let response: RegisterPublicKeyCredential =
+        serde_json::from_str(response).map_err(|e| PasskeyError::Invalid(e.to_string()))?;
+    let passkey = state
+        .webauthn
+        .finish_passkey_registration(&response, &signup.reg)
+        .map_err(invalid)?;
+    let row = passkey_row(state, user_id, &passkey, "Passkey")?;
+    Ok((signup, row))
+}
+
+fn passkey_row(
+    state: &AppState,
+    user_id: &str,
+    passkey: &Passkey,
+    name: &str,
+) -> Result<PasskeyRow, PasskeyError> {
+    let (sign_count, backup_eligible, backup_state) = passkey_facts(passkey);
+    let credential =
+        serde_json::to_string(passkey).map_err(|e| StoreError::Corrupt(format!("passkey: {e}")))?;
+    Ok(PasskeyRow {
         id: random_token(12),
         user_id: user_id.to_owned(),
         credential_id: URL_SAFE_NO_PAD.encode(passkey.cred_id()),
@@ -221,15 +295,7 @@ pub async fn finish_registration(
         backup_state,
         created_at: state.clock.now(),
         last_used_at: None,
-    };
-    match state.store.insert_passkey(&row).await {
-        Ok(()) => Ok(row),
-        Err(StoreError::Conflict(_)) => {
-            tracing::warn!(user = %user_id, "refused a passkey whose credential id is already registered");
-            Err(PasskeyError::AlreadyRegistered)
-        }
-        Err(e) => Err(e.into()),
-    }
+    })
 }
 
 /// A passkey name as we keep it: trimmed, control characters out, at most

@@ -38,6 +38,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "passkeys",
         include_str!("../../../migrations/sqlite/0006_passkeys.sql"),
     ),
+    (
+        7,
+        "invites",
+        include_str!("../../../migrations/sqlite/0007_invites.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -70,6 +75,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "passkeys",
         include_str!("../../../migrations/postgres/0006_passkeys.sql"),
+    ),
+    (
+        7,
+        "invites",
+        include_str!("../../../migrations/postgres/0007_invites.sql"),
     ),
 ];
 

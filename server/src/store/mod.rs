@@ -5,6 +5,7 @@
 mod clients;
 mod grants;
 mod housekeeping;
+mod invites;
 mod keys;
 mod migrations;
 mod passkeys;
@@ -24,6 +25,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
+pub use invites::{AccountError, Invite, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
 pub use users::{NewUser, User};

@@ -109,23 +109,7 @@ impl Store {
 
     /// Stores a new passkey. A credential id already bound (to anyone) is a `Conflict`.
     pub async fn insert_passkey(&self, p: &PasskeyRow) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO passkeys (id, user_id, credential_id, name, credential, sign_count, \
-             backup_eligible, backup_state, created_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&p.id)
-        .bind(&p.user_id)
-        .bind(&p.credential_id)
-        .bind(&p.name)
-        .bind(&p.credential)
-        .bind(p.sign_count)
-        .bind(i64::from(p.backup_eligible))
-        .bind(i64::from(p.backup_state))
-        .bind(p.created_at)
-        .bind(p.last_used_at)
-        .execute(self.writer())
-        .await;
+        let result = passkey_insert(p).execute(self.writer()).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
@@ -249,6 +233,27 @@ impl Store {
             state: row.try_get("state")?,
         }))
     }
+}
+
+/// The `INSERT` of a new passkey, to run on the pool or inside a transaction.
+pub(super) fn passkey_insert(
+    p: &PasskeyRow,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(
+        "INSERT INTO passkeys (id, user_id, credential_id, name, credential, sign_count, \
+         backup_eligible, backup_state, created_at, last_used_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&p.id)
+    .bind(&p.user_id)
+    .bind(&p.credential_id)
+    .bind(&p.name)
+    .bind(&p.credential)
+    .bind(p.sign_count)
+    .bind(i64::from(p.backup_eligible))
+    .bind(i64::from(p.backup_state))
+    .bind(p.created_at)
+    .bind(p.last_used_at)
 }
 
 fn passkey_from_row(row: &AnyRow) -> Result<PasskeyRow, StoreError> {

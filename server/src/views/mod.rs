@@ -30,6 +30,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "account.html",
         include_str!("../../../templates/account.html"),
     ),
+    (
+        "signup.html",
+        include_str!("../../../templates/signup.html"),
+    ),
 ];
 
 /// Static assets served under `/static/`.

@@ -1,0 +1,297 @@
+//! Creating an account at `/signup`: by invitation (`signup.policy = "invite"`, the default),
+//! and the first administrator's setup link. The account and its first credential are made
+//! together: a passkey (the page script runs the ceremony first), or a password.
+//!
+//! - `GET /signup?invite=...` → the form
+//! - `POST /signup/options` → options for `navigator.credentials.create()` (JSON)
+//! - `POST /signup` → creates the account and signs in
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{Request, Response, handler};
+use serde_json::json;
+
+use super::browser::{append_cookie, csrf_token};
+use super::login::{checked_form, signed_in};
+use super::respond::{error_page, json_error, json_ok, page};
+use crate::config::SignupPolicy;
+use crate::oauth::params::Params;
+use crate::secrets::{Purpose, random_token};
+use crate::signin::passkey::{self, PasskeyError};
+use crate::signin::{password, validate_email};
+use crate::state::AppState;
+use crate::store::{AccountError, Invite, NewAccount};
+
+/// Passwords we accept, in characters (NIST SP 800-63B: at least 8, allow at least 64).
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
+
+const UNUSABLE: &str = "This invitation cannot be used (it was used already, or it expired). Ask an administrator for a new one.";
+
+/// The invite a token names, if usable; Err with what to tell the visitor otherwise. With
+/// `signup.policy = "closed"` only the administrator setup link works.
+async fn invite_for(state: &AppState, token: &str) -> Result<Option<Invite>, &'static str> {
+    let policy = state.config.signup.policy;
+    if token.is_empty() {
+        return match policy {
+            SignupPolicy::Open => Ok(None),
+            _ => Err("Accounts here are created by invitation. Ask an administrator for a link."),
+        };
+    }
+    if token.len() > 64 {
+        return Err(UNUSABLE);
+    }
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::Invite, token.as_bytes());
+    match state.store.usable_invite(&digests, state.clock.now()).await {
+        Ok(Some(i)) if i.is_admin || policy != SignupPolicy::Closed => Ok(Some(i)),
+        Ok(_) => Err(UNUSABLE),
+        Err(e) => {
+            tracing::error!(error = %e, "invite lookup failed");
+            Err("Something went wrong. Please try again in a moment.")
+        }
+    }
+}
+
+struct Form<'a> {
+    invite: &'a str,
+    email: &'a str,
+    name: &'a str,
+    error: Option<&'a str>,
+}
+
+fn signup_page(
+    state: &AppState,
+    req: &Request,
+    invite: Option<&Invite>,
+    f: &Form<'_>,
+    status: StatusCode,
+) -> Response {
+    let bound = invite.and_then(|i| i.email.clone());
+    let (csrf, cookie) = csrf_token(state, req);
+    let mut resp = page(
+        state,
+        status,
+        "signup.html",
+        minijinja::context! {
+            csrf_token => csrf,
+            invite => f.invite,
+            admin => invite.is_some_and(|i| i.is_admin),
+            email => bound.as_deref().unwrap_or(f.email),
+            email_locked => bound.is_some(),
+            name => f.name,
+            error => f.error,
+            passkeys_possible => true,
+        },
+    );
+    append_cookie(&mut resp, cookie);
+    resp
+}
+
+fn refused(state: &AppState, why: &str) -> Response {
+    error_page(state, StatusCode::FORBIDDEN, "You cannot sign up here", why)
+}
+
+#[handler]
+pub async fn signup_form(req: &Request, Data(state): Data<&AppState>) -> Response {
+    let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes()).unwrap_or_default();
+    let token = query.get("invite").unwrap_or_default();
+    match invite_for(state, token).await {
+        Ok(invite) => signup_page(
+            state,
+            req,
+            invite.as_ref(),
+            &Form {
+                invite: token,
+                email: "",
+                name: "",
+                error: None,
+            },
+            StatusCode::OK,
+        ),
+        Err(why) => refused(state, why),
+    }
+}
+
+/// The name as given, trimmed; None when empty. At most 100 characters.
+fn clean_name(raw: &str) -> Option<String> {
+    let name: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+#[handler]
+pub async fn signup_options(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let Ok(form) = checked_form(state, req, body).await else {
+        return json_error(StatusCode::FORBIDDEN, "the form has expired");
+    };
+    let invite = match invite_for(state, form.get("invite").unwrap_or_default()).await {
+        Ok(i) => i,
+        Err(why) => return json_error(StatusCode::FORBIDDEN, why),
+    };
+    let email = match invite.as_ref().and_then(|i| i.email.clone()) {
+        Some(bound) => bound,
+        None => match validate_email(form.get("email").unwrap_or_default()) {
+            Ok(e) => e,
+            Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
+        },
+    };
+    let name = clean_name(form.get("name").unwrap_or_default());
+    match passkey::start_signup(state, &email, name.as_deref()).await {
+        Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
+        Err(e) => {
+            tracing::error!(error = %e, "starting a sign-up passkey failed");
+            json_error(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
+        }
+    }
+}
+
+#[handler]
+pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let token = form.get("invite").unwrap_or_default();
+    let invite = match invite_for(state, token).await {
+        Ok(i) => i,
+        Err(why) => return refused(state, why),
+    };
+    let typed_email = form.get("email").unwrap_or_default();
+    let typed_name = form.get("name").unwrap_or_default();
+    let again = |error: &str, status: StatusCode| {
+        signup_page(
+            state,
+            req,
+            invite.as_ref(),
+            &Form {
+                invite: token,
+                email: typed_email,
+                name: typed_name,
+                error: Some(error),
+            },
+            status,
+        )
+    };
+    let id = random_token(16);
+    let ceremony = form.get("ceremony").unwrap_or_default();
+    let (email, name, handle, passkey, password_hash) = if !ceremony.is_empty() {
+        match passkey::finish_signup(
+            state,
+            ceremony,
+            form.get("credential").unwrap_or_default(),
+            &id,
+        )
+        .await
+        {
+            Ok((signup, row)) => (
+                signup.email,
+                signup.name,
+                Some(signup.handle),
+                Some(row),
+                None,
+            ),
+            Err(PasskeyError::Store(e)) => {
+                tracing::error!(error = %e, "finishing a sign-up passkey failed");
+                return again(
+                    "Something went wrong. Try again.",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                );
+            }
+            Err(e) => {
+                tracing::info!(reason = %e, "sign-up passkey refused");
+                return again(
+                    "The passkey was not created. Try again, or choose a password instead.",
+                    StatusCode::BAD_REQUEST,
+                );
+            }
+        }
+    } else {
+        let email = match invite.as_ref().and_then(|i| i.email.clone()) {
+            Some(bound) => bound,
+            None => match validate_email(typed_email) {
+                Ok(e) => e,
+                Err(_) => return again("Enter a valid email address.", StatusCode::BAD_REQUEST),
+            },
+        };
+        let pw = form.get("password").unwrap_or_default().to_owned();
+        if !PASSWORD_CHARS.contains(&pw.chars().count()) {
+            return again(
+                "Choose a password of at least 8 characters, or create the account with a passkey.",
+                StatusCode::BAD_REQUEST,
+            );
+        }
+        let hash = match tokio::task::spawn_blocking(move || password::hash(&pw)).await {
+            Ok(Ok(h)) => h,
+            _ => {
+                return again(
+                    "Something went wrong. Try again.",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                );
+            }
+        };
+        (email, clean_name(typed_name), None, None, Some(hash))
+    };
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::Invite, token.as_bytes());
+    let now = state.clock.now();
+    let created = state
+        .store
+        .create_account(&NewAccount {
+            id: &id,
+            email: &email,
+            name: name.as_deref(),
+            password_hash: password_hash.as_deref(),
+            webauthn_handle: handle.as_deref(),
+            passkey: passkey.as_ref(),
+            invite: invite.as_ref().map(|_| digests.as_slice()),
+            now,
+        })
+        .await;
+    let is_admin = match created {
+        Ok(admin) => admin,
+        Err(AccountError::EmailTaken) => {
+            return again(
+                "An account with this email already exists. Sign in instead.",
+                StatusCode::CONFLICT,
+            );
+        }
+        Err(AccountError::InviteEmail) => {
+            return again(
+                "This invitation is for another email address.",
+                StatusCode::BAD_REQUEST,
+            );
+        }
+        Err(AccountError::Invite) => {
+            return refused(state, UNUSABLE);
+        }
+        Err(AccountError::PasskeyTaken) => {
+            return again(
+                "That passkey is already registered to an account.",
+                StatusCode::CONFLICT,
+            );
+        }
+        Err(AccountError::Store(e)) => {
+            tracing::error!(error = %e, "creating an account failed");
+            return again(
+                "Something went wrong. Try again.",
+                StatusCode::INTERNAL_SERVER_ERROR,
+            );
+        }
+    };
+    tracing::info!(user = %id, admin = is_admin, passkey = passkey.is_some(), "account created");
+    let (amr, acr) = match &passkey {
+        Some(p) => passkey::amr_acr(p.backup_eligible),
+        None => (vec!["pwd"], super::login::PASSWORD_ACR),
+    };
+    signed_in(state, req, &id, &amr, acr, &Params::default(), now).await
+}
