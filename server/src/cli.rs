@@ -159,6 +159,17 @@ enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Disable a user: their sessions end, their refresh tokens and access tokens stop
+    /// working, and they cannot sign in until enabled again.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user again (ended sessions and tokens stay ended).
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -288,6 +299,12 @@ where
             let result = registration_token(&state, expires_in, max_uses, stdout).await;
             state.store.close().await;
             result
+        }
+        Command::User(UserCommand::Disable { email }) => {
+            set_disabled(config, clock, &email, true, stdout).await
+        }
+        Command::User(UserCommand::Enable { email }) => {
+            set_disabled(config, clock, &email, false, stdout).await
         }
         Command::Invite(InviteCommand::Create {
             email,
@@ -488,6 +505,35 @@ async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), CliError> {
     store.close().await;
     tracing::info!("stopped");
     result
+}
+
+async fn set_disabled(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    email: &str,
+    disabled: bool,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let state = AppState::build(config, clock).await.map_err(failed)?;
+    let now = state.clock.now();
+    let result = async {
+        let user = state
+            .store
+            .user_by_email(email)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| failed(format!("no user with the email {email}")))?;
+        state
+            .store
+            .set_user_disabled(&user.id, disabled, now)
+            .await
+            .map_err(failed)?;
+        Ok::<_, CliError>(user.id)
+    }
+    .await;
+    state.store.close().await;
+    let id = result?;
+    print_json(stdout, &json!({ "id": id, "disabled": disabled }))
 }
 
 async fn keys(

@@ -1,7 +1,7 @@
 //! Creating accounts: the first administrator's setup link (account and passkey at once),
 //! invitations from the CLI (password or passkey), and the refusals: no invitation, a used
 //! one, another address than the invited one, a taken address, a short password, and
-//! `signup.policy = "closed"`.
+//! `signup.policy = "closed"`. And disabling a user.
 
 use latchkey::testdb::TestDb;
 use serde_json::Value;
@@ -297,4 +297,82 @@ async fn a_closed_policy_refuses_invitations_but_not_the_setup_link() {
         .await
         .unwrap_err();
     assert!(err.contains("signup.policy"), "{err}");
+}
+
+/// `latchkey user disable` ends the user's sessions, makes their refresh and access tokens
+/// stop working, and refuses their sign-in with the same answer as a wrong password.
+#[tokio::test]
+async fn disabling_a_user_ends_sessions_and_tokens() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let f = crate::flow::fixture(&env, &[]).await;
+        let server = Server::start(env.config()).await;
+        let b = browser();
+        let code = crate::flow::code_for(&server, &f, &b).await;
+        let tokens: Value = crate::flow::redeem(&server, &f, &code)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let access = tokens["access_token"].as_str().unwrap();
+        let refresh = tokens["refresh_token"].as_str().unwrap();
+        assert_eq!(form_page(&b, &server, "/account").await.0, 200);
+
+        let out = env
+            .cli(&["user", "disable", "--email", &f.email], "")
+            .await
+            .unwrap();
+        assert!(out.contains("\"disabled\":true") || out.contains("\"disabled\": true"));
+
+        // The session is over: the account page sends the browser to sign in.
+        let r = b.get(server.url("/account")).send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(location(&r), "/login");
+        // Refresh is refused; the access token is inactive and refused at userinfo.
+        let r = crate::flow::token_request(
+            &server,
+            &f,
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await;
+        assert_eq!(r.status(), 400);
+        let r = reqwest::Client::new()
+            .post(server.url("/introspect"))
+            .header(
+                "authorization",
+                crate::flow::basic(&f.client_id, &f.client_secret),
+            )
+            .form(&[("token", access)])
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["active"], false);
+        let r = reqwest::Client::new()
+            .get(server.url("/userinfo"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        // Signing in answers as for a wrong password.
+        let b2 = browser();
+        let (_, page) = form_page(&b2, &server, "/login").await;
+        let r = crate::flow::sign_in(&b2, &server, &page, &f.email, crate::flow::PASSWORD).await;
+        assert_eq!(r.status(), 401);
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("The email or password is not right.")
+        );
+
+        // Enabled again: a fresh sign-in works.
+        env.cli(&["user", "enable", "--email", &f.email], "")
+            .await
+            .unwrap();
+        let r = crate::flow::sign_in(&b2, &server, &page, &f.email, crate::flow::PASSWORD).await;
+        assert_eq!(r.status(), 303);
+        server.stop().await;
+    }
 }
