@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::browser::{append_cookie, csrf_token, current_session, session_cookie_name, set_cookie};
 use super::login::checked_form;
 use super::respond::{error_page, page};
+use crate::oauth::params::Params;
 use crate::state::{AppState, secs};
 use crate::store::{Session, User};
 
@@ -27,6 +28,31 @@ pub async fn signed_in_user(state: &AppState, req: &Request) -> Option<(Session,
             None
         }
     }
+}
+
+/// A form post from the account page: CSRF-checked and from a signed-in user; otherwise the
+/// response to give instead.
+pub async fn account_form(
+    state: &AppState,
+    req: &Request,
+    body: poem::Body,
+) -> Result<(Params, Session, User), Response> {
+    let form = checked_form(state, req, body).await?;
+    let (session, user) = signed_in_user(state, req)
+        .await
+        .ok_or_else(account_redirect)?;
+    Ok((form, session, user))
+}
+
+/// The account page after an action failed on our side: logged, and a generic message.
+pub async fn account_failed(
+    state: &AppState,
+    req: &Request,
+    action: &str,
+    error: impl std::fmt::Display,
+) -> Response {
+    tracing::error!(%error, action, "an account action failed");
+    account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
 }
 
 fn see_other(location: &str) -> Response {
@@ -243,11 +269,9 @@ pub async fn revoke_session(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    if let Err(page) = checked_form(state, req, body).await {
-        return page;
-    }
-    let Some((session, user)) = signed_in_user(state, req).await else {
-        return account_redirect();
+    let (_, session, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
     };
     let now = state.clock.now();
     match state.store.revoke_user_session(&user.id, &sid, now).await {
@@ -262,10 +286,7 @@ pub async fn revoke_session(
             "Not found",
             "That session has already ended.",
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "ending a session failed");
-            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
-        }
+        Err(e) => account_failed(state, req, "ending a session", e).await,
     }
 }
 
@@ -275,11 +296,9 @@ pub async fn revoke_all_sessions(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    if let Err(page) = checked_form(state, req, body).await {
-        return page;
-    }
-    let Some((_, user)) = signed_in_user(state, req).await else {
-        return account_redirect();
+    let (_, _, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
     };
     match state
         .store
@@ -290,10 +309,7 @@ pub async fn revoke_all_sessions(
             tracing::info!(user = %user.id, sessions = n, "signed out everywhere");
             signed_out(state)
         }
-        Err(e) => {
-            tracing::error!(error = %e, "signing out everywhere failed");
-            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
-        }
+        Err(e) => account_failed(state, req, "signing out everywhere", e).await,
     }
 }
 
@@ -304,11 +320,9 @@ pub async fn revoke_app(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    if let Err(page) = checked_form(state, req, body).await {
-        return page;
-    }
-    let Some((_, user)) = signed_in_user(state, req).await else {
-        return account_redirect();
+    let (_, _, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
     };
     match state
         .store
@@ -325,9 +339,6 @@ pub async fn revoke_app(
             "Not found",
             "That application is not connected to your account.",
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "disconnecting an application failed");
-            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
-        }
+        Err(e) => account_failed(state, req, "disconnecting an application", e).await,
     }
 }

@@ -54,15 +54,7 @@ pub async fn checked_form(
 
 #[handler]
 pub async fn login_form(req: &Request, Data(state): Data<&AppState>) -> Response {
-    let (csrf, cookie) = super::browser::csrf_token(state, req);
-    let mut resp = page(
-        state,
-        StatusCode::OK,
-        "login.html",
-        minijinja::context! { csrf_token => csrf, request => "", email => "" },
-    );
-    append_cookie(&mut resp, cookie);
-    resp
+    plain_login_page(state, req, None, "", StatusCode::OK)
 }
 
 #[handler]
@@ -75,14 +67,6 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     let password = form.get("password").unwrap_or_default().to_owned();
     let request =
         Params::parse(form.get("request").unwrap_or_default().as_bytes()).unwrap_or_default();
-    let client = match request.get("client_id") {
-        Some(id) => match load_client(state, id).await {
-            Ok(c) => c,
-            Err(resp) => return resp,
-        },
-        None => None,
-    };
-
     let now = state.clock.now();
     // Throttled before anything about the account is looked at: the answer is the same
     // whether or not it exists.
@@ -96,11 +80,11 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
                 state,
                 req,
                 &request,
-                client.as_ref(),
                 &msg,
                 &email,
                 StatusCode::TOO_MANY_REQUESTS,
-            );
+            )
+            .await;
         }
         Err(e) => tracing::error!(error = %e, "sign-in throttle check failed"),
     }
@@ -131,11 +115,11 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
             state,
             req,
             &request,
-            client.as_ref(),
             WRONG,
             &email,
             StatusCode::UNAUTHORIZED,
-        );
+        )
+        .await;
     };
     if let Err(e) = throttle.succeeded(&state.store).await {
         tracing::warn!(error = %e, "clearing the sign-in throttle failed");
@@ -213,30 +197,46 @@ pub async fn signed_in(
         .finish()
 }
 
-/// The sign-in form again, with a message: for a failed or throttled attempt.
-pub fn retry_page(
+/// The sign-in form again, with a message, for a failed or throttled attempt (password or
+/// passkey), carrying the authorization request it came with, if any.
+pub async fn retry_page(
     state: &AppState,
     req: &Request,
     request: &Params,
-    client: Option<&crate::oauth::client::Client>,
     message: &str,
     email: &str,
     status: StatusCode,
 ) -> Response {
+    let client = match request.get("client_id") {
+        Some(id) => match load_client(state, id).await {
+            Ok(c) => c,
+            Err(resp) => return resp,
+        },
+        None => None,
+    };
     match client {
-        Some(c) => login_page(state, req, request, c, Some(message), email, status),
-        None => {
-            let (csrf, cookie) = super::browser::csrf_token(state, req);
-            let mut resp = page(
-                state,
-                status,
-                "login.html",
-                minijinja::context! { csrf_token => csrf, request => "", email => email, error => message },
-            );
-            append_cookie(&mut resp, cookie);
-            resp
-        }
+        Some(c) => login_page(state, req, request, &c, Some(message), email, status),
+        None => plain_login_page(state, req, Some(message), email, status),
     }
+}
+
+/// The sign-in page on its own (no application asking).
+fn plain_login_page(
+    state: &AppState,
+    req: &Request,
+    error: Option<&str>,
+    email: &str,
+    status: StatusCode,
+) -> Response {
+    let (csrf, cookie) = super::browser::csrf_token(state, req);
+    let mut resp = page(
+        state,
+        status,
+        "login.html",
+        minijinja::context! { csrf_token => csrf, request => "", email => email, error => error },
+    );
+    append_cookie(&mut resp, cookie);
+    resp
 }
 
 #[handler]

@@ -12,10 +12,11 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::json;
 
-use super::account::{account_redirect, account_with_message, signed_in_user};
-use super::authorize::load_client;
+use super::account::{
+    account_failed, account_form, account_redirect, account_with_message, signed_in_user,
+};
 use super::browser::client_ip;
-use super::login::{checked_form, signed_in};
+use super::login::{checked_form, retry_page, signed_in};
 use super::respond::{error_page, json_error, json_ok};
 use crate::oauth::params::Params;
 use crate::signin::passkey::{self, PasskeyError};
@@ -63,7 +64,15 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
         Ok(0) => {}
         Ok(wait) => {
             let msg = format!("Too many attempts. Try again in {wait} seconds.");
-            return retry(state, req, &request, &msg, StatusCode::TOO_MANY_REQUESTS).await;
+            return retry_page(
+                state,
+                req,
+                &request,
+                &msg,
+                "",
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await;
         }
         Err(e) => tracing::error!(error = %e, "sign-in throttle check failed"),
     }
@@ -89,30 +98,12 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
             if let Err(e) = throttle.failed(&state.store, now).await {
                 tracing::error!(error = %e, "recording a failed sign-in failed");
             }
-            return retry(state, req, &request, FAILED, StatusCode::UNAUTHORIZED).await;
+            return retry_page(state, req, &request, FAILED, "", StatusCode::UNAUTHORIZED).await;
         }
     };
     tracing::info!(user = %signed.user_id, passkey = %signed.passkey_id, "signed in with a passkey");
     let (amr, acr) = passkey::amr_acr(signed.backup_eligible);
     signed_in(state, req, &signed.user_id, &amr, acr, &request, now).await
-}
-
-/// The sign-in page again, with a message, carrying the authorization request if any.
-async fn retry(
-    state: &AppState,
-    req: &Request,
-    request: &Params,
-    message: &str,
-    status: StatusCode,
-) -> Response {
-    let client = match request.get("client_id") {
-        Some(id) => match load_client(state, id).await {
-            Ok(c) => c,
-            Err(resp) => return resp,
-        },
-        None => None,
-    };
-    super::login::retry_page(state, req, request, client.as_ref(), message, "", status)
 }
 
 #[handler]
@@ -138,12 +129,9 @@ pub async fn register_options(
 
 #[handler]
 pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    let Some((_, user)) = signed_in_user(state, req).await else {
-        return account_redirect();
+    let (form, _, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
     };
     let result = passkey::finish_registration(
         state,
@@ -167,10 +155,7 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             )
             .await
         }
-        Err(PasskeyError::Store(e)) => {
-            tracing::error!(error = %e, "adding a passkey failed");
-            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
-        }
+        Err(PasskeyError::Store(e)) => account_failed(state, req, "adding a passkey", e).await,
         Err(e) => {
             tracing::info!(reason = %e, "passkey registration refused");
             account_with_message(
@@ -191,12 +176,9 @@ pub async fn rename(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
-    let Some((_, user)) = signed_in_user(state, req).await else {
-        return account_redirect();
+    let (form, _, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
     };
     let Some(name) = passkey::clean_name(form.get("name").unwrap_or_default()) else {
         return account_with_message(state, req, None, Some("Give the passkey a name.")).await;
@@ -204,10 +186,7 @@ pub async fn rename(
     match state.store.rename_passkey(&user.id, &id, &name).await {
         Ok(true) => account_redirect(),
         Ok(false) => not_found(state),
-        Err(e) => {
-            tracing::error!(error = %e, "renaming a passkey failed");
-            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
-        }
+        Err(e) => account_failed(state, req, "renaming a passkey", e).await,
     }
 }
 
@@ -218,11 +197,9 @@ pub async fn delete(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    if let Err(page) = checked_form(state, req, body).await {
-        return page;
-    }
-    let Some((session, user)) = signed_in_user(state, req).await else {
-        return account_redirect();
+    let (_, session, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
     };
     let now = state.clock.now();
     let recent = now - session.auth_time <= crate::state::secs(state.config.sessions.recent_signin);
@@ -251,10 +228,7 @@ pub async fn delete(
             };
             account_with_message(state, req, None, Some(why)).await
         }
-        Err(e) => {
-            tracing::error!(error = %e, "removing a passkey failed");
-            account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
-        }
+        Err(e) => account_failed(state, req, "removing a passkey", e).await,
     }
 }
 

@@ -113,15 +113,9 @@ pub async fn signup_form(req: &Request, Data(state): Data<&AppState>) -> Respons
     }
 }
 
-/// The name as given, trimmed; None when empty. At most 100 characters.
+/// A display name as we keep it: at most 100 characters.
 fn clean_name(raw: &str) -> Option<String> {
-    let name: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect();
-    (!name.is_empty()).then_some(name)
+    crate::signin::clean_label(raw, 100)
 }
 
 #[handler]

@@ -47,6 +47,19 @@ pub async fn setup_link(state: &AppState) -> Result<Option<(String, i64)>, Store
         .map(Some)
 }
 
+/// A name a person typed (a passkey's, a display name) as we keep it: trimmed, control
+/// characters out, at most `max_chars`; None when nothing is left.
+pub fn clean_label(raw: &str, max_chars: usize) -> Option<String> {
+    let label: String = raw
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect();
+    let label = label.trim();
+    (!label.is_empty()).then(|| label.to_owned())
+}
+
 /// A plausible address: one `@`, non-empty local part and a domain with a dot, no spaces or
 /// control characters, at most 254 bytes (RFC 5321 §4.5.3.1.3). Delivery is the real test.
 pub fn validate_email(raw: &str) -> Result<String, &'static str> {

@@ -298,17 +298,9 @@ fn passkey_row(
     })
 }
 
-/// A passkey name as we keep it: trimmed, control characters out, at most
-/// [`MAX_NAME_CHARS`]; None when nothing is left.
+/// A passkey name as we keep it (see [`super::clean_label`]), at most [`MAX_NAME_CHARS`].
 pub fn clean_name(raw: &str) -> Option<String> {
-    let name: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME_CHARS)
-        .collect();
-    let name = name.trim().to_owned();
-    (!name.is_empty()).then_some(name)
+    super::clean_label(raw, MAX_NAME_CHARS)
 }
 
 /// Starts a sign-in. Without an email: usernameless, for any discoverable passkey of this

@@ -32,11 +32,10 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(pepper: &Pepper, ip: Option<&str>, account: &str) -> Self {
-        let address = format!("signin-ip:{}", ip.unwrap_or("unknown"));
         let account = format!("signin-account:{}", account.trim().to_lowercase());
         Self {
-            address: pepper.digest(Purpose::Throttle, address.as_bytes()),
             account: Some(pepper.digest(Purpose::Throttle, account.as_bytes())),
+            ..Self::address_only(pepper, ip)
         }
     }
 
