@@ -48,6 +48,8 @@ pub enum Purpose {
     PasskeyDecoy,
     /// Sign-up invitations and the first administrator's setup link.
     Invite,
+    /// TOTP recovery codes (bound to their user).
+    RecoveryCode,
 }
 
 impl Purpose {
@@ -65,6 +67,7 @@ impl Purpose {
             Purpose::Ceremony => b"ceremony",
             Purpose::PasskeyDecoy => b"passkey_decoy",
             Purpose::Invite => b"invite",
+            Purpose::RecoveryCode => b"recovery_code",
         }
     }
 }

@@ -103,7 +103,7 @@ pub fn input_value(html: &str, name: &str) -> Option<String> {
     Some(unescape(&html[start..end]))
 }
 
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     s.replace("&quot;", "\"")
         .replace("&#x27;", "'")
         .replace("&#39;", "'")
@@ -235,4 +235,37 @@ pub async fn code_for(server: &Server, f: &Fixture, b: &reqwest::Client) -> Stri
     )
     .await;
     query_param(&back, "code").expect("a code")
+}
+
+/// A browser signed in with the fixture user's password, on the account page.
+pub async fn signed_in_browser(server: &Server, email: &str) -> reqwest::Client {
+    let b = browser();
+    let page = b
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = sign_in(&b, server, &page, email, PASSWORD).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        location(&r),
+        "/account",
+        "a sign-in without a client lands on the account page"
+    );
+    b
+}
+
+pub async fn account_page(b: &reqwest::Client, server: &Server) -> String {
+    let r = b.get(server.url("/account")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// The claims of a JWT, unverified (the tests that need a verified one check the signature).
+pub fn claims(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }

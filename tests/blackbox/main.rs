@@ -14,3 +14,4 @@ mod passkeys;
 mod registration;
 mod signup;
 mod throttle;
+mod totp;

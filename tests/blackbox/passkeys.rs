@@ -11,39 +11,13 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
 
 use crate::flow::{
-    PASSWORD, authorize_url, browser, fixture, input_value, location, query_param, redeem, sign_in,
+    PASSWORD, account_page, authorize_url, browser, claims, fixture, input_value, location,
+    query_param, redeem, signed_in_browser,
 };
 use crate::harness::{Env, Server};
 
 /// The default issuer: what the authenticator sees as the page's origin.
 const ORIGIN: &str = "http://localhost:8080";
-
-/// A browser signed in with the fixture user's password, on the account page.
-async fn signed_in_browser(server: &Server, email: &str) -> reqwest::Client {
-    let b = browser();
-    let page = b
-        .get(server.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let r = sign_in(&b, server, &page, email, PASSWORD).await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(
-        location(&r),
-        "/account",
-        "a sign-in without a client lands on the account page"
-    );
-    b
-}
-
-async fn account_page(b: &reqwest::Client, server: &Server) -> String {
-    let r = b.get(server.url("/account")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    r.text().await.unwrap()
-}
 
 /// Asks for options at `path` with the page's CSRF token; returns (ceremony, options).
 async fn options(
@@ -166,17 +140,6 @@ fn assert(auth: &mut SoftPasskey, options: RequestChallengeResponse) -> Value {
         .do_authentication(Url::parse(ORIGIN).unwrap(), options)
         .expect("the authenticator signs");
     serde_json::to_value(answer).unwrap()
-}
-
-fn claims(jwt: &str) -> Value {
-    use base64::Engine as _;
-    let payload = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 #[tokio::test]

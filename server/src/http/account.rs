@@ -44,6 +44,12 @@ pub async fn account_form(
     Ok((form, session, user))
 }
 
+/// Whether the session's sign-in is recent enough for sensitive changes
+/// (`sessions.recent_signin`).
+pub fn recently_signed_in(state: &AppState, session: &Session) -> bool {
+    state.clock.now() - session.auth_time <= secs(state.config.sessions.recent_signin)
+}
+
 /// The account page after an action failed on our side: logged, and a generic message.
 pub async fn account_failed(
     state: &AppState,
@@ -154,13 +160,15 @@ pub async fn account_with_message(
     };
     let now = state.clock.now();
     let idle = secs(state.config.sessions.idle_lifetime);
-    let (passkeys, sessions, consents) = match (
+    let (passkeys, sessions, consents, totp, codes_left) = match (
         state.store.passkeys_of(&user.id).await,
         state.store.sessions_of(&user.id, now, idle).await,
         state.store.consents_of(&user.id).await,
+        state.store.totp_enabled(&user.id).await,
+        state.store.recovery_codes_left(&user.id).await,
     ) {
-        (Ok(p), Ok(s), Ok(c)) => (p, s, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+        (Ok(p), Ok(s), Ok(c), Ok(t), Ok(n)) => (p, s, c, t, n),
+        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
             tracing::error!(error = %e, "loading the account page failed");
             return error_page(
                 state,
@@ -224,6 +232,8 @@ pub async fn account_with_message(
             passkeys => passkeys,
             sessions => sessions,
             apps => apps,
+            totp => totp,
+            recovery_codes_left => codes_left,
             csrf_token => csrf,
             notice => notice,
             error => error,

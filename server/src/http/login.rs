@@ -124,6 +124,10 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     if let Err(e) = throttle.succeeded(&state.store).await {
         tracing::warn!(error = %e, "clearing the sign-in throttle failed");
     }
+    if let Some(page) = super::totp::second_factor_needed(state, req, &user.id, &request).await {
+        tracing::info!(user = %user.id, "password accepted; asking for the second factor");
+        return page;
+    }
 
     tracing::info!(user = %user.id, "signed in with a password");
     signed_in(

@@ -19,6 +19,7 @@ mod respond;
 mod revoke;
 mod signup;
 mod token;
+mod totp;
 mod userinfo;
 
 use poem::{Endpoint, EndpointExt, Route, get, post};
@@ -101,6 +102,11 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             post(account::revoke_session),
         )
         .at("/account/apps/:client_id/revoke", post(account::revoke_app))
+        .at("/account/totp/setup", post(totp::setup))
+        .at("/account/totp/confirm", post(totp::confirm))
+        .at("/account/totp/disable", post(totp::disable))
+        .at("/account/recovery-codes", post(totp::regenerate_codes))
+        .at("/login/second-factor", post(totp::second_factor))
         .at("/static/:name", get(assets::asset))
         .data(state)
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))

@@ -201,8 +201,7 @@ pub async fn delete(
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    let now = state.clock.now();
-    let recent = now - session.auth_time <= crate::state::secs(state.config.sessions.recent_signin);
+    let recent = super::account::recently_signed_in(state, &session);
     let has_password = matches!(state.store.password_hash(&user.id).await, Ok(Some(_)));
     // The last passkey goes only after a recent sign-in, and never when it is the only way in.
     let keep_one = !(recent && has_password);

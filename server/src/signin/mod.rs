@@ -1,8 +1,10 @@
-//! Sign-in methods: passkeys and passwords; TOTP and email links are to come.
+//! Sign-in methods: passkeys, passwords and TOTP with recovery codes; email links are to come.
 
+pub mod ceremony;
 pub mod passkey;
 pub mod password;
 pub mod throttle;
+pub mod totp;
 
 use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;

@@ -21,13 +21,14 @@ use webauthn_rs::prelude::{
 use webauthn_rs::{Webauthn, WebauthnBuilder};
 use webauthn_rs_proto::{AllowCredentials, ResidentKeyRequirement};
 
+use super::ceremony;
 use crate::config::Config;
 use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;
 use crate::store::{PasskeyRow, PasskeyUse, StoreError, User};
 
 /// Seconds a ceremony may take, start to finish.
-pub const CEREMONY_LIFETIME: i64 = 300;
+pub use super::ceremony::LIFETIME as CEREMONY_LIFETIME;
 /// The longest passkey name we keep, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
@@ -96,22 +97,7 @@ async fn new_ceremony(
     user_id: Option<&str>,
     ceremony_state: &impl serde::Serialize,
 ) -> Result<String, PasskeyError> {
-    let id = random_token(24);
-    let json = serde_json::to_string(ceremony_state)
-        .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
-    let now = state.clock.now();
-    state
-        .store
-        .insert_ceremony(
-            &state.pepper.digest(Purpose::Ceremony, id.as_bytes()),
-            kind,
-            user_id,
-            &json,
-            now,
-            now + CEREMONY_LIFETIME,
-        )
-        .await?;
-    Ok(id)
+    Ok(ceremony::create(state, kind, user_id, ceremony_state).await?)
 }
 
 /// Takes the ceremony `id` names if it is of one of `kinds`: once, and only before it expires.
@@ -120,15 +106,7 @@ async fn take_ceremony(
     id: &str,
     kinds: &[&str],
 ) -> Result<crate::store::Ceremony, PasskeyError> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(PasskeyError::Ceremony);
-    }
-    let digests = state
-        .pepper
-        .lookup_digests(Purpose::Ceremony, id.as_bytes());
-    state
-        .store
-        .take_ceremony(&digests, kinds, state.clock.now())
+    ceremony::take(state, id, kinds)
         .await?
         .ok_or(PasskeyError::Ceremony)
 }

@@ -31,8 +31,20 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// Password sign-in: per address and per account name as typed.
     pub fn new(pepper: &Pepper, ip: Option<&str>, account: &str) -> Self {
-        let account = format!("signin-account:{}", account.trim().to_lowercase());
+        Self::for_account(pepper, ip, "signin-account", account)
+    }
+
+    /// The second factor after a password (TOTP and recovery codes share one count): per
+    /// address and per user.
+    pub fn second_factor(pepper: &Pepper, ip: Option<&str>, user_id: &str) -> Self {
+        Self::for_account(pepper, ip, "second-factor", user_id)
+    }
+
+    /// Failures of one `kind` against one account, and of every kind from one address.
+    fn for_account(pepper: &Pepper, ip: Option<&str>, kind: &str, account: &str) -> Self {
+        let account = format!("{kind}:{}", account.trim().to_lowercase());
         Self {
             account: Some(pepper.digest(Purpose::Throttle, account.as_bytes())),
             ..Self::address_only(pepper, ip)

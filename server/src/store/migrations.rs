@@ -43,6 +43,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "invites",
         include_str!("../../../migrations/sqlite/0007_invites.sql"),
     ),
+    (
+        8,
+        "totp",
+        include_str!("../../../migrations/sqlite/0008_totp.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -80,6 +85,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         7,
         "invites",
         include_str!("../../../migrations/postgres/0007_invites.sql"),
+    ),
+    (
+        8,
+        "totp",
+        include_str!("../../../migrations/postgres/0008_totp.sql"),
     ),
 ];
 

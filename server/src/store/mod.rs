@@ -13,6 +13,7 @@ mod pepper;
 mod registration;
 mod sessions;
 mod throttles;
+mod totp;
 mod users;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use grants::{Authn, CodeRow, RefreshRow, Taken};
 pub use invites::{AccountError, Invite, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
+pub use totp::TotpRow;
 pub use users::{NewUser, User};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

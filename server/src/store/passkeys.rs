@@ -235,6 +235,38 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Reads a live ceremony of one of `kinds` without taking it.
+    pub async fn peek_ceremony(
+        &self,
+        digests: &[String],
+        kinds: &[&str],
+        now: i64,
+    ) -> Result<Option<Ceremony>, StoreError> {
+        let sql = format!(
+            "SELECT kind, user_id, state FROM ceremonies WHERE id_digest IN ({}) AND kind IN ({}) \
+             AND expires_at > ${}",
+            super::placeholders(1, digests.len()),
+            super::placeholders(digests.len() + 1, kinds.len()),
+            digests.len() + kinds.len() + 1,
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        for k in kinds {
+            q = q.bind(*k);
+        }
+        let row = q.bind(now).fetch_optional(&self.pool).await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Ceremony {
+            kind: row.try_get("kind")?,
+            user_id: row.try_get("user_id")?,
+            state: row.try_get("state")?,
+        }))
+    }
+}
+
 /// The `INSERT` of a new passkey, to run on the pool or inside a transaction.
 pub(super) fn passkey_insert(
     p: &PasskeyRow,

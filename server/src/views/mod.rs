@@ -34,6 +34,18 @@ const EMBEDDED: &[(&str, &str)] = &[
         "signup.html",
         include_str!("../../../templates/signup.html"),
     ),
+    (
+        "second_factor.html",
+        include_str!("../../../templates/second_factor.html"),
+    ),
+    (
+        "totp_setup.html",
+        include_str!("../../../templates/totp_setup.html"),
+    ),
+    (
+        "recovery_codes.html",
+        include_str!("../../../templates/recovery_codes.html"),
+    ),
 ];
 
 /// Static assets served under `/static/`.

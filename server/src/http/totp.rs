@@ -1,0 +1,320 @@
+//! TOTP: setting up an authenticator app and recovery codes from the account page, and the
+//! second step of a password sign-in (`/login/second-factor`).
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{Request, Response, handler};
+
+use super::account::{
+    account_failed, account_form, account_redirect, account_with_message, recently_signed_in,
+};
+use super::browser::{append_cookie, client_ip, csrf_token};
+use super::login::{checked_form, signed_in};
+use super::respond::{error_page, page};
+use crate::oauth::params::Params;
+use crate::signin::totp::{self, Enrolment, TotpError};
+use crate::signin::{ceremony, throttle};
+use crate::state::AppState;
+
+/// The ceremony kind of a sign-in waiting for its second factor.
+const SECOND_FACTOR: &str = "second-factor";
+
+/// Password and a code from an authenticator app or a recovery code: RFC 8176 `pwd`, `otp`
+/// and `mfa`; ACR level 2 (two factors, not phishing-resistant).
+const TOTP_AMR: &[&str] = &["pwd", "otp", "mfa"];
+pub const TOTP_ACR: &str = "2";
+
+const SIGN_IN_AGAIN: &str = "To do this, sign in again first: it has been a while.";
+
+/// A page with the CSRF token its forms need.
+fn form_page(
+    state: &AppState,
+    req: &Request,
+    status: StatusCode,
+    template: &str,
+    ctx: minijinja::Value,
+) -> Response {
+    let (csrf, cookie) = csrf_token(state, req);
+    let ctx = minijinja::context! { csrf_token => csrf, ..ctx };
+    let mut resp = page(state, status, template, ctx);
+    append_cookie(&mut resp, cookie);
+    resp
+}
+
+fn setup_page(
+    state: &AppState,
+    req: &Request,
+    enrolment: &Enrolment,
+    error: Option<&str>,
+) -> Response {
+    form_page(
+        state,
+        req,
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        "totp_setup.html",
+        minijinja::context! {
+            qr_svg => minijinja::Value::from_safe_string(enrolment.qr_svg.clone()),
+            uri => enrolment.uri,
+            secret => enrolment.secret,
+            error => error,
+        },
+    )
+}
+
+fn recovery_codes_page(state: &AppState, req: &Request, codes: &[String]) -> Response {
+    form_page(
+        state,
+        req,
+        StatusCode::OK,
+        "recovery_codes.html",
+        minijinja::context! { codes => codes },
+    )
+}
+
+#[handler]
+pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let (_, _, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    match totp::start_enrolment(state, &user.id, &user.email).await {
+        Ok(enrolment) => setup_page(state, req, &enrolment, None),
+        Err(TotpError::AlreadyEnabled) => {
+            account_with_message(
+                state,
+                req,
+                None,
+                Some("An authenticator app is already set up."),
+            )
+            .await
+        }
+        Err(e) => account_failed(state, req, "starting TOTP enrolment", e).await,
+    }
+}
+
+#[handler]
+pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let (form, _, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let code = form.get("code").unwrap_or_default();
+    match totp::verify(state, &user.id, code, true).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return match totp::pending_enrolment(state, &user.id, &user.email).await {
+                Ok(enrolment) => setup_page(
+                    state,
+                    req,
+                    &enrolment,
+                    Some("That code is not right. Enter the code your app shows now."),
+                ),
+                Err(TotpError::NotEnrolling) => account_redirect(),
+                Err(e) => account_failed(state, req, "showing TOTP enrolment", e).await,
+            };
+        }
+        Err(e) => return account_failed(state, req, "confirming TOTP", e).await,
+    }
+    tracing::info!(user = %user.id, "authenticator app set up");
+    match totp::new_recovery_codes(state, &user.id).await {
+        Ok(codes) => recovery_codes_page(state, req, &codes),
+        Err(e) => account_failed(state, req, "making recovery codes", e).await,
+    }
+}
+
+#[handler]
+pub async fn disable(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let (_, session, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    if !recently_signed_in(state, &session) {
+        return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+    }
+    match state.store.delete_totp(&user.id).await {
+        Ok(_) => {
+            tracing::info!(user = %user.id, "authenticator app turned off");
+            account_with_message(
+                state,
+                req,
+                Some("The authenticator app is turned off, and its recovery codes with it."),
+                None,
+            )
+            .await
+        }
+        Err(e) => account_failed(state, req, "turning TOTP off", e).await,
+    }
+}
+
+#[handler]
+pub async fn regenerate_codes(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let (_, session, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    if !recently_signed_in(state, &session) {
+        return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+    }
+    match state.store.totp_enabled(&user.id).await {
+        Ok(true) => {}
+        Ok(false) => return account_redirect(),
+        Err(e) => return account_failed(state, req, "making recovery codes", e).await,
+    }
+    match totp::new_recovery_codes(state, &user.id).await {
+        Ok(codes) => {
+            tracing::info!(user = %user.id, "recovery codes replaced");
+            recovery_codes_page(state, req, &codes)
+        }
+        Err(e) => account_failed(state, req, "making recovery codes", e).await,
+    }
+}
+
+/// What a sign-in waiting for its second factor remembers: the authorization request it
+/// interrupts, if any.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pending {
+    request: String,
+}
+
+/// After the password: when the user has an authenticator app, the page that asks for its code
+/// (None when no second factor is needed).
+pub async fn second_factor_needed(
+    state: &AppState,
+    req: &Request,
+    user_id: &str,
+    request: &Params,
+) -> Option<Response> {
+    match state.store.totp_enabled(user_id).await {
+        Ok(false) => return None,
+        Ok(true) => {}
+        Err(e) => return Some(failed(state, "checking for TOTP", e)),
+    }
+    let pending = Pending {
+        request: request.encode(),
+    };
+    match ceremony::create(state, SECOND_FACTOR, Some(user_id), &pending).await {
+        Ok(id) => Some(second_factor_page(state, req, &id, None, StatusCode::OK)),
+        Err(e) => Some(failed(state, "starting the second step", e)),
+    }
+}
+
+fn failed(state: &AppState, action: &str, error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, action, "sign-in failed on our side");
+    error_page(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Please try again in a moment.",
+    )
+}
+
+fn second_factor_page(
+    state: &AppState,
+    req: &Request,
+    pending: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    form_page(
+        state,
+        req,
+        status,
+        "second_factor.html",
+        minijinja::context! { pending => pending, error => error },
+    )
+}
+
+fn expired(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This sign-in has expired",
+        "Sign in again: go back to the application, or to the sign-in page.",
+    )
+}
+
+#[handler]
+pub async fn second_factor(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let id = form.get("pending").unwrap_or_default();
+    let pending = match ceremony::peek(state, id, &[SECOND_FACTOR]).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return expired(state),
+        Err(e) => return failed(state, "reading the second step", e),
+    };
+    let Some(user_id) = pending.user_id else {
+        return expired(state);
+    };
+    let now = state.clock.now();
+    let throttle =
+        throttle::Keys::second_factor(&state.pepper, client_ip(req).as_deref(), &user_id);
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = format!("Too many attempts. Try again in {wait} seconds.");
+            return second_factor_page(state, req, id, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+        }
+        Err(e) => tracing::error!(error = %e, "second-factor throttle check failed"),
+    }
+    let recovery = form.get("recovery_code").unwrap_or_default().trim();
+    let (passed, method) = if recovery.is_empty() {
+        let code = form.get("code").unwrap_or_default();
+        (totp::verify(state, &user_id, code, false).await, "totp")
+    } else {
+        (
+            totp::use_recovery_code(state, &user_id, recovery).await,
+            "recovery code",
+        )
+    };
+    match passed {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(user = %user_id, method, "second factor refused");
+            if let Err(e) = throttle.failed(&state.store, now).await {
+                tracing::error!(error = %e, "recording a failed second factor failed");
+            }
+            let msg = if method == "totp" {
+                "That code is not right. Enter the code your app shows now."
+            } else {
+                "That recovery code is not right, or it was used before."
+            };
+            return second_factor_page(state, req, id, Some(msg), StatusCode::UNAUTHORIZED);
+        }
+        Err(e) => return failed(state, "checking the second factor", e),
+    }
+    // The step is used once: a second submission of the same form finds nothing.
+    let pending = match ceremony::take(state, id, &[SECOND_FACTOR]).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return expired(state),
+        Err(e) => return failed(state, "finishing the second step", e),
+    };
+    if let Err(e) = throttle.succeeded(&state.store).await {
+        tracing::warn!(error = %e, "clearing the second-factor throttle failed");
+    }
+    match state.store.user_by_id(&user_id).await {
+        Ok(Some(u)) if u.disabled_at.is_none() => {}
+        Ok(_) => return expired(state),
+        Err(e) => return failed(state, "loading the user", e),
+    }
+    let request = serde_json::from_str::<Pending>(&pending.state)
+        .ok()
+        .and_then(|p| Params::parse(p.request.as_bytes()).ok())
+        .unwrap_or_default();
+    tracing::info!(user = %user_id, method, "signed in with a password and a second factor");
+    signed_in(state, req, &user_id, TOTP_AMR, TOTP_ACR, &request, now).await
+}
