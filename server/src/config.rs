@@ -58,6 +58,87 @@ pub struct Config {
     pub signup: SignupConfig,
     pub registration: RegistrationConfig,
     pub clients: ClientsConfig,
+    pub mail: MailConfig,
+}
+
+/// How mail leaves the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransport {
+    /// Each message is written as an `.eml` file to `mail.outbox_dir` (the default: nothing
+    /// leaves the machine; an operator or a test reads the files).
+    #[default]
+    Outbox,
+    /// Delivered through the SMTP server in `[mail.smtp]`.
+    Smtp,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// TLS from the first byte (usually port 465).
+    Tls,
+    /// Plain connection upgraded with STARTTLS, which is required (usually port 587).
+    #[default]
+    Starttls,
+    /// No TLS: only to a relay on this machine (loopback), such as a local MTA.
+    None,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// The sender, `Name <address>` or an address.
+    pub from: String,
+    /// Where the outbox writes; default `<data_dir>/outbox`.
+    pub outbox_dir: Option<PathBuf>,
+    /// How long a password-reset link works.
+    #[serde(with = "humantime_serde")]
+    pub reset_link_lifetime: Duration,
+    pub smtp: SmtpConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 465 with `tls`, 587 with `starttls`, 25 with `none`.
+    pub port: Option<u16>,
+    pub security: SmtpSecurity,
+    /// Username for SMTP AUTH; with it, `password_file` is required.
+    pub username: Option<String>,
+    /// A file holding the SMTP password (read at start; trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// Longest a delivery attempt may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::Outbox,
+            from: "Latchkey <no-reply@localhost>".into(),
+            outbox_dir: None,
+            reset_link_lifetime: Duration::from_secs(20 * 60),
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: None,
+            security: SmtpSecurity::Starttls,
+            username: None,
+            password_file: None,
+            timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -258,6 +339,7 @@ impl Default for Config {
             sessions: SessionsConfig::default(),
             signin: SigninConfig::default(),
             passkeys: PasskeysConfig::default(),
+            mail: MailConfig::default(),
             signup: SignupConfig::default(),
             registration: RegistrationConfig::default(),
             clients: ClientsConfig::default(),
@@ -444,6 +526,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        self.validate_mail()?;
         if self.keys.publish_lead < self.keys.refresh_interval + self.keys.jwks_max_age {
             return Err(invalid(
                 "keys.publish_lead",
@@ -452,6 +535,60 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    fn validate_mail(&self) -> Result<(), ConfigError> {
+        let mail = &self.mail;
+        if mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(invalid(
+                "mail.from",
+                format!("{:?} is not an address or `Name <address>`", mail.from),
+            ));
+        }
+        if mail.reset_link_lifetime.is_zero()
+            || mail.reset_link_lifetime > Duration::from_secs(60 * 60)
+        {
+            return Err(invalid(
+                "mail.reset_link_lifetime",
+                "must be between 1s and 1h: a reset link is a password",
+            ));
+        }
+        if mail.transport != MailTransport::Smtp {
+            return Ok(());
+        }
+        let smtp = &mail.smtp;
+        if smtp.host.trim().is_empty() {
+            return Err(invalid(
+                "mail.smtp.host",
+                "is required with mail.transport = \"smtp\"",
+            ));
+        }
+        let loopback = smtp.host == "localhost"
+            || smtp.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if smtp.security == SmtpSecurity::None && !loopback {
+            return Err(invalid(
+                "mail.smtp.security",
+                "\"none\" sends reset links in clear: allowed only to a relay on localhost",
+            ));
+        }
+        if smtp.username.is_some() != smtp.password_file.is_some() {
+            return Err(invalid(
+                "mail.smtp.password_file",
+                "mail.smtp.username and mail.smtp.password_file go together",
+            ));
+        }
+        if smtp.timeout.is_zero() {
+            return Err(invalid("mail.smtp.timeout", "must be longer than zero"));
+        }
+        Ok(())
+    }
+
+    /// Where the outbox writes.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.mail
+            .outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("outbox"))
     }
 
     /// The database URL in force: the configured one or the embedded SQLite file.

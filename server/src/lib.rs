@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod oauth;
 pub mod outbound;
 pub mod secrets;

@@ -50,6 +50,8 @@ pub enum Purpose {
     Invite,
     /// TOTP recovery codes (bound to their user).
     RecoveryCode,
+    /// Links sent by email (password reset).
+    EmailLink,
 }
 
 impl Purpose {
@@ -68,6 +70,7 @@ impl Purpose {
             Purpose::PasskeyDecoy => b"passkey_decoy",
             Purpose::Invite => b"invite",
             Purpose::RecoveryCode => b"recovery_code",
+            Purpose::EmailLink => b"email_link",
         }
     }
 }
@@ -265,7 +268,7 @@ pub fn load_or_create_key_file(
     parse_key_file(&text).map_err(|e| format!("{shown}: {e}"))
 }
 
-fn write_private_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

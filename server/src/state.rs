@@ -32,6 +32,8 @@ pub struct AppState {
     pub client_cache: Arc<crate::clients::ClientCache>,
     /// The WebAuthn relying party (`passkeys`).
     pub webauthn: Arc<webauthn_rs::Webauthn>,
+    /// Outgoing mail (`mail`).
+    pub mailer: Arc<crate::mail::Mailer>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -118,6 +120,9 @@ impl AppState {
         views
             .check()
             .map_err(|e| StartError(format!("templates: {}", one_line(e))))?;
+        let views = Arc::new(views);
+        let mailer =
+            crate::mail::Mailer::from_config(&config, views.clone()).map_err(StartError)?;
         let dummy = tokio::task::spawn_blocking(|| {
             crate::signin::password::hash(&crate::secrets::random_token(16))
         })
@@ -127,7 +132,8 @@ impl AppState {
         let slots = config.signin.password_hash_concurrency;
 
         Ok(Self {
-            views: Arc::new(views),
+            views,
+            mailer: Arc::new(mailer),
             webauthn: Arc::new(webauthn),
             password_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dummy_password_hash: Arc::new(dummy),
@@ -162,6 +168,25 @@ impl AppState {
                 .unwrap_or(false);
         ok && known
     }
+
+    /// Checks a new password against the policy and hashes it, under the same bound on
+    /// concurrent hashing as sign-in.
+    pub async fn hash_password(
+        &self,
+        password: String,
+    ) -> Result<String, crate::signin::password::PasswordError> {
+        use crate::signin::password::{self, PasswordError};
+        password::check_policy(&password)?;
+        let _permit = self
+            .password_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::Hash)?;
+        tokio::task::spawn_blocking(move || password::hash(&password))
+            .await
+            .map_err(|_| PasswordError::Hash)?
+    }
 }
 
 pub fn secs(d: std::time::Duration) -> i64 {
@@ -180,7 +205,7 @@ fn restrict_to_owner(path: &std::path::Path) {
     }
 }
 
-fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
     if path.is_dir() {
         return Ok(());
     }

@@ -12,6 +12,7 @@ mod keys;
 mod oidc;
 mod passkeys;
 mod registration;
+mod reset;
 mod signup;
 mod throttle;
 mod totp;

@@ -32,10 +32,10 @@ fn codes_in(html: &str) -> Vec<String> {
 }
 
 /// The authenticator app: generates codes from the secret the setup page shows.
-struct App(Totp);
+pub struct App(Totp);
 
 impl App {
-    fn code_at(&self, now: i64) -> String {
+    pub fn code_at(&self, now: i64) -> String {
         self.0.generate(u64::try_from(now).unwrap()).to_string()
     }
 }
@@ -50,7 +50,7 @@ async fn post(
 }
 
 /// Sets up TOTP for the signed-in browser `b`; returns the app and the recovery codes.
-async fn enrol(b: &reqwest::Client, server: &Server) -> (App, Vec<String>) {
+pub async fn enrol(b: &reqwest::Client, server: &Server) -> (App, Vec<String>) {
     let html = account_page(b, server).await;
     assert!(html.contains("Set up an authenticator app"));
     let csrf = input_value(&html, "csrf_token").unwrap();
@@ -104,7 +104,11 @@ async fn enrol(b: &reqwest::Client, server: &Server) -> (App, Vec<String>) {
 
 /// Starts a password sign-in for an authorization in a fresh browser; returns the browser and
 /// the second-factor page.
-async fn password_step(server: &Server, client_id: &str, email: &str) -> (reqwest::Client, String) {
+pub async fn password_step(
+    server: &Server,
+    client_id: &str,
+    email: &str,
+) -> (reqwest::Client, String) {
     let b = browser();
     let login = b
         .get(authorize_url(server, client_id, &[]))
@@ -125,7 +129,7 @@ async fn password_step(server: &Server, client_id: &str, email: &str) -> (reqwes
     (b, page)
 }
 
-async fn second_factor(
+pub async fn second_factor(
     b: &reqwest::Client,
     server: &Server,
     page: &str,

@@ -44,6 +44,9 @@ pub async fn account_form(
     Ok((form, session, user))
 }
 
+/// What a sensitive change without a recent sign-in is told.
+pub const SIGN_IN_AGAIN: &str = "To do this, sign in again first: it has been a while.";
+
 /// Whether the session's sign-in is recent enough for sensitive changes
 /// (`sessions.recent_signin`).
 pub fn recently_signed_in(state: &AppState, session: &Session) -> bool {
@@ -160,15 +163,21 @@ pub async fn account_with_message(
     };
     let now = state.clock.now();
     let idle = secs(state.config.sessions.idle_lifetime);
-    let (passkeys, sessions, consents, totp, codes_left) = match (
+    let (passkeys, sessions, consents, totp, codes_left, password) = match (
         state.store.passkeys_of(&user.id).await,
         state.store.sessions_of(&user.id, now, idle).await,
         state.store.consents_of(&user.id).await,
         state.store.totp_enabled(&user.id).await,
         state.store.recovery_codes_left(&user.id).await,
+        state.store.password_hash(&user.id).await,
     ) {
-        (Ok(p), Ok(s), Ok(c), Ok(t), Ok(n)) => (p, s, c, t, n),
-        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), ..) | (.., Err(e), _) | (.., Err(e)) => {
+        (Ok(p), Ok(s), Ok(c), Ok(t), Ok(n), Ok(h)) => (p, s, c, t, n, h),
+        (Err(e), ..)
+        | (_, Err(e), ..)
+        | (_, _, Err(e), ..)
+        | (.., Err(e), _, _)
+        | (.., Err(e), _)
+        | (.., Err(e)) => {
             tracing::error!(error = %e, "loading the account page failed");
             return error_page(
                 state,
@@ -233,6 +242,8 @@ pub async fn account_with_message(
             sessions => sessions,
             apps => apps,
             totp => totp,
+            has_password => password.is_some(),
+            recent_signin => recently_signed_in(state, &session),
             recovery_codes_left => codes_left,
             csrf_token => csrf,
             notice => notice,

@@ -14,7 +14,9 @@ mod logout;
 pub mod metrics;
 mod middleware;
 mod passkeys;
+mod password;
 mod register;
+mod reset;
 mod respond;
 mod revoke;
 mod signup;
@@ -102,6 +104,12 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             post(account::revoke_session),
         )
         .at("/account/apps/:client_id/revoke", post(account::revoke_app))
+        .at("/account/password", post(password::change))
+        .at("/reset", get(reset::reset_form).post(reset::reset_request))
+        .at(
+            "/reset/confirm",
+            get(reset::confirm_form).post(reset::confirm),
+        )
         .at("/account/totp/setup", post(totp::setup))
         .at("/account/totp/confirm", post(totp::confirm))
         .at("/account/totp/disable", post(totp::disable))

@@ -18,12 +18,10 @@ use crate::config::SignupPolicy;
 use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
 use crate::signin::passkey::{self, PasskeyError};
-use crate::signin::{password, validate_email};
+use crate::signin::password::{self, PasswordError};
+use crate::signin::validate_email;
 use crate::state::AppState;
 use crate::store::{AccountError, Invite, NewAccount};
-
-/// Passwords we accept, in characters (NIST SP 800-63B: at least 8, allow at least 64).
-pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=128;
 
 const UNUSABLE: &str = "This invitation cannot be used (it was used already, or it expired). Ask an administrator for a new one.";
 
@@ -217,20 +215,15 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
             },
         };
         let pw = form.get("password").unwrap_or_default().to_owned();
-        if !PASSWORD_CHARS.contains(&pw.chars().count()) {
-            return again(
-                "Choose a password of at least 8 characters, or create the account with a passkey.",
-                StatusCode::BAD_REQUEST,
-            );
-        }
-        let hash = match tokio::task::spawn_blocking(move || password::hash(&pw)).await {
-            Ok(Ok(h)) => h,
-            _ => {
+        let hash = match state.hash_password(pw).await {
+            Ok(h) => h,
+            Err(PasswordError::Hash) => {
                 return again(
                     "Something went wrong. Try again.",
                     StatusCode::INTERNAL_SERVER_ERROR,
                 );
             }
+            Err(e) => return again(password::advice(&e), StatusCode::BAD_REQUEST),
         };
         (email, clean_name(typed_name), None, None, Some(hash))
     };

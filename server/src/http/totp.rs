@@ -6,7 +6,8 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 
 use super::account::{
-    account_failed, account_form, account_redirect, account_with_message, recently_signed_in,
+    SIGN_IN_AGAIN, account_failed, account_form, account_redirect, account_with_message,
+    recently_signed_in,
 };
 use super::browser::{append_cookie, client_ip, csrf_token};
 use super::login::{checked_form, signed_in};
@@ -23,8 +24,6 @@ const SECOND_FACTOR: &str = "second-factor";
 /// and `mfa`; ACR level 2 (two factors, not phishing-resistant).
 const TOTP_AMR: &[&str] = &["pwd", "otp", "mfa"];
 pub const TOTP_ACR: &str = "2";
-
-const SIGN_IN_AGAIN: &str = "To do this, sign in again first: it has been a while.";
 
 /// A page with the CSRF token its forms need.
 fn form_page(

@@ -3,9 +3,22 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+/// NIST SP 800-63B: at least 8 characters, no composition rules, allow at least 64.
 pub const MIN_LEN: usize = 8;
 /// Long passphrases are welcome; the bound only keeps hashing cost predictable.
-pub const MAX_LEN: usize = 256;
+pub const MAX_LEN: usize = 128;
+
+/// Common passwords (see `server/data/README.md`), lowercase, one per line.
+static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("../../data/common-passwords.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
+});
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PasswordError {
@@ -13,6 +26,8 @@ pub enum PasswordError {
     TooShort,
     #[error("password must be at most {MAX_LEN} characters")]
     TooLong,
+    #[error("password is on a list of common passwords")]
+    Common,
     #[error("password hashing failed")]
     Hash,
 }
@@ -22,14 +37,30 @@ fn argon2() -> Result<Argon2<'static>, PasswordError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// Whether a new password may be used: its length, and not a common password (compared in
+/// lower case, as the list is).
 pub fn check_policy(password: &str) -> Result<(), PasswordError> {
     let n = password.chars().count();
     if n < MIN_LEN {
         Err(PasswordError::TooShort)
     } else if n > MAX_LEN {
         Err(PasswordError::TooLong)
+    } else if COMMON.contains(password.to_lowercase().as_str()) {
+        Err(PasswordError::Common)
     } else {
         Ok(())
+    }
+}
+
+/// What to tell a person whose new password `check_policy` refused.
+pub fn advice(e: &PasswordError) -> &'static str {
+    match e {
+        PasswordError::TooShort => "Choose a password of at least 8 characters.",
+        PasswordError::TooLong => "Choose a password of at most 128 characters.",
+        PasswordError::Common => {
+            "That password is too common: it is on lists attackers try first. Choose another."
+        }
+        PasswordError::Hash => "Something went wrong. Try again.",
     }
 }
 
@@ -72,5 +103,10 @@ mod tests {
             Err(PasswordError::TooLong)
         );
         assert!(check_policy("ünïcødé pass").is_ok());
+        for common in ["password1", "Password1", "qwertyuiop", "iloveyou2"] {
+            assert_eq!(check_policy(common), Err(PasswordError::Common), "{common}");
+        }
+        assert!(check_policy("correct horse battery staple").is_ok());
+        assert!(COMMON.len() > 8000);
     }
 }

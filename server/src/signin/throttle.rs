@@ -42,6 +42,12 @@ impl Keys {
         Self::for_account(pepper, ip, "second-factor", user_id)
     }
 
+    /// Password-reset requests: every request counts (each may send a mail), per address and
+    /// per address asked for.
+    pub fn reset(pepper: &Pepper, ip: Option<&str>, email: &str) -> Self {
+        Self::for_account(pepper, ip, "reset", email)
+    }
+
     /// Failures of one `kind` against one account, and of every kind from one address.
     fn for_account(pepper: &Pepper, ip: Option<&str>, kind: &str, account: &str) -> Self {
         let account = format!("{kind}:{}", account.trim().to_lowercase());

@@ -48,6 +48,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "totp",
         include_str!("../../../migrations/sqlite/0008_totp.sql"),
     ),
+    (
+        9,
+        "email_links",
+        include_str!("../../../migrations/sqlite/0009_email_links.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -90,6 +95,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         8,
         "totp",
         include_str!("../../../migrations/postgres/0008_totp.sql"),
+    ),
+    (
+        9,
+        "email_links",
+        include_str!("../../../migrations/postgres/0009_email_links.sql"),
     ),
 ];
 

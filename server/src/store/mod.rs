@@ -3,6 +3,7 @@
 //! embedded default) and PostgreSQL (several instances behind a load balancer).
 
 mod clients;
+mod email_links;
 mod grants;
 mod housekeeping;
 mod invites;
@@ -25,6 +26,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
+pub use email_links::{EmailLink, RESET as EMAIL_LINK_RESET};
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
 pub use invites::{AccountError, Invite, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};

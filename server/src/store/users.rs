@@ -114,6 +114,35 @@ impl Store {
         Ok(changed == 1)
     }
 
+    /// Sets the user's password hash and ends every session of the user but `keep_sid`, in
+    /// one transaction: whoever knew the old password is signed out.
+    pub async fn set_password(
+        &self,
+        user_id: &str,
+        hash: &str,
+        keep_sid: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+             AND sid <> $3",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(keep_sid.unwrap_or_default())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The stored password hash, for the sign-in check only.
     pub async fn password_hash(&self, user_id: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")

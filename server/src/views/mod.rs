@@ -35,6 +35,18 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../templates/signup.html"),
     ),
     (
+        "reset_request.html",
+        include_str!("../../../templates/reset_request.html"),
+    ),
+    (
+        "reset_confirm.html",
+        include_str!("../../../templates/reset_confirm.html"),
+    ),
+    (
+        "mail/password_reset.txt",
+        include_str!("../../../templates/mail/password_reset.txt"),
+    ),
+    (
         "second_factor.html",
         include_str!("../../../templates/second_factor.html"),
     ),

@@ -1,0 +1,80 @@
+//! Passwords from the account page: set one, or change it (with the current one, or after a
+//! recent sign-in). The reset by email is in `reset`.
+
+use poem::web::Data;
+use poem::{Request, Response, handler};
+
+use super::account::{
+    SIGN_IN_AGAIN, account_failed, account_form, account_with_message, recently_signed_in,
+};
+use super::browser::client_ip;
+use crate::signin::password::{self, PasswordError};
+use crate::signin::throttle;
+use crate::state::AppState;
+
+#[handler]
+pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let (form, session, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let now = state.clock.now();
+    let current = match state.store.password_hash(&user.id).await {
+        Ok(h) => h,
+        Err(e) => return account_failed(state, req, "reading the password", e).await,
+    };
+    if !recently_signed_in(state, &session) {
+        let Some(current) = current else {
+            // Nothing to prove it with: setting a first password needs a fresh sign-in.
+            return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+        };
+        // Guessing the current password here counts as failed sign-ins for the account.
+        let throttle = throttle::Keys::new(&state.pepper, client_ip(req).as_deref(), &user.email);
+        match throttle.wait(&state.store, now).await {
+            Ok(0) => {}
+            Ok(wait) => {
+                let msg = format!("Too many attempts. Try again in {wait} seconds.");
+                return account_with_message(state, req, None, Some(&msg)).await;
+            }
+            Err(e) => tracing::error!(error = %e, "password change throttle check failed"),
+        }
+        let typed = form.get("current_password").unwrap_or_default().to_owned();
+        if !state.verify_password(typed, Some(current)).await {
+            if let Err(e) = throttle.failed(&state.store, now).await {
+                tracing::error!(error = %e, "recording a failed password check failed");
+            }
+            return account_with_message(
+                state,
+                req,
+                None,
+                Some("Your current password is not right."),
+            )
+            .await;
+        }
+    }
+    let new = form.get("new_password").unwrap_or_default().to_owned();
+    let hash = match state.hash_password(new).await {
+        Ok(h) => h,
+        Err(PasswordError::Hash) => {
+            return account_failed(state, req, "hashing a password", "argon2").await;
+        }
+        Err(e) => return account_with_message(state, req, None, Some(password::advice(&e))).await,
+    };
+    match state
+        .store
+        .set_password(&user.id, &hash, Some(&session.sid), now)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(user = %user.id, "password changed from the account page");
+            account_with_message(
+                state,
+                req,
+                Some("Your password is saved. Any other browser signed in to your account was signed out."),
+                None,
+            )
+            .await
+        }
+        Err(e) => account_failed(state, req, "saving a password", e).await,
+    }
+}

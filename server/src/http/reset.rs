@@ -1,0 +1,263 @@
+//! Password reset by email: `/reset` asks for the address and sends a link (the same answer,
+//! in about the same time, whether or not an account uses it); `/reset/confirm` takes the
+//! link's token and a new password. The link works once and briefly, ends every session, and
+//! signs no one in: the next sign-in still asks for the second factor the account has.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Query};
+use poem::{Request, Response, handler};
+
+use super::browser::{append_cookie, client_ip, csrf_token};
+use super::login::checked_form;
+use super::respond::{error_page, page};
+use crate::secrets::{Purpose, random_token};
+use crate::signin::password::{self, PasswordError};
+use crate::signin::{throttle, validate_email};
+use crate::state::{AppState, secs};
+use crate::store::EMAIL_LINK_RESET;
+
+/// Longest token we look up; ours are 43 characters.
+const MAX_TOKEN_LEN: usize = 64;
+
+fn form_page(
+    state: &AppState,
+    req: &Request,
+    status: StatusCode,
+    template: &str,
+    ctx: minijinja::Value,
+) -> Response {
+    let (csrf, cookie) = csrf_token(state, req);
+    let mut resp = page(
+        state,
+        status,
+        template,
+        minijinja::context! { csrf_token => csrf, ..ctx },
+    );
+    append_cookie(&mut resp, cookie);
+    resp
+}
+
+fn request_page(
+    state: &AppState,
+    req: &Request,
+    status: StatusCode,
+    sent: bool,
+    error: Option<&str>,
+) -> Response {
+    let minutes = secs(state.config.mail.reset_link_lifetime) / 60;
+    form_page(
+        state,
+        req,
+        status,
+        "reset_request.html",
+        minijinja::context! { sent => sent, error => error, minutes => minutes },
+    )
+}
+
+#[handler]
+pub async fn reset_form(req: &Request, Data(state): Data<&AppState>) -> Response {
+    request_page(state, req, StatusCode::OK, false, None)
+}
+
+#[handler]
+pub async fn reset_request(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let Ok(email) = validate_email(form.get("email").unwrap_or_default()) else {
+        return request_page(
+            state,
+            req,
+            StatusCode::BAD_REQUEST,
+            false,
+            Some("Enter a valid email address."),
+        );
+    };
+    let now = state.clock.now();
+    let throttle = throttle::Keys::reset(&state.pepper, client_ip(req).as_deref(), &email);
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = format!("Too many requests. Try again in {wait} seconds.");
+            return request_page(state, req, StatusCode::TOO_MANY_REQUESTS, false, Some(&msg));
+        }
+        Err(e) => tracing::error!(error = %e, "reset throttle check failed"),
+    }
+    if let Err(e) = throttle.failed(&state.store, now).await {
+        tracing::error!(error = %e, "counting a reset request failed");
+    }
+    // Everything that depends on whether the account exists happens after the answer.
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_reset_link(&background, &email, now).await {
+            tracing::error!(error = %e, "preparing a reset link failed");
+        }
+    });
+    request_page(state, req, StatusCode::OK, true, None)
+}
+
+/// Mails a reset link to `email` if an enabled account uses it; nothing otherwise.
+async fn send_reset_link(
+    state: &AppState,
+    email: &str,
+    now: i64,
+) -> Result<(), crate::store::StoreError> {
+    let Some(user) = state
+        .store
+        .user_by_email(email)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+    else {
+        tracing::info!("password reset asked for an address without an account");
+        return Ok(());
+    };
+    let token = random_token(32);
+    let lifetime = secs(state.config.mail.reset_link_lifetime);
+    state
+        .store
+        .insert_email_link(
+            &state.pepper.digest(Purpose::EmailLink, token.as_bytes()),
+            EMAIL_LINK_RESET,
+            &user.id,
+            &user.email,
+            now,
+            now + lifetime,
+        )
+        .await?;
+    tracing::info!(user = %user.id, "password reset link made");
+    state.mailer.send_later(
+        &user.email,
+        "mail/password_reset.txt",
+        minijinja::context! {
+            service => state.config.passkeys.rp_name,
+            email => user.email,
+            link => format!("{}/reset/confirm?token={token}", state.config.issuer),
+            minutes => lifetime / 60,
+        },
+    );
+    Ok(())
+}
+
+fn unusable(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This link cannot be used",
+        "It was used already, or it expired. Ask for a new one on the sign-in page.",
+    )
+}
+
+/// The live reset link `token` names, if any.
+async fn live_link(state: &AppState, token: &str) -> Result<bool, crate::store::StoreError> {
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Ok(false);
+    }
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::EmailLink, token.as_bytes());
+    Ok(state
+        .store
+        .email_link(&digests, EMAIL_LINK_RESET, state.clock.now())
+        .await?
+        .is_some())
+}
+
+fn confirm_page(
+    state: &AppState,
+    req: &Request,
+    token: &str,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
+    form_page(
+        state,
+        req,
+        status,
+        "reset_confirm.html",
+        minijinja::context! { token => token, error => error },
+    )
+}
+
+fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "password reset failed on our side");
+    error_page(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Please try again in a moment.",
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// The new-password form. Opening the link changes nothing (mail scanners open links too).
+#[handler]
+pub async fn confirm_form(
+    req: &Request,
+    Query(q): Query<TokenQuery>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    match live_link(state, &q.token).await {
+        Ok(true) => confirm_page(state, req, &q.token, StatusCode::OK, None),
+        Ok(false) => unusable(state),
+        Err(e) => failed(state, e),
+    }
+}
+
+#[handler]
+pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let token = form.get("token").unwrap_or_default().to_owned();
+    // Checked before hashing, so a dead link costs no argon2 time.
+    match live_link(state, &token).await {
+        Ok(true) => {}
+        Ok(false) => return unusable(state),
+        Err(e) => return failed(state, e),
+    }
+    let new = form.get("new_password").unwrap_or_default().to_owned();
+    let hash = match state.hash_password(new).await {
+        Ok(h) => h,
+        Err(PasswordError::Hash) => return failed(state, "argon2"),
+        Err(e) => {
+            return confirm_page(
+                state,
+                req,
+                &token,
+                StatusCode::BAD_REQUEST,
+                Some(password::advice(&e)),
+            );
+        }
+    };
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::EmailLink, token.as_bytes());
+    match state
+        .store
+        .reset_password(&digests, &hash, state.clock.now())
+        .await
+    {
+        Ok(Some(user_id)) => {
+            tracing::info!(user = %user_id, "password reset by email link");
+            page(
+                state,
+                StatusCode::OK,
+                "reset_confirm.html",
+                minijinja::context! { done => true },
+            )
+        }
+        Ok(None) => unusable(state),
+        Err(e) => failed(state, e),
+    }
+}

@@ -1,0 +1,116 @@
+//! Links sent by email. A link is used with one conditional `UPDATE`: once, before it expires.
+
+use sqlx::Row;
+
+use super::{Store, StoreError, placeholders};
+
+/// A live link: whom it is for and the address it was sent to.
+#[derive(Debug)]
+pub struct EmailLink {
+    pub user_id: String,
+    pub email: String,
+}
+
+pub const RESET: &str = "reset";
+
+impl Store {
+    pub async fn insert_email_link(
+        &self,
+        digest: &str,
+        purpose: &str,
+        user_id: &str,
+        email: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO email_links (token_digest, purpose, user_id, email, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(digest)
+        .bind(purpose)
+        .bind(user_id)
+        .bind(email)
+        .bind(now)
+        .bind(expires_at)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// The unused, unexpired link of `purpose` stored under one of `digests`, left in place.
+    pub async fn email_link(
+        &self,
+        digests: &[String],
+        purpose: &str,
+        now: i64,
+    ) -> Result<Option<EmailLink>, StoreError> {
+        let sql = format!(
+            "SELECT user_id, email FROM email_links WHERE purpose = $1 AND used_at IS NULL \
+             AND expires_at > $2 AND token_digest IN ({})",
+            placeholders(3, digests.len())
+        );
+        let mut q = sqlx::query(&sql).bind(purpose).bind(now);
+        for d in digests {
+            q = q.bind(d);
+        }
+        let row = q.fetch_optional(&self.pool).await?;
+        row.map(|r| {
+            Ok(EmailLink {
+                user_id: r.try_get("user_id")?,
+                email: r.try_get("email")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Uses a password-reset link: in one transaction the link is spent (only if unused and
+    /// unexpired), the password set, every session of the user ended and the user's other
+    /// reset links spent. The user's id, or None when the link was not usable.
+    pub async fn reset_password(
+        &self,
+        digests: &[String],
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let sql = format!(
+            "UPDATE email_links SET used_at = $1 WHERE purpose = $2 AND used_at IS NULL \
+             AND expires_at > $1 AND token_digest IN ({}) RETURNING user_id",
+            placeholders(3, digests.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(RESET);
+        for d in digests {
+            q = q.bind(d);
+        }
+        let Some(row) = q.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let user_id: String = row.try_get("user_id")?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND disabled_at IS NULL",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE email_links SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(&user_id)
+        .bind(RESET)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(user_id))
+    }
+}
