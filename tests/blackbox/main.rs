@@ -9,6 +9,7 @@ mod endpoints;
 mod flow;
 mod harness;
 mod keys;
+mod mail;
 mod oidc;
 mod passkeys;
 mod registration;
