@@ -10,3 +10,7 @@ CREATE TABLE email_links (
     used_at      BIGINT
 );
 CREATE INDEX email_links_user ON email_links (user_id);
+
+-- An invitation we mailed to its bound address ourselves (open sign-up): creating the account
+-- with it proves the address, so the account starts verified.
+ALTER TABLE invites ADD COLUMN verifies_email BIGINT NOT NULL DEFAULT 0;

@@ -97,6 +97,9 @@ pub struct MailConfig {
     /// How long a password-reset link works.
     #[serde(with = "humantime_serde")]
     pub reset_link_lifetime: Duration,
+    /// How long a sign-up link (open sign-up) or an address-verification link works.
+    #[serde(with = "humantime_serde")]
+    pub verify_link_lifetime: Duration,
     pub smtp: SmtpConfig,
 }
 
@@ -123,6 +126,7 @@ impl Default for MailConfig {
             from: "Latchkey <no-reply@localhost>".into(),
             outbox_dir: None,
             reset_link_lifetime: Duration::from_secs(20 * 60),
+            verify_link_lifetime: Duration::from_secs(24 * 60 * 60),
             smtp: SmtpConfig::default(),
         }
     }
@@ -280,7 +284,8 @@ pub enum SignupPolicy {
     /// With an invitation link from `latchkey invite create`.
     #[default]
     Invite,
-    /// Anyone, with email verification. Refused until email delivery exists.
+    /// Anyone who receives the sign-up link we mail to the address they give (which verifies
+    /// it).
     Open,
 }
 
@@ -466,12 +471,6 @@ impl Config {
         if let Some(db) = &self.database_url {
             validate_database_url(db)?;
         }
-        if self.signup.policy == SignupPolicy::Open {
-            return Err(invalid(
-                "signup.policy",
-                "\"open\" needs email verification, which this version cannot send yet; use \"invite\" or \"closed\"",
-            ));
-        }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
@@ -551,6 +550,14 @@ impl Config {
             return Err(invalid(
                 "mail.reset_link_lifetime",
                 "must be between 1s and 1h: a reset link is a password",
+            ));
+        }
+        if mail.verify_link_lifetime.is_zero()
+            || mail.verify_link_lifetime > Duration::from_secs(7 * 24 * 60 * 60)
+        {
+            return Err(invalid(
+                "mail.verify_link_lifetime",
+                "must be between 1s and 7d",
             ));
         }
         if mail.transport != MailTransport::Smtp {

@@ -18,7 +18,7 @@ const NEW_PASSWORD: &str = "a brand new passphrase";
 
 /// The messages in the outbox, oldest first, once there are `n` (mail leaves in the
 /// background).
-async fn wait_for_mail(dir: &Path, n: usize) -> Vec<String> {
+pub async fn wait_for_mail(dir: &Path, n: usize) -> Vec<String> {
     for _ in 0..100 {
         let mut names: Vec<_> = std::fs::read_dir(dir)
             .map(|d| {
@@ -40,10 +40,11 @@ async fn wait_for_mail(dir: &Path, n: usize) -> Vec<String> {
     panic!("fewer than {n} messages in {}", dir.display());
 }
 
-/// The reset link in a message, as a path on the test server.
-fn link_in(mail: &str) -> String {
+/// The link starting with `path` in a message (quoted-printable undone), as a path on the
+/// test server.
+pub fn link_in(mail: &str, path: &str) -> String {
     let body = mail.replace("=\r\n", "").replace("=3D", "=");
-    let start = body.find("/reset/confirm?token=").expect("a reset link");
+    let start = body.find(path).expect("a link");
     let end = body[start..]
         .find(|c: char| c.is_whitespace())
         .map_or(body.len(), |e| start + e);
@@ -120,7 +121,7 @@ async fn reset_by_email_works_once_ends_sessions_and_still_asks_for_totp() {
         );
         assert!(mail[0].contains("To: ada@example.com"), "{}", mail[0]);
         assert!(mail[0].contains("Subject: Reset your Latchkey password"));
-        let link = link_in(&mail[0]);
+        let link = link_in(&mail[0], "/reset/confirm?token=");
 
         // A common password is refused and the link still works.
         let r = choose_password(&b, &server, &link, "password123").await;
@@ -187,7 +188,7 @@ async fn reset_links_expire_and_requests_are_throttled() {
         let b = browser();
         let (status, _) = ask_reset(&b, &server, &f.email).await;
         assert_eq!(status, 200);
-        let link = link_in(&wait_for_mail(&outbox, 1).await[0]);
+        let link = link_in(&wait_for_mail(&outbox, 1).await[0], "/reset/confirm?token=");
         // 20 minutes by default.
         server.clock.advance(20 * 60 + 1);
         let r = b.get(server.url(&link)).send().await.unwrap();

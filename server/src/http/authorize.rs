@@ -284,6 +284,7 @@ pub fn login_page(
             error => error,
             email => email,
             passkey_only => wants_phishing_resistant(&acr_values),
+            signup_open => state.config.signup.policy == crate::config::SignupPolicy::Open,
         },
     );
     append_cookie(&mut resp, set_cookie);

@@ -237,7 +237,13 @@ fn plain_login_page(
         state,
         status,
         "login.html",
-        minijinja::context! { csrf_token => csrf, request => "", email => email, error => error },
+        minijinja::context! {
+            csrf_token => csrf,
+            request => "",
+            email => email,
+            error => error,
+            signup_open => state.config.signup.policy == crate::config::SignupPolicy::Open,
+        },
     );
     append_cookie(&mut resp, cookie);
     resp

@@ -7,6 +7,7 @@ mod authorize;
 mod bearer;
 mod browser;
 mod discovery;
+mod email;
 mod health;
 mod jwks;
 mod login;
@@ -105,6 +106,12 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         )
         .at("/account/apps/:client_id/revoke", post(account::revoke_app))
         .at("/account/password", post(password::change))
+        .at("/account/email", post(email::change))
+        .at(
+            "/email/confirm",
+            get(email::confirm_form).post(email::confirm),
+        )
+        .at("/signup/email", post(signup::signup_email))
         .at("/reset", get(reset::reset_form).post(reset::reset_request))
         .at(
             "/reset/confirm",

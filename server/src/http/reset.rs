@@ -7,35 +7,13 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
-use super::browser::{append_cookie, client_ip, csrf_token};
+use super::browser::client_ip;
 use super::login::checked_form;
-use super::respond::{error_page, page};
-use crate::secrets::{Purpose, random_token};
+use super::respond::{error_page, form_page, page};
 use crate::signin::password::{self, PasswordError};
 use crate::signin::{throttle, validate_email};
 use crate::state::{AppState, secs};
 use crate::store::EMAIL_LINK_RESET;
-
-/// Longest token we look up; ours are 43 characters.
-const MAX_TOKEN_LEN: usize = 64;
-
-fn form_page(
-    state: &AppState,
-    req: &Request,
-    status: StatusCode,
-    template: &str,
-    ctx: minijinja::Value,
-) -> Response {
-    let (csrf, cookie) = csrf_token(state, req);
-    let mut resp = page(
-        state,
-        status,
-        template,
-        minijinja::context! { csrf_token => csrf, ..ctx },
-    );
-    append_cookie(&mut resp, cookie);
-    resp
-}
 
 fn request_page(
     state: &AppState,
@@ -79,7 +57,7 @@ pub async fn reset_request(
         );
     };
     let now = state.clock.now();
-    let throttle = throttle::Keys::reset(&state.pepper, client_ip(req).as_deref(), &email);
+    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &email);
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
@@ -94,7 +72,7 @@ pub async fn reset_request(
     // Everything that depends on whether the account exists happens after the answer.
     let background = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = send_reset_link(&background, &email, now).await {
+        if let Err(e) = send_reset_link(&background, &email).await {
             tracing::error!(error = %e, "preparing a reset link failed");
         }
     });
@@ -102,11 +80,7 @@ pub async fn reset_request(
 }
 
 /// Mails a reset link to `email` if an enabled account uses it; nothing otherwise.
-async fn send_reset_link(
-    state: &AppState,
-    email: &str,
-    now: i64,
-) -> Result<(), crate::store::StoreError> {
+async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::store::StoreError> {
     let Some(user) = state
         .store
         .user_by_email(email)
@@ -116,19 +90,10 @@ async fn send_reset_link(
         tracing::info!("password reset asked for an address without an account");
         return Ok(());
     };
-    let token = random_token(32);
-    let lifetime = secs(state.config.mail.reset_link_lifetime);
-    state
-        .store
-        .insert_email_link(
-            &state.pepper.digest(Purpose::EmailLink, token.as_bytes()),
-            EMAIL_LINK_RESET,
-            &user.id,
-            &user.email,
-            now,
-            now + lifetime,
-        )
-        .await?;
+    let lifetime = state.config.mail.reset_link_lifetime;
+    let token =
+        crate::signin::new_email_link(state, EMAIL_LINK_RESET, &user.id, &user.email, lifetime)
+            .await?;
     tracing::info!(user = %user.id, "password reset link made");
     state.mailer.send_later(
         &user.email,
@@ -137,7 +102,7 @@ async fn send_reset_link(
             service => state.config.passkeys.rp_name,
             email => user.email,
             link => format!("{}/reset/confirm?token={token}", state.config.issuer),
-            minutes => lifetime / 60,
+            minutes => secs(lifetime) / 60,
         },
     );
     Ok(())
@@ -152,14 +117,11 @@ fn unusable(state: &AppState) -> Response {
     )
 }
 
-/// The live reset link `token` names, if any.
+/// Whether `token` names a live reset link.
 async fn live_link(state: &AppState, token: &str) -> Result<bool, crate::store::StoreError> {
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+    let Some(digests) = crate::signin::email_link_digests(state, token) else {
         return Ok(false);
-    }
-    let digests = state
-        .pepper
-        .lookup_digests(Purpose::EmailLink, token.as_bytes());
+    };
     Ok(state
         .store
         .email_link(&digests, EMAIL_LINK_RESET, state.clock.now())
@@ -240,9 +202,9 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
             );
         }
     };
-    let digests = state
-        .pepper
-        .lookup_digests(Purpose::EmailLink, token.as_bytes());
+    let Some(digests) = crate::signin::email_link_digests(state, &token) else {
+        return unusable(state);
+    };
     match state
         .store
         .reset_password(&digests, &hash, state.clock.now())

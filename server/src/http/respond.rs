@@ -11,6 +11,26 @@ use crate::oauth::authorize::{
 use crate::oauth::error::{AuthorizeError, BearerError, TokenError, TokenErrorCode};
 use crate::state::AppState;
 
+/// A page with forms: `ctx` plus the `csrf_token` they carry (and its cookie, when the
+/// browser has none yet).
+pub fn form_page(
+    state: &AppState,
+    req: &poem::Request,
+    status: StatusCode,
+    template: &str,
+    ctx: minijinja::Value,
+) -> Response {
+    let (csrf, cookie) = super::browser::csrf_token(state, req);
+    let mut resp = page(
+        state,
+        status,
+        template,
+        minijinja::context! { csrf_token => csrf, ..ctx },
+    );
+    super::browser::append_cookie(&mut resp, cookie);
+    resp
+}
+
 /// A page rendered from a template; pages carry user data, so they are never cached.
 pub fn page(state: &AppState, status: StatusCode, template: &str, ctx: impl Serialize) -> Response {
     match state.views.render(template, ctx) {

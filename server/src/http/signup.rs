@@ -11,16 +11,16 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde_json::json;
 
-use super::browser::{append_cookie, csrf_token};
+use super::browser::{append_cookie, client_ip, csrf_token};
 use super::login::{checked_form, signed_in};
-use super::respond::{error_page, json_error, json_ok, page};
+use super::respond::{error_page, form_page, json_error, json_ok, page};
 use crate::config::SignupPolicy;
 use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
 use crate::signin::passkey::{self, PasskeyError};
 use crate::signin::password::{self, PasswordError};
-use crate::signin::validate_email;
-use crate::state::AppState;
+use crate::signin::{throttle, validate_email};
+use crate::state::{AppState, secs};
 use crate::store::{AccountError, Invite, NewAccount};
 
 const UNUSABLE: &str = "This invitation cannot be used (it was used already, or it expired). Ask an administrator for a new one.";
@@ -30,10 +30,12 @@ const UNUSABLE: &str = "This invitation cannot be used (it was used already, or 
 async fn invite_for(state: &AppState, token: &str) -> Result<Option<Invite>, &'static str> {
     let policy = state.config.signup.policy;
     if token.is_empty() {
-        return match policy {
-            SignupPolicy::Open => Ok(None),
-            _ => Err("Accounts here are created by invitation. Ask an administrator for a link."),
-        };
+        return Err(match policy {
+            SignupPolicy::Open => {
+                "Start from the sign-up page: we mail you a link to create your account."
+            }
+            _ => "Accounts here are created by invitation. Ask an administrator for a link.",
+        });
     }
     if token.len() > 64 {
         return Err(UNUSABLE);
@@ -94,6 +96,9 @@ fn refused(state: &AppState, why: &str) -> Response {
 pub async fn signup_form(req: &Request, Data(state): Data<&AppState>) -> Response {
     let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes()).unwrap_or_default();
     let token = query.get("invite").unwrap_or_default();
+    if token.is_empty() && state.config.signup.policy == SignupPolicy::Open {
+        return email_page(state, req, StatusCode::OK, false, None);
+    }
     match invite_for(state, token).await {
         Ok(invite) => signup_page(
             state,
@@ -109,6 +114,107 @@ pub async fn signup_form(req: &Request, Data(state): Data<&AppState>) -> Respons
         ),
         Err(why) => refused(state, why),
     }
+}
+
+/// Open sign-up's first step: the address we mail the sign-up link to.
+fn email_page(
+    state: &AppState,
+    req: &Request,
+    status: StatusCode,
+    sent: bool,
+    error: Option<&str>,
+) -> Response {
+    let hours = secs(state.config.mail.verify_link_lifetime) / 3600;
+    form_page(
+        state,
+        req,
+        status,
+        "signup_email.html",
+        minijinja::context! { sent => sent, error => error, hours => hours },
+    )
+}
+
+/// `POST /signup/email` (open sign-up): mails a sign-up link bound to the address, or, when
+/// an account already uses it, a note saying so. The same answer either way, given before
+/// the account is looked up.
+#[handler]
+pub async fn signup_email(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    if state.config.signup.policy != SignupPolicy::Open {
+        return refused(
+            state,
+            "Accounts here are created by invitation. Ask an administrator for a link.",
+        );
+    }
+    let Ok(email) = validate_email(form.get("email").unwrap_or_default()) else {
+        return email_page(
+            state,
+            req,
+            StatusCode::BAD_REQUEST,
+            false,
+            Some("Enter a valid email address."),
+        );
+    };
+    let now = state.clock.now();
+    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &email);
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = format!("Too many requests. Try again in {wait} seconds.");
+            return email_page(state, req, StatusCode::TOO_MANY_REQUESTS, false, Some(&msg));
+        }
+        Err(e) => tracing::error!(error = %e, "sign-up throttle check failed"),
+    }
+    if let Err(e) = throttle.failed(&state.store, now).await {
+        tracing::error!(error = %e, "counting a sign-up request failed");
+    }
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_signup_link(&background, &email).await {
+            tracing::error!(error = %e, "preparing a sign-up link failed");
+        }
+    });
+    email_page(state, req, StatusCode::OK, true, None)
+}
+
+async fn send_signup_link(state: &AppState, email: &str) -> Result<(), crate::store::StoreError> {
+    let service = &state.config.passkeys.rp_name;
+    let issuer = &state.config.issuer;
+    if let Some(user) = state.store.user_by_email(email).await? {
+        tracing::info!(user = %user.id, "sign-up asked for an address with an account");
+        state.mailer.send_later(
+            &user.email,
+            "mail/account_exists.txt",
+            minijinja::context! {
+                service => service,
+                email => user.email,
+                signin => format!("{issuer}/login"),
+                reset => format!("{issuer}/reset"),
+            },
+        );
+        return Ok(());
+    }
+    let lifetime = state.config.mail.verify_link_lifetime;
+    let (link, _) = crate::signin::create_verifying_invite(state, email, lifetime).await?;
+    tracing::info!("sign-up link made");
+    state.mailer.send_later(
+        email,
+        "mail/signup_link.txt",
+        minijinja::context! {
+            service => service,
+            email => email,
+            link => link,
+            hours => secs(lifetime) / 3600,
+        },
+    );
+    Ok(())
 }
 
 /// A display name as we keep it: at most 100 characters.

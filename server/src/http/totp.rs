@@ -9,9 +9,9 @@ use super::account::{
     SIGN_IN_AGAIN, account_failed, account_form, account_redirect, account_with_message,
     recently_signed_in,
 };
-use super::browser::{append_cookie, client_ip, csrf_token};
+use super::browser::client_ip;
 use super::login::{checked_form, signed_in};
-use super::respond::{error_page, page};
+use super::respond::{error_page, form_page};
 use crate::oauth::params::Params;
 use crate::signin::totp::{self, Enrolment, TotpError};
 use crate::signin::{ceremony, throttle};
@@ -24,21 +24,6 @@ const SECOND_FACTOR: &str = "second-factor";
 /// and `mfa`; ACR level 2 (two factors, not phishing-resistant).
 const TOTP_AMR: &[&str] = &["pwd", "otp", "mfa"];
 pub const TOTP_ACR: &str = "2";
-
-/// A page with the CSRF token its forms need.
-fn form_page(
-    state: &AppState,
-    req: &Request,
-    status: StatusCode,
-    template: &str,
-    ctx: minijinja::Value,
-) -> Response {
-    let (csrf, cookie) = csrf_token(state, req);
-    let ctx = minijinja::context! { csrf_token => csrf, ..ctx };
-    let mut resp = page(state, status, template, ctx);
-    append_cookie(&mut resp, cookie);
-    resp
-}
 
 fn setup_page(
     state: &AppState,

@@ -18,6 +18,26 @@ pub async fn create_invite(
     admin: bool,
     lifetime: std::time::Duration,
 ) -> Result<(String, i64), StoreError> {
+    invite(state, email, admin, false, lifetime).await
+}
+
+/// An invitation bound to `email` that we mail there ourselves (open sign-up): using it
+/// proves the address.
+pub async fn create_verifying_invite(
+    state: &AppState,
+    email: &str,
+    lifetime: std::time::Duration,
+) -> Result<(String, i64), StoreError> {
+    invite(state, Some(email), false, true, lifetime).await
+}
+
+async fn invite(
+    state: &AppState,
+    email: Option<&str>,
+    admin: bool,
+    verifies_email: bool,
+    lifetime: std::time::Duration,
+) -> Result<(String, i64), StoreError> {
     let token = random_token(24);
     let now = state.clock.now();
     let expires_at = now + crate::state::secs(lifetime);
@@ -27,6 +47,7 @@ pub async fn create_invite(
             &state.pepper.digest(Purpose::Invite, token.as_bytes()),
             email,
             admin,
+            verifies_email,
             now,
             expires_at,
         )
@@ -35,6 +56,41 @@ pub async fn create_invite(
         format!("{}/signup?invite={token}", state.config.issuer),
         expires_at,
     ))
+}
+
+/// Makes a link to mail: a 256-bit token for `purpose` (a `store::EMAIL_LINK_*`), bound to the
+/// user and the address it goes to; only its digest is stored. Returns the token.
+pub async fn new_email_link(
+    state: &AppState,
+    purpose: &str,
+    user_id: &str,
+    email: &str,
+    lifetime: std::time::Duration,
+) -> Result<String, StoreError> {
+    let token = random_token(32);
+    let now = state.clock.now();
+    state
+        .store
+        .insert_email_link(
+            &state.pepper.digest(Purpose::EmailLink, token.as_bytes()),
+            purpose,
+            user_id,
+            email,
+            now,
+            now + crate::state::secs(lifetime),
+        )
+        .await?;
+    Ok(token)
+}
+
+/// The digests a mailed link's token may be stored under; None for a token that cannot be
+/// one of ours.
+pub fn email_link_digests(state: &AppState, token: &str) -> Option<Vec<String>> {
+    (!token.is_empty() && token.len() <= 64).then(|| {
+        state
+            .pepper
+            .lookup_digests(Purpose::EmailLink, token.as_bytes())
+    })
 }
 
 /// With no administrator yet, a fresh setup link (earlier unused ones stop working), for the

@@ -42,10 +42,10 @@ impl Keys {
         Self::for_account(pepper, ip, "second-factor", user_id)
     }
 
-    /// Password-reset requests: every request counts (each may send a mail), per address and
-    /// per address asked for.
-    pub fn reset(pepper: &Pepper, ip: Option<&str>, email: &str) -> Self {
-        Self::for_account(pepper, ip, "reset", email)
+    /// Requests that may send mail (password reset, sign-up link, address change): every
+    /// request counts, per client address and per mail address asked for.
+    pub fn mail_request(pepper: &Pepper, ip: Option<&str>, email: &str) -> Self {
+        Self::for_account(pepper, ip, "mail", email)
     }
 
     /// Failures of one `kind` against one account, and of every kind from one address.

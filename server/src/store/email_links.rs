@@ -12,6 +12,16 @@ pub struct EmailLink {
 }
 
 pub const RESET: &str = "reset";
+/// Proves an address: the account's own (verification) or a new one (change).
+pub const EMAIL: &str = "email";
+
+/// A confirmed address change.
+#[derive(Debug)]
+pub struct EmailChange {
+    pub user_id: String,
+    pub old: String,
+    pub new: String,
+}
 
 impl Store {
     pub async fn insert_email_link(
@@ -112,5 +122,57 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Some(user_id))
+    }
+
+    /// Uses an address link: in one transaction the link is spent and the user's address set
+    /// to the one it was sent to, verified. None when the link was not usable; Conflict (and
+    /// the link left unused) when another account has that address by now.
+    pub async fn confirm_email(
+        &self,
+        digests: &[String],
+        now: i64,
+    ) -> Result<Option<EmailChange>, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let sql = format!(
+            "UPDATE email_links SET used_at = $1 WHERE purpose = $2 AND used_at IS NULL \
+             AND expires_at > $1 AND token_digest IN ({}) RETURNING user_id, email",
+            placeholders(3, digests.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(EMAIL);
+        for d in digests {
+            q = q.bind(d);
+        }
+        let Some(row) = q.fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let user_id: String = row.try_get("user_id")?;
+        let new: String = row.try_get("email")?;
+        let Some(user) =
+            sqlx::query("SELECT email FROM users WHERE id = $1 AND disabled_at IS NULL")
+                .bind(&user_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let old: String = user.try_get("email")?;
+        let changed = sqlx::query(
+            "UPDATE users SET email = $1, email_key = $2, email_verified = 1, updated_at = $3 WHERE id = $4",
+        )
+        .bind(&new)
+        .bind(super::users::email_key(&new))
+        .bind(now)
+        .bind(&user_id)
+        .execute(&mut *tx)
+        .await;
+        match changed {
+            Ok(_) => {}
+            Err(e) if super::is_unique_violation(&e) => {
+                return Err(StoreError::Conflict("another account uses this address"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(Some(EmailChange { user_id, old, new }))
     }
 }

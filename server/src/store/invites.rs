@@ -55,16 +55,18 @@ impl Store {
         digest: &str,
         email: Option<&str>,
         is_admin: bool,
+        verifies_email: bool,
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO invites (token_digest, email, is_admin, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO invites (token_digest, email, is_admin, verifies_email, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(digest)
         .bind(email)
         .bind(i64::from(is_admin))
+        .bind(i64::from(verifies_email))
         .bind(now)
         .bind(expires_at)
         .execute(self.writer())
@@ -122,10 +124,11 @@ impl Store {
     pub async fn create_account(&self, a: &NewAccount<'_>) -> Result<bool, AccountError> {
         let mut tx = self.writer().begin().await?;
         let mut is_admin = false;
+        let mut verified = false;
         if let Some(digests) = a.invite {
             let sql = format!(
                 "UPDATE invites SET used_at = ${n}, used_by = ${m} WHERE token_digest IN ({}) \
-                 AND used_at IS NULL AND expires_at > ${n} RETURNING email, is_admin",
+                 AND used_at IS NULL AND expires_at > ${n} RETURNING email, is_admin, verifies_email",
                 super::placeholders(1, digests.len()),
                 n = digests.len() + 1,
                 m = digests.len() + 2,
@@ -145,10 +148,11 @@ impl Store {
                 return Err(AccountError::InviteEmail);
             }
             is_admin = row.try_get::<i64, _>("is_admin")? != 0;
+            verified = row.try_get::<i64, _>("verifies_email")? != 0;
         }
         let inserted = sqlx::query(
             "INSERT INTO users (id, email, email_key, email_verified, name, password_hash, is_admin, \
-             webauthn_handle, created_at, updated_at) VALUES ($1, $2, $3, 0, $4, $5, $6, $7, $8, $8)",
+             webauthn_handle, created_at, updated_at) VALUES ($1, $2, $3, $9, $4, $5, $6, $7, $8, $8)",
         )
         .bind(a.id)
         .bind(a.email)
@@ -158,6 +162,7 @@ impl Store {
         .bind(i64::from(is_admin))
         .bind(a.webauthn_handle)
         .bind(a.now)
+        .bind(i64::from(verified))
         .execute(&mut *tx)
         .await;
         match inserted {

@@ -26,13 +26,15 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
-pub use email_links::{EmailLink, RESET as EMAIL_LINK_RESET};
+pub use email_links::{
+    EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, RESET as EMAIL_LINK_RESET,
+};
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
 pub use invites::{AccountError, Invite, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
 pub use totp::TotpRow;
-pub use users::{NewUser, User};
+pub use users::{NewUser, User, email_key};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

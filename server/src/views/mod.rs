@@ -43,6 +43,30 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../templates/reset_confirm.html"),
     ),
     (
+        "signup_email.html",
+        include_str!("../../../templates/signup_email.html"),
+    ),
+    (
+        "mail/signup_link.txt",
+        include_str!("../../../templates/mail/signup_link.txt"),
+    ),
+    (
+        "mail/account_exists.txt",
+        include_str!("../../../templates/mail/account_exists.txt"),
+    ),
+    (
+        "email_confirm.html",
+        include_str!("../../../templates/email_confirm.html"),
+    ),
+    (
+        "mail/email_verify.txt",
+        include_str!("../../../templates/mail/email_verify.txt"),
+    ),
+    (
+        "mail/email_change_notice.txt",
+        include_str!("../../../templates/mail/email_change_notice.txt"),
+    ),
+    (
         "mail/password_reset.txt",
         include_str!("../../../templates/mail/password_reset.txt"),
     ),

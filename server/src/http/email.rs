@@ -1,0 +1,180 @@
+//! The account's email address: verifying it, and changing it (after a recent sign-in). Either
+//! way a link goes to the address to prove it; a change also tells the old address, when it
+//! is asked for and when it is done. `/email/confirm` opens the link (a page with a button,
+//! so a mail scanner opening links changes nothing) and confirms it.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Query};
+use poem::{Request, Response, handler};
+
+use super::account::{
+    SIGN_IN_AGAIN, account_failed, account_form, account_with_message, recently_signed_in,
+};
+use super::browser::client_ip;
+use super::login::checked_form;
+use super::respond::{error_page, form_page, page};
+use crate::signin::{email_link_digests, new_email_link, throttle, validate_email};
+use crate::state::{AppState, secs};
+use crate::store::{EMAIL_LINK_EMAIL, StoreError, email_key};
+
+#[handler]
+pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let (form, session, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    let Ok(new) = validate_email(form.get("email").unwrap_or_default()) else {
+        return account_with_message(state, req, None, Some("Enter a valid email address.")).await;
+    };
+    let same = email_key(&new) == email_key(&user.email);
+    if same && user.email_verified {
+        return account_with_message(state, req, Some("That is already your address."), None).await;
+    }
+    // Verifying the address the account has is harmless; moving the account to another
+    // address (where password resets will go) needs a fresh sign-in.
+    if !same && !recently_signed_in(state, &session) {
+        return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+    }
+    let now = state.clock.now();
+    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &new);
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = format!("Too many requests. Try again in {wait} seconds.");
+            return account_with_message(state, req, None, Some(&msg)).await;
+        }
+        Err(e) => tracing::error!(error = %e, "address change throttle check failed"),
+    }
+    if let Err(e) = throttle.failed(&state.store, now).await {
+        tracing::error!(error = %e, "counting an address request failed");
+    }
+    let lifetime = state.config.mail.verify_link_lifetime;
+    let token = match new_email_link(state, EMAIL_LINK_EMAIL, &user.id, &new, lifetime).await {
+        Ok(t) => t,
+        Err(e) => return account_failed(state, req, "making an address link", e).await,
+    };
+    let service = &state.config.passkeys.rp_name;
+    state.mailer.send_later(
+        &new,
+        "mail/email_verify.txt",
+        minijinja::context! {
+            service => service,
+            email => new,
+            change => !same,
+            link => format!("{}/email/confirm?token={token}", state.config.issuer),
+            hours => secs(lifetime) / 3600,
+        },
+    );
+    if !same {
+        state.mailer.send_later(
+            &user.email,
+            "mail/email_change_notice.txt",
+            minijinja::context! { service => service, old => user.email, new => new, done => false },
+        );
+    }
+    tracing::info!(user = %user.id, change = !same, "address link sent");
+    let notice = format!(
+        "We have sent a link to {new}. {}",
+        if same {
+            "Open it to confirm your address."
+        } else {
+            "Your address changes when you open it."
+        }
+    );
+    account_with_message(state, req, Some(&notice), None).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+fn unusable(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        "This link cannot be used",
+        "It was used already, or it expired. Ask for a new one on your account page.",
+    )
+}
+
+fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "confirming an address failed on our side");
+    error_page(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Please try again in a moment.",
+    )
+}
+
+#[handler]
+pub async fn confirm_form(
+    req: &Request,
+    Query(q): Query<TokenQuery>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let Some(digests) = email_link_digests(state, &q.token) else {
+        return unusable(state);
+    };
+    match state
+        .store
+        .email_link(&digests, EMAIL_LINK_EMAIL, state.clock.now())
+        .await
+    {
+        Ok(Some(link)) => form_page(
+            state,
+            req,
+            StatusCode::OK,
+            "email_confirm.html",
+            minijinja::context! { token => q.token, email => link.email },
+        ),
+        Ok(None) => unusable(state),
+        Err(e) => failed(state, e),
+    }
+}
+
+#[handler]
+pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let Some(digests) = email_link_digests(state, form.get("token").unwrap_or_default()) else {
+        return unusable(state);
+    };
+    let confirmed = match state.store.confirm_email(&digests, state.clock.now()).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return unusable(state),
+        Err(StoreError::Conflict(_)) => {
+            return error_page(
+                state,
+                StatusCode::CONFLICT,
+                "This address is taken",
+                "Another account uses this address now. Choose another one on your account page.",
+            );
+        }
+        Err(e) => return failed(state, e),
+    };
+    let changed = email_key(&confirmed.old) != email_key(&confirmed.new);
+    if changed {
+        state.mailer.send_later(
+            &confirmed.old,
+            "mail/email_change_notice.txt",
+            minijinja::context! {
+                service => state.config.passkeys.rp_name,
+                old => confirmed.old,
+                new => confirmed.new,
+                done => true,
+            },
+        );
+    }
+    tracing::info!(user = %confirmed.user_id, changed, "address confirmed");
+    page(
+        state,
+        StatusCode::OK,
+        "email_confirm.html",
+        minijinja::context! { done => true, email => confirmed.new, changed => changed },
+    )
+}
