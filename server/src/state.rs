@@ -34,6 +34,8 @@ pub struct AppState {
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// Outgoing mail (`mail`).
     pub mailer: Arc<crate::mail::Mailer>,
+    /// Failed requests per address at the token endpoints.
+    pub token_gate: Arc<crate::signin::throttle::TokenGate>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -134,6 +136,7 @@ impl AppState {
         Ok(Self {
             views,
             mailer: Arc::new(mailer),
+            token_gate: Arc::default(),
             webauthn: Arc::new(webauthn),
             password_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dummy_password_hash: Arc::new(dummy),

@@ -17,6 +17,7 @@ pub fn s256(verifier: &str) -> String {
 }
 
 /// A user and a confidential client registered through the CLI.
+#[derive(Clone)]
 pub struct Fixture {
     pub user_id: String,
     pub email: String,

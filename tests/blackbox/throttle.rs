@@ -3,7 +3,9 @@
 
 use latchkey::testdb::TestDb;
 
-use crate::flow::{PASSWORD, authorize_url, browser, fixture, sign_in};
+use crate::flow::{
+    Fixture, PASSWORD, authorize_url, basic, browser, fixture, sign_in, token_request,
+};
 use crate::harness::{Env, Server};
 
 #[tokio::test]
@@ -43,6 +45,54 @@ async fn repeated_failures_make_sign_in_wait_then_recover() {
         server.clock.advance(3);
         let r = sign_in(&b, &server, &page, &f.email, PASSWORD).await;
         assert_eq!(r.status(), 303, "signed in after the wait");
+        server.stop().await;
+    }
+}
+
+/// The token endpoint: failed client authentication counts per address; past the allowance
+/// the address waits (429 with `Retry-After`, right credentials included, and at the
+/// introspection endpoint too), and the wait ends by itself.
+#[tokio::test]
+async fn failed_client_authentication_makes_the_address_wait() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let f = fixture(
+            &env,
+            &[
+                "--grant-type",
+                "authorization_code",
+                "--grant-type",
+                "client_credentials",
+            ],
+        )
+        .await;
+        let server = Server::start(env.config()).await;
+        let bad = Fixture {
+            client_secret: "not-the-secret".into(),
+            ..f.clone()
+        };
+        let form = [("grant_type", "client_credentials")];
+        for _ in 0..21 {
+            let r = token_request(&server, &bad, &form).await;
+            assert_eq!(r.status(), 401);
+        }
+        let r = token_request(&server, &f, &form).await;
+        assert_eq!(r.status(), 429, "even the right secret waits");
+        assert_eq!(r.headers()["retry-after"], "2");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request");
+        let r = reqwest::Client::new()
+            .post(server.url("/introspect"))
+            .header("authorization", basic(&f.client_id, &f.client_secret))
+            .form(&[("token", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        server.clock.advance(3);
+        let r = token_request(&server, &f, &form).await;
+        assert_eq!(r.status(), 200, "the wait ends by itself");
         server.stop().await;
     }
 }

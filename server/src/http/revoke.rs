@@ -10,16 +10,19 @@ use serde_json::json;
 
 use super::bearer::{Audience, accepted_audience, verify_access_token};
 use super::respond::{json_ok, token_error};
-use super::token::{ACCESS_TOKEN_ALG, authenticated_client, basic_used};
+use super::token::{ACCESS_TOKEN_ALG, authenticated_client, failed_request, gate_closed};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::secrets::Purpose;
 use crate::state::AppState;
 
 #[handler]
 pub async fn revoke(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    if let Some(closed) = gate_closed(req, state).await {
+        return closed;
+    }
     let (client, params) = match authenticated_client(req, body, state).await {
         Ok(x) => x,
-        Err(e) => return token_error(&e, basic_used(req)),
+        Err(e) => return failed_request(req, state, &e).await,
     };
     let Some(token) = params.get("token") else {
         return token_error(
@@ -85,9 +88,12 @@ async fn own_access_token(
 
 #[handler]
 pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    if let Some(closed) = gate_closed(req, state).await {
+        return closed;
+    }
     let (client, params) = match authenticated_client(req, body, state).await {
         Ok(x) => x,
-        Err(e) => return token_error(&e, basic_used(req)),
+        Err(e) => return failed_request(req, state, &e).await,
     };
     let Some(token) = params.get("token") else {
         return token_error(

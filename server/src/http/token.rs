@@ -8,6 +8,7 @@ use poem::{Request, Response, handler};
 use serde_json::{Map, Value, json};
 
 use super::authorize::is_form;
+use super::browser::client_ip;
 use super::respond::{json_ok, token_error};
 use crate::clients::authenticate;
 use crate::oauth::claims::{UserInfo, requested_names, user_claims};
@@ -42,10 +43,75 @@ pub async fn token_endpoint(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    match handle(req, body, state).await {
-        Ok(body) => json_ok(&body),
-        Err(e) => token_error(&e, basic_used(req)),
+    gated(req, state, handle(req, body, state)).await
+}
+
+/// Runs the token endpoint's work behind the address gate (see [`gate_closed`]); failed
+/// client authentication or grants count against the address.
+async fn gated(
+    req: &Request,
+    state: &AppState,
+    work: impl std::future::Future<Output = Result<Value, TokenError>>,
+) -> Response {
+    if let Some(closed) = gate_closed(req, state).await {
+        return closed;
     }
+    match work.await {
+        Ok(body) => json_ok(&body),
+        Err(e) => failed_request(req, state, &e).await,
+    }
+}
+
+/// For an address the gate holds back: 429 with `Retry-After`, before anything is checked.
+pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Response> {
+    let wait = state
+        .token_gate
+        .wait(
+            &state.store,
+            &state.pepper,
+            client_ip(req).as_deref(),
+            state.clock.now(),
+        )
+        .await;
+    match wait {
+        Ok(0) => None,
+        Ok(wait) => {
+            let mut resp = token_error(
+                &TokenError::new(
+                    T::InvalidRequest,
+                    format!("too many failed requests from this address; retry in {wait} s"),
+                ),
+                false,
+            );
+            resp.set_status(poem::http::StatusCode::TOO_MANY_REQUESTS);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, poem::http::HeaderValue::from(wait));
+            Some(resp)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "token endpoint throttle check failed");
+            None
+        }
+    }
+}
+
+/// The error response, after counting a failed client authentication or grant against the
+/// address.
+pub(super) async fn failed_request(req: &Request, state: &AppState, e: &TokenError) -> Response {
+    if matches!(e.code, T::InvalidClient | T::InvalidGrant)
+        && let Err(err) = state
+            .token_gate
+            .failed(
+                &state.store,
+                &state.pepper,
+                client_ip(req).as_deref(),
+                state.clock.now(),
+            )
+            .await
+    {
+        tracing::error!(error = %err, "counting a failed token request failed");
+    }
+    token_error(e, basic_used(req))
 }
 
 /// Whether the request authenticated with `Authorization: Basic` (RFC 6749 §5.2: then a failed

@@ -98,6 +98,90 @@ impl Keys {
     }
 }
 
+/// The token, revocation and introspection endpoints: failed requests (`invalid_client`; at
+/// the token endpoint also `invalid_grant`) are counted per client address in the store; after [`GATE_FREE`] within
+/// the window each further one doubles the address's wait, up to [`GATE_MAX_WAIT`]. Counting
+/// per client id would let a stranger stall a real client; client secrets are 256-bit, so
+/// only scanning is worth slowing, and that comes from addresses.
+///
+/// These endpoints are hot: each instance remembers an address's `blocked_until` for one
+/// second, so a busy client costs one database read a second, and a block set by another
+/// instance is seen within a second.
+#[derive(Default)]
+pub struct TokenGate {
+    seen: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
+}
+
+/// Failures an address may have at the token endpoint before waits begin.
+pub const GATE_FREE: i64 = 20;
+/// Longest wait for an address at the token endpoint.
+pub const GATE_MAX_WAIT: i64 = 60;
+/// Addresses remembered per instance before old entries are dropped.
+const GATE_REMEMBERED: usize = 10_000;
+
+impl TokenGate {
+    fn key(pepper: &Pepper, ip: Option<&str>) -> String {
+        let address = format!("token-ip:{}", ip.unwrap_or("unknown"));
+        pepper.digest(Purpose::Throttle, address.as_bytes())
+    }
+
+    /// Seconds the address must wait (0: go ahead).
+    pub async fn wait(
+        &self,
+        store: &Store,
+        pepper: &Pepper,
+        ip: Option<&str>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let ip_key = ip.unwrap_or("unknown").to_owned();
+        let cached = self.seen.lock().ok().and_then(|m| m.get(&ip_key).copied());
+        let until = match cached {
+            Some((checked_at, until)) if checked_at == now => until,
+            _ => {
+                let until = store.blocked_until(&[Self::key(pepper, ip)]).await?;
+                self.remember(ip_key, now, until);
+                until
+            }
+        };
+        Ok((until - now).max(0))
+    }
+
+    fn remember(&self, ip: String, now: i64, until: i64) {
+        if let Ok(mut m) = self.seen.lock() {
+            if m.len() >= GATE_REMEMBERED {
+                m.retain(|_, (checked_at, until)| *checked_at >= now - 1 || *until > now);
+                if m.len() >= GATE_REMEMBERED {
+                    m.clear();
+                }
+            }
+            m.insert(ip, (now, until));
+        }
+    }
+
+    /// Counts a failed request from the address, and blocks it when it is over its allowance.
+    pub async fn failed(
+        &self,
+        store: &Store,
+        pepper: &Pepper,
+        ip: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let key = Self::key(pepper, ip);
+        let n = store.record_failure(&key, now, WINDOW).await?;
+        let wait = if n <= GATE_FREE {
+            0
+        } else {
+            let exp = u32::try_from((n - GATE_FREE).min(20)).unwrap_or(20);
+            2i64.saturating_pow(exp).min(GATE_MAX_WAIT)
+        };
+        if wait > 0 {
+            store.block_until(&key, now + wait).await?;
+            self.remember(ip.unwrap_or("unknown").to_owned(), now, now + wait);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
