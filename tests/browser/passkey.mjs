@@ -6,11 +6,18 @@
 // the setup link: sign up and enrol a passkey at once -> sign out -> autofill (conditional)
 // passkey sign-in -> sign out -> usernameless passkey sign-in (button) during an OIDC
 // authorization -> consent -> code -> tokens whose amr says passkey; then another user's
-// password sign-in and adding a passkey on /account.
+// password sign-in, adding a passkey on /account, setting up TOTP, and signing in with the
+// password and a recovery code. Every page visited is checked with axe-core (WCAG 2.1 A/AA,
+// light and dark).
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { createHmac } from "node:crypto";
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 const env = (name) => {
   const v = process.env[name];
@@ -34,6 +41,47 @@ async function shot(page, name) {
   if (!SHOTS) return;
   mkdirSync(SHOTS, { recursive: true });
   await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
+}
+
+// Accessibility: axe-core's WCAG 2.1 A and AA rules on the page as it is, in the light and
+// the dark colour scheme (contrast differs). Violations are collected and fail the test.
+const a11yProblems = [];
+const checkedPages = [];
+async function a11y(page, name) {
+  // Evaluated through the DevTools protocol, which the page's CSP does not govern.
+  await page.evaluate(AXE);
+  for (const scheme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: scheme });
+    const result = await page.evaluate(() =>
+      window.axe.run(document, {
+        runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+      }),
+    );
+    assert.ok(result.passes.length > 5, `axe ran its rules on ${name}`);
+    for (const v of result.violations) {
+      a11yProblems.push(
+        `${name} (${scheme}): ${v.id}: ${v.help} -- ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`,
+      );
+    }
+  }
+  await page.emulateMedia({ colorScheme: process.env.COLOR_SCHEME === "dark" ? "dark" : "light" });
+  checkedPages.push(name);
+}
+
+// RFC 6238 TOTP (SHA-1, 6 digits, 30 s) from the base32 secret the setup page shows.
+function totp(base32, time = Date.now() / 1000) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of base32.replace(/[\s=]/g, "").toUpperCase()) {
+    bits += alphabet.indexOf(c).toString(2).padStart(5, "0");
+  }
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(time / 30)));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  const n = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(n).padStart(6, "0");
 }
 
 const browser = await chromium.launch({
@@ -79,6 +127,7 @@ try {
   // 1. Sign up through the setup link: the account and its passkey at once.
   await page.goto(SETUP_LINK);
   await shot(page, "sign-up");
+  await a11y(page, "sign-up");
   assert.match(await page.textContent("h1"), /first administrator/);
   await page.fill("#email", "admin@example.com");
   await page.fill("#name", "Ada Admin");
@@ -91,6 +140,7 @@ try {
   assert.equal(credentials.length, 1, "one credential on the authenticator");
   assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential");
   await shot(page, "account");
+  await a11y(page, "account");
 
   // 2. Sign out, with the authenticator's user presence off: the sign-in page's autofill
   // request (conditional mediation) then waits instead of completing on its own.
@@ -130,10 +180,13 @@ try {
   await page.goto(auth.toString());
   await page.waitForSelector("#passkey-signin:not([hidden])");
   assert.equal(await page.inputValue("#email"), "", "no username typed");
+  await shot(page, "sign-in");
+  await a11y(page, "sign-in");
   await presence(true);
   await page.click("#passkey-signin");
   await page.waitForSelector('button[value="allow"]');
   await shot(page, "consent");
+  await a11y(page, "consent");
   await page.click('button[value="allow"]');
   await page.waitForURL(`${REDIRECT}**`);
   assert.ok(callback, "the browser came back to the client");
@@ -172,20 +225,74 @@ try {
   // administrator in with their passkey.
   await presence(false);
   await context.clearCookies();
+  // With the keyboard only: the email field has the focus, Tab goes on to the password,
+  // Enter signs in.
   await page.goto(`${BASE}/login`);
-  await page.fill('input[autocomplete="username webauthn"]', EMAIL);
-  await page.fill('input[autocomplete="current-password"]', PASSWORD);
-  await Promise.all([
-    page.waitForURL(`${BASE}/account`),
-    page.click('button:has-text("Sign in with password")'),
-  ]);
+  const focused = () => page.evaluate(() => document.activeElement && document.activeElement.id);
+  assert.equal(await focused(), "email", "the sign-in page starts in the email field");
+  await page.keyboard.type(EMAIL);
+  await page.keyboard.press("Tab");
+  assert.equal(await focused(), "password", "Tab moves to the password");
+  await page.keyboard.type(PASSWORD);
+  await Promise.all([page.waitForURL(`${BASE}/account`), page.keyboard.press("Enter")]);
   await presence(true);
   await page.fill("#passkey-name", "Second key");
   await Promise.all([page.waitForURL(`${BASE}/account`, { waitUntil: "load" }), page.click("#passkey-add")]);
   await page.waitForSelector('text="Second key"');
 
+  // 7. That user sets up an authenticator app (a code computed from the secret the page
+  // shows), keeps the recovery codes, signs out, and signs in with the password and a
+  // recovery code (the enrolment's code is spent, and no code is accepted twice).
+  await page.click('button:has-text("Set up an authenticator app")');
+  await page.waitForSelector("svg.qr");
+  await shot(page, "totp-setup");
+  await a11y(page, "totp-setup");
+  await page.click("summary:has-text(\"Can't scan it?\")");
+  const secret = (await page.textContent("#totp-secret")).replace(/\s/g, "");
+  assert.match(await page.getAttribute("#totp-uri", "href"), /^otpauth:\/\/totp\//);
+  await page.fill("#code", totp(secret));
+  await page.click('button:has-text("Turn on")');
+  await page.waitForSelector("#recovery-codes");
+  await a11y(page, "recovery-codes");
+  const codes = (await page.$$eval("#recovery-codes code", (els) => els.map((e) => e.textContent)));
+  assert.equal(codes.length, 10, "ten recovery codes");
+  await Promise.all([page.waitForURL(`${BASE}/account`), page.click('a:has-text("I have saved them")')]);
+  await page.waitForSelector("text=10 of 10 recovery codes left");
+  await presence(false);
+  await Promise.all([page.waitForURL(`${BASE}/login`), page.click('form[action="/account/signout"] button')]);
+  await page.fill('input[autocomplete="username webauthn"]', EMAIL);
+  await page.fill('input[autocomplete="current-password"]', PASSWORD);
+  await page.click('button:has-text("Sign in with password")');
+  await page.waitForSelector('input[autocomplete="one-time-code"]');
+  await shot(page, "second-factor");
+  await a11y(page, "second-factor");
+  await page.click("summary:has-text(\"Use a recovery code instead\")");
+  await page.fill("#recovery-code", codes[0]);
+  await Promise.all([
+    page.waitForURL(`${BASE}/account`),
+    page.click('button:has-text("Use recovery code")'),
+  ]);
+  await page.waitForSelector("text=9 of 10 recovery codes left");
+
+  // 8. The password-reset request page, signed out.
+  await context.clearCookies();
+  await page.goto(`${BASE}/reset`);
+  await a11y(page, "reset");
+  // The checker itself catches a problem: the same page with its field's label detached.
+  await page.evaluate(() => document.querySelector('label[for="email"]').removeAttribute("for"));
+  const before = a11yProblems.length;
+  await a11y(page, "reset without its label (self-check)");
+  assert.ok(
+    a11yProblems.slice(before).some((p) => p.includes("label")),
+    "axe reports a field without a label",
+  );
+  a11yProblems.splice(before);
+  checkedPages.pop();
+
   assert.deepEqual(problems, [], "no script or CSP errors in the pages");
-  console.log("PASS browser: setup link sign-up with a passkey -> autofill sign-in -> button sign-in -> OIDC code -> amr", JSON.stringify(claims.amr), "; password sign-in -> add passkey");
+  assert.deepEqual(a11yProblems, [], "no WCAG 2.1 A/AA violations (axe-core)");
+  console.log("PASS browser: setup link sign-up with a passkey -> autofill sign-in -> button sign-in -> OIDC code -> amr", JSON.stringify(claims.amr), "; password sign-in -> add passkey -> TOTP set-up -> password + recovery code sign-in");
+  console.log(`PASS accessibility: axe-core ${JSON.parse(readFileSync(require.resolve("axe-core/package.json"), "utf8")).version}, WCAG 2.1 A/AA, light and dark: ${checkedPages.join(", ")}`);
 } catch (e) {
   failed = true;
   console.error("FAIL browser:", e);
