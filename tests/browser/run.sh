@@ -4,7 +4,7 @@
 # headless Chromium through passkey.mjs. Needs Node.js, Debian's chromium, and a built
 # `latchkey` (LATCHKEY_BIN, default $CARGO_TARGET_DIR/debug/latchkey).
 #
-#   tests/browser/run.sh                       # installs playwright-core with npm ci first
+#   tests/browser/run.sh                       # installs playwright-core and axe-core with npm ci first
 #   SCREENSHOTS=docs/screenshots tests/browser/run.sh   # also saves page screenshots
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+# npm ci when the installed packages are missing or older than the lock file.
+if [ ! -f "$here/node_modules/.package-lock.json" ] || [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
