@@ -118,7 +118,8 @@ impl AppState {
             .map_err(|e| StartError(one_line(e)))?;
 
         let webauthn = crate::signin::passkey::relying_party(&config).map_err(StartError)?;
-        let views = Views::new(config.http.templates_dir.clone());
+        let views = Views::new(config.http.templates_dir.clone())
+            .map_err(|e| StartError(format!("messages: {}", one_line(e))))?;
         views
             .check()
             .map_err(|e| StartError(format!("templates: {}", one_line(e))))?;

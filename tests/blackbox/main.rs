@@ -11,6 +11,7 @@ mod flow;
 mod harness;
 mod keys;
 mod mail;
+mod messages;
 mod oidc;
 mod passkeys;
 mod registration;

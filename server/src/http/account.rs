@@ -15,6 +15,7 @@ use super::respond::{error_page, page};
 use crate::oauth::params::Params;
 use crate::state::{AppState, secs};
 use crate::store::{Session, User};
+use crate::views::{Msg, Views};
 
 /// The signed-in session and its user, if the browser has a live session.
 pub async fn signed_in_user(state: &AppState, req: &Request) -> Option<(Session, User)> {
@@ -44,9 +45,6 @@ pub async fn account_form(
     Ok((form, session, user))
 }
 
-/// What a sensitive change without a recent sign-in is told.
-pub const SIGN_IN_AGAIN: &str = "To do this, sign in again first: it has been a while.";
-
 /// Whether the session's sign-in is recent enough for sensitive changes
 /// (`sessions.recent_signin`).
 pub fn recently_signed_in(state: &AppState, session: &Session) -> bool {
@@ -61,7 +59,8 @@ pub async fn account_failed(
     error: impl std::fmt::Display,
 ) -> Response {
     tracing::error!(%error, action, "an account action failed");
-    account_with_message(state, req, None, Some("Something went wrong. Try again.")).await
+    let error = state.views.msg(Msg::ErrorTryAgain);
+    account_with_message(state, req, None, Some(error)).await
 }
 
 fn see_other(location: &str) -> Response {
@@ -90,9 +89,9 @@ fn when(unix: i64) -> String {
 }
 
 /// A short description of a browser from its User-Agent: "Firefox on Linux".
-pub fn describe_browser(ua: Option<&str>) -> String {
+pub fn describe_browser(views: &Views, ua: Option<&str>) -> String {
     let Some(ua) = ua else {
-        return "Unknown browser".into();
+        return views.msg(Msg::BrowserUnknown).to_owned();
     };
     let browser = [
         ("Edg/", "Edge"),
@@ -104,7 +103,7 @@ pub fn describe_browser(ua: Option<&str>) -> String {
     ]
     .iter()
     .find(|(needle, _)| ua.contains(needle))
-    .map_or("Browser", |(_, name)| name);
+    .map(|(_, name)| *name);
     let os = [
         ("Android", "Android"),
         ("iPhone", "iOS"),
@@ -117,10 +116,13 @@ pub fn describe_browser(ua: Option<&str>) -> String {
     .iter()
     .find(|(needle, _)| ua.contains(needle))
     .map(|(_, name)| *name);
-    match os {
-        Some(os) => format!("{browser} on {os}"),
-        None if browser == "Browser" => ua.chars().take(60).collect(),
-        None => browser.to_owned(),
+    match (browser, os) {
+        (browser, Some(os)) => {
+            let browser = browser.unwrap_or_else(|| views.msg(Msg::BrowserGeneric));
+            views.msg_with(Msg::BrowserOnOs, &[("browser", browser), ("os", os)])
+        }
+        (None, None) => ua.chars().take(60).collect(),
+        (Some(browser), None) => browser.to_owned(),
     }
 }
 
@@ -182,8 +184,8 @@ pub async fn account_with_message(
             return error_page(
                 state,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Please try again in a moment.",
+                Msg::ErrorTitle,
+                Msg::ErrorMessage,
             );
         }
     };
@@ -201,7 +203,7 @@ pub async fn account_with_message(
         .into_iter()
         .map(|s| SessionView {
             current: s.sid == session.sid,
-            browser: describe_browser(s.user_agent.as_deref()),
+            browser: describe_browser(&state.views, s.user_agent.as_deref()),
             ip: s.ip,
             created: when(s.created_at),
             last_used: when(s.last_seen_at),
@@ -304,8 +306,8 @@ pub async fn revoke_session(
         Ok(false) => error_page(
             state,
             StatusCode::NOT_FOUND,
-            "Not found",
-            "That session has already ended.",
+            Msg::NotFoundTitle,
+            Msg::SessionNotFound,
         ),
         Err(e) => account_failed(state, req, "ending a session", e).await,
     }
@@ -357,9 +359,28 @@ pub async fn revoke_app(
         Ok(false) => error_page(
             state,
             StatusCode::NOT_FOUND,
-            "Not found",
-            "That application is not connected to your account.",
+            Msg::NotFoundTitle,
+            Msg::AppNotFound,
         ),
         Err(e) => account_failed(state, req, "disconnecting an application", e).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_browser_names_browser_and_system_from_the_catalog() {
+        let views = Views::new(None).unwrap();
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        assert_eq!(describe_browser(&views, Some(firefox)), "Firefox on Linux");
+        assert_eq!(
+            describe_browser(&views, Some("Mozilla/5.0 (Windows NT 10.0)")),
+            "Browser on Windows"
+        );
+        assert_eq!(describe_browser(&views, Some("Opera/9.80 OPR/1")), "Opera");
+        assert_eq!(describe_browser(&views, Some("curl/8.5.0")), "curl/8.5.0");
+        assert_eq!(describe_browser(&views, None), "Unknown browser");
     }
 }

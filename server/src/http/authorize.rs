@@ -6,16 +6,19 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 
 use super::browser::{append_cookie, csrf_token, current_session};
-use super::respond::{allow_form_redirect, authorize_error, authorize_success, error_page, page};
+use super::respond::{
+    allow_form_redirect, authorize_error, authorize_success, error_page, error_page_text, page,
+};
 use crate::oauth::authorize::{
-    AuthzRequest, Rejection, acr_satisfied, validate, wants_phishing_resistant,
+    AuthzRequest, PageReason, Rejection, acr_satisfied, validate, wants_phishing_resistant,
 };
 use crate::oauth::client::Client;
 use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
-use crate::oauth::params::Params;
+use crate::oauth::params::{Params, ParamsError};
 use crate::secrets::{Purpose, random_token};
 use crate::state::{AppState, secs};
 use crate::store::{Authn, CodeRow, Session};
+use crate::views::Msg;
 
 #[handler]
 pub async fn authorize(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
@@ -24,8 +27,8 @@ pub async fn authorize(req: &Request, body: poem::Body, Data(state): Data<&AppSt
             return error_page(
                 state,
                 StatusCode::BAD_REQUEST,
-                "Invalid request",
-                "An authorization request sent with POST must be form-encoded.",
+                Msg::InvalidRequestTitle,
+                Msg::AuthorizePostNotForm,
             );
         }
         match body.into_vec().await {
@@ -34,8 +37,8 @@ pub async fn authorize(req: &Request, body: poem::Body, Data(state): Data<&AppSt
                 return error_page(
                     state,
                     StatusCode::BAD_REQUEST,
-                    "Invalid request",
-                    "The request body could not be read.",
+                    Msg::InvalidRequestTitle,
+                    Msg::BodyUnreadable,
                 );
             }
         }
@@ -45,17 +48,26 @@ pub async fn authorize(req: &Request, body: poem::Body, Data(state): Data<&AppSt
     let params = match Params::parse(&raw) {
         Ok(p) => p,
         Err(e) => {
-            return error_page(
+            return error_page_text(
                 state,
                 StatusCode::BAD_REQUEST,
-                "Invalid request",
-                &e.to_string(),
+                Msg::InvalidRequestTitle,
+                &params_error(state, &e),
             );
         }
     };
     let now = state.clock.now();
     let session = current_session(state, req, now).await;
     run(state, req, params, session, None, now).await
+}
+
+/// What the user is told about a request whose parameters could not be read.
+fn params_error(state: &AppState, e: &ParamsError) -> String {
+    match e {
+        ParamsError::Repeated(name) => state.views.msg_with(Msg::ParamRepeated, &[("name", name)]),
+        ParamsError::TooLong(name) => state.views.msg_with(Msg::ParamTooLong, &[("name", name)]),
+        ParamsError::TooMany => state.views.msg(Msg::ParamsTooMany).to_owned(),
+    }
 }
 
 pub fn is_form(req: &Request) -> bool {
@@ -71,8 +83,8 @@ pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Cli
             Err(error_page(
                 state,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Please try again in a moment.",
+                Msg::ErrorTitle,
+                Msg::ErrorMessage,
             ))
         }
     }
@@ -98,10 +110,16 @@ pub async fn run(
     let request = match validate(&params, client.as_ref()) {
         Ok(r) => r,
         Err(Rejection::Page(why)) => {
+            let why = match why {
+                PageReason::NoClientId => Msg::NoClientId,
+                PageReason::UnknownClient => Msg::ClientNotRegistered,
+                PageReason::NoRedirectUri => Msg::NoRedirectUri,
+                PageReason::UnregisteredRedirectUri => Msg::RedirectUriUnregistered,
+            };
             return error_page(
                 state,
                 StatusCode::BAD_REQUEST,
-                "Invalid authorization request",
+                Msg::AuthorizeInvalidTitle,
                 why,
             );
         }
@@ -111,8 +129,8 @@ pub async fn run(
         return error_page(
             state,
             StatusCode::BAD_REQUEST,
-            "Invalid authorization request",
-            "Unknown client.",
+            Msg::AuthorizeInvalidTitle,
+            Msg::UnknownClient,
         );
     };
     let fail = |code: E, why: &'static str| {

@@ -7,15 +7,14 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
-use super::account::{
-    SIGN_IN_AGAIN, account_failed, account_form, account_with_message, recently_signed_in,
-};
+use super::account::{account_failed, account_form, account_with_message, recently_signed_in};
 use super::browser::client_ip;
 use super::login::checked_form;
 use super::respond::{error_page, form_page, page};
 use crate::signin::{email_link_digests, new_email_link, throttle, validate_email};
 use crate::state::{AppState, secs};
 use crate::store::{EMAIL_LINK_EMAIL, StoreError, email_key};
+use crate::views::Msg;
 
 #[handler]
 pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
@@ -24,23 +23,28 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
         Err(resp) => return resp,
     };
     let Ok(new) = validate_email(form.get("email").unwrap_or_default()) else {
-        return account_with_message(state, req, None, Some("Enter a valid email address.")).await;
+        let error = state.views.msg(Msg::InvalidEmail);
+        return account_with_message(state, req, None, Some(error)).await;
     };
     let same = email_key(&new) == email_key(&user.email);
     if same && user.email_verified {
-        return account_with_message(state, req, Some("That is already your address."), None).await;
+        let notice = state.views.msg(Msg::EmailAlreadyYours);
+        return account_with_message(state, req, Some(notice), None).await;
     }
     // Verifying the address the account has is harmless; moving the account to another
     // address (where password resets will go) needs a fresh sign-in.
     if !same && !recently_signed_in(state, &session) {
-        return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+        let error = state.views.msg(Msg::SignInAgain);
+        return account_with_message(state, req, None, Some(error)).await;
     }
     let now = state.clock.now();
     let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &new);
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
-            let msg = format!("Too many requests. Try again in {wait} seconds.");
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
             return account_with_message(state, req, None, Some(&msg)).await;
         }
         Err(e) => tracing::error!(error = %e, "address change throttle check failed"),
@@ -73,14 +77,12 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
         );
     }
     tracing::info!(user = %user.id, change = !same, "address link sent");
-    let notice = format!(
-        "We have sent a link to {new}. {}",
-        if same {
-            "Open it to confirm your address."
-        } else {
-            "Your address changes when you open it."
-        }
-    );
+    let sent = if same {
+        Msg::EmailLinkSentVerify
+    } else {
+        Msg::EmailLinkSentChange
+    };
+    let notice = state.views.msg_with(sent, &[("address", &new)]);
     account_with_message(state, req, Some(&notice), None).await
 }
 
@@ -94,8 +96,8 @@ fn unusable(state: &AppState) -> Response {
     error_page(
         state,
         StatusCode::BAD_REQUEST,
-        "This link cannot be used",
-        "It was used already, or it expired. Ask for a new one on your account page.",
+        Msg::LinkUnusableTitle,
+        Msg::EmailLinkUnusable,
     )
 }
 
@@ -104,8 +106,8 @@ fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
     error_page(
         state,
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "Please try again in a moment.",
+        Msg::ErrorTitle,
+        Msg::ErrorMessage,
     )
 }
 
@@ -151,8 +153,8 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
             return error_page(
                 state,
                 StatusCode::CONFLICT,
-                "This address is taken",
-                "Another account uses this address now. Choose another one on your account page.",
+                Msg::EmailTakenTitle,
+                Msg::EmailTakenMessage,
             );
         }
         Err(e) => return failed(state, e),

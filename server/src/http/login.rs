@@ -15,8 +15,7 @@ use crate::secrets::{Purpose, random_token};
 use crate::signin::throttle;
 use crate::state::{AppState, secs};
 use crate::store::NewSession;
-
-const WRONG: &str = "The email or password is not right.";
+use crate::views::Msg;
 
 /// The single-factor password method: RFC 8176 `pwd`, ACR level 1.
 const PASSWORD_AMR: &str = "pwd";
@@ -37,16 +36,16 @@ pub async fn checked_form(
         return Err(error_page(
             state,
             StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "The form could not be read.",
+            Msg::InvalidRequestTitle,
+            Msg::FormUnreadable,
         ));
     };
     if !csrf_ok(state, req, form.get("csrf_token")) {
         return Err(error_page(
             state,
             StatusCode::FORBIDDEN,
-            "This form has expired",
-            "Go back, reload the page and try again.",
+            Msg::FormExpiredTitle,
+            Msg::FormExpiredMessage,
         ));
     }
     Ok(form)
@@ -75,7 +74,9 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
-            let msg = format!("Too many attempts. Try again in {} seconds.", wait);
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
             return retry_page(
                 state,
                 req,
@@ -95,8 +96,8 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
             return error_page(
                 state,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Please try again in a moment.",
+                Msg::ErrorTitle,
+                Msg::ErrorMessage,
             );
         }
     };
@@ -115,7 +116,7 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
             state,
             req,
             &request,
-            WRONG,
+            state.views.msg(Msg::WrongPassword),
             &email,
             StatusCode::UNAUTHORIZED,
         )
@@ -183,8 +184,8 @@ pub async fn signed_in(
         return error_page(
             state,
             StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            "Please try again in a moment.",
+            Msg::ErrorTitle,
+            Msg::ErrorMessage,
         );
     }
     let location = if request.contains("client_id") {
@@ -260,8 +261,8 @@ pub async fn consent(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         return error_page(
             state,
             StatusCode::FORBIDDEN,
-            "You are signed out",
-            "Sign in again from the application.",
+            Msg::SignedOutTitle,
+            Msg::SignedOutMessage,
         );
     };
     let decision = match form.get("decision") {
@@ -271,8 +272,8 @@ pub async fn consent(req: &Request, body: poem::Body, Data(state): Data<&AppStat
             return error_page(
                 state,
                 StatusCode::BAD_REQUEST,
-                "Invalid request",
-                "Choose Allow or Deny.",
+                Msg::InvalidRequestTitle,
+                Msg::ConsentChoose,
             );
         }
     };
@@ -280,8 +281,8 @@ pub async fn consent(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         return error_page(
             state,
             StatusCode::BAD_REQUEST,
-            "Invalid request",
-            "The form could not be read.",
+            Msg::InvalidRequestTitle,
+            Msg::FormUnreadable,
         );
     };
     run(state, req, request, Some(session), Some(decision), now).await

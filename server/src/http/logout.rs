@@ -18,27 +18,21 @@ use super::browser::{
 use super::respond::{error_page, page};
 use crate::oauth::params::Params;
 use crate::state::AppState;
+use crate::views::Msg;
 
 #[handler]
 pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let bad = |msg: &str| {
-        error_page(
-            state,
-            StatusCode::BAD_REQUEST,
-            "Sign-out request not valid",
-            msg,
-        )
-    };
+    let bad = |msg: Msg| error_page(state, StatusCode::BAD_REQUEST, Msg::LogoutInvalidTitle, msg);
     let raw = if req.method() == Method::POST {
         if !is_form(req) {
-            return bad("A sign-out request sent with POST must be form-encoded.");
+            return bad(Msg::LogoutPostNotForm);
         }
         body.into_vec().await.unwrap_or_default()
     } else {
         req.uri().query().unwrap_or_default().as_bytes().to_vec()
     };
     let Ok(outer) = Params::parse(&raw) else {
-        return bad("The request repeats a parameter or is too large.");
+        return bad(Msg::LogoutParamsUnreadable);
     };
     // The confirmation form carries the original request.
     let (params, confirmed) = if req.method() == Method::POST && outer.get("confirm") == Some("yes")
@@ -47,13 +41,13 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
             return error_page(
                 state,
                 StatusCode::FORBIDDEN,
-                "This form has expired",
-                "Go back, reload the page and try again.",
+                Msg::FormExpiredTitle,
+                Msg::FormExpiredMessage,
             );
         }
         match Params::parse(outer.get("request").unwrap_or_default().as_bytes()) {
             Ok(p) => (p, true),
-            Err(_) => return bad("The form could not be read."),
+            Err(_) => return bad(Msg::FormUnreadable),
         }
     } else {
         (outer, false)
@@ -64,7 +58,7 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
         None => None,
         Some(h) => match hint_claims(state, h, params.get("client_id"), now).await {
             Some(c) => Some(c),
-            None => return bad("The id_token_hint is not an ID Token this server issued."),
+            None => return bad(Msg::LogoutBadHint),
         },
     };
     let client_id = hint
@@ -74,7 +68,7 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
     let client = match &client_id {
         Some(id) => match load_client(state, id).await {
             Ok(Some(c)) => Some(c),
-            Ok(None) => return bad("The application is not registered here."),
+            Ok(None) => return bad(Msg::ClientNotRegistered),
             Err(resp) => return resp,
         },
         None => None,
@@ -91,10 +85,10 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
                 Some(uri.to_owned())
             }
             Some(_) => {
-                return bad("The post_logout_redirect_uri is not registered for this application.");
+                return bad(Msg::LogoutRedirectUnregistered);
             }
             None => {
-                return bad("A post_logout_redirect_uri needs an id_token_hint or a client_id.");
+                return bad(Msg::LogoutRedirectNeedsClient);
             }
         },
     };
@@ -126,8 +120,8 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
                 return error_page(
                     state,
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "Please try again.",
+                    Msg::ErrorTitle,
+                    Msg::ErrorPleaseTryAgain,
                 );
             }
             tracing::info!(user = %s.user_id, "signed out");

@@ -22,8 +22,7 @@ use crate::oauth::params::Params;
 use crate::signin::passkey::{self, PasskeyError};
 use crate::signin::throttle;
 use crate::state::AppState;
-
-const FAILED: &str = "That passkey could not be used to sign in. Try again, or use your password.";
+use crate::views::Msg;
 
 #[handler]
 pub async fn signin_options(
@@ -63,7 +62,9 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
-            let msg = format!("Too many attempts. Try again in {wait} seconds.");
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
             return retry_page(
                 state,
                 req,
@@ -89,8 +90,8 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
             return error_page(
                 state,
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Please try again in a moment.",
+                Msg::ErrorTitle,
+                Msg::ErrorMessage,
             );
         }
         Err(e) => {
@@ -98,7 +99,8 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
             if let Err(e) = throttle.failed(&state.store, now).await {
                 tracing::error!(error = %e, "recording a failed sign-in failed");
             }
-            return retry_page(state, req, &request, FAILED, "", StatusCode::UNAUTHORIZED).await;
+            let msg = state.views.msg(Msg::PasskeySigninFailed);
+            return retry_page(state, req, &request, msg, "", StatusCode::UNAUTHORIZED).await;
         }
     };
     tracing::info!(user = %signed.user_id, passkey = %signed.passkey_id, "signed in with a passkey");
@@ -147,24 +149,14 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             account_redirect()
         }
         Err(PasskeyError::AlreadyRegistered) => {
-            account_with_message(
-                state,
-                req,
-                None,
-                Some("That passkey is already registered."),
-            )
-            .await
+            let error = state.views.msg(Msg::PasskeyAlreadyRegistered);
+            account_with_message(state, req, None, Some(error)).await
         }
         Err(PasskeyError::Store(e)) => account_failed(state, req, "adding a passkey", e).await,
         Err(e) => {
             tracing::info!(reason = %e, "passkey registration refused");
-            account_with_message(
-                state,
-                req,
-                None,
-                Some("The passkey was not added. Try again."),
-            )
-            .await
+            let error = state.views.msg(Msg::PasskeyNotAdded);
+            account_with_message(state, req, None, Some(error)).await
         }
     }
 }
@@ -181,7 +173,8 @@ pub async fn rename(
         Err(resp) => return resp,
     };
     let Some(name) = passkey::clean_name(form.get("name").unwrap_or_default()) else {
-        return account_with_message(state, req, None, Some("Give the passkey a name.")).await;
+        let error = state.views.msg(Msg::PasskeyNameRequired);
+        return account_with_message(state, req, None, Some(error)).await;
     };
     match state.store.rename_passkey(&user.id, &id, &name).await {
         Ok(true) => account_redirect(),
@@ -221,11 +214,11 @@ pub async fn delete(
                 return not_found(state);
             }
             let why = if !has_password {
-                "This is your only passkey and you have no password: add another passkey before removing it."
+                Msg::PasskeyOnlyWayIn
             } else {
-                "To remove your last passkey, sign in again first."
+                Msg::PasskeyLastNeedsSignIn
             };
-            account_with_message(state, req, None, Some(why)).await
+            account_with_message(state, req, None, Some(state.views.msg(why))).await
         }
         Err(e) => account_failed(state, req, "removing a passkey", e).await,
     }
@@ -235,7 +228,7 @@ fn not_found(state: &AppState) -> Response {
     error_page(
         state,
         StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no such passkey on your account.",
+        Msg::NotFoundTitle,
+        Msg::PasskeyNotFound,
     )
 }

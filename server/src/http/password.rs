@@ -4,13 +4,12 @@
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::account::{
-    SIGN_IN_AGAIN, account_failed, account_form, account_with_message, recently_signed_in,
-};
+use super::account::{account_failed, account_form, account_with_message, recently_signed_in};
 use super::browser::client_ip;
 use crate::signin::password::{self, PasswordError};
 use crate::signin::throttle;
 use crate::state::AppState;
+use crate::views::Msg;
 
 #[handler]
 pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
@@ -26,14 +25,17 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
     if !recently_signed_in(state, &session) {
         let Some(current) = current else {
             // Nothing to prove it with: setting a first password needs a fresh sign-in.
-            return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+            let error = state.views.msg(Msg::SignInAgain);
+            return account_with_message(state, req, None, Some(error)).await;
         };
         // Guessing the current password here counts as failed sign-ins for the account.
         let throttle = throttle::Keys::new(&state.pepper, client_ip(req).as_deref(), &user.email);
         match throttle.wait(&state.store, now).await {
             Ok(0) => {}
             Ok(wait) => {
-                let msg = format!("Too many attempts. Try again in {wait} seconds.");
+                let msg = state
+                    .views
+                    .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
                 return account_with_message(state, req, None, Some(&msg)).await;
             }
             Err(e) => tracing::error!(error = %e, "password change throttle check failed"),
@@ -43,13 +45,8 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
             if let Err(e) = throttle.failed(&state.store, now).await {
                 tracing::error!(error = %e, "recording a failed password check failed");
             }
-            return account_with_message(
-                state,
-                req,
-                None,
-                Some("Your current password is not right."),
-            )
-            .await;
+            let error = state.views.msg(Msg::WrongCurrentPassword);
+            return account_with_message(state, req, None, Some(error)).await;
         }
     }
     let new = form.get("new_password").unwrap_or_default().to_owned();
@@ -58,7 +55,10 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
         Err(PasswordError::Hash) => {
             return account_failed(state, req, "hashing a password", "argon2").await;
         }
-        Err(e) => return account_with_message(state, req, None, Some(password::advice(&e))).await,
+        Err(e) => {
+            let error = state.views.msg(password::advice(&e));
+            return account_with_message(state, req, None, Some(error)).await;
+        }
     };
     match state
         .store
@@ -67,13 +67,8 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
     {
         Ok(()) => {
             tracing::info!(user = %user.id, "password changed from the account page");
-            account_with_message(
-                state,
-                req,
-                Some("Your password is saved. Any other browser signed in to your account was signed out."),
-                None,
-            )
-            .await
+            let notice = state.views.msg(Msg::PasswordSaved);
+            account_with_message(state, req, Some(notice), None).await
         }
         Err(e) => account_failed(state, req, "saving a password", e).await,
     }

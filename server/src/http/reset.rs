@@ -14,6 +14,7 @@ use crate::signin::password::{self, PasswordError};
 use crate::signin::{throttle, validate_email};
 use crate::state::{AppState, secs};
 use crate::store::EMAIL_LINK_RESET;
+use crate::views::Msg;
 
 fn request_page(
     state: &AppState,
@@ -53,7 +54,7 @@ pub async fn reset_request(
             req,
             StatusCode::BAD_REQUEST,
             false,
-            Some("Enter a valid email address."),
+            Some(state.views.msg(Msg::InvalidEmail)),
         );
     };
     let now = state.clock.now();
@@ -61,7 +62,9 @@ pub async fn reset_request(
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
-            let msg = format!("Too many requests. Try again in {wait} seconds.");
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
             return request_page(state, req, StatusCode::TOO_MANY_REQUESTS, false, Some(&msg));
         }
         Err(e) => tracing::error!(error = %e, "reset throttle check failed"),
@@ -112,8 +115,8 @@ fn unusable(state: &AppState) -> Response {
     error_page(
         state,
         StatusCode::BAD_REQUEST,
-        "This link cannot be used",
-        "It was used already, or it expired. Ask for a new one on the sign-in page.",
+        Msg::LinkUnusableTitle,
+        Msg::ResetLinkUnusable,
     )
 }
 
@@ -150,8 +153,8 @@ fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
     error_page(
         state,
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "Please try again in a moment.",
+        Msg::ErrorTitle,
+        Msg::ErrorMessage,
     )
 }
 
@@ -198,7 +201,7 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
                 req,
                 &token,
                 StatusCode::BAD_REQUEST,
-                Some(password::advice(&e)),
+                Some(state.views.msg(password::advice(&e))),
             );
         }
     };

@@ -10,6 +10,7 @@ use crate::oauth::authorize::{
 };
 use crate::oauth::error::{AuthorizeError, BearerError, TokenError, TokenErrorCode};
 use crate::state::AppState;
+use crate::views::Msg;
 
 /// A page with forms: `ctx` plus the `csrf_token` they carry (and its cookie, when the
 /// browser has none yet).
@@ -44,13 +45,24 @@ pub fn page(state: &AppState, status: StatusCode, template: &str, ctx: impl Seri
             Response::builder()
                 .status(StatusCode::INTERNAL_SERVER_ERROR)
                 .content_type("text/plain; charset=utf-8")
-                .body("Something went wrong on our side.")
+                .body(state.views.msg(Msg::RenderFailed).to_owned())
         }
     }
 }
 
 /// A readable HTML error page: for anything a browser shows, never a redirect.
-pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
+pub fn error_page(state: &AppState, status: StatusCode, title: Msg, message: Msg) -> Response {
+    error_page_text(state, status, title, state.views.msg(message))
+}
+
+/// An error page whose message is already made (a message with its placeholders filled in).
+pub fn error_page_text(
+    state: &AppState,
+    status: StatusCode,
+    title: Msg,
+    message: &str,
+) -> Response {
+    let title = state.views.msg(title);
     page(
         state,
         status,
@@ -67,7 +79,8 @@ fn json_no_store(status: StatusCode) -> poem::ResponseBuilder {
         .header(header::PRAGMA, "no-cache")
 }
 
-/// A JSON error for the page scripts' endpoints: `{"error": message}`.
+/// A JSON error for the page scripts' endpoints: `{"error": message}`. The scripts show the
+/// page's own text on failure, never this one, so these are not in `messages.toml`.
 pub fn json_error(status: StatusCode, message: &str) -> Response {
     let mut resp = json_ok(&json!({ "error": message }));
     resp.set_status(status);

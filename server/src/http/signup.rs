@@ -22,33 +22,30 @@ use crate::signin::password::{self, PasswordError};
 use crate::signin::{throttle, validate_email};
 use crate::state::{AppState, secs};
 use crate::store::{AccountError, Invite, NewAccount};
-
-const UNUSABLE: &str = "This invitation cannot be used (it was used already, or it expired). Ask an administrator for a new one.";
+use crate::views::Msg;
 
 /// The invite a token names, if usable; Err with what to tell the visitor otherwise. With
 /// `signup.policy = "closed"` only the administrator setup link works.
-async fn invite_for(state: &AppState, token: &str) -> Result<Option<Invite>, &'static str> {
+async fn invite_for(state: &AppState, token: &str) -> Result<Option<Invite>, Msg> {
     let policy = state.config.signup.policy;
     if token.is_empty() {
         return Err(match policy {
-            SignupPolicy::Open => {
-                "Start from the sign-up page: we mail you a link to create your account."
-            }
-            _ => "Accounts here are created by invitation. Ask an administrator for a link.",
+            SignupPolicy::Open => Msg::SignupStartFromPage,
+            _ => Msg::InviteOnly,
         });
     }
     if token.len() > 64 {
-        return Err(UNUSABLE);
+        return Err(Msg::InviteUnusable);
     }
     let digests = state
         .pepper
         .lookup_digests(Purpose::Invite, token.as_bytes());
     match state.store.usable_invite(&digests, state.clock.now()).await {
         Ok(Some(i)) if i.is_admin || policy != SignupPolicy::Closed => Ok(Some(i)),
-        Ok(_) => Err(UNUSABLE),
+        Ok(_) => Err(Msg::InviteUnusable),
         Err(e) => {
             tracing::error!(error = %e, "invite lookup failed");
-            Err("Something went wrong. Please try again in a moment.")
+            Err(Msg::ErrorTryAgainSoon)
         }
     }
 }
@@ -88,8 +85,8 @@ fn signup_page(
     resp
 }
 
-fn refused(state: &AppState, why: &str) -> Response {
-    error_page(state, StatusCode::FORBIDDEN, "You cannot sign up here", why)
+fn refused(state: &AppState, why: Msg) -> Response {
+    error_page(state, StatusCode::FORBIDDEN, Msg::SignupRefusedTitle, why)
 }
 
 #[handler]
@@ -148,10 +145,7 @@ pub async fn signup_email(
         Err(page) => return page,
     };
     if state.config.signup.policy != SignupPolicy::Open {
-        return refused(
-            state,
-            "Accounts here are created by invitation. Ask an administrator for a link.",
-        );
+        return refused(state, Msg::InviteOnly);
     }
     let Ok(email) = validate_email(form.get("email").unwrap_or_default()) else {
         return email_page(
@@ -159,7 +153,7 @@ pub async fn signup_email(
             req,
             StatusCode::BAD_REQUEST,
             false,
-            Some("Enter a valid email address."),
+            Some(state.views.msg(Msg::InvalidEmail)),
         );
     };
     let now = state.clock.now();
@@ -167,7 +161,9 @@ pub async fn signup_email(
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
-            let msg = format!("Too many requests. Try again in {wait} seconds.");
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
             return email_page(state, req, StatusCode::TOO_MANY_REQUESTS, false, Some(&msg));
         }
         Err(e) => tracing::error!(error = %e, "sign-up throttle check failed"),
@@ -233,7 +229,7 @@ pub async fn signup_options(
     };
     let invite = match invite_for(state, form.get("invite").unwrap_or_default()).await {
         Ok(i) => i,
-        Err(why) => return json_error(StatusCode::FORBIDDEN, why),
+        Err(why) => return json_error(StatusCode::FORBIDDEN, state.views.msg(why)),
     };
     let email = match invite.as_ref().and_then(|i| i.email.clone()) {
         Some(bound) => bound,
@@ -265,7 +261,7 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
     };
     let typed_email = form.get("email").unwrap_or_default();
     let typed_name = form.get("name").unwrap_or_default();
-    let again = |error: &str, status: StatusCode| {
+    let again = |error: Msg, status: StatusCode| {
         signup_page(
             state,
             req,
@@ -274,7 +270,7 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
                 invite: token,
                 email: typed_email,
                 name: typed_name,
-                error: Some(error),
+                error: Some(state.views.msg(error)),
             },
             status,
         )
@@ -299,17 +295,11 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
             ),
             Err(PasskeyError::Store(e)) => {
                 tracing::error!(error = %e, "finishing a sign-up passkey failed");
-                return again(
-                    "Something went wrong. Try again.",
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                );
+                return again(Msg::ErrorTryAgain, StatusCode::INTERNAL_SERVER_ERROR);
             }
             Err(e) => {
                 tracing::info!(reason = %e, "sign-up passkey refused");
-                return again(
-                    "The passkey was not created. Try again, or choose a password instead.",
-                    StatusCode::BAD_REQUEST,
-                );
+                return again(Msg::SignupPasskeyFailed, StatusCode::BAD_REQUEST);
             }
         }
     } else {
@@ -317,17 +307,14 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
             Some(bound) => bound,
             None => match validate_email(typed_email) {
                 Ok(e) => e,
-                Err(_) => return again("Enter a valid email address.", StatusCode::BAD_REQUEST),
+                Err(_) => return again(Msg::InvalidEmail, StatusCode::BAD_REQUEST),
             },
         };
         let pw = form.get("password").unwrap_or_default().to_owned();
         let hash = match state.hash_password(pw).await {
             Ok(h) => h,
             Err(PasswordError::Hash) => {
-                return again(
-                    "Something went wrong. Try again.",
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                );
+                return again(Msg::ErrorTryAgain, StatusCode::INTERNAL_SERVER_ERROR);
             }
             Err(e) => return again(password::advice(&e), StatusCode::BAD_REQUEST),
         };
@@ -353,32 +340,20 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
     let is_admin = match created {
         Ok(admin) => admin,
         Err(AccountError::EmailTaken) => {
-            return again(
-                "An account with this email already exists. Sign in instead.",
-                StatusCode::CONFLICT,
-            );
+            return again(Msg::SignupEmailTaken, StatusCode::CONFLICT);
         }
         Err(AccountError::InviteEmail) => {
-            return again(
-                "This invitation is for another email address.",
-                StatusCode::BAD_REQUEST,
-            );
+            return again(Msg::InviteOtherEmail, StatusCode::BAD_REQUEST);
         }
         Err(AccountError::Invite) => {
-            return refused(state, UNUSABLE);
+            return refused(state, Msg::InviteUnusable);
         }
         Err(AccountError::PasskeyTaken) => {
-            return again(
-                "That passkey is already registered to an account.",
-                StatusCode::CONFLICT,
-            );
+            return again(Msg::SignupPasskeyTaken, StatusCode::CONFLICT);
         }
         Err(AccountError::Store(e)) => {
             tracing::error!(error = %e, "creating an account failed");
-            return again(
-                "Something went wrong. Try again.",
-                StatusCode::INTERNAL_SERVER_ERROR,
-            );
+            return again(Msg::ErrorTryAgain, StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
     tracing::info!(user = %id, admin = is_admin, passkey = passkey.is_some(), "account created");

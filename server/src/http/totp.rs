@@ -6,8 +6,7 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 
 use super::account::{
-    SIGN_IN_AGAIN, account_failed, account_form, account_redirect, account_with_message,
-    recently_signed_in,
+    account_failed, account_form, account_redirect, account_with_message, recently_signed_in,
 };
 use super::browser::client_ip;
 use super::login::{checked_form, signed_in};
@@ -16,6 +15,7 @@ use crate::oauth::params::Params;
 use crate::signin::totp::{self, Enrolment, TotpError};
 use crate::signin::{ceremony, throttle};
 use crate::state::AppState;
+use crate::views::Msg;
 
 /// The ceremony kind of a sign-in waiting for its second factor.
 const SECOND_FACTOR: &str = "second-factor";
@@ -68,13 +68,8 @@ pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     match totp::start_enrolment(state, &user.id, &user.email).await {
         Ok(enrolment) => setup_page(state, req, &enrolment, None),
         Err(TotpError::AlreadyEnabled) => {
-            account_with_message(
-                state,
-                req,
-                None,
-                Some("An authenticator app is already set up."),
-            )
-            .await
+            let error = state.views.msg(Msg::TotpAlreadyEnabled);
+            account_with_message(state, req, None, Some(error)).await
         }
         Err(e) => account_failed(state, req, "starting TOTP enrolment", e).await,
     }
@@ -95,7 +90,7 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
                     state,
                     req,
                     &enrolment,
-                    Some("That code is not right. Enter the code your app shows now."),
+                    Some(state.views.msg(Msg::WrongTotpCode)),
                 ),
                 Err(TotpError::NotEnrolling) => account_redirect(),
                 Err(e) => account_failed(state, req, "showing TOTP enrolment", e).await,
@@ -117,18 +112,14 @@ pub async fn disable(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         Err(resp) => return resp,
     };
     if !recently_signed_in(state, &session) {
-        return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+        let error = state.views.msg(Msg::SignInAgain);
+        return account_with_message(state, req, None, Some(error)).await;
     }
     match state.store.delete_totp(&user.id).await {
         Ok(_) => {
             tracing::info!(user = %user.id, "authenticator app turned off");
-            account_with_message(
-                state,
-                req,
-                Some("The authenticator app is turned off, and its recovery codes with it."),
-                None,
-            )
-            .await
+            let notice = state.views.msg(Msg::TotpDisabled);
+            account_with_message(state, req, Some(notice), None).await
         }
         Err(e) => account_failed(state, req, "turning TOTP off", e).await,
     }
@@ -145,7 +136,8 @@ pub async fn regenerate_codes(
         Err(resp) => return resp,
     };
     if !recently_signed_in(state, &session) {
-        return account_with_message(state, req, None, Some(SIGN_IN_AGAIN)).await;
+        let error = state.views.msg(Msg::SignInAgain);
+        return account_with_message(state, req, None, Some(error)).await;
     }
     match state.store.totp_enabled(&user.id).await {
         Ok(true) => {}
@@ -195,8 +187,8 @@ fn failed(state: &AppState, action: &str, error: impl std::fmt::Display) -> Resp
     error_page(
         state,
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "Please try again in a moment.",
+        Msg::ErrorTitle,
+        Msg::ErrorMessage,
     )
 }
 
@@ -220,8 +212,8 @@ fn expired(state: &AppState) -> Response {
     error_page(
         state,
         StatusCode::BAD_REQUEST,
-        "This sign-in has expired",
-        "Sign in again: go back to the application, or to the sign-in page.",
+        Msg::SecondFactorExpiredTitle,
+        Msg::SecondFactorExpiredMessage,
     )
 }
 
@@ -250,7 +242,9 @@ pub async fn second_factor(
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
-            let msg = format!("Too many attempts. Try again in {wait} seconds.");
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
             return second_factor_page(state, req, id, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
         }
         Err(e) => tracing::error!(error = %e, "second-factor throttle check failed"),
@@ -272,11 +266,11 @@ pub async fn second_factor(
             if let Err(e) = throttle.failed(&state.store, now).await {
                 tracing::error!(error = %e, "recording a failed second factor failed");
             }
-            let msg = if method == "totp" {
-                "That code is not right. Enter the code your app shows now."
+            let msg = state.views.msg(if method == "totp" {
+                Msg::WrongTotpCode
             } else {
-                "That recovery code is not right, or it was used before."
-            };
+                Msg::WrongRecoveryCode
+            });
             return second_factor_page(state, req, id, Some(msg), StatusCode::UNAUTHORIZED);
         }
         Err(e) => return failed(state, "checking the second factor", e),

@@ -35,9 +35,19 @@ impl VerifiedRedirect {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rejection {
     /// Shown to the user; never sent to the client.
-    Page(&'static str),
+    Page(PageReason),
     /// Sent back to the verified redirect URI.
     Redirect(Box<VerifiedRedirect>, AuthorizeError),
+}
+
+/// Why a request cannot go back to the client: the user is told on a page (in words the
+/// page layer chooses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageReason {
+    NoClientId,
+    UnknownClient,
+    NoRedirectUri,
+    UnregisteredRedirectUri,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -77,18 +87,16 @@ impl AuthzRequest {
 pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthzRequest, Rejection> {
     // 1. The client must be known (RFC 6749 §4.1.2.1: never redirect otherwise).
     if params.get("client_id").is_none() {
-        return Err(Rejection::Page("The request has no client_id."));
+        return Err(Rejection::Page(PageReason::NoClientId));
     }
-    let client = client.ok_or(Rejection::Page("The application is not registered here."))?;
+    let client = client.ok_or(Rejection::Page(PageReason::UnknownClient))?;
 
     // 2. The redirect URI must be given and registered, exactly.
-    let uri = params.get("redirect_uri").ok_or(Rejection::Page(
-        "The request has no redirect_uri, which this server requires.",
-    ))?;
+    let uri = params
+        .get("redirect_uri")
+        .ok_or(Rejection::Page(PageReason::NoRedirectUri))?;
     if !matches_registered(uri, &client.metadata.redirect_uris) {
-        return Err(Rejection::Page(
-            "The redirect_uri is not registered for this application.",
-        ));
+        return Err(Rejection::Page(PageReason::UnregisteredRedirectUri));
     }
 
     // 3. From here on errors go back to the client, in the response mode it asked for

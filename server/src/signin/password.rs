@@ -6,6 +6,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
+use crate::views::Msg;
+
 /// NIST SP 800-63B: at least 8 characters, no composition rules, allow at least 64.
 pub const MIN_LEN: usize = 8;
 /// Long passphrases are welcome; the bound only keeps hashing cost predictable.
@@ -53,14 +55,12 @@ pub fn check_policy(password: &str) -> Result<(), PasswordError> {
 }
 
 /// What to tell a person whose new password `check_policy` refused.
-pub fn advice(e: &PasswordError) -> &'static str {
+pub fn advice(e: &PasswordError) -> Msg {
     match e {
-        PasswordError::TooShort => "Choose a password of at least 8 characters.",
-        PasswordError::TooLong => "Choose a password of at most 128 characters.",
-        PasswordError::Common => {
-            "That password is too common: it is on lists attackers try first. Choose another."
-        }
-        PasswordError::Hash => "Something went wrong. Try again.",
+        PasswordError::TooShort => Msg::PasswordTooShort,
+        PasswordError::TooLong => Msg::PasswordTooLong,
+        PasswordError::Common => Msg::PasswordCommon,
+        PasswordError::Hash => Msg::ErrorTryAgain,
     }
 }
 
@@ -108,5 +108,14 @@ mod tests {
         }
         assert!(check_policy("correct horse battery staple").is_ok());
         assert!(COMMON.len() > 8000);
+    }
+
+    #[test]
+    fn advice_names_the_policy_bounds() {
+        let views = crate::views::Views::new(None).unwrap();
+        let short = views.msg(advice(&PasswordError::TooShort));
+        assert!(short.contains(&format!(" {MIN_LEN} ")), "{short}");
+        let long = views.msg(advice(&PasswordError::TooLong));
+        assert!(long.contains(&format!(" {MAX_LEN} ")), "{long}");
     }
 }

@@ -1,10 +1,23 @@
 //! Pages: minijinja templates embedded in the binary (autoescaped), each overridable by a file
 //! of the same name in `http.templates_dir` for theming.
+//!
+//! Where the words live: a page's own prose is in its template (`templates/*.html`; mail,
+//! subject line included, in `templates/mail/`). Every string a handler puts on a page (error
+//! pages, the notices and errors of forms) is in `templates/messages.toml`, named by a typed
+//! [`Msg`] key and looked up with [`Views::msg`] or [`Views::msg_with`]: handlers hold no
+//! English of their own. To translate, put in `http.templates_dir` the templates to change
+//! (they replace ours by file name) and a `messages.toml` with the entries to change (they
+//! replace ours key by key; see [`messages`] for what is refused at start).
+
+pub mod messages;
 
 use std::path::PathBuf;
 
 use minijinja::Environment;
 use serde::Serialize;
+
+use messages::Catalog;
+pub use messages::{CatalogError, Msg};
 
 const EMBEDDED: &[(&str, &str)] = &[
     ("base.html", include_str!("../../../templates/base.html")),
@@ -110,10 +123,14 @@ pub const STATIC: &[(&str, &str, &str)] = &[
 
 pub struct Views {
     env: Environment<'static>,
+    messages: Catalog,
 }
 
 impl Views {
-    pub fn new(override_dir: Option<PathBuf>) -> Self {
+    /// Fails when the messages are incomplete, or an override names a key or placeholder the
+    /// embedded catalog does not have.
+    pub fn new(override_dir: Option<PathBuf>) -> Result<Self, CatalogError> {
+        let messages = Catalog::load(override_dir.as_deref())?;
         let mut env = Environment::new();
         env.set_loader(move |name| {
             if let Some(dir) = &override_dir {
@@ -133,7 +150,17 @@ impl Views {
                 .find(|(n, _)| *n == name)
                 .map(|(_, src)| (*src).to_owned()))
         });
-        Self { env }
+        Ok(Self { env, messages })
+    }
+
+    /// A user-facing string, for a page.
+    pub fn msg(&self, m: Msg) -> &str {
+        self.messages.get(m)
+    }
+
+    /// A user-facing string with its `{placeholders}` filled in from `args`.
+    pub fn msg_with(&self, m: Msg, args: &[(&str, &str)]) -> String {
+        self.messages.fill(m, args)
     }
 
     pub fn render(&self, name: &str, ctx: impl Serialize) -> Result<String, minijinja::Error> {
@@ -155,7 +182,7 @@ mod tests {
 
     #[test]
     fn templates_load_and_escape() {
-        let v = Views::new(None);
+        let v = Views::new(None).unwrap();
         v.check().unwrap();
         let html = v
             .render(
