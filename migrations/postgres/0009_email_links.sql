@@ -11,6 +11,7 @@ CREATE TABLE email_links (
 );
 CREATE INDEX email_links_user ON email_links (user_id);
 
--- An invitation we mailed to its bound address ourselves (open sign-up): creating the account
--- with it proves the address, so the account starts verified.
-ALTER TABLE invites ADD COLUMN verifies_email BIGINT NOT NULL DEFAULT 0;
+-- Where an invitation came from: 'cli' (latchkey invite create), 'mail' (open sign-up: we
+-- mailed it to its bound address, so using it proves the address and the account starts
+-- verified) or 'setup' (the first administrator's setup link, replaced at each start).
+ALTER TABLE invites ADD COLUMN origin TEXT NOT NULL DEFAULT 'cli';

@@ -369,3 +369,27 @@ async fn disabling_a_user_ends_sessions_and_tokens() {
         server.stop().await;
     }
 }
+
+/// Each start without an administrator replaces the setup link; an administrator invitation
+/// made with the CLI is not a setup link and keeps working.
+#[tokio::test]
+async fn a_new_setup_link_replaces_the_old_one_but_not_cli_admin_invitations() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    let b = browser();
+    let out = env.cli(&["invite", "create", "--admin"], "").await.unwrap();
+    let cli_invite: Value = serde_json::from_str(&out).unwrap();
+    let cli_path = path_of(cli_invite["invite_url"].as_str().unwrap());
+    let (first, _) = latchkey::signin::setup_link(&server.state)
+        .await
+        .unwrap()
+        .unwrap();
+    let (second, _) = latchkey::signin::setup_link(&server.state)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(form_page(&b, &server, &path_of(&first)).await.0, 403);
+    assert_eq!(form_page(&b, &server, &path_of(&second)).await.0, 200);
+    assert_eq!(form_page(&b, &server, &cli_path).await.0, 200);
+    server.stop().await;
+}

@@ -8,7 +8,7 @@ pub mod totp;
 
 use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;
-use crate::store::StoreError;
+use crate::store::{InviteOrigin, StoreError};
 
 /// Makes an invitation to sign up (an administrator's when `admin`); returns the link to
 /// give the person, and when it expires. Only the token's digest is stored.
@@ -18,7 +18,7 @@ pub async fn create_invite(
     admin: bool,
     lifetime: std::time::Duration,
 ) -> Result<(String, i64), StoreError> {
-    invite(state, email, admin, false, lifetime).await
+    invite(state, email, admin, InviteOrigin::Cli, lifetime).await
 }
 
 /// An invitation bound to `email` that we mail there ourselves (open sign-up): using it
@@ -28,14 +28,14 @@ pub async fn create_verifying_invite(
     email: &str,
     lifetime: std::time::Duration,
 ) -> Result<(String, i64), StoreError> {
-    invite(state, Some(email), false, true, lifetime).await
+    invite(state, Some(email), false, InviteOrigin::Mail, lifetime).await
 }
 
 async fn invite(
     state: &AppState,
     email: Option<&str>,
     admin: bool,
-    verifies_email: bool,
+    origin: InviteOrigin,
     lifetime: std::time::Duration,
 ) -> Result<(String, i64), StoreError> {
     let token = random_token(24);
@@ -47,7 +47,7 @@ async fn invite(
             &state.pepper.digest(Purpose::Invite, token.as_bytes()),
             email,
             admin,
-            verifies_email,
+            origin,
             now,
             expires_at,
         )
@@ -99,10 +99,16 @@ pub async fn setup_link(state: &AppState) -> Result<Option<(String, i64)>, Store
     if state.store.admin_exists().await? {
         return Ok(None);
     }
-    state.store.drop_unused_admin_invites().await?;
-    create_invite(state, None, true, state.config.signup.invite_lifetime)
-        .await
-        .map(Some)
+    state.store.drop_unused_setup_links().await?;
+    invite(
+        state,
+        None,
+        true,
+        InviteOrigin::Setup,
+        state.config.signup.invite_lifetime,
+    )
+    .await
+    .map(Some)
 }
 
 /// A name a person typed (a passkey's, a display name) as we keep it: trimmed, control

@@ -18,11 +18,11 @@ impl Store {
     }
 
     /// Deletes what has expired: used assertion ids, codes, revoked access-token ids, refresh
-    /// tokens and grants past their absolute lifetime, sessions ended a day ago, and spent
-    /// initial access tokens. Returns the number of rows removed.
+    /// tokens and grants past their absolute lifetime, sessions ended a day ago, spent
+    /// initial access tokens, expired mailed links and unused expired invitations. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 9] = [
+        let statements: [(&str, i64); 11] = [
             ("DELETE FROM ceremonies WHERE expires_at < $1", now),
             (
                 "DELETE FROM throttles WHERE blocked_until < $1 AND last_failure_at < $1",
@@ -42,6 +42,11 @@ impl Store {
             ),
             (
                 "DELETE FROM initial_access_tokens WHERE expires_at IS NOT NULL AND expires_at < $1",
+                now,
+            ),
+            ("DELETE FROM email_links WHERE expires_at < $1", now),
+            (
+                "DELETE FROM invites WHERE expires_at < $1 AND used_at IS NULL",
                 now,
             ),
         ];

@@ -6,6 +6,27 @@ use sqlx::Row;
 use super::users::email_key;
 use super::{PasskeyRow, Store, StoreError, is_unique_violation};
 
+/// Where an invitation came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InviteOrigin {
+    /// `latchkey invite create`.
+    Cli,
+    /// Mailed by open sign-up to the address it is bound to: using it proves the address.
+    Mail,
+    /// The first administrator's setup link.
+    Setup,
+}
+
+impl InviteOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteOrigin::Cli => "cli",
+            InviteOrigin::Mail => "mail",
+            InviteOrigin::Setup => "setup",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invite {
     pub email: Option<String>,
@@ -55,18 +76,18 @@ impl Store {
         digest: &str,
         email: Option<&str>,
         is_admin: bool,
-        verifies_email: bool,
+        origin: InviteOrigin,
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO invites (token_digest, email, is_admin, verifies_email, created_at, expires_at) \
+            "INSERT INTO invites (token_digest, email, is_admin, origin, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(digest)
         .bind(email)
         .bind(i64::from(is_admin))
-        .bind(i64::from(verifies_email))
+        .bind(origin.as_str())
         .bind(now)
         .bind(expires_at)
         .execute(self.writer())
@@ -111,9 +132,10 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
-    /// Forgets unused administrator invites (an earlier start's setup link).
-    pub async fn drop_unused_admin_invites(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM invites WHERE is_admin = 1 AND used_at IS NULL")
+    /// Forgets unused setup links (an earlier start's); administrator invitations made with
+    /// the CLI stay.
+    pub async fn drop_unused_setup_links(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM invites WHERE origin = 'setup' AND used_at IS NULL")
             .execute(self.writer())
             .await?;
         Ok(done.rows_affected())
@@ -128,7 +150,7 @@ impl Store {
         if let Some(digests) = a.invite {
             let sql = format!(
                 "UPDATE invites SET used_at = ${n}, used_by = ${m} WHERE token_digest IN ({}) \
-                 AND used_at IS NULL AND expires_at > ${n} RETURNING email, is_admin, verifies_email",
+                 AND used_at IS NULL AND expires_at > ${n} RETURNING email, is_admin, origin",
                 super::placeholders(1, digests.len()),
                 n = digests.len() + 1,
                 m = digests.len() + 2,
@@ -148,7 +170,7 @@ impl Store {
                 return Err(AccountError::InviteEmail);
             }
             is_admin = row.try_get::<i64, _>("is_admin")? != 0;
-            verified = row.try_get::<i64, _>("verifies_email")? != 0;
+            verified = row.try_get::<String, _>("origin")? == InviteOrigin::Mail.as_str();
         }
         let inserted = sqlx::query(
             "INSERT INTO users (id, email, email_key, email_verified, name, password_hash, is_admin, \

@@ -30,7 +30,7 @@ pub use email_links::{
     EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, RESET as EMAIL_LINK_RESET,
 };
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
-pub use invites::{AccountError, Invite, NewAccount};
+pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
 pub use totp::TotpRow;

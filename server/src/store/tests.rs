@@ -184,3 +184,192 @@ async fn clients_store_only_the_secret_digest() {
     })
     .await;
 }
+
+async fn a_user(store: &Store, id: &str, email: &str) {
+    store
+        .create_user(&NewUser {
+            id,
+            email,
+            email_verified: false,
+            name: None,
+            password_hash: Some("$argon2id$old"),
+            is_admin: false,
+            now: NOW,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn totp_steps_are_accepted_once_and_in_order() {
+    each_backend(|store| async move {
+        a_user(&store, "u1", "a@example.com").await;
+        assert!(store.start_totp("u1", "k", b"sealed", NOW).await.unwrap());
+        assert!(!store.totp_enabled("u1").await.unwrap());
+        // A confirmed authenticator does not exist yet: only confirming counts.
+        assert!(!store.accept_totp_step("u1", 10, false, NOW).await.unwrap());
+        assert!(store.accept_totp_step("u1", 10, true, NOW).await.unwrap());
+        assert!(store.totp_enabled("u1").await.unwrap());
+        // Confirmed: a new enrolment cannot replace it, the same step or an older one is
+        // refused, a newer one passes once.
+        assert!(!store.start_totp("u1", "k", b"other", NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 10, false, NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 9, false, NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 11, true, NOW).await.unwrap());
+        assert!(store.accept_totp_step("u1", 11, false, NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 11, false, NOW).await.unwrap());
+        assert_eq!(
+            store.totp_of("u1").await.unwrap().unwrap().secret_sealed,
+            b"sealed"
+        );
+        // Recovery codes: each once, bound to its user, replaced as a set.
+        store
+            .replace_recovery_codes("u1", &["d1".into(), "d2".into()], NOW)
+            .await
+            .unwrap();
+        a_user(&store, "u2", "b@example.com").await;
+        assert!(
+            !store
+                .use_recovery_code("u2", &["d1".into()], NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .use_recovery_code("u1", &["x".into(), "d1".into()], NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .use_recovery_code("u1", &["d1".into()], NOW)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 1);
+        store
+            .replace_recovery_codes("u1", &["d3".into()], NOW)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .use_recovery_code("u1", &["d2".into()], NOW)
+                .await
+                .unwrap()
+        );
+        assert!(store.delete_totp("u1").await.unwrap());
+        assert!(!store.totp_enabled("u1").await.unwrap());
+        assert_eq!(store.recovery_codes_left("u1").await.unwrap(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn email_links_are_used_once_and_purged_when_expired() {
+    each_backend(|store| async move {
+        a_user(&store, "u1", "a@example.com").await;
+        a_user(&store, "u2", "b@example.com").await;
+        let reset = "reset";
+        for (digest, expires) in [("r1", NOW + 60), ("r2", NOW + 60), ("old", NOW - 1)] {
+            store
+                .insert_email_link(digest, reset, "u1", "a@example.com", NOW - 10, expires)
+                .await
+                .unwrap();
+        }
+        assert!(
+            store
+                .email_link(&["old".into()], reset, NOW)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .email_link(&["r1".into()], "email", NOW)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Using one reset link spends the user's others too.
+        let used = store
+            .reset_password(&["r1".into()], "$argon2id$new", NOW)
+            .await
+            .unwrap();
+        assert_eq!(used.as_deref(), Some("u1"));
+        assert_eq!(
+            store.password_hash("u1").await.unwrap().as_deref(),
+            Some("$argon2id$new")
+        );
+        assert!(
+            store
+                .reset_password(&["r1".into()], "$x", NOW)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .reset_password(&["r2".into()], "$x", NOW)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // An address link moves the account, unless another account has the address by then;
+        // then the link stays usable.
+        store
+            .insert_email_link("e1", "email", "u1", "B@example.com", NOW, NOW + 60)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.confirm_email(&["e1".into()], NOW).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(
+            store
+                .email_link(&["e1".into()], "email", NOW)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        store
+            .insert_email_link("e2", "email", "u1", "c@example.com", NOW, NOW + 60)
+            .await
+            .unwrap();
+        let change = store
+            .confirm_email(&["e2".into()], NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (change.old.as_str(), change.new.as_str()),
+            ("a@example.com", "c@example.com")
+        );
+        let user = store.user_by_email("C@EXAMPLE.COM").await.unwrap().unwrap();
+        assert!(user.email_verified);
+        assert!(
+            store
+                .confirm_email(&["e2".into()], NOW)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Housekeeping removes expired links, not live ones.
+        store.purge_expired(NOW).await.unwrap();
+        assert!(
+            store
+                .email_link(&["e1".into()], "email", NOW)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM email_links WHERE token_digest = 'old'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(left, 0);
+    })
+    .await;
+}
