@@ -1,10 +1,12 @@
--- Links sent by email (password reset; later address verification and sign-in links): the
+-- Links sent by email (password reset, address verification, sign-in links): the
 -- pepper digest of a random token, what it is for, whom, the address it went to. Used once.
 CREATE TABLE email_links (
     token_digest TEXT PRIMARY KEY,
     purpose      TEXT NOT NULL,
     user_id      TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     email        TEXT NOT NULL,
+    -- A sign-in link: the authorization request it continues (form-encoded), if any.
+    request      TEXT,
     created_at   BIGINT NOT NULL,
     expires_at   BIGINT NOT NULL,
     used_at      BIGINT

@@ -97,6 +97,9 @@ pub struct MailConfig {
     /// How long a password-reset link works.
     #[serde(with = "humantime_serde")]
     pub reset_link_lifetime: Duration,
+    /// How long a sign-in link (`signin.email_links`) works.
+    #[serde(with = "humantime_serde")]
+    pub signin_link_lifetime: Duration,
     /// How long a sign-up link (open sign-up) or an address-verification link works.
     #[serde(with = "humantime_serde")]
     pub verify_link_lifetime: Duration,
@@ -127,6 +130,7 @@ impl Default for MailConfig {
             outbox_dir: None,
             reset_link_lifetime: Duration::from_secs(20 * 60),
             verify_link_lifetime: Duration::from_secs(24 * 60 * 60),
+            signin_link_lifetime: Duration::from_secs(15 * 60),
             smtp: SmtpConfig::default(),
         }
     }
@@ -322,6 +326,9 @@ pub struct SigninConfig {
     /// Password hashes computed at once; more wait, so a login flood cannot starve the
     /// token endpoint of CPU.
     pub password_hash_concurrency: usize,
+    /// Offer "Email me a sign-in link" on the sign-in page: a link mailed to the account's
+    /// address signs in (and asks for the authenticator app when the account has one).
+    pub email_links: bool,
 }
 
 pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
@@ -408,6 +415,7 @@ impl Default for SigninConfig {
     fn default() -> Self {
         Self {
             password_hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            email_links: false,
         }
     }
 }
@@ -550,6 +558,14 @@ impl Config {
             return Err(invalid(
                 "mail.reset_link_lifetime",
                 "must be between 1s and 1h: a reset link is a password",
+            ));
+        }
+        if mail.signin_link_lifetime.is_zero()
+            || mail.signin_link_lifetime > Duration::from_secs(60 * 60)
+        {
+            return Err(invalid(
+                "mail.signin_link_lifetime",
+                "must be between 1s and 1h: a sign-in link is a password",
             ));
         }
         if mail.verify_link_lifetime.is_zero()

@@ -314,3 +314,157 @@ async fn an_unverified_address_is_verified_by_its_link() {
         server.stop().await;
     }
 }
+
+/// Sign-in by a mailed link (`signin.email_links`): off by default; on, the link continues the
+/// authorization it was asked from, works once, says `amr` `email`, and asks for the
+/// authenticator app when the account has one.
+#[tokio::test]
+async fn a_mailed_sign_in_link_signs_in_once_and_still_asks_for_totp() {
+    for db in TestDb::all().await {
+        // Off by default.
+        let env = Env::new(TestDb::sqlite(), "");
+        let server = Server::start(env.config()).await;
+        let r = post_form(
+            &browser(),
+            &server,
+            "/login",
+            "/login/email",
+            &[("email", "a@b.example")],
+        )
+        .await;
+        assert_eq!(r.status(), 404);
+        server.stop().await;
+
+        let env = Env::new(db, "[signin]\nemail_links = true\n");
+        let f = fixture(&env, &[]).await;
+        let server = Server::start(env.config()).await;
+        let outbox = env.data_dir().join("outbox");
+
+        // Asked from an authorization's sign-in page; the same answer for an unknown address.
+        let b = browser();
+        let auth = crate::flow::authorize_url(&server, &f.client_id, &[]);
+        let login = b.get(&auth).send().await.unwrap().text().await.unwrap();
+        assert!(login.contains("action=\"/login/email\""));
+        let csrf = input_value(&login, "csrf_token").unwrap();
+        let request = input_value(&login, "request").unwrap();
+        let ask = |email: &'static str| {
+            b.post(server.url("/login/email")).form(&[
+                ("csrf_token", csrf.clone()),
+                ("request", request.clone()),
+                ("email", email.to_owned()),
+            ])
+        };
+        let unknown = ask("nobody@example.com")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let known = ask("ada@example.com")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(unknown, known);
+        assert!(known.contains("we have sent it a link"));
+        let mails = wait_for_mail(&outbox, 1).await;
+        let link = link_in(&mails[0], "/login/email/confirm?token=");
+
+        // Opening the link changes nothing; its button signs in and goes on to the client.
+        let page = b
+            .get(server.url(&link))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Sign in as <strong>ada@example.com</strong>"));
+        assert_eq!(
+            b.get(server.url("/account")).send().await.unwrap().status(),
+            303
+        );
+        let csrf2 = input_value(&page, "csrf_token").unwrap();
+        let token = input_value(&page, "token").unwrap();
+        let confirm = || {
+            b.post(server.url("/login/email/confirm"))
+                .form(&[("csrf_token", csrf2.as_str()), ("token", token.as_str())])
+        };
+        let r = confirm().send().await.unwrap();
+        assert_eq!(r.status(), 303);
+        assert!(
+            location(&r).starts_with("/authorize?"),
+            "the authorization goes on"
+        );
+        let back =
+            crate::flow::browser_flow(&b, &server, &server.url(&location(&r)), &f.email).await;
+        let code = crate::flow::query_param(&back, "code").unwrap();
+        let tokens: serde_json::Value = crate::flow::redeem(&server, &f, &code)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = crate::flow::claims(tokens["id_token"].as_str().unwrap());
+        assert_eq!(id["amr"], serde_json::json!(["email"]));
+        assert_eq!(id["acr"], "1");
+        assert_eq!(
+            confirm().send().await.unwrap().status(),
+            400,
+            "the link works once"
+        );
+
+        // With an authenticator app, the link is only the first step.
+        let owner = signed_in_browser(&server, &f.email).await;
+        let (app, _) = crate::totp::enrol(&owner, &server).await;
+        let b3 = browser();
+        let r = post_form(
+            &b3,
+            &server,
+            "/login",
+            "/login/email",
+            &[("email", "ada@example.com")],
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let mails = wait_for_mail(&outbox, 2).await;
+        let link = link_in(&mails[1], "/login/email/confirm?token=");
+        let page = b3
+            .get(server.url(&link))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let r = b3
+            .post(server.url("/login/email/confirm"))
+            .form(&[
+                (
+                    "csrf_token",
+                    input_value(&page, "csrf_token").unwrap().as_str(),
+                ),
+                ("token", input_value(&page, "token").unwrap().as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let second = r.text().await.unwrap();
+        assert!(second.contains("action=\"/login/second-factor\""));
+        use latchkey::clock::Clock as _;
+        let r = crate::totp::second_factor(
+            &b3,
+            &server,
+            &second,
+            "code",
+            &app.code_at(server.clock.now()),
+        )
+        .await;
+        assert_eq!(r.status(), 303);
+        assert_eq!(location(&r), "/account");
+        server.stop().await;
+    }
+}

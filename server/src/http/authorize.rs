@@ -303,6 +303,7 @@ pub fn login_page(
             email => email,
             passkey_only => wants_phishing_resistant(&acr_values),
             signup_open => state.config.signup.policy == crate::config::SignupPolicy::Open,
+            email_links => state.config.signin.email_links,
         },
     );
     append_cookie(&mut resp, set_cookie);

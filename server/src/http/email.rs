@@ -53,7 +53,8 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
         tracing::error!(error = %e, "counting an address request failed");
     }
     let lifetime = state.config.mail.verify_link_lifetime;
-    let token = match new_email_link(state, EMAIL_LINK_EMAIL, &user.id, &new, lifetime).await {
+    let token = match new_email_link(state, EMAIL_LINK_EMAIL, &user.id, &new, None, lifetime).await
+    {
         Ok(t) => t,
         Err(e) => return account_failed(state, req, "making an address link", e).await,
     };

@@ -125,7 +125,9 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     if let Err(e) = throttle.succeeded(&state.store).await {
         tracing::warn!(error = %e, "clearing the sign-in throttle failed");
     }
-    if let Some(page) = super::totp::second_factor_needed(state, req, &user.id, &request).await {
+    if let Some(page) =
+        super::totp::second_factor_needed(state, req, &user.id, &request, PASSWORD_AMR).await
+    {
         tracing::info!(user = %user.id, "password accepted; asking for the second factor");
         return page;
     }
@@ -244,6 +246,7 @@ fn plain_login_page(
             email => email,
             error => error,
             signup_open => state.config.signup.policy == crate::config::SignupPolicy::Open,
+            email_links => state.config.signin.email_links,
         },
     );
     append_cookie(&mut resp, cookie);

@@ -20,6 +20,7 @@ mod register;
 mod reset;
 mod respond;
 mod revoke;
+mod signin_link;
 mod signup;
 mod token;
 mod totp;
@@ -122,6 +123,11 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/totp/disable", post(totp::disable))
         .at("/account/recovery-codes", post(totp::regenerate_codes))
         .at("/login/second-factor", post(totp::second_factor))
+        .at("/login/email", post(signin_link::request_link))
+        .at(
+            "/login/email/confirm",
+            get(signin_link::confirm_form).post(signin_link::confirm),
+        )
         .at("/static/:name", get(assets::asset))
         .data(state)
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))

@@ -94,9 +94,15 @@ async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::sto
         return Ok(());
     };
     let lifetime = state.config.mail.reset_link_lifetime;
-    let token =
-        crate::signin::new_email_link(state, EMAIL_LINK_RESET, &user.id, &user.email, lifetime)
-            .await?;
+    let token = crate::signin::new_email_link(
+        state,
+        EMAIL_LINK_RESET,
+        &user.id,
+        &user.email,
+        None,
+        lifetime,
+    )
+    .await?;
     tracing::info!(user = %user.id, "password reset link made");
     state.mailer.send_later(
         &user.email,

@@ -20,9 +20,9 @@ use crate::views::Msg;
 /// The ceremony kind of a sign-in waiting for its second factor.
 const SECOND_FACTOR: &str = "second-factor";
 
-/// Password and a code from an authenticator app or a recovery code: RFC 8176 `pwd`, `otp`
-/// and `mfa`; ACR level 2 (two factors, not phishing-resistant).
-const TOTP_AMR: &[&str] = &["pwd", "otp", "mfa"];
+/// The first factor, then a code from an authenticator app or a recovery code: RFC 8176
+/// `otp` and `mfa` after the first factor's value; ACR level 2 (two factors, not
+/// phishing-resistant).
 pub const TOTP_ACR: &str = "2";
 
 fn setup_page(
@@ -158,15 +158,18 @@ pub async fn regenerate_codes(
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Pending {
     request: String,
+    /// The first factor's `amr` value: `pwd`, or `email` for a sign-in link.
+    first: String,
 }
 
-/// After the password: when the user has an authenticator app, the page that asks for its code
-/// (None when no second factor is needed).
+/// After the first factor (`first`: its `amr` value): when the user has an authenticator app,
+/// the page that asks for its code (None when no second factor is needed).
 pub async fn second_factor_needed(
     state: &AppState,
     req: &Request,
     user_id: &str,
     request: &Params,
+    first: &'static str,
 ) -> Option<Response> {
     match state.store.totp_enabled(user_id).await {
         Ok(false) => return None,
@@ -175,6 +178,7 @@ pub async fn second_factor_needed(
     }
     let pending = Pending {
         request: request.encode(),
+        first: first.to_owned(),
     };
     match ceremony::create(state, SECOND_FACTOR, Some(user_id), &pending).await {
         Ok(id) => Some(second_factor_page(state, req, &id, None, StatusCode::OK)),
@@ -289,10 +293,24 @@ pub async fn second_factor(
         Ok(_) => return expired(state),
         Err(e) => return failed(state, "loading the user", e),
     }
-    let request = serde_json::from_str::<Pending>(&pending.state)
-        .ok()
-        .and_then(|p| Params::parse(p.request.as_bytes()).ok())
-        .unwrap_or_default();
+    let Ok(pending) = serde_json::from_str::<Pending>(&pending.state) else {
+        return expired(state);
+    };
+    let request = Params::parse(pending.request.as_bytes()).unwrap_or_default();
+    let first = if pending.first == "email" {
+        "email"
+    } else {
+        "pwd"
+    };
     tracing::info!(user = %user_id, method, "signed in with a password and a second factor");
-    signed_in(state, req, &user_id, TOTP_AMR, TOTP_ACR, &request, now).await
+    signed_in(
+        state,
+        req,
+        &user_id,
+        &[first, "otp", "mfa"],
+        TOTP_ACR,
+        &request,
+        now,
+    )
+    .await
 }

@@ -8,7 +8,7 @@ pub mod totp;
 
 use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;
-use crate::store::{InviteOrigin, StoreError};
+use crate::store::{InviteOrigin, NewEmailLink, StoreError};
 
 /// Makes an invitation to sign up (an administrator's when `admin`); returns the link to
 /// give the person, and when it expires. Only the token's digest is stored.
@@ -65,20 +65,22 @@ pub async fn new_email_link(
     purpose: &str,
     user_id: &str,
     email: &str,
+    request: Option<&str>,
     lifetime: std::time::Duration,
 ) -> Result<String, StoreError> {
     let token = random_token(32);
     let now = state.clock.now();
     state
         .store
-        .insert_email_link(
-            &state.pepper.digest(Purpose::EmailLink, token.as_bytes()),
+        .insert_email_link(&NewEmailLink {
+            digest: &state.pepper.digest(Purpose::EmailLink, token.as_bytes()),
             purpose,
             user_id,
             email,
+            request,
             now,
-            now + crate::state::secs(lifetime),
-        )
+            expires_at: now + crate::state::secs(lifetime),
+        })
         .await?;
     Ok(token)
 }

@@ -4,6 +4,18 @@ use sqlx::Row;
 
 use super::{Store, StoreError, placeholders};
 
+/// A link to store: the digest of its token, what it is for, whom, the address it goes to,
+/// and (for a sign-in link) the authorization request it continues.
+pub struct NewEmailLink<'a> {
+    pub digest: &'a str,
+    pub purpose: &'a str,
+    pub user_id: &'a str,
+    pub email: &'a str,
+    pub request: Option<&'a str>,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
 /// A live link: whom it is for and the address it was sent to.
 #[derive(Debug)]
 pub struct EmailLink {
@@ -14,6 +26,8 @@ pub struct EmailLink {
 pub const RESET: &str = "reset";
 /// Proves an address: the account's own (verification) or a new one (change).
 pub const EMAIL: &str = "email";
+/// Signs in (`signin.email_links`).
+pub const SIGNIN: &str = "signin";
 
 /// A confirmed address change.
 #[derive(Debug)]
@@ -24,25 +38,18 @@ pub struct EmailChange {
 }
 
 impl Store {
-    pub async fn insert_email_link(
-        &self,
-        digest: &str,
-        purpose: &str,
-        user_id: &str,
-        email: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
+    pub async fn insert_email_link(&self, l: &NewEmailLink<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO email_links (token_digest, purpose, user_id, email, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO email_links (token_digest, purpose, user_id, email, request, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(digest)
-        .bind(purpose)
-        .bind(user_id)
-        .bind(email)
-        .bind(now)
-        .bind(expires_at)
+        .bind(l.digest)
+        .bind(l.purpose)
+        .bind(l.user_id)
+        .bind(l.email)
+        .bind(l.request)
+        .bind(l.now)
+        .bind(l.expires_at)
         .execute(self.writer())
         .await?;
         Ok(())
@@ -72,6 +79,29 @@ impl Store {
             })
         })
         .transpose()
+    }
+
+    /// Uses a sign-in link: once, before it expires, for an enabled user. The user's id and
+    /// the authorization request it continues.
+    pub async fn use_signin_link(
+        &self,
+        digests: &[String],
+        now: i64,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let sql = format!(
+            "UPDATE email_links SET used_at = $1 WHERE purpose = $2 AND used_at IS NULL \
+             AND expires_at > $1 AND token_digest IN ({}) \
+             AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
+             RETURNING user_id, request",
+            placeholders(3, digests.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(SIGNIN);
+        for d in digests {
+            q = q.bind(d);
+        }
+        let row = q.fetch_optional(self.writer()).await?;
+        row.map(|r| Ok((r.try_get("user_id")?, r.try_get("request")?)))
+            .transpose()
     }
 
     /// Uses a password-reset link: in one transaction the link is spent (only if unused and

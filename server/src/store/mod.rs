@@ -27,7 +27,8 @@ use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
 pub use email_links::{
-    EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, RESET as EMAIL_LINK_RESET,
+    EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, NewEmailLink, RESET as EMAIL_LINK_RESET,
+    SIGNIN as EMAIL_LINK_SIGNIN,
 };
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};

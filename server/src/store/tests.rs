@@ -264,6 +264,29 @@ async fn totp_steps_are_accepted_once_and_in_order() {
     .await;
 }
 
+async fn put_link(
+    store: &Store,
+    digest: &str,
+    purpose: &str,
+    user_id: &str,
+    email: &str,
+    created_at: i64,
+    expires_at: i64,
+) {
+    store
+        .insert_email_link(&NewEmailLink {
+            digest,
+            purpose,
+            user_id,
+            email,
+            request: None,
+            now: created_at,
+            expires_at,
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn email_links_are_used_once_and_purged_when_expired() {
     each_backend(|store| async move {
@@ -271,10 +294,16 @@ async fn email_links_are_used_once_and_purged_when_expired() {
         a_user(&store, "u2", "b@example.com").await;
         let reset = "reset";
         for (digest, expires) in [("r1", NOW + 60), ("r2", NOW + 60), ("old", NOW - 1)] {
-            store
-                .insert_email_link(digest, reset, "u1", "a@example.com", NOW - 10, expires)
-                .await
-                .unwrap();
+            put_link(
+                &store,
+                digest,
+                reset,
+                "u1",
+                "a@example.com",
+                NOW - 10,
+                expires,
+            )
+            .await;
         }
         assert!(
             store
@@ -317,10 +346,7 @@ async fn email_links_are_used_once_and_purged_when_expired() {
 
         // An address link moves the account, unless another account has the address by then;
         // then the link stays usable.
-        store
-            .insert_email_link("e1", "email", "u1", "B@example.com", NOW, NOW + 60)
-            .await
-            .unwrap();
+        put_link(&store, "e1", "email", "u1", "B@example.com", NOW, NOW + 60).await;
         assert!(matches!(
             store.confirm_email(&["e1".into()], NOW).await,
             Err(StoreError::Conflict(_))
@@ -332,10 +358,7 @@ async fn email_links_are_used_once_and_purged_when_expired() {
                 .unwrap()
                 .is_some()
         );
-        store
-            .insert_email_link("e2", "email", "u1", "c@example.com", NOW, NOW + 60)
-            .await
-            .unwrap();
+        put_link(&store, "e2", "email", "u1", "c@example.com", NOW, NOW + 60).await;
         let change = store
             .confirm_email(&["e2".into()], NOW)
             .await

@@ -88,6 +88,7 @@ messages! {
 
     LinkUnusableTitle = "link.unusable.title",
     ResetLinkUnusable = "reset.link_unusable",
+    SigninLinksOff = "signin_link.off",
 
     SignupRefusedTitle = "signup.refused.title",
     InviteUnusable = "signup.invite_unusable",

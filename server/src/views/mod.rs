@@ -80,6 +80,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../templates/mail/email_change_notice.txt"),
     ),
     (
+        "signin_link.html",
+        include_str!("../../../templates/signin_link.html"),
+    ),
+    (
+        "mail/signin_link.txt",
+        include_str!("../../../templates/mail/signin_link.txt"),
+    ),
+    (
         "mail/password_reset.txt",
         include_str!("../../../templates/mail/password_reset.txt"),
     ),

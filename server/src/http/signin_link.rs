@@ -1,0 +1,234 @@
+//! Sign-in by a mailed link (`signin.email_links`): `/login/email` mails a link to the account's
+//! address (the same answer, in about the same time, whether or not an account uses it);
+//! opening `/login/email/confirm` shows a button, so a mail scanner opening links signs no one
+//! in; confirming spends the link and signs in, or asks for the authenticator app first when
+//! the account has one. The link carries the authorization request it interrupts.
+//!
+//! RFC 8176 has no `amr` value for an emailed link: tokens say `email` (acr 1).
+
+use poem::http::StatusCode;
+use poem::web::{Data, Query};
+use poem::{Request, Response, handler};
+
+use super::browser::client_ip;
+use super::login::{checked_form, signed_in};
+use super::respond::{error_page, form_page};
+use crate::oauth::params::Params;
+use crate::signin::{email_link_digests, new_email_link, throttle, validate_email};
+use crate::state::{AppState, secs};
+use crate::store::{EMAIL_LINK_SIGNIN, StoreError};
+use crate::views::Msg;
+
+/// The `amr` value of a sign-in by mailed link (not in the RFC 8176 registry).
+pub const EMAIL_AMR: &str = "email";
+
+fn not_offered(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::NOT_FOUND,
+        Msg::NotFoundTitle,
+        Msg::SigninLinksOff,
+    )
+}
+
+fn link_page(
+    state: &AppState,
+    req: &Request,
+    status: StatusCode,
+    ctx: minijinja::Value,
+) -> Response {
+    form_page(state, req, status, "signin_link.html", ctx)
+}
+
+#[handler]
+pub async fn request_link(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if !state.config.signin.email_links {
+        return not_offered(state);
+    }
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let request = form.get("request").unwrap_or_default().to_owned();
+    let Ok(email) = validate_email(form.get("email").unwrap_or_default()) else {
+        return super::login::retry_page(
+            state,
+            req,
+            &Params::parse(request.as_bytes()).unwrap_or_default(),
+            state.views.msg(Msg::InvalidEmail),
+            "",
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    };
+    let now = state.clock.now();
+    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &email);
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
+            return link_page(
+                state,
+                req,
+                StatusCode::TOO_MANY_REQUESTS,
+                minijinja::context! { error => msg },
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "sign-in link throttle check failed"),
+    }
+    if let Err(e) = throttle.failed(&state.store, now).await {
+        tracing::error!(error = %e, "counting a sign-in link request failed");
+    }
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = send_link(&background, &email, &request).await {
+            tracing::error!(error = %e, "preparing a sign-in link failed");
+        }
+    });
+    let minutes = secs(state.config.mail.signin_link_lifetime) / 60;
+    link_page(
+        state,
+        req,
+        StatusCode::OK,
+        minijinja::context! { sent => true, minutes => minutes },
+    )
+}
+
+/// Mails a sign-in link to `email` if an enabled account uses it; nothing otherwise.
+async fn send_link(state: &AppState, email: &str, request: &str) -> Result<(), StoreError> {
+    let Some(user) = state
+        .store
+        .user_by_email(email)
+        .await?
+        .filter(|u| u.disabled_at.is_none())
+    else {
+        tracing::info!("sign-in link asked for an address without an account");
+        return Ok(());
+    };
+    // Only a request that parses is carried; the link works without one.
+    let request = Params::parse(request.as_bytes())
+        .ok()
+        .filter(|p| p.contains("client_id"))
+        .map(|p| p.encode());
+    let lifetime = state.config.mail.signin_link_lifetime;
+    let token = new_email_link(
+        state,
+        EMAIL_LINK_SIGNIN,
+        &user.id,
+        &user.email,
+        request.as_deref(),
+        lifetime,
+    )
+    .await?;
+    tracing::info!(user = %user.id, "sign-in link made");
+    state.mailer.send_later(
+        &user.email,
+        "mail/signin_link.txt",
+        minijinja::context! {
+            service => state.config.passkeys.rp_name,
+            email => user.email,
+            link => format!("{}/login/email/confirm?token={token}", state.config.issuer),
+            minutes => secs(lifetime) / 60,
+        },
+    );
+    Ok(())
+}
+
+fn unusable(state: &AppState) -> Response {
+    error_page(
+        state,
+        StatusCode::BAD_REQUEST,
+        Msg::LinkUnusableTitle,
+        Msg::ResetLinkUnusable,
+    )
+}
+
+fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "a sign-in link failed on our side");
+    error_page(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Msg::ErrorTitle,
+        Msg::ErrorMessage,
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[handler]
+pub async fn confirm_form(
+    req: &Request,
+    Query(q): Query<TokenQuery>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    if !state.config.signin.email_links {
+        return not_offered(state);
+    }
+    let Some(digests) = email_link_digests(state, &q.token) else {
+        return unusable(state);
+    };
+    match state
+        .store
+        .email_link(&digests, EMAIL_LINK_SIGNIN, state.clock.now())
+        .await
+    {
+        Ok(Some(link)) => link_page(
+            state,
+            req,
+            StatusCode::OK,
+            minijinja::context! { confirm => true, token => q.token, email => link.email },
+        ),
+        Ok(None) => unusable(state),
+        Err(e) => failed(state, e),
+    }
+}
+
+#[handler]
+pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+    if !state.config.signin.email_links {
+        return not_offered(state);
+    }
+    let form = match checked_form(state, req, body).await {
+        Ok(f) => f,
+        Err(page) => return page,
+    };
+    let Some(digests) = email_link_digests(state, form.get("token").unwrap_or_default()) else {
+        return unusable(state);
+    };
+    let now = state.clock.now();
+    let (user_id, request) = match state.store.use_signin_link(&digests, now).await {
+        Ok(Some(used)) => used,
+        Ok(None) => return unusable(state),
+        Err(e) => return failed(state, e),
+    };
+    let request = request
+        .and_then(|r| Params::parse(r.as_bytes()).ok())
+        .unwrap_or_default();
+    if let Some(page) =
+        super::totp::second_factor_needed(state, req, &user_id, &request, EMAIL_AMR).await
+    {
+        tracing::info!(user = %user_id, "sign-in link used; asking for the second factor");
+        return page;
+    }
+    tracing::info!(user = %user_id, "signed in with a mailed link");
+    signed_in(
+        state,
+        req,
+        &user_id,
+        &[EMAIL_AMR],
+        super::login::PASSWORD_ACR,
+        &request,
+        now,
+    )
+    .await
+}
