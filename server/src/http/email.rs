@@ -8,10 +8,10 @@ use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
 use super::account::{account_failed, account_form, account_with_message, recently_signed_in};
-use super::browser::client_ip;
+use super::links::{TokenQuery, count_mail_request, failed, unusable};
 use super::login::checked_form;
 use super::respond::{error_page, form_page, page};
-use crate::signin::{email_link_digests, new_email_link, throttle, validate_email};
+use crate::signin::{email_link_digests, new_email_link, validate_email};
 use crate::state::{AppState, secs};
 use crate::store::{EMAIL_LINK_EMAIL, StoreError, email_key};
 use crate::views::Msg;
@@ -37,20 +37,8 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
         let error = state.views.msg(Msg::SignInAgain);
         return account_with_message(state, req, None, Some(error)).await;
     }
-    let now = state.clock.now();
-    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &new);
-    match throttle.wait(&state.store, now).await {
-        Ok(0) => {}
-        Ok(wait) => {
-            let msg = state
-                .views
-                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
-            return account_with_message(state, req, None, Some(&msg)).await;
-        }
-        Err(e) => tracing::error!(error = %e, "address change throttle check failed"),
-    }
-    if let Err(e) = throttle.failed(&state.store, now).await {
-        tracing::error!(error = %e, "counting an address request failed");
+    if let Err(wait) = count_mail_request(state, req, &new).await {
+        return account_with_message(state, req, None, Some(&wait)).await;
     }
     let lifetime = state.config.mail.verify_link_lifetime;
     let token = match new_email_link(state, EMAIL_LINK_EMAIL, &user.id, &new, None, lifetime).await
@@ -87,31 +75,6 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
     account_with_message(state, req, Some(&notice), None).await
 }
 
-#[derive(serde::Deserialize)]
-pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
-}
-
-fn unusable(state: &AppState) -> Response {
-    error_page(
-        state,
-        StatusCode::BAD_REQUEST,
-        Msg::LinkUnusableTitle,
-        Msg::EmailLinkUnusable,
-    )
-}
-
-fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "confirming an address failed on our side");
-    error_page(
-        state,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Msg::ErrorTitle,
-        Msg::ErrorMessage,
-    )
-}
-
 #[handler]
 pub async fn confirm_form(
     req: &Request,
@@ -119,7 +82,7 @@ pub async fn confirm_form(
     Data(state): Data<&AppState>,
 ) -> Response {
     let Some(digests) = email_link_digests(state, &q.token) else {
-        return unusable(state);
+        return unusable(state, Msg::EmailLinkUnusable);
     };
     match state
         .store
@@ -133,7 +96,7 @@ pub async fn confirm_form(
             "email_confirm.html",
             minijinja::context! { token => q.token, email => link.email },
         ),
-        Ok(None) => unusable(state),
+        Ok(None) => unusable(state, Msg::EmailLinkUnusable),
         Err(e) => failed(state, e),
     }
 }
@@ -145,11 +108,11 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         Err(page) => return page,
     };
     let Some(digests) = email_link_digests(state, form.get("token").unwrap_or_default()) else {
-        return unusable(state);
+        return unusable(state, Msg::EmailLinkUnusable);
     };
     let confirmed = match state.store.confirm_email(&digests, state.clock.now()).await {
         Ok(Some(c)) => c,
-        Ok(None) => return unusable(state),
+        Ok(None) => return unusable(state, Msg::EmailLinkUnusable),
         Err(StoreError::Conflict(_)) => {
             return error_page(
                 state,

@@ -10,6 +10,7 @@ mod discovery;
 mod email;
 mod health;
 mod jwks;
+mod links;
 mod login;
 mod logout;
 pub mod metrics;

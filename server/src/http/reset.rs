@@ -7,11 +7,13 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
-use super::browser::client_ip;
+use super::links::{
+    TokenQuery, after_answer, count_mail_request, enabled_account, failed, unusable,
+};
 use super::login::checked_form;
-use super::respond::{error_page, form_page, page};
+use super::respond::{form_page, page};
 use crate::signin::password::{self, PasswordError};
-use crate::signin::{throttle, validate_email};
+use crate::signin::validate_email;
 use crate::state::{AppState, secs};
 use crate::store::EMAIL_LINK_RESET;
 use crate::views::Msg;
@@ -57,39 +59,24 @@ pub async fn reset_request(
             Some(state.views.msg(Msg::InvalidEmail)),
         );
     };
-    let now = state.clock.now();
-    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &email);
-    match throttle.wait(&state.store, now).await {
-        Ok(0) => {}
-        Ok(wait) => {
-            let msg = state
-                .views
-                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
-            return request_page(state, req, StatusCode::TOO_MANY_REQUESTS, false, Some(&msg));
-        }
-        Err(e) => tracing::error!(error = %e, "reset throttle check failed"),
+    if let Err(wait) = count_mail_request(state, req, &email).await {
+        return request_page(
+            state,
+            req,
+            StatusCode::TOO_MANY_REQUESTS,
+            false,
+            Some(&wait),
+        );
     }
-    if let Err(e) = throttle.failed(&state.store, now).await {
-        tracing::error!(error = %e, "counting a reset request failed");
-    }
-    // Everything that depends on whether the account exists happens after the answer.
-    let background = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = send_reset_link(&background, &email).await {
-            tracing::error!(error = %e, "preparing a reset link failed");
-        }
+    after_answer(state, "password reset", |state| async move {
+        send_reset_link(&state, &email).await
     });
     request_page(state, req, StatusCode::OK, true, None)
 }
 
 /// Mails a reset link to `email` if an enabled account uses it; nothing otherwise.
 async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::store::StoreError> {
-    let Some(user) = state
-        .store
-        .user_by_email(email)
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-    else {
+    let Some(user) = enabled_account(state, email).await? else {
         tracing::info!("password reset asked for an address without an account");
         return Ok(());
     };
@@ -115,15 +102,6 @@ async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::sto
         },
     );
     Ok(())
-}
-
-fn unusable(state: &AppState) -> Response {
-    error_page(
-        state,
-        StatusCode::BAD_REQUEST,
-        Msg::LinkUnusableTitle,
-        Msg::ResetLinkUnusable,
-    )
 }
 
 /// Whether `token` names a live reset link.
@@ -154,22 +132,6 @@ fn confirm_page(
     )
 }
 
-fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "password reset failed on our side");
-    error_page(
-        state,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Msg::ErrorTitle,
-        Msg::ErrorMessage,
-    )
-}
-
-#[derive(serde::Deserialize)]
-pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
-}
-
 /// The new-password form. Opening the link changes nothing (mail scanners open links too).
 #[handler]
 pub async fn confirm_form(
@@ -179,7 +141,7 @@ pub async fn confirm_form(
 ) -> Response {
     match live_link(state, &q.token).await {
         Ok(true) => confirm_page(state, req, &q.token, StatusCode::OK, None),
-        Ok(false) => unusable(state),
+        Ok(false) => unusable(state, Msg::ResetLinkUnusable),
         Err(e) => failed(state, e),
     }
 }
@@ -194,7 +156,7 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
     // Checked before hashing, so a dead link costs no argon2 time.
     match live_link(state, &token).await {
         Ok(true) => {}
-        Ok(false) => return unusable(state),
+        Ok(false) => return unusable(state, Msg::ResetLinkUnusable),
         Err(e) => return failed(state, e),
     }
     let new = form.get("new_password").unwrap_or_default().to_owned();
@@ -212,7 +174,7 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         }
     };
     let Some(digests) = crate::signin::email_link_digests(state, &token) else {
-        return unusable(state);
+        return unusable(state, Msg::ResetLinkUnusable);
     };
     match state
         .store
@@ -228,7 +190,7 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
                 minijinja::context! { done => true },
             )
         }
-        Ok(None) => unusable(state),
+        Ok(None) => unusable(state, Msg::ResetLinkUnusable),
         Err(e) => failed(state, e),
     }
 }

@@ -10,11 +10,13 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
-use super::browser::client_ip;
+use super::links::{
+    TokenQuery, after_answer, count_mail_request, enabled_account, failed, unusable,
+};
 use super::login::{checked_form, signed_in};
 use super::respond::{error_page, form_page};
 use crate::oauth::params::Params;
-use crate::signin::{email_link_digests, new_email_link, throttle, validate_email};
+use crate::signin::{email_link_digests, new_email_link, validate_email};
 use crate::state::{AppState, secs};
 use crate::store::{EMAIL_LINK_SIGNIN, StoreError};
 use crate::views::Msg;
@@ -65,31 +67,16 @@ pub async fn request_link(
         )
         .await;
     };
-    let now = state.clock.now();
-    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &email);
-    match throttle.wait(&state.store, now).await {
-        Ok(0) => {}
-        Ok(wait) => {
-            let msg = state
-                .views
-                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
-            return link_page(
-                state,
-                req,
-                StatusCode::TOO_MANY_REQUESTS,
-                minijinja::context! { error => msg },
-            );
-        }
-        Err(e) => tracing::error!(error = %e, "sign-in link throttle check failed"),
+    if let Err(wait) = count_mail_request(state, req, &email).await {
+        return link_page(
+            state,
+            req,
+            StatusCode::TOO_MANY_REQUESTS,
+            minijinja::context! { error => wait },
+        );
     }
-    if let Err(e) = throttle.failed(&state.store, now).await {
-        tracing::error!(error = %e, "counting a sign-in link request failed");
-    }
-    let background = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = send_link(&background, &email, &request).await {
-            tracing::error!(error = %e, "preparing a sign-in link failed");
-        }
+    after_answer(state, "sign-in link", |state| async move {
+        send_link(&state, &email, &request).await
     });
     let minutes = secs(state.config.mail.signin_link_lifetime) / 60;
     link_page(
@@ -102,12 +89,7 @@ pub async fn request_link(
 
 /// Mails a sign-in link to `email` if an enabled account uses it; nothing otherwise.
 async fn send_link(state: &AppState, email: &str, request: &str) -> Result<(), StoreError> {
-    let Some(user) = state
-        .store
-        .user_by_email(email)
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-    else {
+    let Some(user) = enabled_account(state, email).await? else {
         tracing::info!("sign-in link asked for an address without an account");
         return Ok(());
     };
@@ -140,31 +122,6 @@ async fn send_link(state: &AppState, email: &str, request: &str) -> Result<(), S
     Ok(())
 }
 
-fn unusable(state: &AppState) -> Response {
-    error_page(
-        state,
-        StatusCode::BAD_REQUEST,
-        Msg::LinkUnusableTitle,
-        Msg::ResetLinkUnusable,
-    )
-}
-
-fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "a sign-in link failed on our side");
-    error_page(
-        state,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Msg::ErrorTitle,
-        Msg::ErrorMessage,
-    )
-}
-
-#[derive(serde::Deserialize)]
-pub struct TokenQuery {
-    #[serde(default)]
-    token: String,
-}
-
 #[handler]
 pub async fn confirm_form(
     req: &Request,
@@ -175,7 +132,7 @@ pub async fn confirm_form(
         return not_offered(state);
     }
     let Some(digests) = email_link_digests(state, &q.token) else {
-        return unusable(state);
+        return unusable(state, Msg::ResetLinkUnusable);
     };
     match state
         .store
@@ -188,7 +145,7 @@ pub async fn confirm_form(
             StatusCode::OK,
             minijinja::context! { confirm => true, token => q.token, email => link.email },
         ),
-        Ok(None) => unusable(state),
+        Ok(None) => unusable(state, Msg::ResetLinkUnusable),
         Err(e) => failed(state, e),
     }
 }
@@ -203,12 +160,12 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         Err(page) => return page,
     };
     let Some(digests) = email_link_digests(state, form.get("token").unwrap_or_default()) else {
-        return unusable(state);
+        return unusable(state, Msg::ResetLinkUnusable);
     };
     let now = state.clock.now();
     let (user_id, request) = match state.store.use_signin_link(&digests, now).await {
         Ok(Some(used)) => used,
-        Ok(None) => return unusable(state),
+        Ok(None) => return unusable(state, Msg::ResetLinkUnusable),
         Err(e) => return failed(state, e),
     };
     let request = request

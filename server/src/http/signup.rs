@@ -11,7 +11,8 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde_json::json;
 
-use super::browser::{append_cookie, client_ip, csrf_token};
+use super::browser::{append_cookie, csrf_token};
+use super::links::{after_answer, count_mail_request};
 use super::login::{checked_form, signed_in};
 use super::respond::{error_page, form_page, json_error, json_ok, page};
 use crate::config::SignupPolicy;
@@ -19,7 +20,7 @@ use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
 use crate::signin::passkey::{self, PasskeyError};
 use crate::signin::password::{self, PasswordError};
-use crate::signin::{throttle, validate_email};
+use crate::signin::validate_email;
 use crate::state::{AppState, secs};
 use crate::store::{AccountError, Invite, NewAccount};
 use crate::views::Msg;
@@ -156,26 +157,17 @@ pub async fn signup_email(
             Some(state.views.msg(Msg::InvalidEmail)),
         );
     };
-    let now = state.clock.now();
-    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), &email);
-    match throttle.wait(&state.store, now).await {
-        Ok(0) => {}
-        Ok(wait) => {
-            let msg = state
-                .views
-                .msg_with(Msg::TooManyRequests, &[("seconds", &wait.to_string())]);
-            return email_page(state, req, StatusCode::TOO_MANY_REQUESTS, false, Some(&msg));
-        }
-        Err(e) => tracing::error!(error = %e, "sign-up throttle check failed"),
+    if let Err(wait) = count_mail_request(state, req, &email).await {
+        return email_page(
+            state,
+            req,
+            StatusCode::TOO_MANY_REQUESTS,
+            false,
+            Some(&wait),
+        );
     }
-    if let Err(e) = throttle.failed(&state.store, now).await {
-        tracing::error!(error = %e, "counting a sign-up request failed");
-    }
-    let background = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = send_signup_link(&background, &email).await {
-            tracing::error!(error = %e, "preparing a sign-up link failed");
-        }
+    after_answer(state, "open sign-up", |state| async move {
+        send_signup_link(&state, &email).await
     });
     email_page(state, req, StatusCode::OK, true, None)
 }
