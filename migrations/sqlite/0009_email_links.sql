@@ -17,3 +17,6 @@ CREATE INDEX email_links_user ON email_links (user_id);
 -- mailed it to its bound address, so using it proves the address and the account starts
 -- verified) or 'setup' (the first administrator's setup link, replaced at each start).
 ALTER TABLE invites ADD COLUMN origin TEXT NOT NULL DEFAULT 'cli';
+-- Before this, the setup link was the unused administrator invitation without an address; a
+-- new start replaces it, as it did.
+UPDATE invites SET origin = 'setup' WHERE is_admin = 1 AND used_at IS NULL AND email IS NULL;

@@ -204,6 +204,14 @@ pub struct HttpConfig {
     pub shutdown_grace: Duration,
     /// A directory of templates that override the embedded ones by file name.
     pub templates_dir: Option<PathBuf>,
+    /// Addresses or networks (`10.0.0.0/8`) of reverse proxies in front of the server. A
+    /// request from one of them is taken to be from the rightmost address in its
+    /// `X-Forwarded-For` that is not itself a trusted proxy; from anyone else the header is
+    /// ignored. Throttling, sessions and logs use that address.
+    pub trusted_proxies: Vec<String>,
+    /// `trusted_proxies`, parsed.
+    #[serde(skip)]
+    pub trusted_proxy_nets: Vec<ipnet::IpNet>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -374,6 +382,8 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
             templates_dir: None,
+            trusted_proxies: Vec::new(),
+            trusted_proxy_nets: Vec::new(),
         }
     }
 }
@@ -534,6 +544,21 @@ impl Config {
             ));
         }
         self.validate_mail()?;
+        self.http.trusted_proxy_nets = self
+            .http
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "http.trusted_proxies",
+                            format!("{p:?} is not an IP address or network (10.0.0.0/8)"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         if self.keys.publish_lead < self.keys.refresh_interval + self.keys.jwks_max_age {
             return Err(invalid(
                 "keys.publish_lead",

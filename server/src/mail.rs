@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use lettre::Address;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
@@ -166,9 +167,13 @@ impl Mailer {
             .strip_prefix("Subject:")
             .ok_or_else(|| MailError::Compose(format!("{template}: no Subject: line")))?
             .trim();
-        let to = to
-            .parse::<Mailbox>()
-            .map_err(|e| MailError::Compose(format!("recipient: {e}")))?;
+        // A bare address only, never a display name: the message goes exactly to the address
+        // we hold.
+        let to = Mailbox::new(
+            None,
+            to.parse::<Address>()
+                .map_err(|e| MailError::Compose(format!("recipient: {e}")))?,
+        );
         Message::builder()
             .from(self.from.clone())
             .to(to)

@@ -175,10 +175,10 @@ async fn changing_the_address_proves_the_new_one_and_tells_the_old_one() {
         assert_eq!(notice.len(), 1, "the old address is told");
         assert!(notice[0].contains("countess@example.org"));
         let link = link_in(mail_to(&mails, new_address)[0], "/email/confirm?token=");
-        // Nothing changes until the link is used; opening it only shows a button.
-        assert!(account_page(&owner, &server).await.contains(&f.email));
-        let b = browser();
-        let page = b
+        // A browser not signed in to the account cannot confirm a change (no one attaches an
+        // address to their account by getting its owner to click).
+        let stranger = browser();
+        let page = stranger
             .get(server.url(&link))
             .send()
             .await
@@ -186,9 +186,29 @@ async fn changing_the_address_proves_the_new_one_and_tells_the_old_one() {
             .text()
             .await
             .unwrap();
+        assert!(page.contains("Sign in first"), "{page}");
+        assert!(input_value(&page, "token").is_none());
+        // The owner's browser: opening it only shows a button naming both addresses.
+        let page = owner
+            .get(server.url(&link))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(&f.email) && page.contains(new_address));
         assert!(account_page(&owner, &server).await.contains(&f.email));
         let csrf = input_value(&page, "csrf_token").unwrap();
         let token = input_value(&page, "token").unwrap();
+        let r = stranger
+            .post(server.url("/email/confirm"))
+            .form(&[("csrf_token", csrf.as_str()), ("token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "nor post it");
+        let b = owner.clone();
         let r = b
             .post(server.url("/email/confirm"))
             .form(&[("csrf_token", csrf.as_str()), ("token", token.as_str())])
@@ -419,6 +439,24 @@ async fn a_mailed_sign_in_link_signs_in_once_and_still_asks_for_totp() {
         // With an authenticator app, the link is only the first step.
         let owner = signed_in_browser(&server, &f.email).await;
         let (app, _) = crate::totp::enrol(&owner, &server).await;
+        // One message per address a minute at most, whoever asks: within the minute the
+        // same answer, and no mail.
+        let quick = post_form(
+            &browser(),
+            &server,
+            "/login",
+            "/login/email",
+            &[("email", "ada@example.com")],
+        )
+        .await;
+        assert_eq!(quick.status(), 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            wait_for_mail(&outbox, 1).await.len(),
+            1,
+            "nothing sent within the minute"
+        );
+        server.clock.advance(60);
         let b3 = browser();
         let r = post_form(
             &b3,

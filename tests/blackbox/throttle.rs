@@ -49,7 +49,8 @@ async fn repeated_failures_make_sign_in_wait_then_recover() {
     }
 }
 
-/// The token endpoint: failed client authentication counts per address; past the allowance
+/// The token endpoint: failed client authentication counts per address (a bad grant does
+/// not); past the allowance
 /// the address waits (429 with `Retry-After`, right credentials included, and at the
 /// introspection endpoint too), and the wait ends by itself.
 #[tokio::test]
@@ -72,6 +73,13 @@ async fn failed_client_authentication_makes_the_address_wait() {
             ..f.clone()
         };
         let form = [("grant_type", "client_credentials")];
+        // Errors after the client authenticated do not count: a stranger can make a real
+        // client redeem bogus codes.
+        for _ in 0..30 {
+            let r = crate::flow::redeem(&server, &f, "bogus-code").await;
+            assert_eq!(r.status(), 400);
+        }
+        assert_eq!(token_request(&server, &f, &form).await.status(), 200);
         for _ in 0..21 {
             let r = token_request(&server, &bad, &form).await;
             assert_eq!(r.status(), 401);
@@ -95,4 +103,55 @@ async fn failed_client_authentication_makes_the_address_wait() {
         assert_eq!(r.status(), 200, "the wait ends by itself");
         server.stop().await;
     }
+}
+
+/// Behind a trusted proxy (`http.trusted_proxies`), the client address is the forwarded one:
+/// one client's failures make that client wait, not everyone behind the proxy.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_is_counted_apart() {
+    let env = Env::new(
+        TestDb::sqlite(),
+        "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n",
+    );
+    fixture(&env, &[]).await;
+    let server = Server::start(env.config()).await;
+    let b = browser();
+    let page = b
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::flow::input_value(&page, "csrf_token").unwrap();
+    let attempt = |from: &'static str, email: &'static str, password: &'static str| {
+        b.post(server.url("/login"))
+            .header("x-forwarded-for", from)
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("email", email),
+                ("password", password),
+            ])
+            .send()
+    };
+    for _ in 0..6 {
+        let r = attempt("198.51.100.1", "nobody@example.com", "wrong password!")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = attempt("198.51.100.1", "ada@example.com", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "the failing client waits");
+    let r = attempt("198.51.100.2", "ada@example.com", PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        303,
+        "another client behind the same proxy does not"
+    );
+    server.stop().await;
 }

@@ -227,11 +227,19 @@ async fn recovery_codes_sign_in_once_and_sensitive_changes_need_a_recent_sign_in
         assert_eq!(r.status(), 303);
         assert!(account_page(&owner, &server).await.contains("8 of 10"));
 
-        // Later, new codes and turning it off ask for a fresh sign-in.
+        // Later, new codes, turning it off, setting it up again and adding a passkey ask for
+        // a fresh sign-in.
         server.clock.advance(11 * 60);
         let html = account_page(&owner, &server).await;
+        assert!(!html.contains("Set up an authenticator app"));
+        assert!(html.contains("To add a passkey"));
         let csrf = input_value(&html, "csrf_token").unwrap();
-        for path in ["/account/recovery-codes", "/account/totp/disable"] {
+        for path in [
+            "/account/recovery-codes",
+            "/account/totp/disable",
+            "/account/totp/setup",
+            "/account/passkeys",
+        ] {
             let r = post(&owner, &server, path, &[("csrf_token", &csrf)]).await;
             assert_eq!(r.status(), 400, "{path}");
             assert!(r.text().await.unwrap().contains("sign in again"), "{path}");

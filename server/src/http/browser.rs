@@ -114,10 +114,43 @@ pub fn csrf_ok(state: &AppState, req: &Request, form_token: Option<&str>) -> boo
 }
 
 /// The client's address as the socket saw it.
-pub fn client_ip(req: &Request) -> Option<String> {
-    req.remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip().to_string())
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy
+/// (`http.trusted_proxies`), the rightmost `X-Forwarded-For` entry that is not a trusted
+/// proxy (entries to its left are the client's own claims and are not believed).
+pub fn client_ip(state: &AppState, req: &Request) -> Option<String> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+    let trusted = &state.config.http.trusted_proxy_nets;
+    Some(forwarded_client(peer, trusted, req.headers()).to_string())
+}
+
+fn forwarded_client(
+    peer: std::net::IpAddr,
+    trusted: &[ipnet::IpNet],
+    headers: &poem::http::HeaderMap,
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    // Rightmost first: each hop appends the address it received the request from.
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<std::net::IpAddr>() else {
+            // A malformed entry: stop at the last address a trusted proxy vouched for.
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 pub fn user_agent(req: &Request) -> Option<String> {
@@ -125,4 +158,52 @@ pub fn user_agent(req: &Request) -> Option<String> {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(256).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_client;
+    use poem::http::HeaderMap;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        // Not from a proxy: the header is the client's own claim.
+        assert_eq!(
+            forwarded_client(ip("203.0.113.9"), &trusted, &headers(&["198.51.100.1"])),
+            ip("203.0.113.9")
+        );
+        // From a proxy: the rightmost untrusted hop; a spoofed entry on the left is ignored.
+        assert_eq!(
+            forwarded_client(
+                ip("10.0.0.2"),
+                &trusted,
+                &headers(&["6.6.6.6, 198.51.100.7", "10.0.0.5"])
+            ),
+            ip("198.51.100.7")
+        );
+        // No header, or nothing usable: the proxy itself.
+        assert_eq!(
+            forwarded_client(ip("10.0.0.2"), &trusted, &headers(&[])),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            forwarded_client(ip("10.0.0.2"), &trusted, &headers(&["junk"])),
+            ip("10.0.0.2")
+        );
+        // Nothing trusted: the peer, always.
+        assert_eq!(
+            forwarded_client(ip("10.0.0.2"), &[], &headers(&["198.51.100.7"])),
+            ip("10.0.0.2")
+        );
+    }
 }

@@ -1,19 +1,23 @@
 //! The account's email address: verifying it, and changing it (after a recent sign-in). Either
 //! way a link goes to the address to prove it; a change also tells the old address, when it
 //! is asked for and when it is done. `/email/confirm` opens the link (a page with a button,
-//! so a mail scanner opening links changes nothing) and confirms it.
+//! so a mail scanner opening links changes nothing) and confirms it; a change link only in a
+//! browser signed in to the account it moves. A verification link proves the account's
+//! current address and nothing else.
 
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
-use super::account::{account_failed, account_form, account_with_message, recently_signed_in};
-use super::links::{TokenQuery, count_mail_request, failed, unusable};
+use super::account::{
+    account_failed, account_form, account_with_message, recently_signed_in, signed_in_user,
+};
+use super::links::{TokenQuery, count_mail_request, failed, mail_allowed, unusable};
 use super::login::checked_form;
 use super::respond::{error_page, form_page, page};
 use crate::signin::{email_link_digests, new_email_link, validate_email};
 use crate::state::{AppState, secs};
-use crate::store::{EMAIL_LINK_EMAIL, StoreError, email_key};
+use crate::store::{EMAIL_LINK_EMAIL, EMAIL_LINK_VERIFY, StoreError, email_key};
 use crate::views::Msg;
 
 #[handler]
@@ -37,12 +41,30 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
         let error = state.views.msg(Msg::SignInAgain);
         return account_with_message(state, req, None, Some(error)).await;
     }
-    if let Err(wait) = count_mail_request(state, req, &new).await {
+    if let Err(wait) = count_mail_request(state, req).await {
         return account_with_message(state, req, None, Some(&wait)).await;
     }
+    let notice = state.views.msg_with(
+        if same {
+            Msg::EmailLinkSentVerify
+        } else {
+            Msg::EmailLinkSentChange
+        },
+        &[("address", &new)],
+    );
+    match mail_allowed(state, &new).await {
+        Ok(true) => {}
+        // The last message there is a minute old at most: the same answer, nothing new.
+        Ok(false) => return account_with_message(state, req, Some(&notice), None).await,
+        Err(e) => return account_failed(state, req, "checking the mail interval", e).await,
+    }
     let lifetime = state.config.mail.verify_link_lifetime;
-    let token = match new_email_link(state, EMAIL_LINK_EMAIL, &user.id, &new, None, lifetime).await
-    {
+    let purpose = if same {
+        EMAIL_LINK_VERIFY
+    } else {
+        EMAIL_LINK_EMAIL
+    };
+    let token = match new_email_link(state, purpose, &user.id, &new, None, lifetime).await {
         Ok(t) => t,
         Err(e) => return account_failed(state, req, "making an address link", e).await,
     };
@@ -66,13 +88,45 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
         );
     }
     tracing::info!(user = %user.id, change = !same, "address link sent");
-    let sent = if same {
-        Msg::EmailLinkSentVerify
-    } else {
-        Msg::EmailLinkSentChange
-    };
-    let notice = state.views.msg_with(sent, &[("address", &new)]);
     account_with_message(state, req, Some(&notice), None).await
+}
+
+/// What an address link asks, if it is live: a change needs the browser signed in to the
+/// account it moves (so no one can attach an address to their own account by getting its
+/// owner to click), a verification does not.
+enum Link {
+    /// Move the account of `current` (the signed-in user's address) to `new`.
+    Change { current: String, new: String },
+    /// A change link opened in a browser not signed in to its account.
+    SignInFirst,
+    /// Confirm `email` as the account's address.
+    Verify { email: String },
+}
+
+async fn read_link(
+    state: &AppState,
+    req: &Request,
+    digests: &[String],
+) -> Result<Option<Link>, StoreError> {
+    let now = state.clock.now();
+    if let Some(link) = state
+        .store
+        .email_link(digests, EMAIL_LINK_EMAIL, now)
+        .await?
+    {
+        return Ok(Some(match signed_in_user(state, req).await {
+            Some((_, user)) if user.id == link.user_id => Link::Change {
+                current: user.email,
+                new: link.email,
+            },
+            _ => Link::SignInFirst,
+        }));
+    }
+    Ok(state
+        .store
+        .email_link(digests, EMAIL_LINK_VERIFY, now)
+        .await?
+        .map(|link| Link::Verify { email: link.email }))
 }
 
 #[handler]
@@ -84,21 +138,18 @@ pub async fn confirm_form(
     let Some(digests) = email_link_digests(state, &q.token) else {
         return unusable(state, Msg::EmailLinkUnusable);
     };
-    match state
-        .store
-        .email_link(&digests, EMAIL_LINK_EMAIL, state.clock.now())
-        .await
-    {
-        Ok(Some(link)) => form_page(
-            state,
-            req,
-            StatusCode::OK,
-            "email_confirm.html",
-            minijinja::context! { token => q.token, email => link.email },
-        ),
-        Ok(None) => unusable(state, Msg::EmailLinkUnusable),
-        Err(e) => failed(state, e),
-    }
+    let ctx = match read_link(state, req, &digests).await {
+        Ok(Some(Link::Change { current, new })) => {
+            minijinja::context! { token => q.token, email => new, current => current }
+        }
+        Ok(Some(Link::SignInFirst)) => minijinja::context! { sign_in_first => true },
+        Ok(Some(Link::Verify { email })) => {
+            minijinja::context! { token => q.token, email => email }
+        }
+        Ok(None) => return unusable(state, Msg::EmailLinkUnusable),
+        Err(e) => return failed(state, e),
+    };
+    form_page(state, req, StatusCode::OK, "email_confirm.html", ctx)
 }
 
 #[handler]
@@ -110,6 +161,20 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
     let Some(digests) = email_link_digests(state, form.get("token").unwrap_or_default()) else {
         return unusable(state, Msg::EmailLinkUnusable);
     };
+    match read_link(state, req, &digests).await {
+        Ok(Some(Link::SignInFirst)) => {
+            return form_page(
+                state,
+                req,
+                StatusCode::FORBIDDEN,
+                "email_confirm.html",
+                minijinja::context! { sign_in_first => true },
+            );
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => return unusable(state, Msg::EmailLinkUnusable),
+        Err(e) => return failed(state, e),
+    }
     let confirmed = match state.store.confirm_email(&digests, state.clock.now()).await {
         Ok(Some(c)) => c,
         Ok(None) => return unusable(state, Msg::EmailLinkUnusable),

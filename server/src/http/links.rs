@@ -14,16 +14,11 @@ use crate::state::AppState;
 use crate::store::{StoreError, User};
 use crate::views::Msg;
 
-/// Counts a request that may send mail to `email`, per client address and per mail address
-/// (every request counts: each may send a message). Err with the message to show when the
-/// client must wait first.
-pub async fn count_mail_request(
-    state: &AppState,
-    req: &Request,
-    email: &str,
-) -> Result<(), String> {
+/// Counts a request that may send mail, per client address (every request counts: each may
+/// send a message). Err with the message to show when the client must wait first.
+pub async fn count_mail_request(state: &AppState, req: &Request) -> Result<(), String> {
     let now = state.clock.now();
-    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(req).as_deref(), email);
+    let throttle = throttle::Keys::mail_request(&state.pepper, client_ip(state, req).as_deref());
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
@@ -53,13 +48,28 @@ where
     });
 }
 
-/// The enabled account that uses `email`, if any.
-pub async fn enabled_account(state: &AppState, email: &str) -> Result<Option<User>, StoreError> {
-    Ok(state
+/// The enabled account that uses `email`, if any, when a message may go there now (see
+/// [`throttle::mail_allowed`]); None otherwise.
+pub async fn account_to_mail(state: &AppState, email: &str) -> Result<Option<User>, StoreError> {
+    let Some(user) = state
         .store
         .user_by_email(email)
         .await?
-        .filter(|u| u.disabled_at.is_none()))
+        .filter(|u| u.disabled_at.is_none())
+    else {
+        tracing::info!("mail asked for an address without an account");
+        return Ok(None);
+    };
+    Ok(mail_allowed(state, &user.email).await?.then_some(user))
+}
+
+/// Whether a message may go to `email` now; logs when it may not.
+pub async fn mail_allowed(state: &AppState, email: &str) -> Result<bool, StoreError> {
+    let ok = throttle::mail_allowed(&state.store, &state.pepper, email, state.clock.now()).await?;
+    if !ok {
+        tracing::info!("mail to this address was sent less than a minute ago; not sending");
+    }
+    Ok(ok)
 }
 
 /// The `?token=` of a mailed link.

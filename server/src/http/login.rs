@@ -69,7 +69,7 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
     let now = state.clock.now();
     // Throttled before anything about the account is looked at: the answer is the same
     // whether or not it exists.
-    let ip = client_ip(req);
+    let ip = client_ip(state, req);
     let throttle = throttle::Keys::new(&state.pepper, ip.as_deref(), &email);
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
@@ -164,7 +164,7 @@ pub async fn signed_in(
     let sid = random_token(16);
     let absolute = secs(state.config.sessions.absolute_lifetime);
     let amr = serde_json::json!(amr).to_string();
-    let ip = client_ip(req);
+    let ip = client_ip(state, req);
     let ua = user_agent(req);
     let created = state
         .store

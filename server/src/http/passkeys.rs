@@ -13,7 +13,8 @@ use poem::{Request, Response, handler};
 use serde_json::json;
 
 use super::account::{
-    account_failed, account_form, account_redirect, account_with_message, signed_in_user,
+    account_failed, account_form, account_redirect, account_with_message, recently_signed_in,
+    signed_in_user,
 };
 use super::browser::client_ip;
 use super::login::{checked_form, retry_page, signed_in};
@@ -57,7 +58,7 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
     let request =
         Params::parse(form.get("request").unwrap_or_default().as_bytes()).unwrap_or_default();
     let now = state.clock.now();
-    let ip = client_ip(req);
+    let ip = client_ip(state, req);
     let throttle = throttle::Keys::address_only(&state.pepper, ip.as_deref());
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
@@ -117,9 +118,14 @@ pub async fn register_options(
     if checked_form(state, req, body).await.is_err() {
         return json_error(StatusCode::FORBIDDEN, "the form has expired");
     }
-    let Some((_, user)) = signed_in_user(state, req).await else {
+    let Some((session, user)) = signed_in_user(state, req).await else {
         return json_error(StatusCode::UNAUTHORIZED, "sign in first");
     };
+    // A new way in, which skips any second factor: only from a fresh sign-in, so a session
+    // cookie stolen long after it was made cannot add the thief's passkey.
+    if !recently_signed_in(state, &session) {
+        return json_error(StatusCode::FORBIDDEN, "sign in again first");
+    }
     match passkey::start_registration(state, &user).await {
         Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
         Err(e) => {
@@ -131,10 +137,14 @@ pub async fn register_options(
 
 #[handler]
 pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, _, user) = match account_form(state, req, body).await {
+    let (form, session, user) = match account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
+    if !recently_signed_in(state, &session) {
+        let error = state.views.msg(Msg::SignInAgain);
+        return account_with_message(state, req, None, Some(error)).await;
+    }
     let result = passkey::finish_registration(
         state,
         &user.id,

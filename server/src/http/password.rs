@@ -29,7 +29,8 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
             return account_with_message(state, req, None, Some(error)).await;
         };
         // Guessing the current password here counts as failed sign-ins for the account.
-        let throttle = throttle::Keys::new(&state.pepper, client_ip(req).as_deref(), &user.email);
+        let throttle =
+            throttle::Keys::new(&state.pepper, client_ip(state, req).as_deref(), &user.email);
         match throttle.wait(&state.store, now).await {
             Ok(0) => {}
             Ok(wait) => {

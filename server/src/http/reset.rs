@@ -8,7 +8,7 @@ use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
 use super::links::{
-    TokenQuery, after_answer, count_mail_request, enabled_account, failed, unusable,
+    TokenQuery, account_to_mail, after_answer, count_mail_request, failed, unusable,
 };
 use super::login::checked_form;
 use super::respond::{form_page, page};
@@ -59,7 +59,7 @@ pub async fn reset_request(
             Some(state.views.msg(Msg::InvalidEmail)),
         );
     };
-    if let Err(wait) = count_mail_request(state, req, &email).await {
+    if let Err(wait) = count_mail_request(state, req).await {
         return request_page(
             state,
             req,
@@ -76,8 +76,7 @@ pub async fn reset_request(
 
 /// Mails a reset link to `email` if an enabled account uses it; nothing otherwise.
 async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::store::StoreError> {
-    let Some(user) = enabled_account(state, email).await? else {
-        tracing::info!("password reset asked for an address without an account");
+    let Some(user) = account_to_mail(state, email).await? else {
         return Ok(());
     };
     let lifetime = state.config.mail.reset_link_lifetime;

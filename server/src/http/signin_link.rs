@@ -11,7 +11,7 @@ use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
 use super::links::{
-    TokenQuery, after_answer, count_mail_request, enabled_account, failed, unusable,
+    TokenQuery, account_to_mail, after_answer, count_mail_request, failed, unusable,
 };
 use super::login::{checked_form, signed_in};
 use super::respond::{error_page, form_page};
@@ -67,7 +67,7 @@ pub async fn request_link(
         )
         .await;
     };
-    if let Err(wait) = count_mail_request(state, req, &email).await {
+    if let Err(wait) = count_mail_request(state, req).await {
         return link_page(
             state,
             req,
@@ -89,8 +89,7 @@ pub async fn request_link(
 
 /// Mails a sign-in link to `email` if an enabled account uses it; nothing otherwise.
 async fn send_link(state: &AppState, email: &str, request: &str) -> Result<(), StoreError> {
-    let Some(user) = enabled_account(state, email).await? else {
-        tracing::info!("sign-in link asked for an address without an account");
+    let Some(user) = account_to_mail(state, email).await? else {
         return Ok(());
     };
     // Only a request that parses is carried; the link works without one.
@@ -139,12 +138,35 @@ pub async fn confirm_form(
         .email_link(&digests, EMAIL_LINK_SIGNIN, state.clock.now())
         .await
     {
-        Ok(Some(link)) => link_page(
-            state,
-            req,
-            StatusCode::OK,
-            minijinja::context! { confirm => true, token => q.token, email => link.email },
-        ),
+        Ok(Some(link)) => {
+            // Anyone can ask for a link to someone's address from any application's sign-in
+            // page: the page names the application the sign-in goes on to.
+            let client_id = link
+                .request
+                .as_deref()
+                .and_then(|r| Params::parse(r.as_bytes()).ok())
+                .and_then(|p| p.get("client_id").map(str::to_owned));
+            let client = match &client_id {
+                Some(id) => match crate::clients::find(state, id).await {
+                    Ok(Some(c)) if !c.metadata.client_name.is_empty() => {
+                        Some(c.metadata.client_name.clone())
+                    }
+                    _ => Some(id.clone()),
+                },
+                None => None,
+            };
+            link_page(
+                state,
+                req,
+                StatusCode::OK,
+                minijinja::context! {
+                    confirm => true,
+                    token => q.token,
+                    email => link.email,
+                    client => client,
+                },
+            )
+        }
         Ok(None) => unusable(state, Msg::ResetLinkUnusable),
         Err(e) => failed(state, e),
     }

@@ -12,7 +12,7 @@ use poem::{Request, Response, handler};
 use serde_json::json;
 
 use super::browser::{append_cookie, csrf_token};
-use super::links::{after_answer, count_mail_request};
+use super::links::{after_answer, count_mail_request, mail_allowed};
 use super::login::{checked_form, signed_in};
 use super::respond::{error_page, form_page, json_error, json_ok, page};
 use crate::config::SignupPolicy;
@@ -157,7 +157,7 @@ pub async fn signup_email(
             Some(state.views.msg(Msg::InvalidEmail)),
         );
     };
-    if let Err(wait) = count_mail_request(state, req, &email).await {
+    if let Err(wait) = count_mail_request(state, req).await {
         return email_page(
             state,
             req,
@@ -173,6 +173,9 @@ pub async fn signup_email(
 }
 
 async fn send_signup_link(state: &AppState, email: &str) -> Result<(), crate::store::StoreError> {
+    if !mail_allowed(state, email).await? {
+        return Ok(());
+    }
     let service = &state.config.passkeys.rp_name;
     let issuer = &state.config.issuer;
     if let Some(user) = state.store.user_by_email(email).await? {

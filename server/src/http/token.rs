@@ -47,7 +47,7 @@ pub async fn token_endpoint(
 }
 
 /// Runs the token endpoint's work behind the address gate (see [`gate_closed`]); failed
-/// client authentication or grants count against the address.
+/// client authentication counts against the address.
 async fn gated(
     req: &Request,
     state: &AppState,
@@ -69,7 +69,7 @@ pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Respo
         .wait(
             &state.store,
             &state.pepper,
-            client_ip(req).as_deref(),
+            client_ip(state, req).as_deref(),
             state.clock.now(),
         )
         .await;
@@ -95,16 +95,17 @@ pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Respo
     }
 }
 
-/// The error response, after counting a failed client authentication or grant against the
-/// address.
+/// The error response, after counting a failed client authentication against the address.
+/// Errors after the client authenticated (a bad code, say) do not count: a stranger can make
+/// a real client redeem garbage, and must not get it gated that way.
 pub(super) async fn failed_request(req: &Request, state: &AppState, e: &TokenError) -> Response {
-    if matches!(e.code, T::InvalidClient | T::InvalidGrant)
+    if e.code == T::InvalidClient
         && let Err(err) = state
             .token_gate
             .failed(
                 &state.store,
                 &state.pepper,
-                client_ip(req).as_deref(),
+                client_ip(state, req).as_deref(),
                 state.clock.now(),
             )
             .await

@@ -61,10 +61,16 @@ fn recovery_codes_page(state: &AppState, req: &Request, codes: &[String]) -> Res
 
 #[handler]
 pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (_, _, user) = match account_form(state, req, body).await {
+    let (_, session, user) = match account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
+    // Only from a fresh sign-in: a stolen session must not be able to put the thief's
+    // authenticator (and its recovery codes) between the owner and their account.
+    if !recently_signed_in(state, &session) {
+        let error = state.views.msg(Msg::SignInAgain);
+        return account_with_message(state, req, None, Some(error)).await;
+    }
     match totp::start_enrolment(state, &user.id, &user.email).await {
         Ok(enrolment) => setup_page(state, req, &enrolment, None),
         Err(TotpError::AlreadyEnabled) => {
@@ -77,10 +83,14 @@ pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>
 
 #[handler]
 pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, _, user) = match account_form(state, req, body).await {
+    let (form, session, user) = match account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
+    if !recently_signed_in(state, &session) {
+        let error = state.views.msg(Msg::SignInAgain);
+        return account_with_message(state, req, None, Some(error)).await;
+    }
     let code = form.get("code").unwrap_or_default();
     match totp::verify(state, &user.id, code, true).await {
         Ok(true) => {}
@@ -242,7 +252,7 @@ pub async fn second_factor(
     };
     let now = state.clock.now();
     let throttle =
-        throttle::Keys::second_factor(&state.pepper, client_ip(req).as_deref(), &user_id);
+        throttle::Keys::second_factor(&state.pepper, client_ip(state, req).as_deref(), &user_id);
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {

@@ -126,11 +126,14 @@ pub fn clean_label(raw: &str, max_chars: usize) -> Option<String> {
     (!label.is_empty()).then(|| label.to_owned())
 }
 
-/// A plausible address: one `@`, non-empty local part and a domain with a dot, no spaces or
-/// control characters, at most 254 bytes (RFC 5321 §4.5.3.1.3). Delivery is the real test.
+/// A plausible bare address (an RFC 5321 mailbox, no display name): exactly one `@`, a
+/// non-empty local part and a domain with a dot, none of the characters that make a name,
+/// a group or a quoted part (`<>"(),;:[]\`), no spaces or control characters, at most 254
+/// bytes (RFC 5321 §4.5.3.1.3). What is stored is then exactly where mail goes; delivery is
+/// the real test.
 pub fn validate_email(raw: &str) -> Result<String, &'static str> {
     let email = raw.trim();
-    let Some((local, domain)) = email.rsplit_once('@') else {
+    let Some((local, domain)) = email.split_once('@') else {
         return Err("email must contain @");
     };
     if email.len() > 254
@@ -139,8 +142,10 @@ pub fn validate_email(raw: &str) -> Result<String, &'static str> {
         || !domain.contains('.')
         || domain.starts_with('.')
         || domain.ends_with('.')
-        || email.chars().any(|c| c.is_whitespace() || c.is_control())
         || domain.contains('@')
+        || email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"(),;:[]\\".contains(c))
     {
         return Err("email address is not valid");
     }
@@ -164,6 +169,10 @@ mod tests {
             "ada@example",
             "a da@example.com",
             "ada@.com",
+            "\"victim@corp.example\"<attacker@evil.example>",
+            "Ada <ada@example.com>",
+            "ada@example.com,eve@example.com",
+            "a@b@example.com",
         ] {
             assert!(validate_email(bad).is_err(), "{bad}");
         }

@@ -25,41 +25,76 @@ pub fn wait_after(failures: i64, cap: i64) -> i64 {
     2i64.saturating_pow(exp).min(cap)
 }
 
+/// How failures against one account are counted.
+#[derive(Clone, Copy, Debug)]
+struct AccountPolicy {
+    /// A failure older than this starts the count afresh.
+    window: i64,
+    /// The longest wait.
+    cap: i64,
+}
+
+/// Password sign-in: anyone can fail at any account, so waits stay short.
+const SIGNIN: AccountPolicy = AccountPolicy {
+    window: WINDOW,
+    cap: MAX_ACCOUNT_WAIT,
+};
+
+/// The second factor: only someone who passed the first factor fails here, so no stranger can
+/// cause these waits, and they grow long: counted over a day, up to six hours, so that
+/// guessing a 6-digit code stays hopeless (RFC 6238 §5.2; NIST SP 800-63B §5.2.2).
+const SECOND_FACTOR: AccountPolicy = AccountPolicy {
+    window: 24 * 60 * 60,
+    cap: 6 * 60 * 60,
+};
+
 pub struct Keys {
     address: String,
-    account: Option<String>,
+    account: Option<(String, AccountPolicy)>,
 }
 
 impl Keys {
     /// Password sign-in: per address and per account name as typed.
     pub fn new(pepper: &Pepper, ip: Option<&str>, account: &str) -> Self {
-        Self::for_account(pepper, ip, "signin-account", account)
+        Self::for_account(pepper, ip, "signin-account", account, SIGNIN)
     }
 
-    /// The second factor after a password (TOTP and recovery codes share one count): per
-    /// address and per user.
+    /// The second factor after a password or a mailed link (TOTP and recovery codes share one
+    /// count): per address and per user.
     pub fn second_factor(pepper: &Pepper, ip: Option<&str>, user_id: &str) -> Self {
-        Self::for_account(pepper, ip, "second-factor", user_id)
+        Self::for_account(pepper, ip, "second-factor", user_id, SECOND_FACTOR)
     }
 
-    /// Requests that may send mail (password reset, sign-up link, address change): every
-    /// request counts, per client address and per mail address asked for.
-    pub fn mail_request(pepper: &Pepper, ip: Option<&str>, email: &str) -> Self {
-        Self::for_account(pepper, ip, "mail", email)
+    /// Requests that may send mail (password reset, sign-in link, sign-up link, address
+    /// change): every request counts, per client address only, apart from sign-in failures.
+    /// Per mail address there is no visible limit (a stranger could otherwise keep someone's
+    /// mail blocked); [`mail_allowed`] quietly spaces the messages instead.
+    pub fn mail_request(pepper: &Pepper, ip: Option<&str>) -> Self {
+        Self::address(pepper, "mail-ip", ip)
     }
 
-    /// Failures of one `kind` against one account, and of every kind from one address.
-    fn for_account(pepper: &Pepper, ip: Option<&str>, kind: &str, account: &str) -> Self {
+    /// Failures of one `kind` against one account, and of every sign-in kind from one address.
+    fn for_account(
+        pepper: &Pepper,
+        ip: Option<&str>,
+        kind: &str,
+        account: &str,
+        policy: AccountPolicy,
+    ) -> Self {
         let account = format!("{kind}:{}", account.trim().to_lowercase());
         Self {
-            account: Some(pepper.digest(Purpose::Throttle, account.as_bytes())),
+            account: Some((pepper.digest(Purpose::Throttle, account.as_bytes()), policy)),
             ..Self::address_only(pepper, ip)
         }
     }
 
     /// Counting per address only: for attempts that name no account (a passkey sign-in).
     pub fn address_only(pepper: &Pepper, ip: Option<&str>) -> Self {
-        let address = format!("signin-ip:{}", ip.unwrap_or("unknown"));
+        Self::address(pepper, "signin-ip", ip)
+    }
+
+    fn address(pepper: &Pepper, kind: &str, ip: Option<&str>) -> Self {
+        let address = format!("{kind}:{}", ip.unwrap_or("unknown"));
         Self {
             address: pepper.digest(Purpose::Throttle, address.as_bytes()),
             account: None,
@@ -68,7 +103,7 @@ impl Keys {
 
     fn keys(&self) -> Vec<String> {
         std::iter::once(self.address.clone())
-            .chain(self.account.clone())
+            .chain(self.account.as_ref().map(|(k, _)| k.clone()))
             .collect()
     }
 
@@ -79,10 +114,14 @@ impl Keys {
     }
 
     pub async fn failed(&self, store: &Store, now: i64) -> Result<(), StoreError> {
-        let account = self.account.as_ref().map(|a| (a, MAX_ACCOUNT_WAIT));
-        for (key, cap) in std::iter::once((&self.address, MAX_ADDRESS_WAIT)).chain(account) {
-            let n = store.record_failure(key, now, WINDOW).await?;
-            let wait = wait_after(n, cap);
+        let address = AccountPolicy {
+            window: WINDOW,
+            cap: MAX_ADDRESS_WAIT,
+        };
+        let account = self.account.as_ref().map(|(k, p)| (k, *p));
+        for (key, policy) in std::iter::once((&self.address, address)).chain(account) {
+            let n = store.record_failure(key, now, policy.window).await?;
+            let wait = wait_after(n, policy.cap);
             if wait > 0 {
                 store.block_until(key, now + wait).await?;
             }
@@ -92,14 +131,40 @@ impl Keys {
 
     pub async fn succeeded(&self, store: &Store) -> Result<(), StoreError> {
         match &self.account {
-            Some(account) => store.clear_throttle(account).await,
+            Some((account, _)) => store.clear_throttle(account).await,
             None => Ok(()),
         }
     }
 }
 
-/// The token, revocation and introspection endpoints: failed requests (`invalid_client`; at
-/// the token endpoint also `invalid_grant`) are counted per client address in the store; after [`GATE_FREE`] within
+/// Seconds between two messages to one mail address.
+pub const MAIL_INTERVAL: i64 = 60;
+
+/// Whether a message may go to `email` now: at most one per [`MAIL_INTERVAL`] per address,
+/// whoever asks. Extra requests are answered as usual and quietly send nothing, so the limit
+/// tells nothing and blocks no one: a message sent at a stranger's request is in the owner's
+/// mailbox all the same.
+pub async fn mail_allowed(
+    store: &Store,
+    pepper: &Pepper,
+    email: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let key = pepper.digest(
+        Purpose::Throttle,
+        format!("mail-to:{}", email.trim().to_lowercase()).as_bytes(),
+    );
+    if store.blocked_until(std::slice::from_ref(&key)).await? > now {
+        return Ok(false);
+    }
+    store.record_failure(&key, now, MAIL_INTERVAL).await?;
+    store.block_until(&key, now + MAIL_INTERVAL).await?;
+    Ok(true)
+}
+
+/// The token, revocation and introspection endpoints: failed client authentication
+/// (`invalid_client`; not errors after a client authenticated, which a stranger can provoke by
+/// sending a real client a bogus code) is counted per client address in the store; after [`GATE_FREE`] within
 /// the window each further one doubles the address's wait, up to [`GATE_MAX_WAIT`]. Counting
 /// per client id would let a stranger stall a real client; client secrets are 256-bit, so
 /// only scanning is worth slowing, and that comes from addresses.

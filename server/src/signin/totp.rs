@@ -182,7 +182,12 @@ pub async fn verify(
     let step = i64::try_from(step).unwrap_or(i64::MAX);
     Ok(state
         .store
-        .accept_totp_step(user_id, step, confirming, state.clock.now())
+        .accept_totp_step(
+            user_id,
+            step,
+            confirming.then_some(row.secret_sealed.as_slice()),
+            state.clock.now(),
+        )
         .await?)
 }
 

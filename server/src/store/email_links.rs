@@ -21,11 +21,20 @@ pub struct NewEmailLink<'a> {
 pub struct EmailLink {
     pub user_id: String,
     pub email: String,
+    /// A sign-in link's authorization request.
+    pub request: Option<String>,
 }
 
 pub const RESET: &str = "reset";
-/// Proves an address: the account's own (verification) or a new one (change).
+/// Moves the account to the address it was sent to (a change).
 pub const EMAIL: &str = "email";
+/// Proves the account's own address (verification); changes nothing else.
+pub const VERIFY: &str = "verify";
+
+/// Spends every unused link of a user (`$1` now, `$2` the user): after a password reset,
+/// password change or address change, links asked for before must not work.
+pub(super) const SPEND_USER_LINKS: &str =
+    "UPDATE email_links SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL";
 /// Signs in (`signin.email_links`).
 pub const SIGNIN: &str = "signin";
 
@@ -63,7 +72,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<EmailLink>, StoreError> {
         let sql = format!(
-            "SELECT user_id, email FROM email_links WHERE purpose = $1 AND used_at IS NULL \
+            "SELECT user_id, email, request FROM email_links WHERE purpose = $1 AND used_at IS NULL \
              AND expires_at > $2 AND token_digest IN ({})",
             placeholders(3, digests.len())
         );
@@ -76,6 +85,7 @@ impl Store {
             Ok(EmailLink {
                 user_id: r.try_get("user_id")?,
                 email: r.try_get("email")?,
+                request: r.try_get("request")?,
             })
         })
         .transpose()
@@ -104,9 +114,10 @@ impl Store {
             .transpose()
     }
 
-    /// Uses a password-reset link: in one transaction the link is spent (only if unused and
-    /// unexpired), the password set, every session of the user ended and the user's other
-    /// reset links spent. The user's id, or None when the link was not usable.
+    /// Uses a password-reset link: in one transaction the link is spent (only if unused,
+    /// unexpired and its user enabled), the password set, every session of the user ended, the
+    /// user's grants (refresh and access tokens) revoked and every other unused link of the
+    /// user spent. The user's id, or None when the link was not usable.
     pub async fn reset_password(
         &self,
         digests: &[String],
@@ -116,7 +127,8 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         let sql = format!(
             "UPDATE email_links SET used_at = $1 WHERE purpose = $2 AND used_at IS NULL \
-             AND expires_at > $1 AND token_digest IN ({}) RETURNING user_id",
+             AND expires_at > $1 AND token_digest IN ({}) \
+             AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) RETURNING user_id",
             placeholders(3, digests.len())
         );
         let mut q = sqlx::query(&sql).bind(now).bind(RESET);
@@ -127,36 +139,33 @@ impl Store {
             return Ok(None);
         };
         let user_id: String = row.try_get("user_id")?;
-        sqlx::query(
-            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND disabled_at IS NULL",
-        )
-        .bind(hash)
-        .bind(now)
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(hash)
+            .bind(now)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+        for sql in [
             "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE email_links SET used_at = $1 WHERE user_id = $2 AND purpose = $3 AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(&user_id)
-        .bind(RESET)
-        .execute(&mut *tx)
-        .await?;
+            "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+            SPEND_USER_LINKS,
+        ] {
+            sqlx::query(sql)
+                .bind(now)
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(Some(user_id))
     }
 
-    /// Uses an address link: in one transaction the link is spent and the user's address set
-    /// to the one it was sent to, verified. None when the link was not usable; Conflict (and
-    /// the link left unused) when another account has that address by now.
+    /// Uses an address link: in one transaction the link is spent and the account's address
+    /// is proven. A change link sets the address to the one it was sent to, verified, and
+    /// spends every other unused link of the user (reset and sign-in links went to the old
+    /// address). A verification link only marks the address verified, and only while it is
+    /// still the account's address. None when the link was not usable; Conflict (and the link
+    /// left unused) when another account has the new address by now.
     pub async fn confirm_email(
         &self,
         digests: &[String],
@@ -164,11 +173,11 @@ impl Store {
     ) -> Result<Option<EmailChange>, StoreError> {
         let mut tx = self.writer().begin().await?;
         let sql = format!(
-            "UPDATE email_links SET used_at = $1 WHERE purpose = $2 AND used_at IS NULL \
-             AND expires_at > $1 AND token_digest IN ({}) RETURNING user_id, email",
-            placeholders(3, digests.len())
+            "UPDATE email_links SET used_at = $1 WHERE purpose IN ($2, $3) AND used_at IS NULL \
+             AND expires_at > $1 AND token_digest IN ({}) RETURNING user_id, email, purpose",
+            placeholders(4, digests.len())
         );
-        let mut q = sqlx::query(&sql).bind(now).bind(EMAIL);
+        let mut q = sqlx::query(&sql).bind(now).bind(EMAIL).bind(VERIFY);
         for d in digests {
             q = q.bind(d);
         }
@@ -177,6 +186,7 @@ impl Store {
         };
         let user_id: String = row.try_get("user_id")?;
         let new: String = row.try_get("email")?;
+        let purpose: String = row.try_get("purpose")?;
         let Some(user) =
             sqlx::query("SELECT email FROM users WHERE id = $1 AND disabled_at IS NULL")
                 .bind(&user_id)
@@ -186,6 +196,22 @@ impl Store {
             return Ok(None);
         };
         let old: String = user.try_get("email")?;
+        if purpose == VERIFY {
+            let done = sqlx::query(
+                "UPDATE users SET email_verified = 1, updated_at = $1 WHERE id = $2 AND email_key = $3",
+            )
+            .bind(now)
+            .bind(&user_id)
+            .bind(super::users::email_key(&new))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            return Ok((done.rows_affected() == 1).then_some(EmailChange {
+                user_id,
+                new: old.clone(),
+                old,
+            }));
+        }
         let changed = sqlx::query(
             "UPDATE users SET email = $1, email_key = $2, email_verified = 1, updated_at = $3 WHERE id = $4",
         )
@@ -202,6 +228,11 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
+        sqlx::query(SPEND_USER_LINKS)
+            .bind(now)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(EmailChange { user_id, old, new }))
     }

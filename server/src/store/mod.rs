@@ -28,7 +28,7 @@ use sqlx::{AnyPool, Executor};
 pub use clients::{NewClient, StoredClient};
 pub use email_links::{
     EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, NewEmailLink, RESET as EMAIL_LINK_RESET,
-    SIGNIN as EMAIL_LINK_SIGNIN,
+    SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,
 };
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};

@@ -207,17 +207,34 @@ async fn totp_steps_are_accepted_once_and_in_order() {
         assert!(store.start_totp("u1", "k", b"sealed", NOW).await.unwrap());
         assert!(!store.totp_enabled("u1").await.unwrap());
         // A confirmed authenticator does not exist yet: only confirming counts.
-        assert!(!store.accept_totp_step("u1", 10, false, NOW).await.unwrap());
-        assert!(store.accept_totp_step("u1", 10, true, NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 10, None, NOW).await.unwrap());
+        // Confirming checks the secret the code was checked against.
+        assert!(
+            !store
+                .accept_totp_step("u1", 10, Some(b"other"), NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .accept_totp_step("u1", 10, Some(b"sealed"), NOW)
+                .await
+                .unwrap()
+        );
         assert!(store.totp_enabled("u1").await.unwrap());
         // Confirmed: a new enrolment cannot replace it, the same step or an older one is
         // refused, a newer one passes once.
         assert!(!store.start_totp("u1", "k", b"other", NOW).await.unwrap());
-        assert!(!store.accept_totp_step("u1", 10, false, NOW).await.unwrap());
-        assert!(!store.accept_totp_step("u1", 9, false, NOW).await.unwrap());
-        assert!(!store.accept_totp_step("u1", 11, true, NOW).await.unwrap());
-        assert!(store.accept_totp_step("u1", 11, false, NOW).await.unwrap());
-        assert!(!store.accept_totp_step("u1", 11, false, NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 10, None, NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 9, None, NOW).await.unwrap());
+        assert!(
+            !store
+                .accept_totp_step("u1", 11, Some(b"sealed"), NOW)
+                .await
+                .unwrap()
+        );
+        assert!(store.accept_totp_step("u1", 11, None, NOW).await.unwrap());
+        assert!(!store.accept_totp_step("u1", 11, None, NOW).await.unwrap());
         assert_eq!(
             store.totp_of("u1").await.unwrap().unwrap().secret_sealed,
             b"sealed"
@@ -378,11 +395,56 @@ async fn email_links_are_used_once_and_purged_when_expired() {
                 .is_none()
         );
 
+        // The change spent the user's other links: e1, asked for earlier, no longer works.
+        let e1 = store
+            .email_link(&["e1".into()], "email", NOW)
+            .await
+            .unwrap();
+        assert!(e1.is_none());
+
+        // A verification link proves the address it went to while it is the account's, and
+        // never moves the account.
+        put_link(&store, "v1", "verify", "u1", "c@example.com", NOW, NOW + 60).await;
+        put_link(&store, "v2", "verify", "u1", "a@example.com", NOW, NOW + 60).await;
+        let v1 = store
+            .confirm_email(&["v1".into()], NOW)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (v1.old.as_str(), v1.new.as_str()),
+            ("c@example.com", "c@example.com")
+        );
+        assert!(
+            store
+                .confirm_email(&["v2".into()], NOW)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .user_by_email("a@example.com")
+                .await
+                .unwrap()
+                .is_none()
+        );
+
         // Housekeeping removes expired links, not live ones.
+        put_link(
+            &store,
+            "live",
+            "reset",
+            "u2",
+            "b@example.com",
+            NOW,
+            NOW + 60,
+        )
+        .await;
         store.purge_expired(NOW).await.unwrap();
         assert!(
             store
-                .email_link(&["e1".into()], "email", NOW)
+                .email_link(&["live".into()], "reset", NOW)
                 .await
                 .unwrap()
                 .is_some()

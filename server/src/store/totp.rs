@@ -62,23 +62,27 @@ impl Store {
     }
 
     /// Accepts the code of time step `step`: true only if no code of this step or a later one
-    /// was accepted before. With `confirming`, also confirms a pending enrolment (and only a
-    /// pending one); otherwise only a confirmed authenticator counts.
+    /// was accepted before. With `confirming` (the sealed secret the code was checked
+    /// against), also confirms that pending enrolment, and only while it is still that one (a
+    /// new set-up racing the confirmation wins); otherwise only a confirmed authenticator
+    /// counts.
     pub async fn accept_totp_step(
         &self,
         user_id: &str,
         step: i64,
-        confirming: bool,
+        confirming: Option<&[u8]>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let q = if confirming {
+        let q = if let Some(sealed) = confirming {
             sqlx::query(
                 "UPDATE totp SET last_step = $1, confirmed_at = $2 \
-                 WHERE user_id = $3 AND last_step < $1 AND confirmed_at IS NULL",
+                 WHERE user_id = $3 AND last_step < $1 AND confirmed_at IS NULL \
+                 AND secret_sealed = $4",
             )
             .bind(step)
             .bind(now)
             .bind(user_id)
+            .bind(sealed)
         } else {
             sqlx::query(
                 "UPDATE totp SET last_step = $1 \

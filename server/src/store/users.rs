@@ -114,8 +114,10 @@ impl Store {
         Ok(changed == 1)
     }
 
-    /// Sets the user's password hash and ends every session of the user but `keep_sid`, in
-    /// one transaction: whoever knew the old password is signed out.
+    /// Sets the user's password hash, ends every browser session of the user but `keep_sid`
+    /// and spends the user's unused mailed links, in one transaction: a browser signed in with
+    /// the old password is signed out (applications keep their tokens; a reset revokes those
+    /// too).
     pub async fn set_password(
         &self,
         user_id: &str,
@@ -139,6 +141,11 @@ impl Store {
         .bind(keep_sid.unwrap_or_default())
         .execute(&mut *tx)
         .await?;
+        sqlx::query(super::email_links::SPEND_USER_LINKS)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
