@@ -155,3 +155,44 @@ async fn behind_a_trusted_proxy_each_forwarded_client_is_counted_apart() {
     );
     server.stop().await;
 }
+
+/// Registration: unusable invitation links count per address like failed sign-ins, and wrong
+/// initial access tokens at `/register` like failed client authentication.
+#[tokio::test]
+async fn guessing_invitations_and_registration_tokens_makes_the_address_wait() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    let b = browser();
+    for i in 0..6 {
+        let r = b
+            .get(server.url(&format!("/signup?invite=guess{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let out = env.cli(&["invite", "create"], "").await.unwrap();
+    let invite: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let url = url::Url::parse(invite["invite_url"].as_str().unwrap()).unwrap();
+    let path = format!("{}?{}", url.path(), url.query().unwrap());
+    let r = b.get(server.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 403, "even a real invitation waits");
+    assert!(r.text().await.unwrap().contains("Too many attempts"));
+    server.clock.advance(3);
+    assert_eq!(b.get(server.url(&path)).send().await.unwrap().status(), 200);
+
+    let register = || {
+        reqwest::Client::new()
+            .post(server.url("/register"))
+            .bearer_auth("not-a-token")
+            .json(&serde_json::json!({ "redirect_uris": ["https://rp.example.com/cb"] }))
+            .send()
+    };
+    for _ in 0..21 {
+        assert_eq!(register().await.unwrap().status(), 401);
+    }
+    let r = register().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    server.stop().await;
+}

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::bearer::presented_token;
 use super::respond::bearer_error;
+use super::token::{count_gate_failure, gate_closed};
 use crate::clients::find;
 use crate::config::RegistrationPolicy;
 use crate::oauth::client::{AuthMethod, ClientMetadata, MetadataError};
@@ -73,6 +74,11 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
         }
         RegistrationPolicy::Open => {}
         RegistrationPolicy::InitialAccessToken => {
+            // Wrong initial access tokens count against the address, as failed client
+            // authentication does at the token endpoint.
+            if let Some(closed) = gate_closed(req, state).await {
+                return closed;
+            }
             let token = match presented_token(req, None) {
                 Ok(Some(t)) => t,
                 Ok(None) => {
@@ -89,6 +95,7 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             match state.store.use_initial_access_token(&digests, now).await {
                 Ok(true) => {}
                 Ok(false) => {
+                    count_gate_failure(req, state).await;
                     return bearer_error(
                         &BearerError::new(
                             B::InvalidToken,
@@ -164,6 +171,9 @@ async fn authorized(
             None,
         )
     };
+    if let Some(closed) = gate_closed(req, state).await {
+        return Err(closed);
+    }
     let token = match presented_token(req, None) {
         Ok(Some(t)) => t,
         Ok(None) => return Err(super::respond::bearer_missing()),
@@ -171,13 +181,17 @@ async fn authorized(
     };
     let stored = match state.store.registration_token_digest(client_id).await {
         Ok(Some(d)) => d,
-        Ok(None) => return Err(deny()),
+        Ok(None) => {
+            count_gate_failure(req, state).await;
+            return Err(deny());
+        }
         Err(e) => return Err(internal(e)),
     };
     if !state
         .pepper
         .verify(Purpose::RegistrationAccessToken, token.as_bytes(), &stored)
     {
+        count_gate_failure(req, state).await;
         return Err(deny());
     }
     match find(state, client_id).await {

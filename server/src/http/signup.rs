@@ -11,7 +11,7 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde_json::json;
 
-use super::browser::{append_cookie, csrf_token};
+use super::browser::{append_cookie, client_ip, csrf_token};
 use super::links::{after_answer, count_mail_request, mail_allowed};
 use super::login::{checked_form, signed_in};
 use super::respond::{error_page, form_page, json_error, json_ok, page};
@@ -20,14 +20,16 @@ use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
 use crate::signin::passkey::{self, PasskeyError};
 use crate::signin::password::{self, PasswordError};
-use crate::signin::validate_email;
+use crate::signin::{throttle, validate_email};
 use crate::state::{AppState, secs};
 use crate::store::{AccountError, Invite, NewAccount};
 use crate::views::Msg;
 
 /// The invite a token names, if usable; Err with what to tell the visitor otherwise. With
-/// `signup.policy = "closed"` only the administrator setup link works.
-async fn invite_for(state: &AppState, token: &str) -> Result<Option<Invite>, Msg> {
+/// `signup.policy = "closed"` only the administrator setup link works. Unusable invitation
+/// tokens count as failures of the client address, like failed sign-ins; an address that must
+/// wait is told so before any token is looked at.
+async fn invite_for(state: &AppState, req: &Request, token: &str) -> Result<Option<Invite>, Msg> {
     let policy = state.config.signup.policy;
     if token.is_empty() {
         return Err(match policy {
@@ -35,15 +37,28 @@ async fn invite_for(state: &AppState, token: &str) -> Result<Option<Invite>, Msg
             _ => Msg::InviteOnly,
         });
     }
+    let now = state.clock.now();
+    let throttle = throttle::Keys::address_only(&state.pepper, client_ip(state, req).as_deref());
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(_) => return Err(Msg::SignupTooMany),
+        Err(e) => tracing::error!(error = %e, "sign-up throttle check failed"),
+    }
+    let refused = |msg| async move {
+        if let Err(e) = throttle.failed(&state.store, now).await {
+            tracing::error!(error = %e, "counting an unusable invitation failed");
+        }
+        Err(msg)
+    };
     if token.len() > 64 {
-        return Err(Msg::InviteUnusable);
+        return refused(Msg::InviteUnusable).await;
     }
     let digests = state
         .pepper
         .lookup_digests(Purpose::Invite, token.as_bytes());
-    match state.store.usable_invite(&digests, state.clock.now()).await {
+    match state.store.usable_invite(&digests, now).await {
         Ok(Some(i)) if i.is_admin || policy != SignupPolicy::Closed => Ok(Some(i)),
-        Ok(_) => Err(Msg::InviteUnusable),
+        Ok(_) => refused(Msg::InviteUnusable).await,
         Err(e) => {
             tracing::error!(error = %e, "invite lookup failed");
             Err(Msg::ErrorTryAgainSoon)
@@ -97,7 +112,7 @@ pub async fn signup_form(req: &Request, Data(state): Data<&AppState>) -> Respons
     if token.is_empty() && state.config.signup.policy == SignupPolicy::Open {
         return email_page(state, req, StatusCode::OK, false, None);
     }
-    match invite_for(state, token).await {
+    match invite_for(state, req, token).await {
         Ok(invite) => signup_page(
             state,
             req,
@@ -222,7 +237,7 @@ pub async fn signup_options(
     let Ok(form) = checked_form(state, req, body).await else {
         return json_error(StatusCode::FORBIDDEN, "the form has expired");
     };
-    let invite = match invite_for(state, form.get("invite").unwrap_or_default()).await {
+    let invite = match invite_for(state, req, form.get("invite").unwrap_or_default()).await {
         Ok(i) => i,
         Err(why) => return json_error(StatusCode::FORBIDDEN, state.views.msg(why)),
     };
@@ -250,7 +265,7 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
         Err(page) => return page,
     };
     let token = form.get("invite").unwrap_or_default();
-    let invite = match invite_for(state, token).await {
+    let invite = match invite_for(state, req, token).await {
         Ok(i) => i,
         Err(why) => return refused(state, why),
     };

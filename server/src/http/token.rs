@@ -95,22 +95,29 @@ pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Respo
     }
 }
 
+/// Counts a failed authentication (a client's, or a registration bearer token's) against the
+/// request's address at the address gate.
+pub(super) async fn count_gate_failure(req: &Request, state: &AppState) {
+    if let Err(err) = state
+        .token_gate
+        .failed(
+            &state.store,
+            &state.pepper,
+            client_ip(state, req).as_deref(),
+            state.clock.now(),
+        )
+        .await
+    {
+        tracing::error!(error = %err, "counting a failed authentication failed");
+    }
+}
+
 /// The error response, after counting a failed client authentication against the address.
 /// Errors after the client authenticated (a bad code, say) do not count: a stranger can make
 /// a real client redeem garbage, and must not get it gated that way.
 pub(super) async fn failed_request(req: &Request, state: &AppState, e: &TokenError) -> Response {
-    if e.code == T::InvalidClient
-        && let Err(err) = state
-            .token_gate
-            .failed(
-                &state.store,
-                &state.pepper,
-                client_ip(state, req).as_deref(),
-                state.clock.now(),
-            )
-            .await
-    {
-        tracing::error!(error = %err, "counting a failed token request failed");
+    if e.code == T::InvalidClient {
+        count_gate_failure(req, state).await;
     }
     token_error(e, basic_used(req))
 }

@@ -92,6 +92,7 @@ messages! {
 
     SignupRefusedTitle = "signup.refused.title",
     InviteUnusable = "signup.invite_unusable",
+    SignupTooMany = "signup.too_many",
     InviteOnly = "signup.invite_only",
     SignupStartFromPage = "signup.start_from_signup_page",
     SignupPasskeyFailed = "signup.passkey_failed",
