@@ -51,6 +51,24 @@ pub fn recently_signed_in(state: &AppState, session: &Session) -> bool {
     state.clock.now() - session.auth_time <= secs(state.config.sessions.recent_signin)
 }
 
+/// A form post from the account page for a sensitive change: as [`account_form`], and from a
+/// session signed in within `sessions.recent_signin`; otherwise the account page asking to
+/// sign in again. Adding or removing a way in (a passkey, an authenticator app, recovery
+/// codes) goes through here, so a session cookie stolen long after it was made cannot put the
+/// thief's credential between the owner and their account.
+pub async fn recent_account_form(
+    state: &AppState,
+    req: &Request,
+    body: poem::Body,
+) -> Result<(Params, Session, User), Response> {
+    let (form, session, user) = account_form(state, req, body).await?;
+    if !recently_signed_in(state, &session) {
+        let error = state.views.msg(Msg::SignInAgain);
+        return Err(account_with_message(state, req, None, Some(error)).await);
+    }
+    Ok((form, session, user))
+}
+
 /// The account page after an action failed on our side: logged, and a generic message.
 pub async fn account_failed(
     state: &AppState,

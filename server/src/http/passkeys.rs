@@ -13,8 +13,8 @@ use poem::{Request, Response, handler};
 use serde_json::json;
 
 use super::account::{
-    account_failed, account_form, account_redirect, account_with_message, recently_signed_in,
-    signed_in_user,
+    account_failed, account_form, account_redirect, account_with_message, recent_account_form,
+    recently_signed_in, signed_in_user,
 };
 use super::browser::client_ip;
 use super::login::{checked_form, retry_page, signed_in};
@@ -137,14 +137,10 @@ pub async fn register_options(
 
 #[handler]
 pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, session, user) = match account_form(state, req, body).await {
+    let (form, _, user) = match recent_account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    if !recently_signed_in(state, &session) {
-        let error = state.views.msg(Msg::SignInAgain);
-        return account_with_message(state, req, None, Some(error)).await;
-    }
     let result = passkey::finish_registration(
         state,
         &user.id,

@@ -5,9 +5,7 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::account::{
-    account_failed, account_form, account_redirect, account_with_message, recently_signed_in,
-};
+use super::account::{account_failed, account_redirect, account_with_message, recent_account_form};
 use super::browser::client_ip;
 use super::login::{checked_form, signed_in};
 use super::respond::{error_page, form_page};
@@ -61,16 +59,10 @@ fn recovery_codes_page(state: &AppState, req: &Request, codes: &[String]) -> Res
 
 #[handler]
 pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (_, session, user) = match account_form(state, req, body).await {
+    let (_, _, user) = match recent_account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    // Only from a fresh sign-in: a stolen session must not be able to put the thief's
-    // authenticator (and its recovery codes) between the owner and their account.
-    if !recently_signed_in(state, &session) {
-        let error = state.views.msg(Msg::SignInAgain);
-        return account_with_message(state, req, None, Some(error)).await;
-    }
     match totp::start_enrolment(state, &user.id, &user.email).await {
         Ok(enrolment) => setup_page(state, req, &enrolment, None),
         Err(TotpError::AlreadyEnabled) => {
@@ -83,14 +75,10 @@ pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>
 
 #[handler]
 pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, session, user) = match account_form(state, req, body).await {
+    let (form, _, user) = match recent_account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    if !recently_signed_in(state, &session) {
-        let error = state.views.msg(Msg::SignInAgain);
-        return account_with_message(state, req, None, Some(error)).await;
-    }
     let code = form.get("code").unwrap_or_default();
     match totp::verify(state, &user.id, code, true).await {
         Ok(true) => {}
@@ -117,14 +105,10 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
 
 #[handler]
 pub async fn disable(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (_, session, user) = match account_form(state, req, body).await {
+    let (_, _, user) = match recent_account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    if !recently_signed_in(state, &session) {
-        let error = state.views.msg(Msg::SignInAgain);
-        return account_with_message(state, req, None, Some(error)).await;
-    }
     match state.store.delete_totp(&user.id).await {
         Ok(_) => {
             tracing::info!(user = %user.id, "authenticator app turned off");
@@ -141,14 +125,10 @@ pub async fn regenerate_codes(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    let (_, session, user) = match account_form(state, req, body).await {
+    let (_, _, user) = match recent_account_form(state, req, body).await {
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    if !recently_signed_in(state, &session) {
-        let error = state.views.msg(Msg::SignInAgain);
-        return account_with_message(state, req, None, Some(error)).await;
-    }
     match state.store.totp_enabled(&user.id).await {
         Ok(true) => {}
         Ok(false) => return account_redirect(),
