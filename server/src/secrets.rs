@@ -50,6 +50,10 @@ pub enum Purpose {
     Invite,
     /// TOTP recovery codes (bound to their user).
     RecoveryCode,
+    /// RFC 8628 device codes.
+    DeviceCode,
+    /// RFC 8628 user codes (canonical form).
+    UserCode,
     /// Links sent by email (password reset).
     EmailLink,
 }
@@ -70,6 +74,8 @@ impl Purpose {
             Purpose::PasskeyDecoy => b"passkey_decoy",
             Purpose::Invite => b"invite",
             Purpose::RecoveryCode => b"recovery_code",
+            Purpose::DeviceCode => b"device_code",
+            Purpose::UserCode => b"user_code",
             Purpose::EmailLink => b"email_link",
         }
     }

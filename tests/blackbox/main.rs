@@ -5,6 +5,7 @@
 
 mod cli;
 mod client_auth;
+mod device;
 mod email;
 mod endpoints;
 mod flow;

@@ -53,7 +53,7 @@ pub async fn checked_form(
 
 #[handler]
 pub async fn login_form(req: &Request, Data(state): Data<&AppState>) -> Response {
-    plain_login_page(state, req, None, "", StatusCode::OK)
+    plain_login_page(state, req, &Params::default(), None, "", StatusCode::OK)
 }
 
 #[handler]
@@ -192,6 +192,11 @@ pub async fn signed_in(
     }
     let location = if request.contains("client_id") {
         format!("/authorize?{}", request.encode())
+    } else if let Some(code) = request
+        .get(super::device::CARRIED_USER_CODE)
+        .and_then(crate::oauth::device::normalize_user_code)
+    {
+        format!("/device?user_code={code}")
     } else {
         "/account".to_owned()
     };
@@ -223,14 +228,16 @@ pub async fn retry_page(
     };
     match client {
         Some(c) => login_page(state, req, request, &c, Some(message), email, status),
-        None => plain_login_page(state, req, Some(message), email, status),
+        None => plain_login_page(state, req, request, Some(message), email, status),
     }
 }
 
-/// The sign-in page on its own (no application asking).
-fn plain_login_page(
+/// The sign-in page on its own (no application asking); `request` is what the sign-in goes on
+/// to (a device's user code), if anything.
+pub fn plain_login_page(
     state: &AppState,
     req: &Request,
+    request: &Params,
     error: Option<&str>,
     email: &str,
     status: StatusCode,
@@ -242,7 +249,7 @@ fn plain_login_page(
         "login.html",
         minijinja::context! {
             csrf_token => csrf,
-            request => "",
+            request => request.encode(),
             email => email,
             error => error,
             signup_open => state.config.signup.policy == crate::config::SignupPolicy::Open,

@@ -6,6 +6,7 @@ mod assets;
 mod authorize;
 mod bearer;
 mod browser;
+mod device;
 mod discovery;
 mod email;
 mod health;
@@ -124,6 +125,11 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/totp/disable", post(totp::disable))
         .at("/account/recovery-codes", post(totp::regenerate_codes))
         .at("/login/second-factor", post(totp::second_factor))
+        .at("/device_authorization", post(device::device_authorization))
+        .at(
+            "/device",
+            get(device::device_page).post(device::device_answer),
+        )
         .at("/login/email", post(signin_link::request_link))
         .at(
             "/login/email/confirm",

@@ -193,11 +193,133 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
         GrantType::ClientCredentials => {
             client_credentials(state, &client, &params, &audience, now).await
         }
-        GrantType::DeviceCode | GrantType::TokenExchange => Err(err(
+        GrantType::DeviceCode => device_code(state, req, &client, &params, &audience, now).await,
+        GrantType::TokenExchange => Err(err(
             T::UnsupportedGrantType,
             "this grant type is not supported yet",
         )),
     }
+}
+
+/// RFC 8628 §3.4–3.5: the device polls with its device code. Until the user answers:
+/// `authorization_pending` (or `slow_down`, adding 5 s to its interval, when it polls sooner
+/// than its interval); then `access_denied`, or tokens once (the device code is consumed) and
+/// a device record; after 10 minutes `expired_token`.
+async fn device_code(
+    state: &AppState,
+    req: &Request,
+    client: &Client,
+    params: &Params,
+    audience: &str,
+    now: i64,
+) -> Result<Value, TokenError> {
+    let code = params
+        .get("device_code")
+        .ok_or_else(|| err(T::InvalidRequest, "device_code is required"))?;
+    if code.len() > 64 {
+        return Err(err(T::InvalidGrant, "the device_code is not valid"));
+    }
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::DeviceCode, code.as_bytes());
+    let row = state
+        .store
+        .poll_device_code(&digests, &client.client_id, now)
+        .await
+        .map_err(server_error)?
+        .ok_or_else(|| err(T::InvalidGrant, "the device_code is not valid"))?;
+    if row.consumed {
+        return Err(err(T::InvalidGrant, "the device_code was already used"));
+    }
+    if row.expires_at <= now {
+        return Err(err(T::ExpiredToken, "the device_code has expired"));
+    }
+    if row
+        .last_polled_at
+        .is_some_and(|last| now - last < row.interval_secs)
+    {
+        return Err(err(
+            T::SlowDown,
+            "poll less often: the interval is now 5 s longer",
+        ));
+    }
+    match row.status.as_str() {
+        "pending" => {
+            return Err(err(
+                T::AuthorizationPending,
+                "the user has not answered yet",
+            ));
+        }
+        "denied" => return Err(err(T::AccessDenied, "the user denied the request")),
+        _ => {}
+    }
+    let taken = state
+        .store
+        .take_approved_device(&digests, &client.client_id, now)
+        .await
+        .map_err(server_error)?
+        .ok_or_else(|| err(T::InvalidGrant, "the device_code was already used"))?;
+    let approval: crate::oauth::device::Approval =
+        serde_json::from_str(&taken.authn).map_err(server_error)?;
+    let authn = Authn {
+        user_id: taken.user_id.clone(),
+        sid: Some(approval.sid),
+        auth_time: approval.auth_time,
+        amr: serde_json::to_string(&approval.amr).map_err(server_error)?,
+        acr: approval.acr,
+    };
+    let grant_id = random_token(16);
+    let refresh_expires = now + secs(state.config.tokens.refresh_token_lifetime);
+    state
+        .store
+        .create_grant(
+            &grant_id,
+            &client.client_id,
+            Some(&taken.user_id),
+            now,
+            refresh_expires,
+        )
+        .await
+        .map_err(server_error)?;
+    let body = issue(
+        state,
+        client,
+        Issue {
+            grant_id: &grant_id,
+            scope: &taken.scope,
+            refresh_scope: &taken.scope,
+            authn: &authn,
+            nonce: None,
+            claims: None,
+            refresh_expires,
+            audience,
+        },
+        now,
+    )
+    .await?;
+    let name = if client.metadata.client_name.is_empty() {
+        client.client_id.clone()
+    } else {
+        client.metadata.client_name.clone()
+    };
+    let ip = client_ip(state, req);
+    let ua = super::browser::user_agent(req);
+    state
+        .store
+        .insert_device(&crate::store::NewDevice {
+            id: &random_token(16),
+            user_id: &taken.user_id,
+            client_id: &client.client_id,
+            grant_id: &grant_id,
+            name: &name,
+            ip: ip.as_deref(),
+            user_agent: ua.as_deref(),
+            now,
+        })
+        .await
+        .map_err(server_error)?;
+    tracing::info!(client = %client.client_id, user = %taken.user_id, "device connected");
+    Ok(body)
 }
 
 /// RFC 6749 §4.1.3 with RFC 7636 §4.5: single use, bound to client, redirect URI and PKCE.

@@ -156,16 +156,10 @@ impl ClientMetadata {
             return Err(meta("grant_types must not be empty"));
         }
         self.grant_types.dedup();
-        // Device authorization and token exchange arrive with the delegation work; until then a
-        // client must not be told it has them.
-        if self
-            .grant_types
-            .iter()
-            .any(|g| matches!(g, GrantType::DeviceCode | GrantType::TokenExchange))
-        {
-            return Err(meta(
-                "the device_code and token-exchange grants are not available yet",
-            ));
+        // Token exchange arrives with the delegation work; until then a client must not be told
+        // it has it.
+        if self.grant_types.contains(&GrantType::TokenExchange) {
+            return Err(meta("the token-exchange grant is not available yet"));
         }
         let has = |g: GrantType| self.grant_types.contains(&g);
         if has(GrantType::RefreshToken)

@@ -48,6 +48,10 @@ error_codes!(
         UnsupportedGrantType => "unsupported_grant_type",
         InvalidScope => "invalid_scope",
         InvalidTarget => "invalid_target",
+        AuthorizationPending => "authorization_pending",
+        SlowDown => "slow_down",
+        AccessDenied => "access_denied",
+        ExpiredToken => "expired_token",
         ServerError => "server_error",
     }
 );

@@ -65,6 +65,12 @@ impl Keys {
         Self::for_account(pepper, ip, "second-factor", user_id, SECOND_FACTOR)
     }
 
+    /// User codes typed at `/device`: per address and per signed-in user, like sign-in
+    /// failures, so the 20^8 codes cannot be walked.
+    pub fn device_code(pepper: &Pepper, ip: Option<&str>, user_id: &str) -> Self {
+        Self::for_account(pepper, ip, "device-code", user_id, SIGNIN)
+    }
+
     /// Requests that may send mail (password reset, sign-in link, sign-up link, address
     /// change): every request counts, per client address only, apart from sign-in failures.
     /// Per mail address there is no visible limit (a stranger could otherwise keep someone's

@@ -22,7 +22,7 @@ impl Store {
     /// initial access tokens, expired mailed links and unused expired invitations. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 11] = [
+        let statements: [(&str, i64); 12] = [
             ("DELETE FROM ceremonies WHERE expires_at < $1", now),
             (
                 "DELETE FROM throttles WHERE blocked_until < $1 AND last_failure_at < $1",
@@ -45,6 +45,7 @@ impl Store {
                 now,
             ),
             ("DELETE FROM email_links WHERE expires_at < $1", now),
+            ("DELETE FROM device_codes WHERE expires_at < $1", now),
             (
                 "DELETE FROM invites WHERE expires_at < $1 AND used_at IS NULL",
                 now,

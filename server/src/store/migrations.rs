@@ -53,6 +53,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "email_links",
         include_str!("../../../migrations/sqlite/0009_email_links.sql"),
     ),
+    (
+        10,
+        "device_flow",
+        include_str!("../../../migrations/sqlite/0010_device_flow.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -100,6 +105,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         9,
         "email_links",
         include_str!("../../../migrations/postgres/0009_email_links.sql"),
+    ),
+    (
+        10,
+        "device_flow",
+        include_str!("../../../migrations/postgres/0010_device_flow.sql"),
     ),
 ];
 

@@ -3,6 +3,7 @@
 //! embedded default) and PostgreSQL (several instances behind a load balancer).
 
 mod clients;
+mod devices;
 mod email_links;
 mod grants;
 mod housekeeping;
@@ -26,6 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
+pub use devices::{ApprovedDevice, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};
 pub use email_links::{
     EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, NewEmailLink, RESET as EMAIL_LINK_RESET,
     SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,

@@ -89,6 +89,7 @@ messages! {
     LinkUnusableTitle = "link.unusable.title",
     ResetLinkUnusable = "reset.link_unusable",
     SigninLinksOff = "signin_link.off",
+    DeviceCodeUnknown = "device.code_unknown",
 
     SignupRefusedTitle = "signup.refused.title",
     InviteUnusable = "signup.invite_unusable",

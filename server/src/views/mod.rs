@@ -88,6 +88,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../templates/mail/signin_link.txt"),
     ),
     (
+        "device.html",
+        include_str!("../../../templates/device.html"),
+    ),
+    (
         "mail/password_reset.txt",
         include_str!("../../../templates/mail/password_reset.txt"),
     ),

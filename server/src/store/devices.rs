@@ -1,0 +1,246 @@
+//! RFC 8628 device codes and the devices they become. A device code moves from pending to
+//! approved or denied once (a conditional `UPDATE`), and is consumed once, when its tokens are
+//! issued.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// A device code as the token endpoint sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCodeRow {
+    pub client_id: String,
+    pub scope: String,
+    pub status: String,
+    pub interval_secs: i64,
+    pub last_polled_at: Option<i64>,
+    pub expires_at: i64,
+    pub consumed: bool,
+}
+
+/// A pending request as the verification page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDevice {
+    pub client_id: String,
+    pub scope: String,
+}
+
+/// An approved device code, taken for its tokens.
+#[derive(Debug)]
+pub struct ApprovedDevice {
+    pub user_id: String,
+    pub scope: String,
+    /// JSON of the approving sign-in.
+    pub authn: String,
+}
+
+pub struct NewDeviceCode<'a> {
+    pub device_code_digest: &'a str,
+    pub user_code_digest: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub interval_secs: i64,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
+pub struct NewDevice<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub client_id: &'a str,
+    pub grant_id: &'a str,
+    pub name: &'a str,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub now: i64,
+}
+
+impl Store {
+    /// Stores a new device code. A user code already in use is a Conflict (the caller draws
+    /// another).
+    pub async fn insert_device_code(&self, d: &NewDeviceCode<'_>) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO device_codes (device_code_digest, user_code_digest, client_id, scope, status, \
+             interval_secs, created_at, expires_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)",
+        )
+        .bind(d.device_code_digest)
+        .bind(d.user_code_digest)
+        .bind(d.client_id)
+        .bind(d.scope)
+        .bind(d.interval_secs)
+        .bind(d.now)
+        .bind(d.expires_at)
+        .execute(self.writer())
+        .await;
+        match done {
+            Ok(_) => Ok(()),
+            Err(e) if super::is_unique_violation(&e) => {
+                Err(StoreError::Conflict("user code in use"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The pending, unexpired request a user code names.
+    pub async fn pending_device(
+        &self,
+        user_code_digests: &[String],
+        now: i64,
+    ) -> Result<Option<PendingDevice>, StoreError> {
+        let sql = format!(
+            "SELECT client_id, scope FROM device_codes WHERE user_code_digest IN ({}) \
+             AND status = 'pending' AND expires_at > ${}",
+            super::placeholders(1, user_code_digests.len()),
+            user_code_digests.len() + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for d in user_code_digests {
+            q = q.bind(d);
+        }
+        let row = q.bind(now).fetch_optional(&self.pool).await?;
+        row.map(|r| {
+            Ok(PendingDevice {
+                client_id: r.try_get("client_id")?,
+                scope: r.try_get("scope")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Answers a pending request: approved by `user_id` signed in as `authn`, or denied. True
+    /// once; false when it was answered, expired or never was.
+    pub async fn answer_device(
+        &self,
+        user_code_digests: &[String],
+        approve: Option<(&str, &str)>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = user_code_digests.len();
+        let sql = format!(
+            "UPDATE device_codes SET status = ${}, user_id = ${}, authn = ${} \
+             WHERE user_code_digest IN ({}) AND status = 'pending' AND expires_at > ${}",
+            n + 1,
+            n + 2,
+            n + 3,
+            super::placeholders(1, n),
+            n + 4
+        );
+        let mut q = sqlx::query(&sql);
+        for d in user_code_digests {
+            q = q.bind(d);
+        }
+        let (status, user_id, authn) = match approve {
+            Some((user, authn)) => ("approved", Some(user), Some(authn)),
+            None => ("denied", None, None),
+        };
+        let done = q
+            .bind(status)
+            .bind(user_id)
+            .bind(authn)
+            .bind(now)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a poll of a device code: returns the code as it was before this poll, and, when
+    /// the client polled sooner than its interval, adds 5 s to the interval (RFC 8628 §3.5).
+    pub async fn poll_device_code(
+        &self,
+        device_code_digests: &[String],
+        client_id: &str,
+        now: i64,
+    ) -> Result<Option<DeviceCodeRow>, StoreError> {
+        let n = device_code_digests.len();
+        let sql = format!(
+            "SELECT device_code_digest, client_id, scope, status, interval_secs, last_polled_at, \
+             expires_at, consumed_at FROM device_codes WHERE device_code_digest IN ({}) \
+             AND client_id = ${}",
+            super::placeholders(1, n),
+            n + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for d in device_code_digests {
+            q = q.bind(d);
+        }
+        let Some(r) = q.bind(client_id).fetch_optional(self.writer()).await? else {
+            return Ok(None);
+        };
+        let row = DeviceCodeRow {
+            client_id: r.try_get("client_id")?,
+            scope: r.try_get("scope")?,
+            status: r.try_get("status")?,
+            interval_secs: r.try_get("interval_secs")?,
+            last_polled_at: r.try_get("last_polled_at")?,
+            expires_at: r.try_get("expires_at")?,
+            consumed: r.try_get::<Option<i64>, _>("consumed_at")?.is_some(),
+        };
+        let digest: String = r.try_get("device_code_digest")?;
+        let too_soon = row
+            .last_polled_at
+            .is_some_and(|last| now - last < row.interval_secs);
+        sqlx::query(
+            "UPDATE device_codes SET last_polled_at = $1, \
+             interval_secs = interval_secs + $2 WHERE device_code_digest = $3",
+        )
+        .bind(now)
+        .bind(if too_soon { 5i64 } else { 0 })
+        .bind(&digest)
+        .execute(self.writer())
+        .await?;
+        Ok(Some(row))
+    }
+
+    /// Takes an approved, unexpired, unconsumed device code for its tokens: once.
+    pub async fn take_approved_device(
+        &self,
+        device_code_digests: &[String],
+        client_id: &str,
+        now: i64,
+    ) -> Result<Option<ApprovedDevice>, StoreError> {
+        let n = device_code_digests.len();
+        let sql = format!(
+            "UPDATE device_codes SET consumed_at = ${now} WHERE device_code_digest IN ({}) \
+             AND client_id = ${client} AND status = 'approved' AND consumed_at IS NULL \
+             AND expires_at > ${now} RETURNING user_id, scope, authn",
+            super::placeholders(1, n),
+            now = n + 1,
+            client = n + 2,
+        );
+        let mut q = sqlx::query(&sql);
+        for d in device_code_digests {
+            q = q.bind(d);
+        }
+        let row = q
+            .bind(now)
+            .bind(client_id)
+            .fetch_optional(self.writer())
+            .await?;
+        row.map(|r| {
+            Ok(ApprovedDevice {
+                user_id: r.try_get("user_id")?,
+                scope: r.try_get("scope")?,
+                authn: r.try_get("authn")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn insert_device(&self, d: &NewDevice<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO devices (id, user_id, client_id, grant_id, name, ip, user_agent, created_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(d.id)
+        .bind(d.user_id)
+        .bind(d.client_id)
+        .bind(d.grant_id)
+        .bind(d.name)
+        .bind(d.ip)
+        .bind(d.user_agent)
+        .bind(d.now)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+}
