@@ -30,3 +30,4 @@ CREATE TABLE devices (
     last_used_at BIGINT
 );
 CREATE INDEX devices_user ON devices (user_id);
+CREATE INDEX devices_grant ON devices (grant_id);

@@ -5,7 +5,7 @@
 //! codes is throttled.
 
 use latchkey::testdb::TestDb;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::flow::{
     PASSWORD, browser, claims, fixture, input_value, location, sign_in, signed_in_browser,
@@ -183,6 +183,36 @@ async fn a_device_pairs_by_user_code_and_gets_tokens_once() {
         // Another client cannot use it.
         let (_, body) = poll(&server, "someone-else", &device_code).await;
         assert_ne!(body["error"], "authorization_pending");
+
+        // The account page lists the device, and removes it: its refresh token then fails.
+        let html = crate::flow::account_page(&b, &server).await;
+        assert!(html.contains("Stream Box"));
+        let csrf = input_value(&html, "csrf_token").unwrap();
+        let start_at = html.find("/account/devices/").unwrap() + "/account/devices/".len();
+        let id = &html[start_at..start_at + html[start_at..].find('/').unwrap()];
+        let r = b
+            .post(server.url(&format!("/account/devices/{id}/remove")))
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert!(
+            !crate::flow::account_page(&b, &server)
+                .await
+                .contains("Stream Box")
+        );
+        let r = reqwest::Client::new()
+            .post(server.url("/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", client_id.as_str()),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
         server.stop().await;
     }
 }
@@ -262,4 +292,249 @@ async fn denied_and_expired_requests_and_guessed_codes() {
         .unwrap();
     assert_eq!(r.status(), 200);
     server.stop().await;
+}
+
+/// The devices API: the device paired above shows up for its user (not for another), can be
+/// renamed, and deleted; its access token is then inactive at once (introspection and the
+/// APIs) and its refresh token fails.
+#[tokio::test]
+async fn a_paired_device_is_listed_renamed_and_deleted_through_the_api() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let scopes = [
+            "--scope",
+            "openid",
+            "--scope",
+            "profile",
+            "--scope",
+            "email",
+            "--scope",
+            "offline_access",
+            "--scope",
+            "devices:read",
+            "--scope",
+            "devices:write",
+        ];
+        let f = fixture(&env, &scopes).await;
+        let client_id = device_client(&env).await;
+        let server = Server::start(env.config()).await;
+        let b = signed_in_browser(&server, &f.email).await;
+
+        // Pair a device.
+        let started = start(&server, &client_id).await;
+        answer(&b, &server, started["user_code"].as_str().unwrap(), "allow").await;
+        let (status, device_tokens) = poll(
+            &server,
+            &client_id,
+            started["device_code"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let device_at = device_tokens["access_token"].as_str().unwrap().to_owned();
+        let device_rt = device_tokens["refresh_token"].as_str().unwrap().to_owned();
+
+        // The user's own app gets a token for the devices API by the code flow.
+        let mut url =
+            url::Url::parse(&crate::flow::authorize_url(&server, &f.client_id, &[])).unwrap();
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "scope" {
+                    "openid devices:read devices:write".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        let back = crate::flow::browser_flow(&b, &server, url.as_str(), &f.email).await;
+        let code = crate::flow::query_param(&back, "code").unwrap();
+        let tokens: Value = crate::flow::redeem(&server, &f, &code)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let api_token = tokens["access_token"].as_str().unwrap().to_owned();
+        let api = reqwest::Client::new();
+
+        // Without a token, with a token lacking the scope, with the right one.
+        let r = api.get(server.url("/api/devices")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = api
+            .get(server.url("/api/devices"))
+            .bearer_auth(&device_at)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(
+            challenge.contains("insufficient_scope")
+                && challenge.contains("scope=\"devices:read\""),
+            "{challenge}"
+        );
+        let list: Value = api
+            .get(server.url("/api/devices"))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let items = list["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{list}");
+        assert_eq!(items[0]["name"], "Stream Box");
+        assert_eq!(items[0]["client_id"], client_id);
+        assert!(list["next"].is_null());
+        let id = items[0]["id"].as_str().unwrap().to_owned();
+
+        // Rename; bad bodies are refused with a reason; an unknown id is 404.
+        let patch = |body: Value, id: &str| {
+            api.patch(server.url(&format!("/api/devices/{id}")))
+                .bearer_auth(&api_token)
+                .json(&body)
+                .send()
+        };
+        let r = patch(json!({ "name": "Living room" }), &id).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["name"], "Living room");
+        let r = patch(json!({ "name": "" }), &id).await.unwrap();
+        assert_eq!(r.status(), 400);
+        let r = patch(json!({ "client_id": "x" }), &id).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("only name"));
+        let r = patch(json!({ "name": "x" }), "no-such-device")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+
+        // Paging: a page of one.
+        let page: Value = api
+            .get(server.url("/api/devices?limit=1"))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+        let r = api
+            .get(server.url("/api/devices?limit=1000"))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+
+        // Another user sees none of it: their list is empty, the device id answers 404.
+        env.cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "eve@example.com",
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .await
+        .unwrap();
+        let eve = browser();
+        let back = crate::flow::browser_flow(&eve, &server, url.as_str(), "eve@example.com").await;
+        let code = crate::flow::query_param(&back, "code").unwrap();
+        let eve_tokens: Value = crate::flow::redeem(&server, &f, &code)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let eve_token = eve_tokens["access_token"].as_str().unwrap();
+        let eve_list: Value = api
+            .get(server.url("/api/devices"))
+            .bearer_auth(eve_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(eve_list["items"].as_array().unwrap().is_empty());
+        for r in [
+            api.delete(server.url(&format!("/api/devices/{id}")))
+                .bearer_auth(eve_token)
+                .send()
+                .await
+                .unwrap(),
+            api.patch(server.url(&format!("/api/devices/{id}")))
+                .bearer_auth(eve_token)
+                .json(&json!({ "name": "mine now" }))
+                .send()
+                .await
+                .unwrap(),
+        ] {
+            assert_eq!(r.status(), 404);
+        }
+
+        // Delete: the device's tokens stop at once.
+        let r = api
+            .delete(server.url(&format!("/api/devices/{id}")))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let introspected: Value = reqwest::Client::new()
+            .post(server.url("/introspect"))
+            .header(
+                "authorization",
+                crate::flow::basic(&f.client_id, &f.client_secret),
+            )
+            .form(&[("token", device_at.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(introspected["active"], false);
+        let r = api
+            .get(server.url("/userinfo"))
+            .bearer_auth(&device_at)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "the device's access token is inactive");
+        let r = reqwest::Client::new()
+            .post(server.url("/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", client_id.as_str()),
+                ("refresh_token", device_rt.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+        let list: Value = api
+            .get(server.url("/api/devices"))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(list["items"].as_array().unwrap().is_empty());
+        let r = api
+            .delete(server.url(&format!("/api/devices/{id}")))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        server.stop().await;
+    }
 }

@@ -183,21 +183,21 @@ pub async fn account_with_message(
     };
     let now = state.clock.now();
     let idle = secs(state.config.sessions.idle_lifetime);
-    let (passkeys, sessions, consents, totp, codes_left, password) = match (
-        state.store.passkeys_of(&user.id).await,
-        state.store.sessions_of(&user.id, now, idle).await,
-        state.store.consents_of(&user.id).await,
-        state.store.totp_enabled(&user.id).await,
-        state.store.recovery_codes_left(&user.id).await,
-        state.store.password_hash(&user.id).await,
-    ) {
-        (Ok(p), Ok(s), Ok(c), Ok(t), Ok(n), Ok(h)) => (p, s, c, t, n, h),
-        (Err(e), ..)
-        | (_, Err(e), ..)
-        | (_, _, Err(e), ..)
-        | (.., Err(e), _, _)
-        | (.., Err(e), _)
-        | (.., Err(e)) => {
+    let loaded = async {
+        Ok::<_, crate::store::StoreError>((
+            state.store.passkeys_of(&user.id).await?,
+            state.store.sessions_of(&user.id, now, idle).await?,
+            state.store.consents_of(&user.id).await?,
+            state.store.totp_enabled(&user.id).await?,
+            state.store.recovery_codes_left(&user.id).await?,
+            state.store.password_hash(&user.id).await?,
+            state.store.devices_of(&user.id, None, 100).await?,
+        ))
+    }
+    .await;
+    let (passkeys, sessions, consents, totp, codes_left, password, devices) = match loaded {
+        Ok(all) => all,
+        Err(e) => {
             tracing::error!(error = %e, "loading the account page failed");
             return error_page(
                 state,
@@ -263,6 +263,15 @@ pub async fn account_with_message(
             apps => apps,
             totp => totp,
             has_password => password.is_some(),
+            devices => devices
+                .iter()
+                .map(|d| minijinja::context! {
+                    id => d.id,
+                    name => d.name,
+                    created => when(d.created_at),
+                    ip => d.ip,
+                })
+                .collect::<Vec<_>>(),
             recent_signin => recently_signed_in(state, &session),
             recovery_codes_left => codes_left,
             csrf_token => csrf,
@@ -351,6 +360,36 @@ pub async fn revoke_all_sessions(
             signed_out(state)
         }
         Err(e) => account_failed(state, req, "signing out everywhere", e).await,
+    }
+}
+
+#[handler]
+pub async fn remove_device(
+    req: &Request,
+    Path(id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let (_, _, user) = match account_form(state, req, body).await {
+        Ok(a) => a,
+        Err(resp) => return resp,
+    };
+    match state
+        .store
+        .delete_device(&user.id, &id, state.clock.now())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(user = %user.id, device = %id, "device removed from the account page");
+            account_redirect()
+        }
+        Ok(false) => error_page(
+            state,
+            StatusCode::NOT_FOUND,
+            Msg::NotFoundTitle,
+            Msg::DeviceNotFound,
+        ),
+        Err(e) => account_failed(state, req, "removing a device", e).await,
     }
 }
 

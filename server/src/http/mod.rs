@@ -2,6 +2,7 @@
 //! security headers, logs and metrics) and one file per endpoint.
 
 mod account;
+mod api;
 mod assets;
 mod authorize;
 mod bearer;
@@ -108,6 +109,7 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             post(account::revoke_session),
         )
         .at("/account/apps/:client_id/revoke", post(account::revoke_app))
+        .at("/account/devices/:id/remove", post(account::remove_device))
         .at("/account/password", post(password::change))
         .at("/account/email", post(email::change))
         .at(
@@ -125,6 +127,11 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/totp/disable", post(totp::disable))
         .at("/account/recovery-codes", post(totp::regenerate_codes))
         .at("/login/second-factor", post(totp::second_factor))
+        .at("/api/devices", get(api::list_devices))
+        .at(
+            "/api/devices/:id",
+            poem::patch(api::rename_device).delete(api::delete_device),
+        )
         .at("/device_authorization", post(device::device_authorization))
         .at(
             "/device",

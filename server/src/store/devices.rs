@@ -44,6 +44,32 @@ pub struct NewDeviceCode<'a> {
     pub expires_at: i64,
 }
 
+/// A device as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+const DEVICE_COLUMNS: &str = "id, client_id, name, ip, user_agent, created_at, last_used_at";
+
+fn device_from_row(r: &sqlx::any::AnyRow) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: r.try_get("id")?,
+        client_id: r.try_get("client_id")?,
+        name: r.try_get("name")?,
+        ip: r.try_get("ip")?,
+        user_agent: r.try_get("user_agent")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+    })
+}
+
 pub struct NewDevice<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
@@ -242,5 +268,97 @@ impl Store {
         .execute(self.writer())
         .await?;
         Ok(())
+    }
+
+    /// The user's devices, oldest first, after the device `after` (a page cursor), at most
+    /// `limit`.
+    pub async fn devices_of(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Device>, StoreError> {
+        let rows = match after {
+            Some(after) => {
+                sqlx::query(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 AND \
+                     (created_at, id) > (SELECT created_at, id FROM devices WHERE id = $2 AND user_id = $1) \
+                     ORDER BY created_at, id LIMIT $3"
+                ))
+                .bind(user_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 \
+                     ORDER BY created_at, id LIMIT $2"
+                ))
+                .bind(user_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(device_from_row).collect()
+    }
+
+    /// One of the user's devices (None for another user's).
+    pub async fn device_of(&self, user_id: &str, id: &str) -> Result<Option<Device>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1 AND user_id = $2"
+        ))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// Renames one of the user's devices; false for another user's.
+    pub async fn rename_device(
+        &self,
+        user_id: &str,
+        id: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE devices SET name = $1 WHERE id = $2 AND user_id = $3")
+            .bind(name)
+            .bind(id)
+            .bind(user_id)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Removes one of the user's devices and revokes its grant in one transaction: its refresh
+    /// tokens stop working and its access tokens are inactive everywhere at once. False for
+    /// another user's device.
+    pub async fn delete_device(
+        &self,
+        user_id: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        let Some(row) =
+            sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING grant_id")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?
+        else {
+            return Ok(false);
+        };
+        let grant_id: String = row.try_get("grant_id")?;
+        sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(&grant_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

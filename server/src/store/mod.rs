@@ -27,7 +27,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use clients::{NewClient, StoredClient};
-pub use devices::{ApprovedDevice, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};
+pub use devices::{ApprovedDevice, Device, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};
 pub use email_links::{
     EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, NewEmailLink, RESET as EMAIL_LINK_RESET,
     SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,

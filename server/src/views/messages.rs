@@ -90,6 +90,7 @@ messages! {
     ResetLinkUnusable = "reset.link_unusable",
     SigninLinksOff = "signin_link.off",
     DeviceCodeUnknown = "device.code_unknown",
+    DeviceNotFound = "device.not_found",
 
     SignupRefusedTitle = "signup.refused.title",
     InviteUnusable = "signup.invite_unusable",

@@ -1,0 +1,201 @@
+//! Resource APIs under `/api`: bearer access tokens verified locally (signature, audience,
+//! expiry, revocation), a scope per operation, RFC 6750 errors (`invalid_token`;
+//! `insufficient_scope` naming the scope needed), a user's own rows only (another user's id
+//! answers 404), JSON bodies validated with clear errors, lists paginated.
+//!
+//! - `GET /api/devices` (`devices:read`): the user's devices, `?limit=` (1–100, default 50)
+//!   and `?after=<id>` from the previous page's `next`.
+//! - `PATCH /api/devices/{id}` (`devices:write`): `{"name": "..."}`.
+//! - `DELETE /api/devices/{id}` (`devices:write`): the device goes, its refresh tokens stop
+//!   working and its access tokens turn inactive at once.
+
+use poem::http::StatusCode;
+use poem::web::{Data, Path};
+use poem::{Request, Response, handler};
+use serde_json::{Value, json};
+
+use super::bearer::{Audience, presented_token, verify_access_token};
+use super::respond::{bearer_error, bearer_missing, json_ok};
+use crate::oauth::error::{BearerError, BearerErrorCode as B};
+use crate::oauth::params::Params;
+use crate::state::AppState;
+use crate::store::{Device, User};
+
+/// Largest page of a list.
+const MAX_LIMIT: i64 = 100;
+const DEFAULT_LIMIT: i64 = 50;
+/// Longest device name, in characters.
+const MAX_NAME_CHARS: usize = 64;
+
+/// The user a request acts for: a valid access token of ours, carrying `scope`, issued for
+/// a user (not a client by itself) who is still enabled.
+async fn api_user(state: &AppState, req: &Request, scope: &str) -> Result<User, Response> {
+    let token = match presented_token(req, None) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Err(bearer_missing()),
+        Err(e) => return Err(bearer_error(&e, None)),
+    };
+    let claims = verify_access_token(state, &token, state.clock.now(), Audience::Issuer)
+        .await
+        .map_err(|e| bearer_error(&e, None))?;
+    let granted = claims.str("scope").unwrap_or_default();
+    if !granted.split(' ').any(|s| s == scope) {
+        return Err(bearer_error(
+            &BearerError::new(
+                B::InsufficientScope,
+                "the access token lacks the scope needed",
+            ),
+            Some(scope),
+        ));
+    }
+    let invalid = || {
+        bearer_error(
+            &BearerError::new(B::InvalidToken, "the access token is not a user's"),
+            None,
+        )
+    };
+    // Client-credentials tokens have no grant: they act for no user.
+    if claims.str("gid").is_none() {
+        return Err(invalid());
+    }
+    let sub = claims.str("sub").unwrap_or_default();
+    match state.store.user_by_id(sub).await {
+        Ok(Some(u)) if u.disabled_at.is_none() => Ok(u),
+        Ok(_) => Err(invalid()),
+        Err(e) => Err(super::server_error(e)),
+    }
+}
+
+/// A 400 with an RFC 6749-style JSON body, for a request body or query we cannot take.
+fn invalid_request(why: &str) -> Response {
+    let mut resp = json_ok(&json!({ "error": "invalid_request", "error_description": why }));
+    resp.set_status(StatusCode::BAD_REQUEST);
+    resp
+}
+
+fn not_found() -> Response {
+    let mut resp = json_ok(&json!({ "error": "not_found" }));
+    resp.set_status(StatusCode::NOT_FOUND);
+    resp
+}
+
+fn device_json(d: &Device) -> Value {
+    json!({
+        "id": d.id,
+        "name": d.name,
+        "client_id": d.client_id,
+        "created_at": d.created_at,
+        "last_used_at": d.last_used_at,
+        "ip": d.ip,
+        "user_agent": d.user_agent,
+    })
+}
+
+#[handler]
+pub async fn list_devices(req: &Request, Data(state): Data<&AppState>) -> Response {
+    let user = match api_user(state, req, "devices:read").await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    let Ok(query) = Params::parse(req.uri().query().unwrap_or_default().as_bytes()) else {
+        return invalid_request("the query could not be read");
+    };
+    let limit = match query.get("limit").map(str::parse::<i64>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return invalid_request("limit must be a number from 1 to 100"),
+    };
+    let after = query.get("after");
+    if after.is_some_and(|a| a.len() > 64) {
+        return invalid_request("after is not a device id");
+    }
+    // One more than the page, to know whether another page follows.
+    match state.store.devices_of(&user.id, after, limit + 1).await {
+        Ok(mut devices) => {
+            let more = devices.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+            devices.truncate(usize::try_from(limit).unwrap_or(0));
+            let next = more.then(|| devices.last().map(|d| d.id.clone())).flatten();
+            json_ok(&json!({
+                "items": devices.iter().map(device_json).collect::<Vec<_>>(),
+                "next": next,
+            }))
+        }
+        Err(e) => super::server_error(e),
+    }
+}
+
+#[handler]
+pub async fn rename_device(
+    req: &Request,
+    Path(id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let user = match api_user(state, req, "devices:write").await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    if !req
+        .content_type()
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return invalid_request("the body must be application/json");
+    }
+    let Ok(bytes) = body.into_vec().await else {
+        return invalid_request("the body could not be read");
+    };
+    let Ok(patch) = serde_json::from_slice::<Value>(&bytes) else {
+        return invalid_request("the body is not JSON");
+    };
+    let Some(fields) = patch.as_object() else {
+        return invalid_request("the body must be a JSON object");
+    };
+    if let Some(unknown) = fields.keys().find(|k| k.as_str() != "name") {
+        return invalid_request(&format!("{unknown} cannot be changed; only name can"));
+    }
+    let Some(raw) = fields.get("name").and_then(Value::as_str) else {
+        return invalid_request("name must be a string");
+    };
+    let Some(name) = crate::signin::clean_label(raw, MAX_NAME_CHARS) else {
+        return invalid_request("name must not be empty");
+    };
+    if raw.trim().chars().count() > MAX_NAME_CHARS {
+        return invalid_request("name must be at most 64 characters");
+    }
+    match state.store.rename_device(&user.id, &id, &name).await {
+        Ok(true) => match state.store.device_of(&user.id, &id).await {
+            Ok(Some(d)) => json_ok(&device_json(&d)),
+            Ok(None) => not_found(),
+            Err(e) => super::server_error(e),
+        },
+        Ok(false) => not_found(),
+        Err(e) => super::server_error(e),
+    }
+}
+
+#[handler]
+pub async fn delete_device(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let user = match api_user(state, req, "devices:write").await {
+        Ok(u) => u,
+        Err(resp) => return resp,
+    };
+    match state
+        .store
+        .delete_device(&user.id, &id, state.clock.now())
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(user = %user.id, device = %id, "device removed");
+            Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .header(poem::http::header::CACHE_CONTROL, "no-store")
+                .finish()
+        }
+        Ok(false) => not_found(),
+        Err(e) => super::server_error(e),
+    }
+}
