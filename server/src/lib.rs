@@ -17,6 +17,7 @@ pub mod server;
 pub mod signin;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod testdb;
 pub mod views;
 

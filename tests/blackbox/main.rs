@@ -18,5 +18,6 @@ mod passkeys;
 mod registration;
 mod reset;
 mod signup;
+mod streams;
 mod throttle;
 mod totp;

@@ -14,6 +14,8 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
+use latchkey_jwks::Claims;
+
 use super::bearer::{Audience, presented_token, verify_access_token};
 use super::respond::{bearer_error, bearer_missing, json_ok};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
@@ -29,7 +31,32 @@ const MAX_NAME_CHARS: usize = 64;
 
 /// The user a request acts for: a valid access token of ours, carrying `scope`, issued for
 /// a user (not a client by itself) who is still enabled.
-async fn api_user(state: &AppState, req: &Request, scope: &str) -> Result<User, Response> {
+pub(super) async fn api_user(
+    state: &AppState,
+    req: &Request,
+    scope: &str,
+) -> Result<(User, Claims), Response> {
+    let claims = scoped_token(state, req, scope).await?;
+    let invalid = || {
+        bearer_error(
+            &BearerError::new(B::InvalidToken, "the access token is not a user's"),
+            None,
+        )
+    };
+    // Client-credentials tokens have no grant: they act for no user.
+    if claims.str("gid").is_none() {
+        return Err(invalid());
+    }
+    let sub = claims.str("sub").unwrap_or_default();
+    match state.store.user_by_id(sub).await {
+        Ok(Some(u)) if u.disabled_at.is_none() => Ok((u, claims)),
+        Ok(_) => Err(invalid()),
+        Err(e) => Err(super::server_error(e)),
+    }
+}
+
+/// A verified access token of ours carrying `scope`.
+async fn scoped_token(state: &AppState, req: &Request, scope: &str) -> Result<Claims, Response> {
     let token = match presented_token(req, None) {
         Ok(Some(t)) => t,
         Ok(None) => return Err(bearer_missing()),
@@ -48,32 +75,80 @@ async fn api_user(state: &AppState, req: &Request, scope: &str) -> Result<User, 
             Some(scope),
         ));
     }
-    let invalid = || {
-        bearer_error(
-            &BearerError::new(B::InvalidToken, "the access token is not a user's"),
+    Ok(claims)
+}
+
+/// The client a request acts for by itself (a client_credentials token, no user) carrying
+/// `scope`; its client_id.
+pub(super) async fn api_client(
+    state: &AppState,
+    req: &Request,
+    scope: &str,
+) -> Result<String, Response> {
+    let claims = scoped_token(state, req, scope).await?;
+    if claims.str("gid").is_some() {
+        return Err(bearer_error(
+            &BearerError::new(B::InvalidToken, "this API takes a client's own token"),
             None,
-        )
+        ));
+    }
+    Ok(claims.str("client_id").unwrap_or_default().to_owned())
+}
+
+/// `?limit=` (1-100, default 50) and `?after=` of a list request; Err with what is wrong.
+pub(super) fn page_params(req: &Request) -> Result<(i64, Option<String>), &'static str> {
+    let Ok(query) = Params::parse(req.uri().query().unwrap_or_default().as_bytes()) else {
+        return Err("the query could not be read");
     };
-    // Client-credentials tokens have no grant: they act for no user.
-    if claims.str("gid").is_none() {
-        return Err(invalid());
+    let limit = match query.get("limit").map(str::parse::<i64>) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return Err("limit must be a number from 1 to 100"),
+    };
+    let after = query.get("after");
+    if after.is_some_and(|a| a.len() > 64) {
+        return Err("after is not an id from a previous page");
     }
-    let sub = claims.str("sub").unwrap_or_default();
-    match state.store.user_by_id(sub).await {
-        Ok(Some(u)) if u.disabled_at.is_none() => Ok(u),
-        Ok(_) => Err(invalid()),
-        Err(e) => Err(super::server_error(e)),
+    Ok((limit, after.map(str::to_owned)))
+}
+
+/// A page of a list fetched with `limit + 1` rows: the first `limit`, and `next` when more
+/// follow.
+pub(super) fn page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    id: impl Fn(&T) -> String,
+    json: impl Fn(&T) -> Value,
+) -> Response {
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = more.then(|| rows.last().map(&id)).flatten();
+    json_ok(&json!({ "items": rows.iter().map(json).collect::<Vec<_>>(), "next": next }))
+}
+
+/// A JSON request body, or the 400 saying why not.
+pub(super) async fn json_body(req: &Request, body: poem::Body) -> Result<Value, Response> {
+    if !req
+        .content_type()
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        return Err(invalid_request("the body must be application/json"));
     }
+    let Ok(bytes) = body.into_vec().await else {
+        return Err(invalid_request("the body could not be read"));
+    };
+    serde_json::from_slice::<Value>(&bytes).map_err(|_| invalid_request("the body is not JSON"))
 }
 
 /// A 400 with an RFC 6749-style JSON body, for a request body or query we cannot take.
-fn invalid_request(why: &str) -> Response {
+pub(super) fn invalid_request(why: &str) -> Response {
     let mut resp = json_ok(&json!({ "error": "invalid_request", "error_description": why }));
     resp.set_status(StatusCode::BAD_REQUEST);
     resp
 }
 
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     let mut resp = json_ok(&json!({ "error": "not_found" }));
     resp.set_status(StatusCode::NOT_FOUND);
     resp
@@ -93,33 +168,20 @@ fn device_json(d: &Device) -> Value {
 
 #[handler]
 pub async fn list_devices(req: &Request, Data(state): Data<&AppState>) -> Response {
-    let user = match api_user(state, req, "devices:read").await {
+    let (user, _) = match api_user(state, req, "devices:read").await {
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    let Ok(query) = Params::parse(req.uri().query().unwrap_or_default().as_bytes()) else {
-        return invalid_request("the query could not be read");
+    let (limit, after) = match page_params(req) {
+        Ok(p) => p,
+        Err(why) => return invalid_request(why),
     };
-    let limit = match query.get("limit").map(str::parse::<i64>) {
-        None => DEFAULT_LIMIT,
-        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
-        Some(_) => return invalid_request("limit must be a number from 1 to 100"),
-    };
-    let after = query.get("after");
-    if after.is_some_and(|a| a.len() > 64) {
-        return invalid_request("after is not a device id");
-    }
-    // One more than the page, to know whether another page follows.
-    match state.store.devices_of(&user.id, after, limit + 1).await {
-        Ok(mut devices) => {
-            let more = devices.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-            devices.truncate(usize::try_from(limit).unwrap_or(0));
-            let next = more.then(|| devices.last().map(|d| d.id.clone())).flatten();
-            json_ok(&json!({
-                "items": devices.iter().map(device_json).collect::<Vec<_>>(),
-                "next": next,
-            }))
-        }
+    match state
+        .store
+        .devices_of(&user.id, after.as_deref(), limit + 1)
+        .await
+    {
+        Ok(devices) => page(devices, limit, |d| d.id.clone(), device_json),
         Err(e) => super::server_error(e),
     }
 }
@@ -131,21 +193,13 @@ pub async fn rename_device(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Response {
-    let user = match api_user(state, req, "devices:write").await {
+    let (user, _) = match api_user(state, req, "devices:write").await {
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    if !req
-        .content_type()
-        .is_some_and(|c| c.starts_with("application/json"))
-    {
-        return invalid_request("the body must be application/json");
-    }
-    let Ok(bytes) = body.into_vec().await else {
-        return invalid_request("the body could not be read");
-    };
-    let Ok(patch) = serde_json::from_slice::<Value>(&bytes) else {
-        return invalid_request("the body is not JSON");
+    let patch = match json_body(req, body).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
     };
     let Some(fields) = patch.as_object() else {
         return invalid_request("the body must be a JSON object");
@@ -179,7 +233,7 @@ pub async fn delete_device(
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
 ) -> Response {
-    let user = match api_user(state, req, "devices:write").await {
+    let (user, _) = match api_user(state, req, "devices:write").await {
         Ok(u) => u,
         Err(resp) => return resp,
     };

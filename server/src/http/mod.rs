@@ -25,6 +25,7 @@ mod respond;
 mod revoke;
 mod signin_link;
 mod signup;
+mod streams_api;
 mod token;
 mod totp;
 mod userinfo;
@@ -127,6 +128,21 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/totp/disable", post(totp::disable))
         .at("/account/recovery-codes", post(totp::regenerate_codes))
         .at("/login/second-factor", post(totp::second_factor))
+        .at(
+            "/api/streams",
+            get(streams_api::list).post(streams_api::create),
+        )
+        .at(
+            "/api/streams/:id",
+            get(streams_api::get_one)
+                .put(streams_api::replace)
+                .delete(streams_api::delete),
+        )
+        .at("/api/streams/:id/reveal", post(streams_api::reveal))
+        .at(
+            "/api/internal/users/:id/streams",
+            get(streams_api::internal_list),
+        )
         .at("/api/devices", get(api::list_devices))
         .at(
             "/api/devices/:id",

@@ -58,6 +58,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "device_flow",
         include_str!("../../../migrations/sqlite/0010_device_flow.sql"),
     ),
+    (
+        11,
+        "streams",
+        include_str!("../../../migrations/sqlite/0011_streams.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -110,6 +115,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         10,
         "device_flow",
         include_str!("../../../migrations/postgres/0010_device_flow.sql"),
+    ),
+    (
+        11,
+        "streams",
+        include_str!("../../../migrations/postgres/0011_streams.sql"),
     ),
 ];
 

@@ -14,6 +14,7 @@ mod passkeys;
 mod pepper;
 mod registration;
 mod sessions;
+mod streams;
 mod throttles;
 mod totp;
 mod users;
@@ -36,6 +37,7 @@ pub use grants::{Authn, CodeRow, RefreshRow, Taken};
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
+pub use streams::{AuditEntry, StreamRow};
 pub use totp::TotpRow;
 pub use users::{NewUser, User, email_key};
 

@@ -1,0 +1,278 @@
+//! The streams API: stream destinations created and listed with the key masked, the key
+//! sealed in the database, a reveal that needs a sign-in within 5 minutes (else the RFC 9470
+//! challenge), the internal read for a service with `streams:internal` only, and the audit
+//! log of both.
+
+use latchkey::testdb::TestDb;
+use serde_json::{Value, json};
+
+use crate::flow::{basic, browser_flow, fixture, query_param, redeem, signed_in_browser};
+use crate::harness::{Env, Server};
+
+const KEY: &str = "live_123456789_secretABCD";
+
+/// An access token for `scope` by the code flow, with extra authorization parameters.
+async fn user_token(
+    b: &reqwest::Client,
+    server: &Server,
+    f: &crate::flow::Fixture,
+    scope: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut url =
+        url::Url::parse(&crate::flow::authorize_url(server, &f.client_id, extra)).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "scope" {
+                scope.to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let back = browser_flow(b, server, url.as_str(), &f.email).await;
+    let code = query_param(&back, "code").unwrap();
+    let tokens: Value = redeem(server, f, &code).await.json().await.unwrap();
+    tokens["access_token"].as_str().unwrap().to_owned()
+}
+
+/// A client_credentials token of a new service client allowed `scope`.
+async fn service_token(env: &Env, server: &Server, scope: &str) -> String {
+    let out = env
+        .cli(
+            &[
+                "client",
+                "create",
+                "--name",
+                "Relay",
+                "--grant-type",
+                "client_credentials",
+                "--scope",
+                scope,
+            ],
+            "",
+        )
+        .await
+        .unwrap();
+    let c: Value = serde_json::from_str(&out).unwrap();
+    let r: Value = reqwest::Client::new()
+        .post(server.url("/token"))
+        .header(
+            "authorization",
+            basic(
+                c["client_id"].as_str().unwrap(),
+                c["client_secret"].as_str().unwrap(),
+            ),
+        )
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn stream_keys_are_sealed_masked_revealed_after_a_fresh_sign_in_and_audited() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let mut args = vec![];
+        for s in [
+            "openid",
+            "profile",
+            "email",
+            "offline_access",
+            "streams:read",
+            "streams:write",
+            "streams:reveal",
+        ] {
+            args.extend_from_slice(&["--scope", s]);
+        }
+        let f = fixture(&env, &args).await;
+        let server = Server::start(env.config()).await;
+        let b = signed_in_browser(&server, &f.email).await;
+        let token = user_token(
+            &b,
+            &server,
+            &f,
+            "openid streams:read streams:write streams:reveal",
+            &[],
+        )
+        .await;
+        let api = reqwest::Client::new();
+
+        // Create: 201, the key masked to its last four characters.
+        let r = api
+            .post(server.url("/api/streams"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "label": "Main channel", "platform": "twitch",
+                "rtmp_url": "rtmps://live.twitch.tv/app", "stream_key": KEY
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["stream_key_last4"], "ABCD");
+        assert!(created.get("stream_key").is_none());
+        let id = created["id"].as_str().unwrap().to_owned();
+        // Bad bodies say why.
+        let r = api
+            .post(server.url("/api/streams"))
+            .bearer_auth(&token)
+            .json(&json!({ "label": "x", "platform": "myspace", "rtmp_url": "rtmp://a.b/x", "stream_key": "k" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("platform"));
+
+        // Listed masked; the database holds no key in clear.
+        let list: Value = api
+            .get(server.url("/api/streams"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["items"][0]["stream_key_last4"], "ABCD");
+        assert!(!list.to_string().contains(KEY));
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&env.config().database_url())
+            .await
+            .unwrap();
+        let rows: Vec<(String, String, Vec<u8>)> =
+            sqlx::query_as("SELECT label, rtmp_url, key_sealed FROM streams")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(
+            !rows[0].2.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "sealed at rest"
+        );
+        assert!(!rows[0].2.windows(4).any(|w| w == b"ABCD"));
+
+        // An update without a key keeps it.
+        let r = api
+            .put(server.url(&format!("/api/streams/{id}")))
+            .bearer_auth(&token)
+            .json(&json!({ "label": "Renamed", "platform": "twitch", "rtmp_url": "rtmps://live.twitch.tv/app", "enabled": false }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let updated: Value = r.json().await.unwrap();
+        assert_eq!(
+            (
+                updated["label"].as_str(),
+                updated["stream_key_last4"].as_str()
+            ),
+            (Some("Renamed"), Some("ABCD"))
+        );
+        assert_eq!(updated["enabled"], false);
+
+        // Reveal: fine right after signing in; six minutes later the RFC 9470 challenge.
+        let reveal = |t: &str| {
+            api.post(server.url(&format!("/api/streams/{id}/reveal")))
+                .bearer_auth(t.to_owned())
+                .send()
+        };
+        let r = reveal(&token).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["stream_key"], KEY);
+        server.clock.advance(6 * 60);
+        let r = reveal(&token).await.unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(
+            challenge.contains("error=\"insufficient_user_authentication\""),
+            "{challenge}"
+        );
+        assert!(challenge.contains("max_age=\"300\""), "{challenge}");
+        // After a fresh sign-in (max_age=300 asks for one), it works again.
+        let fresh = user_token(
+            &b,
+            &server,
+            &f,
+            "openid streams:reveal",
+            &[("max_age", "300")],
+        )
+        .await;
+        let r = reveal(&fresh).await.unwrap();
+        assert_eq!(r.status(), 200);
+        // A token without the scope cannot.
+        let read_only = user_token(&b, &server, &f, "openid streams:read", &[]).await;
+        let r = reveal(&read_only).await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(
+            r.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("scope=\"streams:reveal\"")
+        );
+
+        // The internal read: only a client's own token with streams:internal.
+        let internal = |t: String| {
+            api.get(server.url(&format!("/api/internal/users/{}/streams", f.user_id)))
+                .bearer_auth(t)
+                .send()
+        };
+        let service = service_token(&env, &server, "streams:internal").await;
+        let r = internal(service).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let got: Value = r.json().await.unwrap();
+        assert_eq!(got["items"][0]["stream_key"], KEY);
+        let other_service = service_token(&env, &server, "streams:read").await;
+        assert_eq!(internal(other_service).await.unwrap().status(), 403);
+        assert_eq!(internal(fresh.clone()).await.unwrap().status(), 403);
+
+        // Two reveals and one internal read are in the audit log, with who and what.
+        let audit: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT actor, action, target FROM audit_log ORDER BY at")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let actions: Vec<&str> = audit.iter().map(|a| a.1.as_str()).collect();
+        assert_eq!(
+            actions,
+            ["stream.reveal", "stream.reveal", "streams.internal_read"]
+        );
+        assert_eq!(audit[0].0, format!("user:{}", f.user_id));
+        assert_eq!(audit[0].2.as_deref(), Some(id.as_str()));
+        assert!(audit[2].0.starts_with("client:"));
+        pool.close().await;
+
+        // Delete.
+        let r = api
+            .delete(server.url(&format!("/api/streams/{id}")))
+            .bearer_auth(&fresh)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "the fresh token lacks streams:write");
+        let r = api
+            .delete(server.url(&format!("/api/streams/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        let r = api
+            .get(server.url(&format!("/api/streams/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        server.stop().await;
+    }
+}
