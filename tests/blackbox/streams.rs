@@ -276,3 +276,24 @@ async fn stream_keys_are_sealed_masked_revealed_after_a_fresh_sign_in_and_audite
         server.stop().await;
     }
 }
+
+/// The OpenAPI document of the resource APIs is served, with this server as its server.
+#[tokio::test]
+async fn the_openapi_document_describes_the_apis() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    let doc = crate::harness::get_json(&server.url("/api/openapi.json")).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], "http://localhost:8080");
+    for path in [
+        "/api/devices",
+        "/api/devices/{id}",
+        "/api/streams",
+        "/api/streams/{id}",
+        "/api/streams/{id}/reveal",
+        "/api/internal/users/{id}/streams",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+    server.stop().await;
+}

@@ -8,6 +8,7 @@
 //! - `PATCH /api/devices/{id}` (`devices:write`): `{"name": "..."}`.
 //! - `DELETE /api/devices/{id}` (`devices:write`): the device goes, its refresh tokens stop
 //!   working and its access tokens turn inactive at once.
+//! - `GET /api/openapi.json`: the OpenAPI 3.1 description of these APIs and the streams API.
 
 use poem::http::StatusCode;
 use poem::web::{Data, Path};
@@ -251,5 +252,45 @@ pub async fn delete_device(
         }
         Ok(false) => not_found(),
         Err(e) => super::server_error(e),
+    }
+}
+
+/// The OpenAPI document, with this server's issuer as its server.
+#[handler]
+pub async fn openapi(Data(state): Data<&AppState>) -> Response {
+    static DOC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+        serde_json::from_str(include_str!("../../data/openapi.json")).unwrap_or(Value::Null)
+    });
+    let mut doc = DOC.clone();
+    doc["servers"] = json!([{ "url": state.config.issuer }]);
+    json_ok(&doc)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_parses_and_names_every_api_path() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../data/openapi.json")).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let routes = include_str!("mod.rs");
+        let paths = doc["paths"].as_object().unwrap();
+        for path in paths.keys() {
+            let route = path.replace("{id}", ":id");
+            assert!(
+                routes.contains(&format!("\"{route}\"")),
+                "{path} is not routed"
+            );
+        }
+        for line in routes.lines().filter(|l| l.contains("\"/api/")) {
+            let route = line.split('"').nth(1).unwrap();
+            if route == "/api/openapi.json" {
+                continue;
+            }
+            assert!(
+                paths.contains_key(&route.replace(":id", "{id}")),
+                "{route} is not described"
+            );
+        }
     }
 }

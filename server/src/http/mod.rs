@@ -143,6 +143,7 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             "/api/internal/users/:id/streams",
             get(streams_api::internal_list),
         )
+        .at("/api/openapi.json", get(api::openapi))
         .at("/api/devices", get(api::list_devices))
         .at(
             "/api/devices/:id",
