@@ -8,6 +8,7 @@ mod client_auth;
 mod device;
 mod email;
 mod endpoints;
+mod exchange;
 mod flow;
 mod harness;
 mod keys;

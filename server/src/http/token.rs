@@ -194,11 +194,136 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
             client_credentials(state, &client, &params, &audience, now).await
         }
         GrantType::DeviceCode => device_code(state, req, &client, &params, &audience, now).await,
-        GrantType::TokenExchange => Err(err(
-            T::UnsupportedGrantType,
-            "this grant type is not supported yet",
-        )),
+        GrantType::TokenExchange => token_exchange(state, &client, &params, &audience, now).await,
     }
+}
+
+/// RFC 8693 token exchange, delegation: the client presents a subject token (one of our
+/// access tokens) and its own access token as the actor token, and gets an access token for
+/// the subject with the actor in `act` (over any earlier `act` chain), a scope within the
+/// subject token's and its own, and an audience among ours (`audience` or `resource`). No
+/// refresh token. Impersonation (no actor token) is not offered.
+async fn token_exchange(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+    resource_audience: &str,
+    now: i64,
+) -> Result<Value, TokenError> {
+    use super::bearer::{Audience, verify_access_token};
+    use crate::oauth::exchange::{self, ACCESS_TOKEN, JWT};
+    let subject_token = params
+        .get("subject_token")
+        .ok_or_else(|| err(T::InvalidRequest, "subject_token is required"))?;
+    match params.get("subject_token_type") {
+        Some(ACCESS_TOKEN) => {}
+        Some(JWT) => {
+            return Err(err(
+                T::InvalidRequest,
+                "JWT subject tokens from other issuers are not accepted yet",
+            ));
+        }
+        Some(_) => {
+            return Err(err(
+                T::InvalidRequest,
+                "this subject_token_type is not supported",
+            ));
+        }
+        None => return Err(err(T::InvalidRequest, "subject_token_type is required")),
+    }
+    let (typ, issued_type, token_type) = match params.get("requested_token_type") {
+        None | Some(ACCESS_TOKEN) => ("at+jwt", ACCESS_TOKEN, "Bearer"),
+        Some(JWT) => ("JWT", JWT, "N_A"),
+        Some(_) => {
+            return Err(err(
+                T::InvalidRequest,
+                "requested_token_type must be an access_token or a jwt",
+            ));
+        }
+    };
+    let audience = match params.get("audience") {
+        None => resource_audience.to_owned(),
+        Some(a)
+            if a == state.config.issuer || state.config.tokens.resources.iter().any(|r| r == a) =>
+        {
+            a.to_owned()
+        }
+        Some(_) => return Err(err(T::InvalidTarget, "the audience is not one of ours")),
+    };
+    let subject = verify_access_token(state, subject_token, now, Audience::AnyOurs)
+        .await
+        .map_err(|_| {
+            err(
+                T::InvalidGrant,
+                "the subject_token is invalid, expired or revoked",
+            )
+        })?;
+    let Some(actor_token) = params.get("actor_token") else {
+        return Err(err(
+            T::InvalidRequest,
+            "actor_token is required: only delegation is offered, not impersonation",
+        ));
+    };
+    if params.get("actor_token_type") != Some(ACCESS_TOKEN) {
+        return Err(err(
+            T::InvalidRequest,
+            "actor_token_type must be urn:ietf:params:oauth:token-type:access_token",
+        ));
+    }
+    let actor = verify_access_token(state, actor_token, now, Audience::AnyOurs)
+        .await
+        .map_err(|_| {
+            err(
+                T::InvalidGrant,
+                "the actor_token is invalid, expired or revoked",
+            )
+        })?;
+    // The actor is the client itself: its own token, not someone else's.
+    let actor_sub = actor.str("sub").unwrap_or_default();
+    if actor_sub != client.client_id {
+        return Err(err(T::InvalidGrant, "the actor_token is not this client's"));
+    }
+    if !exchange::may_act(subject.as_map(), actor_sub) {
+        return Err(err(
+            T::InvalidGrant,
+            "the subject_token's may_act does not name this actor",
+        ));
+    }
+    let scope = exchange::narrow_scope(
+        params.get("scope"),
+        subject.str("scope").unwrap_or_default(),
+        |s| client.allowed_scopes().any(|c| c == s),
+    )
+    .map_err(|why| TokenError::new(T::InvalidScope, why))?;
+    let jti = random_token(16);
+    let lifetime = secs(state.config.tokens.access_token_lifetime);
+    let claims = exchange::exchanged_claims(&exchange::Exchanged {
+        issuer: &state.config.issuer,
+        audience: &audience,
+        client_id: &client.client_id,
+        scope: &scope,
+        jti: &jti,
+        now,
+        lifetime,
+        subject: subject.as_map(),
+        actor: actor_sub,
+    });
+    let expires_in = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .map_or(lifetime, |exp| exp - now);
+    let ring = state.keys.keyring(now).await.map_err(server_error)?;
+    let token = ring
+        .sign(ACCESS_TOKEN_ALG, typ, &claims)
+        .map_err(server_error)?;
+    tracing::info!(client = %client.client_id, "token exchanged (delegation)");
+    Ok(json!({
+        "access_token": token,
+        "issued_token_type": issued_type,
+        "token_type": token_type,
+        "expires_in": expires_in,
+        "scope": scope,
+    }))
 }
 
 /// RFC 8628 §3.4–3.5: the device polls with its device code. Until the user answers:

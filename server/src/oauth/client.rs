@@ -156,11 +156,6 @@ impl ClientMetadata {
             return Err(meta("grant_types must not be empty"));
         }
         self.grant_types.dedup();
-        // Token exchange arrives with the delegation work; until then a client must not be told
-        // it has it.
-        if self.grant_types.contains(&GrantType::TokenExchange) {
-            return Err(meta("the token-exchange grant is not available yet"));
-        }
         let has = |g: GrantType| self.grant_types.contains(&g);
         if has(GrantType::RefreshToken)
             && !(has(GrantType::AuthorizationCode)

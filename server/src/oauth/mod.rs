@@ -7,6 +7,7 @@ pub mod client_auth;
 pub mod device;
 pub mod discovery;
 pub mod error;
+pub mod exchange;
 pub mod params;
 pub mod pkce;
 pub mod redirect;

@@ -148,9 +148,16 @@ mod tests {
         let e = reg(r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}"#)
             .unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");
-        let e = reg(r#"{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"]}"#)
-            .unwrap_err();
-        assert_eq!(e.code(), "invalid_client_metadata");
+        let e = reg(r#"{"grant_types":["refresh_token"]}"#).unwrap_err();
+        assert_eq!(
+            e.code(),
+            "invalid_client_metadata",
+            "refresh_token alone issues nothing"
+        );
+        // Token exchange and the device grant are offered now.
+        let m =
+            reg(r#"{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"]}"#).unwrap();
+        assert_eq!(m.grant_types, [GrantType::TokenExchange]);
         let e = reg(r#"{"redirect_uris":["https://a.example/cb"],"subject_type":"pairwise"}"#)
             .unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");

@@ -1,0 +1,152 @@
+//! RFC 8693 token exchange, the part without I/O: which scope and claims the new token gets.
+//!
+//! Delegation: the actor (the subject of the actor token) goes into `act`, with any `act`
+//! chain of the subject token nested beneath it (§4.1), so a token passed user → A → B says
+//! `act: {sub: B, act: {sub: A}}`. A `may_act` claim in the subject token (§4.4) names who may
+//! act for the subject; another actor is refused. The new token never outlives the subject
+//! token and keeps its grant (`gid`), so revoking the original grant ends every token
+//! exchanged from it.
+
+use serde_json::{Map, Value, json};
+
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The scope of the new token: what is asked (or, when nothing is, everything the subject
+/// token holds), which must be within the subject token's scope and the client's allowed
+/// scopes. Err names the first scope that is not.
+pub fn narrow_scope(
+    requested: Option<&str>,
+    subject_scope: &str,
+    client_may: impl Fn(&str) -> bool,
+) -> Result<String, String> {
+    let held: Vec<&str> = subject_scope.split(' ').filter(|s| !s.is_empty()).collect();
+    match requested {
+        Some(asked) => {
+            let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+            if let Some(wider) = asked.iter().find(|s| !held.contains(s) || !client_may(s)) {
+                return Err(format!("{wider} is not within the subject token's scope"));
+            }
+            Ok(asked.join(" "))
+        }
+        None => Ok(held
+            .into_iter()
+            .filter(|s| client_may(s))
+            .collect::<Vec<_>>()
+            .join(" ")),
+    }
+}
+
+/// Whether `actor` may act for the subject: yes unless the subject token's `may_act` names
+/// someone else (by `sub`).
+pub fn may_act(subject: &Map<String, Value>, actor: &str) -> bool {
+    match subject.get("may_act") {
+        None => true,
+        Some(m) => m.get("sub").and_then(Value::as_str) == Some(actor),
+    }
+}
+
+/// What the new access token says.
+pub struct Exchanged<'a> {
+    pub issuer: &'a str,
+    pub audience: &'a str,
+    pub client_id: &'a str,
+    pub scope: &'a str,
+    pub jti: &'a str,
+    pub now: i64,
+    pub lifetime: i64,
+    /// The verified claims of the subject token.
+    pub subject: &'a Map<String, Value>,
+    /// The actor's `sub` (delegation).
+    pub actor: &'a str,
+}
+
+pub fn exchanged_claims(e: &Exchanged<'_>) -> Map<String, Value> {
+    let mut c = Map::new();
+    // Who the token is about, and how they signed in, come from the subject token.
+    for name in ["sub", "auth_time", "acr", "amr", "sid", "gid"] {
+        if let Some(v) = e.subject.get(name) {
+            c.insert(name.into(), v.clone());
+        }
+    }
+    let subject_exp = e
+        .subject
+        .get("exp")
+        .and_then(Value::as_i64)
+        .unwrap_or(e.now);
+    c.insert("iss".into(), json!(e.issuer));
+    c.insert("aud".into(), json!(e.audience));
+    c.insert("client_id".into(), json!(e.client_id));
+    c.insert("scope".into(), json!(e.scope));
+    c.insert("jti".into(), json!(e.jti));
+    c.insert("iat".into(), json!(e.now));
+    c.insert("exp".into(), json!((e.now + e.lifetime).min(subject_exp)));
+    let mut act = Map::new();
+    act.insert("sub".into(), json!(e.actor));
+    if let Some(prior) = e.subject.get("act") {
+        act.insert("act".into(), prior.clone());
+    }
+    c.insert("act".into(), Value::Object(act));
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn scope_narrows_never_widens() {
+        let any = |_: &str| true;
+        assert_eq!(narrow_scope(None, "a b c", any).unwrap(), "a b c");
+        assert_eq!(narrow_scope(Some("b"), "a b c", any).unwrap(), "b");
+        assert!(
+            narrow_scope(Some("b d"), "a b c", any)
+                .unwrap_err()
+                .contains('d')
+        );
+        assert!(narrow_scope(Some("a"), "a b", |s| s != "a").is_err());
+        assert_eq!(narrow_scope(None, "a b", |s| s != "a").unwrap(), "b");
+    }
+
+    #[test]
+    fn delegation_nests_the_act_chain_and_may_act_is_enforced() {
+        let user_token = map(json!({"sub": "u1", "exp": 2_000, "gid": "g1", "scope": "s"}));
+        let base = |subject: &Map<String, Value>, actor: &'static str| {
+            exchanged_claims(&Exchanged {
+                issuer: "https://id",
+                audience: "https://api",
+                client_id: actor,
+                scope: "s",
+                jti: "j",
+                now: 1_000,
+                lifetime: 600,
+                subject,
+                actor,
+            })
+        };
+        let by_a = base(&user_token, "svc-a");
+        assert_eq!(by_a["act"], json!({"sub": "svc-a"}));
+        assert_eq!(
+            (by_a["sub"].clone(), by_a["gid"].clone()),
+            (json!("u1"), json!("g1"))
+        );
+        let by_b = base(&by_a, "svc-b");
+        assert_eq!(
+            by_b["act"],
+            json!({"sub": "svc-b", "act": {"sub": "svc-a"}})
+        );
+        // Never longer than the subject token.
+        let short = map(json!({"sub": "u1", "exp": 1_100}));
+        assert_eq!(base(&short, "svc-a")["exp"], 1_100);
+
+        let named = map(json!({"sub": "u1", "may_act": {"sub": "svc-a"}}));
+        assert!(may_act(&named, "svc-a"));
+        assert!(!may_act(&named, "svc-b"));
+        assert!(may_act(&user_token, "anyone"));
+    }
+}
