@@ -211,6 +211,10 @@ enum ClientCommand {
         /// A first-party client: users are not asked for consent.
         #[arg(long)]
         first_party: bool,
+        /// RFC 8693 impersonation: this client may exchange a user's token without an actor
+        /// token, for a token that does not name the client in `act`.
+        #[arg(long)]
+        allow_impersonation: bool,
     },
 }
 
@@ -403,6 +407,7 @@ where
             post_logout_redirect_uris,
             id_token_signed_response_alg,
             first_party,
+            allow_impersonation,
         }) => {
             let jwks = match jwks_file {
                 Some(path) => {
@@ -451,6 +456,7 @@ where
                 policy_uri: None,
                 tos_uri: None,
                 first_party,
+                token_exchange_impersonation: allow_impersonation,
             }
             .validate()
             .map_err(failed)?;

@@ -1,7 +1,7 @@
 //! RFC 8693 token exchange, delegation: user → service A → service B gives a token whose
 //! `act` nests B over A, which introspection shows; wider scopes, foreign audiences, another
-//! client's actor token and impersonation are refused; revoking the user's grant ends the
-//! exchanged tokens too.
+//! client's actor token and impersonation (unless an administrator allowed the client) are
+//! refused; revoking the user's grant ends the exchanged tokens too.
 
 use latchkey::testdb::TestDb;
 use serde_json::Value;
@@ -194,7 +194,38 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
             "A's token is not B's to present"
         );
         let (_, e) = exchange(&server, &b, &t1, None, &[]).await;
-        assert_eq!(e["error"], "invalid_request", "no impersonation");
+        assert_eq!(e["error"], "invalid_request", "no impersonation for B");
+        // A client an administrator allowed to impersonate gets a token naming no new actor.
+        let c = {
+            let out = env
+                .cli(
+                    &[
+                        "client",
+                        "create",
+                        "--name",
+                        "Service C",
+                        "--grant-type",
+                        EXCHANGE,
+                        "--scope",
+                        "orders:read",
+                        "--allow-impersonation",
+                    ],
+                    "",
+                )
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_str(&out).unwrap();
+            Service {
+                id: v["client_id"].as_str().unwrap().to_owned(),
+                secret: v["client_secret"].as_str().unwrap().to_owned(),
+            }
+        };
+        let (status, t3) = exchange(&server, &c, &user_at, None, &[("scope", "orders:read")]).await;
+        assert_eq!(status, 200, "{t3}");
+        let c3 = claims(t3["access_token"].as_str().unwrap());
+        assert_eq!(c3["sub"], f.user_id);
+        assert_eq!(c3["client_id"], c.id);
+        assert!(c3.get("act").is_none(), "{c3}");
         let (_, e) = exchange(&server, &b, "not-a-token", Some(&b_own), &[]).await;
         assert_eq!(e["error"], "invalid_grant");
 

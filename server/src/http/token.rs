@@ -202,7 +202,8 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
 /// access tokens) and its own access token as the actor token, and gets an access token for
 /// the subject with the actor in `act` (over any earlier `act` chain), a scope within the
 /// subject token's and its own, and an audience among ours (`audience` or `resource`). No
-/// refresh token. Impersonation (no actor token) is not offered.
+/// refresh token. Impersonation (no actor token, no new `act`) only for a client an
+/// administrator allowed it (`client create --allow-impersonation`).
 async fn token_exchange(
     state: &AppState,
     client: &Client,
@@ -258,31 +259,39 @@ async fn token_exchange(
                 "the subject_token is invalid, expired or revoked",
             )
         })?;
-    let Some(actor_token) = params.get("actor_token") else {
-        return Err(err(
-            T::InvalidRequest,
-            "actor_token is required: only delegation is offered, not impersonation",
-        ));
+    // Delegation names the actor (the client, by its own token); impersonation, only for a
+    // client an administrator allowed it, names no one.
+    let actor = match params.get("actor_token") {
+        Some(actor_token) => {
+            if params.get("actor_token_type") != Some(ACCESS_TOKEN) {
+                return Err(err(
+                    T::InvalidRequest,
+                    "actor_token_type must be urn:ietf:params:oauth:token-type:access_token",
+                ));
+            }
+            let actor = verify_access_token(state, actor_token, now, Audience::AnyOurs)
+                .await
+                .map_err(|_| {
+                    err(
+                        T::InvalidGrant,
+                        "the actor_token is invalid, expired or revoked",
+                    )
+                })?;
+            // The actor is the client itself: its own token, not someone else's.
+            if actor.str("sub") != Some(client.client_id.as_str()) {
+                return Err(err(T::InvalidGrant, "the actor_token is not this client's"));
+            }
+            Some(client.client_id.as_str())
+        }
+        None if client.metadata.token_exchange_impersonation => None,
+        None => {
+            return Err(err(
+                T::InvalidRequest,
+                "actor_token is required: this client may not impersonate",
+            ));
+        }
     };
-    if params.get("actor_token_type") != Some(ACCESS_TOKEN) {
-        return Err(err(
-            T::InvalidRequest,
-            "actor_token_type must be urn:ietf:params:oauth:token-type:access_token",
-        ));
-    }
-    let actor = verify_access_token(state, actor_token, now, Audience::AnyOurs)
-        .await
-        .map_err(|_| {
-            err(
-                T::InvalidGrant,
-                "the actor_token is invalid, expired or revoked",
-            )
-        })?;
-    // The actor is the client itself: its own token, not someone else's.
-    let actor_sub = actor.str("sub").unwrap_or_default();
-    if actor_sub != client.client_id {
-        return Err(err(T::InvalidGrant, "the actor_token is not this client's"));
-    }
+    let actor_sub = client.client_id.as_str();
     if !exchange::may_act(subject.as_map(), actor_sub) {
         return Err(err(
             T::InvalidGrant,
@@ -306,7 +315,7 @@ async fn token_exchange(
         now,
         lifetime,
         subject: subject.as_map(),
-        actor: actor_sub,
+        actor,
     });
     let expires_in = claims
         .get("exp")
@@ -316,7 +325,7 @@ async fn token_exchange(
     let token = ring
         .sign(ACCESS_TOKEN_ALG, typ, &claims)
         .map_err(server_error)?;
-    tracing::info!(client = %client.client_id, "token exchanged (delegation)");
+    tracing::info!(client = %client.client_id, delegation = actor.is_some(), "token exchanged");
     Ok(json!({
         "access_token": token,
         "issued_token_type": issued_type,

@@ -341,6 +341,7 @@ mod tests {
                 policy_uri: None,
                 tos_uri: None,
                 first_party: false,
+                token_exchange_impersonation: false,
             },
         }
     }

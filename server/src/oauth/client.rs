@@ -81,6 +81,10 @@ pub struct ClientMetadata {
     /// A first-party client skips the consent page. Set by an administrator only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub first_party: bool,
+    /// RFC 8693 impersonation: the client may exchange a subject token without an actor
+    /// token and get a token that does not name it. Set by an administrator only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub token_exchange_impersonation: bool,
 }
 
 /// A registered client as the protocol sees it.
@@ -303,6 +307,7 @@ mod tests {
             policy_uri: None,
             tos_uri: None,
             first_party: false,
+            token_exchange_impersonation: false,
         }
     }
 

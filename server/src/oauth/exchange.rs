@@ -58,8 +58,8 @@ pub struct Exchanged<'a> {
     pub lifetime: i64,
     /// The verified claims of the subject token.
     pub subject: &'a Map<String, Value>,
-    /// The actor's `sub` (delegation).
-    pub actor: &'a str,
+    /// The actor's `sub` (delegation), or None (impersonation: no new `act`).
+    pub actor: Option<&'a str>,
 }
 
 pub fn exchanged_claims(e: &Exchanged<'_>) -> Map<String, Value> {
@@ -82,12 +82,23 @@ pub fn exchanged_claims(e: &Exchanged<'_>) -> Map<String, Value> {
     c.insert("jti".into(), json!(e.jti));
     c.insert("iat".into(), json!(e.now));
     c.insert("exp".into(), json!((e.now + e.lifetime).min(subject_exp)));
-    let mut act = Map::new();
-    act.insert("sub".into(), json!(e.actor));
-    if let Some(prior) = e.subject.get("act") {
-        act.insert("act".into(), prior.clone());
+    let prior = e.subject.get("act");
+    match e.actor {
+        Some(actor) => {
+            let mut act = Map::new();
+            act.insert("sub".into(), json!(actor));
+            if let Some(prior) = prior {
+                act.insert("act".into(), prior.clone());
+            }
+            c.insert("act".into(), Value::Object(act));
+        }
+        // Impersonation names no new actor; delegations before it stay on record.
+        None => {
+            if let Some(prior) = prior {
+                c.insert("act".into(), prior.clone());
+            }
+        }
     }
-    c.insert("act".into(), Value::Object(act));
     c
 }
 
@@ -116,11 +127,11 @@ mod tests {
     #[test]
     fn delegation_nests_the_act_chain_and_may_act_is_enforced() {
         let user_token = map(json!({"sub": "u1", "exp": 2_000, "gid": "g1", "scope": "s"}));
-        let base = |subject: &Map<String, Value>, actor: &'static str| {
+        let with = |subject: &Map<String, Value>, actor: Option<&'static str>| {
             exchanged_claims(&Exchanged {
                 issuer: "https://id",
                 audience: "https://api",
-                client_id: actor,
+                client_id: actor.unwrap_or("impersonator"),
                 scope: "s",
                 jti: "j",
                 now: 1_000,
@@ -129,6 +140,7 @@ mod tests {
                 actor,
             })
         };
+        let base = |subject: &Map<String, Value>, actor: &'static str| with(subject, Some(actor));
         let by_a = base(&user_token, "svc-a");
         assert_eq!(by_a["act"], json!({"sub": "svc-a"}));
         assert_eq!(
@@ -143,6 +155,10 @@ mod tests {
         // Never longer than the subject token.
         let short = map(json!({"sub": "u1", "exp": 1_100}));
         assert_eq!(base(&short, "svc-a")["exp"], 1_100);
+
+        // Impersonation adds no actor and keeps the chain so far.
+        assert!(with(&user_token, None).get("act").is_none());
+        assert_eq!(with(&by_b, None)["act"], by_b["act"]);
 
         let named = map(json!({"sub": "u1", "may_act": {"sub": "svc-a"}}));
         assert!(may_act(&named, "svc-a"));

@@ -113,6 +113,7 @@ impl RegistrationRequest {
             tos_uri: self.tos_uri,
             // Only an administrator makes a client first-party.
             first_party: false,
+            token_exchange_impersonation: false,
         }
         .validate()
     }
