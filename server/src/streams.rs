@@ -11,6 +11,8 @@ pub const PLATFORMS: [&str; 4] = ["youtube", "twitch", "kick", "custom"];
 const MAX_LABEL_CHARS: usize = 64;
 const MAX_URL_BYTES: usize = 512;
 const MAX_KEY_BYTES: usize = 256;
+/// Shorter keys would be mostly shown by the last-four mask.
+const MIN_KEY_BYTES: usize = 12;
 
 /// A validated stream destination from a request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub struct StreamInput {
 
 /// Reads a stream from a JSON object: `label` (1–64 characters), `platform` (youtube,
 /// twitch, kick or custom), `rtmp_url` (rtmp:// or rtmps:// with a host, no credentials, no
-/// fragment, at most 512 bytes), `stream_key` (1–256 printable characters, no spaces; required
+/// fragment, at most 512 bytes), `stream_key` (12–256 printable characters, no spaces; required
 /// when `key_required`), `enabled` (default true). Unknown fields are refused.
 pub fn parse_input(body: &Value, key_required: bool) -> Result<StreamInput, String> {
     let fields = body.as_object().ok_or("the body must be a JSON object")?;
@@ -53,9 +55,12 @@ pub fn parse_input(body: &Value, key_required: bool) -> Result<StreamInput, Stri
     let stream_key = match fields.get("stream_key") {
         None | Some(Value::Null) if !key_required => None,
         Some(Value::String(k)) => {
-            if k.is_empty() || k.len() > MAX_KEY_BYTES || !k.chars().all(|c| c.is_ascii_graphic()) {
+            if k.len() < MIN_KEY_BYTES
+                || k.len() > MAX_KEY_BYTES
+                || !k.chars().all(|c| c.is_ascii_graphic())
+            {
                 return Err(
-                    "stream_key must be 1 to 256 printable characters without spaces".into(),
+                    "stream_key must be 12 to 256 printable characters without spaces".into(),
                 );
             }
             Some(k.clone())
@@ -167,6 +172,11 @@ mod tests {
             let e = parse_input(&body, true).unwrap_err();
             assert!(e.contains(why), "{body}: {e}");
         }
+        let short = json!({"label": "x", "platform": "kick", "rtmp_url": "rtmp://a.b/x", "stream_key": "abcdefgh"});
+        assert!(
+            parse_input(&short, true).unwrap_err().contains("12 to 256"),
+            "a mask must not show most of it"
+        );
         let no_key = json!({"label": "x", "platform": "kick", "rtmp_url": "rtmp://a.b/x"});
         assert_eq!(parse_input(&no_key, false).unwrap().stream_key, None);
     }

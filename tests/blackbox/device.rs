@@ -291,6 +291,19 @@ async fn denied_and_expired_requests_and_guessed_codes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Posted answers count too: a wrong code posted is a guess, and the address and user wait.
+    let page = r.text().await.unwrap();
+    let csrf = input_value(&page, "csrf_token").unwrap();
+    let post = |code: String| {
+        b.post(server.url("/device")).form(&[
+            ("csrf_token", csrf.clone()),
+            ("user_code", code),
+            ("decision", "deny".to_owned()),
+        ])
+    };
+    assert_eq!(post("BCDF-GHJR".into()).send().await.unwrap().status(), 400);
+    let real = started["user_code"].as_str().unwrap().to_owned();
+    assert_eq!(post(real).send().await.unwrap().status(), 429);
     server.stop().await;
 }
 

@@ -190,7 +190,7 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         assert_eq!(e["error"], "invalid_target");
         let (_, e) = exchange(&server, &b, &t1, Some(&a_own), &[]).await;
         assert_eq!(
-            e["error"], "invalid_grant",
+            e["error"], "invalid_request",
             "A's token is not B's to present"
         );
         let (_, e) = exchange(&server, &b, &t1, None, &[]).await;
@@ -227,7 +227,10 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         assert_eq!(c3["client_id"], c.id);
         assert!(c3.get("act").is_none(), "{c3}");
         let (_, e) = exchange(&server, &b, "not-a-token", Some(&b_own), &[]).await;
-        assert_eq!(e["error"], "invalid_grant");
+        assert_eq!(e["error"], "invalid_request");
+        // A client's own token is no one to act for.
+        let (_, e) = exchange(&server, &b, &a_own, Some(&b_own), &[]).await;
+        assert_eq!(e["error"], "invalid_request");
 
         // Revoking the user's grant ends the exchanged tokens too.
         let r = reqwest::Client::new()

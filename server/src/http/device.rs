@@ -247,9 +247,29 @@ pub async fn device_answer(
             );
         }
     };
-    let Some(code) = device::normalize_user_code(form.get("user_code").unwrap_or_default()) else {
+    // Answers count like lookups: wrong codes here are guesses too.
+    let now = state.clock.now();
+    let throttle =
+        throttle::Keys::device_code(&state.pepper, client_ip(state, req).as_deref(), &user.id);
+    match throttle.wait(&state.store, now).await {
+        Ok(0) => {}
+        Ok(wait) => {
+            let msg = state
+                .views
+                .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
+            return enter_page(state, req, StatusCode::TOO_MANY_REQUESTS, Some(&msg));
+        }
+        Err(e) => tracing::error!(error = %e, "device code throttle check failed"),
+    }
+    let wrong = || async {
+        if let Err(e) = throttle.failed(&state.store, now).await {
+            tracing::error!(error = %e, "counting a wrong device code failed");
+        }
         let msg = state.views.msg(Msg::DeviceCodeUnknown);
-        return enter_page(state, req, StatusCode::BAD_REQUEST, Some(msg));
+        enter_page(state, req, StatusCode::BAD_REQUEST, Some(msg))
+    };
+    let Some(code) = device::normalize_user_code(form.get("user_code").unwrap_or_default()) else {
+        return wrong().await;
     };
     let approval = Approval {
         sid: session.sid.clone(),
@@ -264,7 +284,7 @@ pub async fn device_answer(
     let answer = approve.then_some((user.id.as_str(), approval.as_str()));
     match state
         .store
-        .answer_device(&user_code_digests(state, &code), answer, state.clock.now())
+        .answer_device(&user_code_digests(state, &code), answer, now)
         .await
     {
         Ok(true) => {
@@ -277,10 +297,7 @@ pub async fn device_answer(
                 minijinja::context! { done => true, approved => approve },
             )
         }
-        Ok(false) => {
-            let msg = state.views.msg(Msg::DeviceCodeUnknown);
-            enter_page(state, req, StatusCode::BAD_REQUEST, Some(msg))
-        }
+        Ok(false) => wrong().await,
         Err(e) => failed(state, e),
     }
 }

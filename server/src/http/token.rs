@@ -251,14 +251,19 @@ async fn token_exchange(
         }
         Some(_) => return Err(err(T::InvalidTarget, "the audience is not one of ours")),
     };
+    // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable by policy,
+    // is invalid_request.
+    let invalid = |why: &'static str| err(T::InvalidRequest, why);
     let subject = verify_access_token(state, subject_token, now, Audience::AnyOurs)
         .await
-        .map_err(|_| {
-            err(
-                T::InvalidGrant,
-                "the subject_token is invalid, expired or revoked",
-            )
-        })?;
+        .map_err(|_| invalid("the subject_token is invalid, expired or revoked"))?;
+    // A user's token (with its grant): a client's own token stands for no one to act for.
+    if subject.str("gid").is_none() {
+        return Err(invalid("the subject_token is not a user's token"));
+    }
+    if subject.int("exp").is_none_or(|exp| exp <= now) {
+        return Err(invalid("the subject_token has expired"));
+    }
     // Delegation names the actor (the client, by its own token); impersonation, only for a
     // client an administrator allowed it, names no one.
     let actor = match params.get("actor_token") {
@@ -271,15 +276,10 @@ async fn token_exchange(
             }
             let actor = verify_access_token(state, actor_token, now, Audience::AnyOurs)
                 .await
-                .map_err(|_| {
-                    err(
-                        T::InvalidGrant,
-                        "the actor_token is invalid, expired or revoked",
-                    )
-                })?;
+                .map_err(|_| invalid("the actor_token is invalid, expired or revoked"))?;
             // The actor is the client itself: its own token, not someone else's.
             if actor.str("sub") != Some(client.client_id.as_str()) {
-                return Err(err(T::InvalidGrant, "the actor_token is not this client's"));
+                return Err(invalid("the actor_token is not this client's"));
             }
             Some(client.client_id.as_str())
         }
@@ -293,8 +293,7 @@ async fn token_exchange(
     };
     let actor_sub = client.client_id.as_str();
     if !exchange::may_act(subject.as_map(), actor_sub) {
-        return Err(err(
-            T::InvalidGrant,
+        return Err(invalid(
             "the subject_token's may_act does not name this actor",
         ));
     }
@@ -368,10 +367,7 @@ async fn device_code(
     if row.expires_at <= now {
         return Err(err(T::ExpiredToken, "the device_code has expired"));
     }
-    if row
-        .last_polled_at
-        .is_some_and(|last| now - last < row.interval_secs)
-    {
+    if row.too_soon {
         return Err(err(
             T::SlowDown,
             "poll less often: the interval is now 5 s longer",
@@ -415,22 +411,8 @@ async fn device_code(
         )
         .await
         .map_err(server_error)?;
-    let body = issue(
-        state,
-        client,
-        Issue {
-            grant_id: &grant_id,
-            scope: &taken.scope,
-            refresh_scope: &taken.scope,
-            authn: &authn,
-            nonce: None,
-            claims: None,
-            refresh_expires,
-            audience,
-        },
-        now,
-    )
-    .await?;
+    // The device is recorded before its tokens exist: a failure leaves nothing the user
+    // cannot see and remove.
     let name = if client.metadata.client_name.is_empty() {
         client.client_id.clone()
     } else {
@@ -452,6 +434,22 @@ async fn device_code(
         })
         .await
         .map_err(server_error)?;
+    let body = issue(
+        state,
+        client,
+        Issue {
+            grant_id: &grant_id,
+            scope: &taken.scope,
+            refresh_scope: &taken.scope,
+            authn: &authn,
+            nonce: None,
+            claims: None,
+            refresh_expires,
+            audience,
+        },
+        now,
+    )
+    .await?;
     tracing::info!(client = %client.client_id, user = %taken.user_id, "device connected");
     Ok(body)
 }

@@ -53,6 +53,21 @@ impl RegistrationRequest {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
+        // Trust an administrator gives: redeeming other parties' tokens (token exchange) and
+        // the service-only scopes are not for self-registered clients.
+        if grant_types.contains(&GrantType::TokenExchange) {
+            return Err(meta(
+                "the token-exchange grant is given by an administrator (latchkey client create)",
+            ));
+        }
+        if let Some(reserved) = self.scope.as_deref().and_then(|s| {
+            s.split(' ')
+                .find(|s| crate::oauth::scope::ADMIN_ONLY_SCOPES.contains(s))
+        }) {
+            return Err(meta(format!(
+                "the scope {reserved} is given by an administrator (latchkey client create)"
+            )));
+        }
         // RFC 7591 §2.1: response_types and grant_types must agree.
         let wants_code = grant_types.contains(&GrantType::AuthorizationCode);
         let response_types = self.response_types.unwrap_or_else(|| {
@@ -155,10 +170,17 @@ mod tests {
             "invalid_client_metadata",
             "refresh_token alone issues nothing"
         );
-        // Token exchange and the device grant are offered now.
-        let m =
-            reg(r#"{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"]}"#).unwrap();
-        assert_eq!(m.grant_types, [GrantType::TokenExchange]);
+        // Token exchange and service-only scopes come from an administrator only.
+        let e = reg(r#"{"grant_types":["urn:ietf:params:oauth:grant-type:token-exchange"]}"#)
+            .unwrap_err();
+        assert!(e.description().contains("administrator"));
+        let e = reg(
+            r#"{"grant_types":["client_credentials"],"scope":"streams:read streams:internal"}"#,
+        )
+        .unwrap_err();
+        assert!(e.description().contains("streams:internal"));
+        let m = reg(r#"{"grant_types":["urn:ietf:params:oauth:grant-type:device_code"]}"#).unwrap();
+        assert_eq!(m.grant_types, [GrantType::DeviceCode]);
         let e = reg(r#"{"redirect_uris":["https://a.example/cb"],"subject_type":"pairwise"}"#)
             .unwrap_err();
         assert_eq!(e.code(), "invalid_client_metadata");

@@ -1,5 +1,9 @@
 //! RFC 6749 §3.3 scope syntax: space-delimited tokens of `%x21 / %x23-5B / %x5D-7E`.
 
+/// Scopes only an administrator can give a client (CLI), never dynamic registration: a
+/// service reading any user's stream keys.
+pub const ADMIN_ONLY_SCOPES: &[&str] = &["streams:internal"];
+
 pub fn is_scope_token(token: &str) -> bool {
     !token.is_empty()
         && token

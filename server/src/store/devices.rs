@@ -13,7 +13,8 @@ pub struct DeviceCodeRow {
     pub scope: String,
     pub status: String,
     pub interval_secs: i64,
-    pub last_polled_at: Option<i64>,
+    /// This poll came sooner than the interval after the previous one (which then grew).
+    pub too_soon: bool,
     pub expires_at: i64,
     pub consumed: bool,
 }
@@ -169,8 +170,8 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Records a poll of a device code: returns the code as it was before this poll, and, when
-    /// the client polled sooner than its interval, adds 5 s to the interval (RFC 8628 §3.5).
+    /// Records a poll of a device code: returns the code, and, when the client polled sooner
+    /// than its interval, says so and adds 5 s to the interval (RFC 8628 §3.5).
     pub async fn poll_device_code(
         &self,
         device_code_digests: &[String],
@@ -192,28 +193,38 @@ impl Store {
         let Some(r) = q.bind(client_id).fetch_optional(self.writer()).await? else {
             return Ok(None);
         };
+        let digest: String = r.try_get("device_code_digest")?;
+        // One conditional UPDATE decides whether this poll is on time, so two polls in flight
+        // cannot both pass as on time.
+        let on_time = sqlx::query(
+            "UPDATE device_codes SET last_polled_at = $1 WHERE device_code_digest = $2 \
+             AND (last_polled_at IS NULL OR $1 - last_polled_at >= interval_secs)",
+        )
+        .bind(now)
+        .bind(&digest)
+        .execute(self.writer())
+        .await?
+        .rows_affected()
+            == 1;
+        if !on_time {
+            sqlx::query(
+                "UPDATE device_codes SET last_polled_at = $1, interval_secs = interval_secs + 5 \
+                 WHERE device_code_digest = $2",
+            )
+            .bind(now)
+            .bind(&digest)
+            .execute(self.writer())
+            .await?;
+        }
         let row = DeviceCodeRow {
             client_id: r.try_get("client_id")?,
             scope: r.try_get("scope")?,
             status: r.try_get("status")?,
             interval_secs: r.try_get("interval_secs")?,
-            last_polled_at: r.try_get("last_polled_at")?,
+            too_soon: !on_time,
             expires_at: r.try_get("expires_at")?,
             consumed: r.try_get::<Option<i64>, _>("consumed_at")?.is_some(),
         };
-        let digest: String = r.try_get("device_code_digest")?;
-        let too_soon = row
-            .last_polled_at
-            .is_some_and(|last| now - last < row.interval_secs);
-        sqlx::query(
-            "UPDATE device_codes SET last_polled_at = $1, \
-             interval_secs = interval_secs + $2 WHERE device_code_digest = $3",
-        )
-        .bind(now)
-        .bind(if too_soon { 5i64 } else { 0 })
-        .bind(&digest)
-        .execute(self.writer())
-        .await?;
         Ok(Some(row))
     }
 

@@ -45,7 +45,8 @@ impl Store {
                 now,
             ),
             ("DELETE FROM email_links WHERE expires_at < $1", now),
-            ("DELETE FROM device_codes WHERE expires_at < $1", now),
+            // A day late, so a device polling after expiry still hears expired_token.
+            ("DELETE FROM device_codes WHERE expires_at < $1", day_ago),
             (
                 "DELETE FROM invites WHERE expires_at < $1 AND used_at IS NULL",
                 now,
