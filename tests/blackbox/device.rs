@@ -347,27 +347,8 @@ async fn a_paired_device_is_listed_renamed_and_deleted_through_the_api() {
         let device_rt = device_tokens["refresh_token"].as_str().unwrap().to_owned();
 
         // The user's own app gets a token for the devices API by the code flow.
-        let mut url =
-            url::Url::parse(&crate::flow::authorize_url(&server, &f.client_id, &[])).unwrap();
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "scope" {
-                    "openid devices:read devices:write".to_owned()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-        let back = crate::flow::browser_flow(&b, &server, url.as_str(), &f.email).await;
-        let code = crate::flow::query_param(&back, "code").unwrap();
-        let tokens: Value = crate::flow::redeem(&server, &f, &code)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let api_scope = [("scope", "openid devices:read devices:write")];
+        let tokens = crate::flow::code_flow_tokens(&b, &server, &f, &api_scope).await;
         let api_token = tokens["access_token"].as_str().unwrap().to_owned();
         let api = reqwest::Client::new();
 
@@ -456,7 +437,8 @@ async fn a_paired_device_is_listed_renamed_and_deleted_through_the_api() {
         .await
         .unwrap();
         let eve = browser();
-        let back = crate::flow::browser_flow(&eve, &server, url.as_str(), "eve@example.com").await;
+        let url = crate::flow::authorize_url(&server, &f.client_id, &api_scope);
+        let back = crate::flow::browser_flow(&eve, &server, &url, "eve@example.com").await;
         let code = crate::flow::query_param(&back, "code").unwrap();
         let eve_tokens: Value = crate::flow::redeem(&server, &f, &code)
             .await

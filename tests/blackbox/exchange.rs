@@ -6,7 +6,7 @@
 use latchkey::testdb::TestDb;
 use serde_json::Value;
 
-use crate::flow::{basic, browser, browser_flow, claims, fixture, query_param, redeem};
+use crate::flow::{basic, browser, claims, fixture};
 use crate::harness::{Env, Server};
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -99,26 +99,13 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         let server = Server::start(env.config()).await;
 
         // The user's token, by the code flow.
-        let mut url =
-            url::Url::parse(&crate::flow::authorize_url(&server, &f.client_id, &[])).unwrap();
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "scope" {
-                    "openid offline_access orders:read orders:write".to_owned()
-                } else {
-                    v.into_owned()
-                };
-                (k.into_owned(), v)
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-        let back = browser_flow(&browser(), &server, url.as_str(), &f.email).await;
-        let tokens: Value = redeem(&server, &f, &query_param(&back, "code").unwrap())
-            .await
-            .json()
-            .await
-            .unwrap();
+        let tokens = crate::flow::code_flow_tokens(
+            &browser(),
+            &server,
+            &f,
+            &[("scope", "openid offline_access orders:read orders:write")],
+        )
+        .await;
         let user_at = tokens["access_token"].as_str().unwrap().to_owned();
         let user_rt = tokens["refresh_token"].as_str().unwrap().to_owned();
 

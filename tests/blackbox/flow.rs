@@ -84,11 +84,14 @@ pub fn authorize_url(server: &Server, client_id: &str, extra: &[(&str, &str)]) -
         q.append_pair("response_type", "code")
             .append_pair("client_id", client_id)
             .append_pair("redirect_uri", REDIRECT)
-            .append_pair("scope", "openid profile email offline_access")
             .append_pair("state", "st-123")
             .append_pair("nonce", "n-456")
             .append_pair("code_challenge", &s256(VERIFIER))
             .append_pair("code_challenge_method", "S256");
+        // `extra` may replace the default scope.
+        if !extra.iter().any(|(k, _)| *k == "scope") {
+            q.append_pair("scope", "openid profile email offline_access");
+        }
         for (k, v) in extra {
             q.append_pair(k, v);
         }
@@ -224,6 +227,25 @@ pub async fn redeem(server: &Server, f: &Fixture, code: &str) -> reqwest::Respon
         ],
     )
     .await
+}
+
+/// The token response of a whole code flow for `f`'s client in browser `b` (signing in and
+/// consenting when asked); `extra` authorization parameters, `scope` among them, if any.
+pub async fn code_flow_tokens(
+    b: &reqwest::Client,
+    server: &Server,
+    f: &Fixture,
+    extra: &[(&str, &str)],
+) -> Value {
+    let back = browser_flow(
+        b,
+        server,
+        &authorize_url(server, &f.client_id, extra),
+        &f.email,
+    )
+    .await;
+    let code = query_param(&back, "code").expect("a code");
+    redeem(server, f, &code).await.json().await.unwrap()
 }
 
 /// Signs in and returns a code for `f`'s client.

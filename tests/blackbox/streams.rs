@@ -6,7 +6,7 @@
 use latchkey::testdb::TestDb;
 use serde_json::{Value, json};
 
-use crate::flow::{basic, browser_flow, fixture, query_param, redeem, signed_in_browser};
+use crate::flow::{basic, fixture, signed_in_browser};
 use crate::harness::{Env, Server};
 
 const KEY: &str = "live_123456789_secretABCD";
@@ -19,23 +19,9 @@ async fn user_token(
     scope: &str,
     extra: &[(&str, &str)],
 ) -> String {
-    let mut url =
-        url::Url::parse(&crate::flow::authorize_url(server, &f.client_id, extra)).unwrap();
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == "scope" {
-                scope.to_owned()
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    url.query_pairs_mut().clear().extend_pairs(pairs);
-    let back = browser_flow(b, server, url.as_str(), &f.email).await;
-    let code = query_param(&back, "code").unwrap();
-    let tokens: Value = redeem(server, f, &code).await.json().await.unwrap();
+    let mut params = vec![("scope", scope)];
+    params.extend_from_slice(extra);
+    let tokens = crate::flow::code_flow_tokens(b, server, f, &params).await;
     tokens["access_token"].as_str().unwrap().to_owned()
 }
 

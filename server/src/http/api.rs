@@ -149,6 +149,14 @@ pub(super) fn invalid_request(why: &str) -> Response {
     resp
 }
 
+/// 204 for a resource that is gone.
+pub(super) fn no_content() -> Response {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(poem::http::header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
 pub(super) fn not_found() -> Response {
     let mut resp = json_ok(&json!({ "error": "not_found" }));
     resp.set_status(StatusCode::NOT_FOUND);
@@ -245,10 +253,7 @@ pub async fn delete_device(
     {
         Ok(true) => {
             tracing::info!(user = %user.id, device = %id, "device removed");
-            Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .header(poem::http::header::CACHE_CONTROL, "no-store")
-                .finish()
+            no_content()
         }
         Ok(false) => not_found(),
         Err(e) => super::server_error(e),

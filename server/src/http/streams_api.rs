@@ -9,7 +9,9 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
-use super::api::{api_client, api_user, invalid_request, json_body, not_found, page, page_params};
+use super::api::{
+    api_client, api_user, invalid_request, json_body, no_content, not_found, page, page_params,
+};
 use super::browser::client_ip;
 use super::respond::json_ok;
 use crate::secrets::random_token;
@@ -200,10 +202,7 @@ pub async fn delete(
         Err(resp) => return resp,
     };
     match state.store.delete_stream(&user.id, &id).await {
-        Ok(true) => Response::builder()
-            .status(StatusCode::NO_CONTENT)
-            .header(header::CACHE_CONTROL, "no-store")
-            .finish(),
+        Ok(true) => no_content(),
         Ok(false) => not_found(),
         Err(e) => super::server_error(e),
     }

@@ -289,30 +289,9 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<Device>, StoreError> {
-        let rows = match after {
-            Some(after) => {
-                sqlx::query(&format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 AND \
-                     (created_at, id) > (SELECT created_at, id FROM devices WHERE id = $2 AND user_id = $1) \
-                     ORDER BY created_at, id LIMIT $3"
-                ))
-                .bind(user_id)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 \
-                     ORDER BY created_at, id LIMIT $2"
-                ))
-                .bind(user_id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
+        let rows = self
+            .user_page("devices", DEVICE_COLUMNS, user_id, after, limit)
+            .await?;
         rows.iter().map(device_from_row).collect()
     }
 

@@ -192,6 +192,43 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 /// `$first, $first+1, ...` for `n` values, for `IN (...)` lists.
+impl Store {
+    /// A page of a user's rows of `table` (`columns`; our constants, never input), oldest
+    /// first by `(created_at, id)`, after the row `after` (a cursor from the previous page; one
+    /// that is not the user's gives an empty page), at most `limit`.
+    async fn user_page(
+        &self,
+        table: &str,
+        columns: &str,
+        user_id: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let rows = match after {
+            Some(after) => {
+                sqlx::query(&format!(
+                    "SELECT {columns} FROM {table} WHERE user_id = $1 AND (created_at, id) > \
+                     (SELECT created_at, id FROM {table} WHERE id = $2 AND user_id = $1) \
+                     ORDER BY created_at, id LIMIT $3"
+                ))
+                .bind(user_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => sqlx::query(&format!(
+                "SELECT {columns} FROM {table} WHERE user_id = $1 ORDER BY created_at, id LIMIT $2"
+            ))
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        Ok(rows)
+    }
+}
+
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))

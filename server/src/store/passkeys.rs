@@ -227,15 +227,9 @@ impl Store {
         if expires_at <= now {
             return Ok(None);
         }
-        Ok(Some(Ceremony {
-            kind: row.try_get("kind")?,
-            user_id: row.try_get("user_id")?,
-            state: row.try_get("state")?,
-        }))
+        ceremony_from_row(&row).map(Some)
     }
-}
 
-impl Store {
     /// Reads a live ceremony of one of `kinds` without taking it.
     pub async fn peek_ceremony(
         &self,
@@ -259,11 +253,7 @@ impl Store {
         }
         let row = q.bind(now).fetch_optional(&self.pool).await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(Ceremony {
-            kind: row.try_get("kind")?,
-            user_id: row.try_get("user_id")?,
-            state: row.try_get("state")?,
-        }))
+        ceremony_from_row(&row).map(Some)
     }
 }
 
@@ -286,6 +276,14 @@ pub(super) fn passkey_insert(
     .bind(i64::from(p.backup_state))
     .bind(p.created_at)
     .bind(p.last_used_at)
+}
+
+fn ceremony_from_row(row: &AnyRow) -> Result<Ceremony, StoreError> {
+    Ok(Ceremony {
+        kind: row.try_get("kind")?,
+        user_id: row.try_get("user_id")?,
+        state: row.try_get("state")?,
+    })
 }
 
 fn passkey_from_row(row: &AnyRow) -> Result<PasskeyRow, StoreError> {

@@ -123,29 +123,9 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<StreamRow>, StoreError> {
-        let rows = match after {
-            Some(after) => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM streams WHERE user_id = $1 AND \
-                     (created_at, id) > (SELECT created_at, id FROM streams WHERE id = $2 AND user_id = $1) \
-                     ORDER BY created_at, id LIMIT $3"
-                ))
-                .bind(user_id)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!(
-                    "SELECT {COLUMNS} FROM streams WHERE user_id = $1 ORDER BY created_at, id LIMIT $2"
-                ))
-                .bind(user_id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
-        };
+        let rows = self
+            .user_page("streams", COLUMNS, user_id, after, limit)
+            .await?;
         rows.iter().map(stream_from_row).collect()
     }
 
