@@ -310,6 +310,15 @@ fn numeric_date(v: &Value) -> Option<i64> {
     }
 }
 
+/// The payload of a compact JWS, NOT verified: only to route a token to the keys that will
+/// verify it (its `iss`, a client assertion's `sub`). Nothing read here may be trusted.
+pub fn unverified_payload(token: &str) -> Option<Map<String, Value>> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    decode_json(token.split('.').nth(1)?)
+}
+
 fn decode_json(part: &str) -> Option<Map<String, Value>> {
     let bytes = b64::decode(part)?;
     match serde_json::from_slice(&bytes).ok()? {

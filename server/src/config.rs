@@ -59,6 +59,55 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub clients: ClientsConfig,
     pub mail: MailConfig,
+    pub exchange: ExchangeConfig,
+}
+
+/// RFC 8693 token exchange.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExchangeConfig {
+    /// Other issuers whose JWTs a client may present as `subject_token`
+    /// (`subject_token_type=urn:ietf:params:oauth:token-type:jwt`).
+    pub trusted_issuers: Vec<TrustedIssuerConfig>,
+}
+
+/// An issuer whose signed JWTs stand for one of its users in a token exchange. Its subject
+/// (`iss`, `sub`) is linked to an account here on first sight, or an account is provisioned.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerConfig {
+    /// Its `iss`, compared exactly.
+    pub issuer: String,
+    /// Where its public keys are published (https; fetched with the outbound limits and
+    /// cached). Exactly one of `jwks_uri` and `jwks`.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Its public keys inline: a TOML table or a JSON string holding a JWK Set.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// The `aud` its tokens must carry (one of them); by default our issuer.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The most its tokens can be exchanged for: a token's own `scope`, when it has one,
+    /// narrows this further.
+    pub scopes: Vec<String>,
+    /// Create an account for a subject seen the first time, when its token carries an
+    /// `email` with `email_verified: true` that no account here has.
+    #[serde(default = "yes")]
+    pub provision: bool,
+    /// Link a subject seen the first time to the account here with the same address, when
+    /// its token says `email_verified: true`. Only for an issuer whose address checks you
+    /// trust as much as your own: it can then act for those accounts.
+    #[serde(default)]
+    pub link_verified_email: bool,
+    /// Let `jwks_uri` be http:// or resolve to a loopback or private address: only for
+    /// closed test setups.
+    #[serde(default)]
+    pub danger_allow_insecure_jwks_uri: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// How mail leaves the server.
@@ -363,6 +412,7 @@ impl Default for Config {
             signup: SignupConfig::default(),
             registration: RegistrationConfig::default(),
             clients: ClientsConfig::default(),
+            exchange: ExchangeConfig::default(),
         }
     }
 }
@@ -544,6 +594,7 @@ impl Config {
             ));
         }
         self.validate_mail()?;
+        self.validate_exchange()?;
         self.http.trusted_proxy_nets = self
             .http
             .trusted_proxies
@@ -565,6 +616,57 @@ impl Config {
                 "must be at least keys.refresh_interval + keys.jwks_max_age, so every instance \
                  and every JWKS cache sees a new key before it signs",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_exchange(&mut self) -> Result<(), ConfigError> {
+        const KEY: &str = "exchange.trusted_issuers";
+        let ours = self.issuer.clone();
+        let mut seen = std::collections::HashSet::new();
+        for t in &mut self.exchange.trusted_issuers {
+            let named = |why: &str| invalid(KEY, format!("{:?}: {why}", t.issuer));
+            let url = Url::parse(&t.issuer).map_err(|_| named("issuer is not a URL"))?;
+            if !matches!(url.scheme(), "https" | "http") || !url.has_host() {
+                return Err(named("issuer must be an http(s) URL"));
+            }
+            if t.issuer == ours {
+                return Err(named("our own issuer needs no trust entry"));
+            }
+            if !seen.insert(t.issuer.clone()) {
+                return Err(named("listed twice"));
+            }
+            match (&t.jwks_uri, &mut t.jwks) {
+                (Some(uri), None) => {
+                    let u = Url::parse(uri).map_err(|_| named("jwks_uri is not a URL"))?;
+                    let https = u.scheme() == "https";
+                    if !(https || t.danger_allow_insecure_jwks_uri && u.scheme() == "http") {
+                        return Err(named(
+                            "jwks_uri must be https (or set danger_allow_insecure_jwks_uri)",
+                        ));
+                    }
+                }
+                (None, Some(jwks)) => {
+                    if let serde_json::Value::String(text) = jwks {
+                        *jwks =
+                            serde_json::from_str(text).map_err(|_| named("jwks is not JSON"))?;
+                    }
+                    let keys = latchkey_jwks::PublicKeySet::from_jwks_value(jwks)
+                        .map_err(|e| named(&format!("jwks: {e}")))?;
+                    if keys.is_empty() {
+                        return Err(named("jwks holds no usable signing key"));
+                    }
+                }
+                _ => return Err(named("give exactly one of jwks_uri and jwks")),
+            }
+            if t.scopes.is_empty() {
+                return Err(named(
+                    "scopes must name what its tokens can be exchanged for",
+                ));
+            }
+            if t.audiences.is_empty() {
+                t.audiences.push(ours.clone());
+            }
         }
         Ok(())
     }
@@ -852,5 +954,70 @@ mod tests {
             .0;
         assert!(err.contains("database_url"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn trusted_issuers_are_checked_when_loaded() {
+        const KEY: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1"}]}"#;
+        let entry = |body: &str| format!("[[exchange.trusted_issuers]]\n{body}\n");
+        let ok = load_toml(&entry(&format!(
+            "issuer = \"https://partner.example\"\njwks = '{KEY}'\nscopes = [\"a\"]"
+        )))
+        .unwrap();
+        let t = &ok.exchange.trusted_issuers[0];
+        assert_eq!(
+            t.audiences,
+            vec![ok.issuer.clone()],
+            "our issuer by default"
+        );
+        assert!(t.provision && !t.link_verified_email);
+        assert!(
+            t.jwks.as_ref().unwrap().is_object(),
+            "a JSON string is parsed"
+        );
+        // Also as a TOML table.
+        let table = load_toml(&entry(
+            "issuer = \"https://p.example\"\nscopes = [\"a\"]\n[exchange.trusted_issuers.jwks]\nkeys = [{kty = \"EC\", crv = \"P-256\", x = \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", y = \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]",
+        ));
+        assert!(table.is_ok(), "{:?}", table.err());
+
+        for (body, says) in [
+            (
+                "issuer = \"https://p.example\"\nscopes = [\"a\"]",
+                "exactly one",
+            ),
+            (
+                "issuer = \"https://p.example\"\njwks_uri = \"http://p.example/jwks\"\nscopes = [\"a\"]",
+                "https",
+            ),
+            (
+                "issuer = \"https://p.example\"\njwks_uri = \"https://p.example/jwks\"\nscopes = []",
+                "scopes",
+            ),
+            (
+                "issuer = \"https://p.example\"\njwks = '{\"keys\":[]}'\nscopes = [\"a\"]",
+                "no usable",
+            ),
+            (
+                "issuer = \"https://p.example\"\njwks = '{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}'\nscopes = [\"a\"]",
+                "private or symmetric",
+            ),
+            (
+                "issuer = \"http://localhost:8080\"\njwks_uri = \"https://p.example/jwks\"\nscopes = [\"a\"]",
+                "our own issuer",
+            ),
+        ] {
+            let err = load_toml(&entry(body)).unwrap_err().0;
+            assert!(err.contains(says), "{body}: {err}");
+        }
+        let twice = entry(
+            "issuer = \"https://p.example\"\njwks_uri = \"https://p.example/j\"\nscopes = [\"a\"]",
+        );
+        let err = load_toml(&format!("{twice}{twice}")).unwrap_err().0;
+        assert!(err.contains("listed twice"), "{err}");
+        let insecure = load_toml(&entry(
+            "issuer = \"https://p.example\"\njwks_uri = \"http://127.0.0.1:9/j\"\nscopes = [\"a\"]\ndanger_allow_insecure_jwks_uri = true",
+        ));
+        assert!(insecure.is_ok(), "{:?}", insecure.err());
     }
 }

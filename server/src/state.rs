@@ -36,6 +36,8 @@ pub struct AppState {
     pub mailer: Arc<crate::mail::Mailer>,
     /// Failed requests per address at the token endpoints.
     pub token_gate: Arc<crate::signin::throttle::TokenGate>,
+    /// Other issuers whose JWTs a client may exchange (`exchange.trusted_issuers`).
+    pub trusted_issuers: Arc<crate::federation::TrustedIssuers>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -134,7 +136,10 @@ impl AppState {
         .map_err(|e| StartError(e.to_string()))?;
         let slots = config.signin.password_hash_concurrency;
 
+        let trusted_issuers =
+            crate::federation::TrustedIssuers::from_config(&config).map_err(StartError)?;
         Ok(Self {
+            trusted_issuers: Arc::new(trusted_issuers),
             views,
             mailer: Arc::new(mailer),
             token_gate: Arc::default(),

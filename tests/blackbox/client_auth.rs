@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 
 use crate::harness::{Env, Server, http};
 
-struct ClientKey {
-    ring: Keyring,
-    public_jwks: Value,
+pub(crate) struct ClientKey {
+    pub ring: Keyring,
+    pub public_jwks: Value,
 }
 
-fn client_key() -> ClientKey {
+pub(crate) fn client_key() -> ClientKey {
     let keks = KekRing::new(vec![Kek::new("test", &[5; 32])]).unwrap();
     let key = PrivateKey::generate(Alg::Es256).unwrap();
     let record = key.seal(&keks, 0, 0).unwrap();

@@ -3,6 +3,7 @@
 //! client's actor token and impersonation (unless an administrator allowed the client) are
 //! refused; revoking the user's grant ends the exchanged tokens too.
 
+use latchkey::clock::Clock as _;
 use latchkey::testdb::TestDb;
 use serde_json::Value;
 
@@ -230,6 +231,242 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         assert_eq!(r.status(), 200);
         let seen: Value = introspect(t2).await.unwrap().json().await.unwrap();
         assert_eq!(seen["active"], false);
+        server.stop().await;
+    }
+}
+
+/// Serves `body` as JSON to every request on 127.0.0.1 (a trusted issuer's jwks_uri).
+async fn serve_json(body: String) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes()).await;
+                let _ = conn.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/jwks.json")
+}
+
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const PARTNER: &str = "https://partner.example";
+const SISTER: &str = "https://sister.example";
+
+#[tokio::test]
+async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() {
+    use crate::client_auth::client_key;
+    for db in TestDb::all().await {
+        let partner = client_key();
+        let sister = client_key();
+        let stranger = client_key();
+        let sister_jwks = serve_json(sister.public_jwks.to_string()).await;
+        let env = Env::new(
+            db,
+            &format!(
+                "[[exchange.trusted_issuers]]\nissuer = \"{PARTNER}\"\njwks = '{}'\n\
+                 scopes = [\"orders:read\", \"orders:write\"]\n\
+                 [[exchange.trusted_issuers]]\nissuer = \"{SISTER}\"\njwks_uri = \"{sister_jwks}\"\n\
+                 danger_allow_insecure_jwks_uri = true\nscopes = [\"orders:read\"]\n\
+                 provision = false\nlink_verified_email = true\n",
+                partner.public_jwks
+            ),
+        );
+        let issuer = env.config().issuer;
+        let f = fixture(&env, &[]).await;
+        let a = service(&env, "Service A", &["orders:read", "orders:write"]).await;
+        let server = Server::start(env.config()).await;
+        let a_own = own_token(&server, &a).await;
+        let now = server.clock.now();
+        let sign = |key: &crate::client_auth::ClientKey, extra: Value| {
+            let mut c = serde_json::json!({
+                "iss": PARTNER, "aud": issuer, "iat": now, "exp": now + 300,
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            key.ring
+                .sign(latchkey_jwks::Alg::Es256, "JWT", c.as_object().unwrap())
+                .unwrap()
+        };
+        let swap = |jwt: String, extra: Vec<(&'static str, &'static str)>| {
+            let server = &server;
+            let a = &a;
+            let a_own = a_own.clone();
+            async move {
+                let mut form = vec![
+                    ("grant_type", EXCHANGE.to_owned()),
+                    ("subject_token", jwt),
+                    ("subject_token_type", JWT.to_owned()),
+                    ("actor_token", a_own),
+                    ("actor_token_type", AT.to_owned()),
+                ];
+                form.extend(extra.into_iter().map(|(k, v)| (k, v.to_owned())));
+                let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                token(server, a, &form).await
+            }
+        };
+        let newcomer = serde_json::json!({
+            "sub": "p-1", "email": "newcomer@example.org", "email_verified": true,
+            "scope": "orders:read", "act": {"sub": "partner-gateway"},
+        });
+
+        // First sight of a subject with a verified address: an account is provisioned.
+        let (status, t1) = swap(sign(&partner, newcomer.clone()), vec![]).await;
+        assert_eq!(status, 200, "{t1}");
+        assert_eq!(t1["issued_token_type"], AT);
+        assert!(t1.get("refresh_token").is_none());
+        let c1 = claims(t1["access_token"].as_str().unwrap());
+        let provisioned = c1["sub"].as_str().unwrap().to_owned();
+        assert_ne!(provisioned, "p-1", "sub is the account here, not theirs");
+        assert_ne!(provisioned, f.user_id);
+        assert_eq!(c1["iss"], issuer);
+        assert_eq!(c1["scope"], "orders:read", "the token's own scope narrows");
+        assert_eq!(
+            c1["act"],
+            serde_json::json!({"sub": a.id, "act": {"sub": "partner-gateway"}})
+        );
+        assert!(c1["exp"].as_i64().unwrap() <= now + 300);
+        // The second sight finds the same account.
+        let (_, again) = swap(sign(&partner, newcomer.clone()), vec![]).await;
+        assert_eq!(
+            claims(again["access_token"].as_str().unwrap())["sub"],
+            provisioned
+        );
+        // Introspection shows the delegation; the account exists with the verified address.
+        let seen: Value = reqwest::Client::new()
+            .post(server.url("/introspect"))
+            .header("authorization", basic(&a.id, &a.secret))
+            .form(&[("token", t1["access_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen["active"], true, "{seen}");
+        assert_eq!(seen["act"], c1["act"]);
+
+        // may_act is enforced: naming someone else refuses, naming A passes.
+        let mut named = newcomer.clone();
+        named["may_act"] = serde_json::json!({"sub": "someone-else"});
+        let (status, e) = swap(sign(&partner, named.clone()), vec![]).await;
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{e}"
+        );
+        named["may_act"] = serde_json::json!({"sub": a.id});
+        let (status, ok) = swap(sign(&partner, named), vec![]).await;
+        assert_eq!(status, 200, "{ok}");
+
+        // Wider than the token holds, or than the issuer may grant, is invalid_scope.
+        let (_, e) = swap(
+            sign(&partner, newcomer.clone()),
+            vec![("scope", "orders:write")],
+        )
+        .await;
+        assert_eq!(e["error"], "invalid_scope", "{e}");
+        // A foreign audience for the new token is invalid_target.
+        let (_, e) = swap(
+            sign(&partner, newcomer.clone()),
+            vec![("audience", "https://evil.example")],
+        )
+        .await;
+        assert_eq!(e["error"], "invalid_target", "{e}");
+
+        // Tokens that are not the partner's to give are invalid_request: another key, another
+        // audience, expired, an issuer not trusted.
+        let refused = [
+            sign(&stranger, newcomer.clone()),
+            sign(&partner, {
+                let mut c = newcomer.clone();
+                c["aud"] = serde_json::json!("https://elsewhere.example");
+                c
+            }),
+            sign(&partner, {
+                let mut c = newcomer.clone();
+                c["exp"] = serde_json::json!(now - 120);
+                c
+            }),
+            sign(&partner, {
+                let mut c = newcomer.clone();
+                c["iss"] = serde_json::json!("https://unknown.example");
+                c
+            }),
+            "not.a.jwt".to_owned(),
+        ];
+        for jwt in refused {
+            let (status, e) = swap(jwt, vec![]).await;
+            assert_eq!(
+                (status, e["error"].as_str()),
+                (400, Some("invalid_request")),
+                "{e}"
+            );
+        }
+
+        // No account is made from an unverified address, nor from one an account here has
+        // (the partner may not take it over: linking by address is off for it).
+        for claims_of in [
+            serde_json::json!({"sub": "p-2", "email": "other@example.org", "email_verified": false}),
+            serde_json::json!({"sub": "p-3", "email": f.email, "email_verified": true}),
+            serde_json::json!({"sub": "p-4"}),
+        ] {
+            let (status, e) = swap(sign(&partner, claims_of), vec![]).await;
+            assert_eq!(
+                (status, e["error"].as_str()),
+                (400, Some("invalid_request")),
+                "{e}"
+            );
+        }
+
+        // The sister issuer publishes its keys at a jwks_uri and may link by verified address:
+        // its subject becomes the existing account.
+        let sister_user = serde_json::json!({
+            "iss": SISTER, "sub": "s-1", "email": f.email, "email_verified": true,
+        });
+        let (status, t2) = swap(sign(&sister, sister_user), vec![]).await;
+        assert_eq!(status, 200, "{t2}");
+        let c2 = claims(t2["access_token"].as_str().unwrap());
+        assert_eq!(c2["sub"], f.user_id);
+        assert_eq!(
+            c2["scope"], "orders:read",
+            "the sister may grant orders:read only"
+        );
+        assert_eq!(c2["act"], serde_json::json!({"sub": a.id}));
+
+        // The provisioned account is a real one: disabling it ends its exchanged tokens.
+        env.cli(&["user", "disable", "--email", "newcomer@example.org"], "")
+            .await
+            .unwrap();
+        let seen: Value = reqwest::Client::new()
+            .post(server.url("/introspect"))
+            .header("authorization", basic(&a.id, &a.secret))
+            .form(&[("token", t1["access_token"].as_str().unwrap())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen["active"], false, "{seen}");
+        let (_, e) = swap(sign(&partner, newcomer), vec![]).await;
+        assert_eq!(e["error"], "invalid_request", "{e}");
         server.stop().await;
     }
 }

@@ -199,11 +199,12 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
 }
 
 /// RFC 8693 token exchange, delegation: the client presents a subject token (one of our
-/// access tokens) and its own access token as the actor token, and gets an access token for
-/// the subject with the actor in `act` (over any earlier `act` chain), a scope within the
-/// subject token's and its own, and an audience among ours (`audience` or `resource`). No
-/// refresh token. Impersonation (no actor token, no new `act`) only for a client an
-/// administrator allowed it (`client create --allow-impersonation`).
+/// access tokens, or a JWT of a trusted issuer whose subject is linked to an account here)
+/// and its own access token as the actor token, and gets an access token for the subject with
+/// the actor in `act` (over any earlier `act` chain), a scope within the subject token's and
+/// its own, and an audience among ours (`audience` or `resource`). No refresh token.
+/// Impersonation (no actor token, no new `act`) only for a client an administrator allowed it
+/// (`client create --allow-impersonation`).
 async fn token_exchange(
     state: &AppState,
     client: &Client,
@@ -216,13 +217,13 @@ async fn token_exchange(
     let subject_token = params
         .get("subject_token")
         .ok_or_else(|| err(T::InvalidRequest, "subject_token is required"))?;
-    match params.get("subject_token_type") {
-        Some(ACCESS_TOKEN) => {}
+    // A JWT of ours is one of our access tokens, whichever type the client called it.
+    let ours = match params.get("subject_token_type") {
+        Some(ACCESS_TOKEN) => true,
         Some(JWT) => {
-            return Err(err(
-                T::InvalidRequest,
-                "JWT subject tokens from other issuers are not accepted yet",
-            ));
+            latchkey_jwks::verify::unverified_payload(subject_token)
+                .and_then(|p| p.get("iss").cloned())
+                == Some(json!(state.config.issuer))
         }
         Some(_) => {
             return Err(err(
@@ -231,7 +232,7 @@ async fn token_exchange(
             ));
         }
         None => return Err(err(T::InvalidRequest, "subject_token_type is required")),
-    }
+    };
     let (typ, issued_type, token_type) = match params.get("requested_token_type") {
         None | Some(ACCESS_TOKEN) => ("at+jwt", ACCESS_TOKEN, "Bearer"),
         Some(JWT) => ("JWT", JWT, "N_A"),
@@ -254,16 +255,46 @@ async fn token_exchange(
     // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable by policy,
     // is invalid_request.
     let invalid = |why: &'static str| err(T::InvalidRequest, why);
-    let subject = verify_access_token(state, subject_token, now, Audience::AnyOurs)
-        .await
-        .map_err(|_| invalid("the subject_token is invalid, expired or revoked"))?;
-    // A user's token (with its grant): a client's own token stands for no one to act for.
-    if subject.str("gid").is_none() {
-        return Err(invalid("the subject_token is not a user's token"));
-    }
-    if subject.int("exp").is_none_or(|exp| exp <= now) {
-        return Err(invalid("the subject_token has expired"));
-    }
+    // The subject (its claims as the new token sees them) and the scope it holds.
+    let (mut subject, held_scope, external) = if ours {
+        let subject = verify_access_token(state, subject_token, now, Audience::AnyOurs)
+            .await
+            .map_err(|_| invalid("the subject_token is invalid, expired or revoked"))?;
+        // A user's token (with its grant): a client's own token stands for no one to act for.
+        if subject.str("gid").is_none() {
+            return Err(invalid("the subject_token is not a user's token"));
+        }
+        if subject.int("exp").is_none_or(|exp| exp <= now) {
+            return Err(invalid("the subject_token has expired"));
+        }
+        let scope = subject.str("scope").unwrap_or_default().to_owned();
+        (subject.into_map(), scope, None)
+    } else {
+        let ext = state
+            .trusted_issuers
+            .verify(subject_token, now)
+            .await
+            .map_err(|why| {
+                tracing::info!(client = %client.client_id, %why, "subject_token refused");
+                invalid("the subject_token is invalid, expired or not from a trusted issuer")
+            })?;
+        let user_id = crate::federation::account_for(&state.store, &ext, now)
+            .await
+            .map_err(server_error)?
+            .ok_or_else(|| invalid("no account here is linked to the subject_token's subject"))?;
+        match state
+            .store
+            .user_by_id(&user_id)
+            .await
+            .map_err(server_error)?
+        {
+            Some(u) if u.disabled_at.is_none() => {}
+            _ => return Err(invalid("the subject's account here is disabled")),
+        }
+        let scope = ext.held_scope();
+        let issuer = ext.issuer.issuer.clone();
+        (ext.as_subject(&user_id), scope, Some((issuer, user_id)))
+    };
     // Delegation names the actor (the client, by its own token); impersonation, only for a
     // client an administrator allowed it, names no one.
     let actor = match params.get("actor_token") {
@@ -291,20 +322,30 @@ async fn token_exchange(
             ));
         }
     };
-    let actor_sub = client.client_id.as_str();
-    if !exchange::may_act(subject.as_map(), actor_sub) {
+    if !exchange::may_act(&subject, &state.config.issuer, &client.client_id) {
         return Err(invalid(
             "the subject_token's may_act does not name this actor",
         ));
     }
-    let scope = exchange::narrow_scope(
-        params.get("scope"),
-        subject.str("scope").unwrap_or_default(),
-        |s| client.allowed_scopes().any(|c| c == s),
-    )
+    let scope = exchange::narrow_scope(params.get("scope"), &held_scope, |s| {
+        client.allowed_scopes().any(|c| c == s)
+    })
     .map_err(|why| TokenError::new(T::InvalidScope, why))?;
     let jti = random_token(16);
     let lifetime = secs(state.config.tokens.access_token_lifetime);
+    let expires_at = exchange::expiry(&subject, now, lifetime);
+    // A subject from another issuer gets a grant of its own here, so that disabling the
+    // account, or revoking the grant, ends the token like any other of the user's.
+    if let Some((issuer, user_id)) = &external {
+        let grant_id = random_token(16);
+        state
+            .store
+            .create_grant(&grant_id, &client.client_id, Some(user_id), now, expires_at)
+            .await
+            .map_err(server_error)?;
+        subject.insert("gid".into(), json!(grant_id));
+        tracing::info!(client = %client.client_id, %issuer, user = %user_id, "exchanging another issuer's token");
+    }
     let claims = exchange::exchanged_claims(&exchange::Exchanged {
         issuer: &state.config.issuer,
         audience: &audience,
@@ -313,13 +354,9 @@ async fn token_exchange(
         jti: &jti,
         now,
         lifetime,
-        subject: subject.as_map(),
+        subject: &subject,
         actor,
     });
-    let expires_in = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .map_or(lifetime, |exp| exp - now);
     let ring = state.keys.keyring(now).await.map_err(server_error)?;
     let token = ring
         .sign(ACCESS_TOKEN_ALG, typ, &claims)
@@ -329,7 +366,7 @@ async fn token_exchange(
         "access_token": token,
         "issued_token_type": issued_type,
         "token_type": token_type,
-        "expires_in": expires_in,
+        "expires_in": expires_at - now,
         "scope": scope,
     }))
 }

@@ -129,11 +129,8 @@ fn assertion(params: &Params) -> Result<Presented, TokenError> {
 }
 
 fn unverified_claim(jwt: &str, name: &str) -> Option<String> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v.get(name)?.as_str().map(str::to_owned)
+    let payload = latchkey_jwks::verify::unverified_payload(jwt)?;
+    payload.get(name)?.as_str().map(str::to_owned)
 }
 
 fn decode_basic(b64: &str) -> Result<(String, String), TokenError> {

@@ -38,13 +38,22 @@ pub fn narrow_scope(
     }
 }
 
-/// Whether `actor` may act for the subject: yes unless the subject token's `may_act` names
-/// someone else (by `sub`).
-pub fn may_act(subject: &Map<String, Value>, actor: &str) -> bool {
+/// Whether `actor` (a client of `issuer`, us) may act for the subject: yes unless the subject
+/// token's `may_act` names someone else: by `sub`, and by `iss` when it names an issuer.
+pub fn may_act(subject: &Map<String, Value>, issuer: &str, actor: &str) -> bool {
     match subject.get("may_act") {
         None => true,
-        Some(m) => m.get("sub").and_then(Value::as_str) == Some(actor),
+        Some(m) => {
+            m.get("sub").and_then(Value::as_str) == Some(actor)
+                && m.get("iss").is_none_or(|i| i.as_str() == Some(issuer))
+        }
     }
+}
+
+/// When the new token expires: after its lifetime, and never after the subject token.
+pub fn expiry(subject: &Map<String, Value>, now: i64, lifetime: i64) -> i64 {
+    let subject_exp = subject.get("exp").and_then(Value::as_i64).unwrap_or(now);
+    (now + lifetime).min(subject_exp)
 }
 
 /// What the new access token says.
@@ -70,18 +79,13 @@ pub fn exchanged_claims(e: &Exchanged<'_>) -> Map<String, Value> {
             c.insert(name.into(), v.clone());
         }
     }
-    let subject_exp = e
-        .subject
-        .get("exp")
-        .and_then(Value::as_i64)
-        .unwrap_or(e.now);
     c.insert("iss".into(), json!(e.issuer));
     c.insert("aud".into(), json!(e.audience));
     c.insert("client_id".into(), json!(e.client_id));
     c.insert("scope".into(), json!(e.scope));
     c.insert("jti".into(), json!(e.jti));
     c.insert("iat".into(), json!(e.now));
-    c.insert("exp".into(), json!((e.now + e.lifetime).min(subject_exp)));
+    c.insert("exp".into(), json!(expiry(e.subject, e.now, e.lifetime)));
     let prior = e.subject.get("act");
     match e.actor {
         Some(actor) => {
@@ -161,8 +165,12 @@ mod tests {
         assert_eq!(with(&by_b, None)["act"], by_b["act"]);
 
         let named = map(json!({"sub": "u1", "may_act": {"sub": "svc-a"}}));
-        assert!(may_act(&named, "svc-a"));
-        assert!(!may_act(&named, "svc-b"));
-        assert!(may_act(&user_token, "anyone"));
+        assert!(may_act(&named, "https://id", "svc-a"));
+        assert!(!may_act(&named, "https://id", "svc-b"));
+        assert!(may_act(&user_token, "https://id", "anyone"));
+        let elsewhere = map(json!({"may_act": {"sub": "svc-a", "iss": "https://other"}}));
+        assert!(!may_act(&elsewhere, "https://id", "svc-a"));
+        let here = map(json!({"may_act": {"sub": "svc-a", "iss": "https://id"}}));
+        assert!(may_act(&here, "https://id", "svc-a"));
     }
 }

@@ -63,6 +63,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "streams",
         include_str!("../../../migrations/sqlite/0011_streams.sql"),
     ),
+    (
+        12,
+        "federated_identities",
+        include_str!("../../../migrations/sqlite/0012_federated_identities.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -120,6 +125,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         11,
         "streams",
         include_str!("../../../migrations/postgres/0011_streams.sql"),
+    ),
+    (
+        12,
+        "federated_identities",
+        include_str!("../../../migrations/postgres/0012_federated_identities.sql"),
     ),
 ];
 

@@ -5,6 +5,7 @@
 mod clients;
 mod devices;
 mod email_links;
+mod federation;
 mod grants;
 mod housekeeping;
 mod invites;
@@ -33,6 +34,7 @@ pub use email_links::{
     EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, NewEmailLink, RESET as EMAIL_LINK_RESET,
     SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,
 };
+pub use federation::Provisioned;
 pub use grants::{Authn, CodeRow, RefreshRow, Taken};
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};

@@ -31,24 +31,28 @@ pub fn email_key(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+pub(super) fn user_insert<'q>(
+    u: &'q NewUser<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO users (id, email, email_key, email_verified, name, password_hash, is_admin, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(u.id)
+    .bind(u.email)
+    .bind(email_key(u.email))
+    .bind(i64::from(u.email_verified))
+    .bind(u.name)
+    .bind(u.password_hash)
+    .bind(i64::from(u.is_admin))
+    .bind(u.now)
+}
+
 const USER_COLUMNS: &str = "id, email, email_verified, name, is_admin, disabled_at, created_at";
 
 impl Store {
     pub async fn create_user(&self, u: &NewUser<'_>) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO users (id, email, email_key, email_verified, name, password_hash, is_admin, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-        )
-        .bind(u.id)
-        .bind(u.email)
-        .bind(email_key(u.email))
-        .bind(i64::from(u.email_verified))
-        .bind(u.name)
-        .bind(u.password_hash)
-        .bind(i64::from(u.is_admin))
-        .bind(u.now)
-        .execute(self.writer())
-        .await;
+        let result = user_insert(u).execute(self.writer()).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
