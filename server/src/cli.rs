@@ -215,6 +215,11 @@ enum ClientCommand {
         /// token, for a token that does not name the client in `act`.
         #[arg(long)]
         allow_impersonation: bool,
+        /// A resource server (one of `tokens.resources`) this client may have tokens for,
+        /// by RFC 8707 `resource` or RFC 8693 `audience` (repeat) [default: none, tokens are
+        /// for the issuer only].
+        #[arg(long = "resource", value_name = "URI")]
+        resources: Vec<String>,
     },
 }
 
@@ -408,7 +413,16 @@ where
             id_token_signed_response_alg,
             first_party,
             allow_impersonation,
+            resources,
         }) => {
+            if let Some(r) = resources
+                .iter()
+                .find(|r| !config.tokens.resources.contains(r))
+            {
+                return Err(failed(format!(
+                    "--resource {r} is not in tokens.resources of the configuration"
+                )));
+            }
             let jwks = match jwks_file {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
@@ -457,6 +471,7 @@ where
                 tos_uri: None,
                 first_party,
                 token_exchange_impersonation: allow_impersonation,
+                resources,
             }
             .validate()
             .map_err(failed)?;

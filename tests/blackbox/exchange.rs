@@ -20,6 +20,10 @@ struct Service {
 }
 
 async fn service(env: &Env, name: &str, scopes: &[&str]) -> Service {
+    service_with(env, name, scopes, &[]).await
+}
+
+async fn service_with(env: &Env, name: &str, scopes: &[&str], extra: &[&str]) -> Service {
     let mut args = vec![
         "client",
         "create",
@@ -33,6 +37,7 @@ async fn service(env: &Env, name: &str, scopes: &[&str]) -> Service {
     for s in scopes {
         args.extend_from_slice(&["--scope", s]);
     }
+    args.extend_from_slice(extra);
     let out = env.cli(&args, "").await.unwrap();
     let v: Value = serde_json::from_str(&out).unwrap();
     Service {
@@ -96,7 +101,7 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         )
         .await;
         let a = service(&env, "Service A", &["orders:read", "orders:write"]).await;
-        let b = service(&env, "Service B", &["orders:read"]).await;
+        let b = service_with(&env, "Service B", &["orders:read"], &["--resource", API_B]).await;
         let server = Server::start(env.config()).await;
 
         // The user's token, by the code flow.
@@ -176,6 +181,11 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         )
         .await;
         assert_eq!(e["error"], "invalid_target");
+        // API B is known here, but A was not given it.
+        let (_, e) = exchange(&server, &a, &user_at, Some(&a_own), &[("audience", API_B)]).await;
+        assert_eq!(e["error"], "invalid_target", "{e}");
+        let (_, e) = exchange(&server, &a, &user_at, Some(&a_own), &[("resource", API_B)]).await;
+        assert_eq!(e["error"], "invalid_target", "{e}");
         let (_, e) = exchange(&server, &b, &t1, Some(&a_own), &[]).await;
         assert_eq!(
             e["error"], "invalid_request",

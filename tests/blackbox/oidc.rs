@@ -860,11 +860,13 @@ fn jwt_claims(token: &str) -> Value {
 async fn rfc8707_resource_sets_the_audience_of_known_resources_only() {
     let env = Env::new(
         TestDb::sqlite(),
-        "[tokens]\nresources = [\"https://api.example.com\"]",
+        "[tokens]\nresources = [\"https://api.example.com\", \"https://admin.example.com\"]",
     );
     let f = fixture(
         &env,
         &[
+            "--resource",
+            "https://api.example.com",
             "--grant-type",
             "authorization_code",
             "--grant-type",
@@ -910,6 +912,36 @@ async fn rfc8707_resource_sets_the_audience_of_known_resources_only() {
     .await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_target");
+    // A resource server known here but not given to this client is refused too.
+    let r = token_request(
+        &server,
+        &f,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://admin.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_target");
+    // And the command line will not give a client one that is not configured.
+    let e = env
+        .cli(
+            &[
+                "client",
+                "create",
+                "--name",
+                "X",
+                "--grant-type",
+                "client_credentials",
+                "--resource",
+                "https://other.example.com",
+            ],
+            "",
+        )
+        .await
+        .unwrap_err();
+    assert!(e.contains("tokens.resources"), "{e}");
 
     // A user's token for the API is not a token for userinfo.
     let code = code_for(&server, &f, &browser()).await;

@@ -173,14 +173,15 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
             "the client may not use this grant type",
         ));
     }
-    // RFC 8707 §2.2: `resource` names the access token's audience; only known ones.
+    // RFC 8707 §2.2: `resource` names the access token's audience: one known here and given
+    // to this client.
     let audience = match params.get("resource") {
         None => state.config.issuer.clone(),
-        Some(r) if state.config.tokens.resources.iter().any(|k| k == r) => r.to_owned(),
+        Some(r) if may_have(state, &client, r) => r.to_owned(),
         Some(_) => {
             return Err(err(
                 T::InvalidTarget,
-                "the requested resource is not known here",
+                "the requested resource is not one this client may have tokens for",
             ));
         }
     };
@@ -196,6 +197,10 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
         GrantType::DeviceCode => device_code(state, req, &client, &params, &audience, now).await,
         GrantType::TokenExchange => token_exchange(state, &client, &params, &audience, now).await,
     }
+}
+
+fn may_have(state: &AppState, client: &Client, aud: &str) -> bool {
+    client.may_have_audience(&state.config.issuer, &state.config.tokens.resources, aud)
 }
 
 /// RFC 8693 token exchange, delegation: the client presents a subject token (one of our
@@ -243,14 +248,24 @@ async fn token_exchange(
             ));
         }
     };
+    // One audience per token: `audience` and `resource` may both be given, naming the same.
+    if let (Some(a), Some(r)) = (params.get("audience"), params.get("resource"))
+        && a != r
+    {
+        return Err(err(
+            T::InvalidTarget,
+            "audience and resource name different targets; a token here has one audience",
+        ));
+    }
     let audience = match params.get("audience") {
         None => resource_audience.to_owned(),
-        Some(a)
-            if a == state.config.issuer || state.config.tokens.resources.iter().any(|r| r == a) =>
-        {
-            a.to_owned()
+        Some(a) if may_have(state, client, a) => a.to_owned(),
+        Some(_) => {
+            return Err(err(
+                T::InvalidTarget,
+                "the audience is not one this client may have tokens for",
+            ));
         }
-        Some(_) => return Err(err(T::InvalidTarget, "the audience is not one of ours")),
     };
     // RFC 8693 §2.2.2: a subject or actor token that is invalid, or unacceptable by policy,
     // is invalid_request.

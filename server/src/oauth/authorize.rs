@@ -342,6 +342,7 @@ mod tests {
                 tos_uri: None,
                 first_party: false,
                 token_exchange_impersonation: false,
+                resources: Vec::new(),
             },
         }
     }

@@ -85,6 +85,11 @@ pub struct ClientMetadata {
     /// token and get a token that does not name it. Set by an administrator only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub token_exchange_impersonation: bool,
+    /// Resource servers (RFC 8707 `resource`, RFC 8693 `audience`) this client may have
+    /// tokens for, besides the issuer; each must also be in `tokens.resources`. Set by an
+    /// administrator only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 /// A registered client as the protocol sees it.
@@ -96,6 +101,15 @@ pub struct Client {
 }
 
 impl Client {
+    /// Whether a token of this client may have `aud` (a requested `resource` or
+    /// `audience`): the issuer, or a resource server both configured (`configured`) and given
+    /// to the client.
+    pub fn may_have_audience(&self, issuer: &str, configured: &[String], aud: &str) -> bool {
+        aud == issuer
+            || (configured.iter().any(|r| r == aud)
+                && self.metadata.resources.iter().any(|r| r == aud))
+    }
+
     pub fn has_grant(&self, g: GrantType) -> bool {
         self.metadata.grant_types.contains(&g)
     }
@@ -160,6 +174,17 @@ impl ClientMetadata {
             return Err(meta("grant_types must not be empty"));
         }
         self.grant_types.dedup();
+        for r in &self.resources {
+            let ok = r.len() <= MAX_URI_LEN
+                && Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.has_host());
+            if !ok {
+                return Err(meta(format!(
+                    "resource {r:?} is not an absolute URI without a fragment (RFC 8707)"
+                )));
+            }
+        }
+        self.resources.sort();
+        self.resources.dedup();
         let has = |g: GrantType| self.grant_types.contains(&g);
         if has(GrantType::RefreshToken)
             && !(has(GrantType::AuthorizationCode)
@@ -308,6 +333,7 @@ mod tests {
             tos_uri: None,
             first_party: false,
             token_exchange_impersonation: false,
+            resources: Vec::new(),
         }
     }
 

@@ -129,6 +129,8 @@ impl RegistrationRequest {
             // Only an administrator makes a client first-party.
             first_party: false,
             token_exchange_impersonation: false,
+            // Nor gives it resource servers.
+            resources: Vec::new(),
         }
         .validate()
     }
