@@ -423,6 +423,36 @@ async fn a_paired_device_is_listed_renamed_and_deleted_through_the_api() {
             .unwrap();
         assert_eq!(r.status(), 400);
 
+        // A refresh is a use of the device: when, and with what, show in the list.
+        let created = items[0]["created_at"].as_i64().unwrap();
+        server.clock.advance(120);
+        let refreshed: Value = reqwest::Client::new()
+            .post(server.url("/token"))
+            .header("user-agent", "StreamBox/2.0")
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", client_id.as_str()),
+                ("refresh_token", device_rt.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let device_rt = refreshed["refresh_token"].as_str().unwrap().to_owned();
+        let list: Value = api
+            .get(server.url("/api/devices"))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["items"][0]["last_used_at"], created + 120, "{list}");
+        assert_eq!(list["items"][0]["user_agent"], "StreamBox/2.0");
+
         // Another user sees none of it: their list is empty, the device id answers 404.
         env.cli(
             &[

@@ -190,7 +190,9 @@ async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Val
         GrantType::AuthorizationCode => {
             authorization_code(state, &client, &params, &audience, now).await
         }
-        GrantType::RefreshToken => refresh_token(state, &client, &params, &audience, now).await,
+        GrantType::RefreshToken => {
+            refresh_token(state, req, &client, &params, &audience, now).await
+        }
         GrantType::ClientCredentials => {
             client_credentials(state, &client, &params, &audience, now).await
         }
@@ -594,6 +596,7 @@ async fn authorization_code(
 /// again revokes the whole family (RFC 9700 §4.14.2).
 async fn refresh_token(
     state: &AppState,
+    req: &Request,
     client: &Client,
     params: &Params,
     audience: &str,
@@ -631,6 +634,20 @@ async fn refresh_token(
             ));
         }
     };
+    // A device (RFC 8628) refreshing: it was last used now, from here.
+    if client.has_grant(GrantType::DeviceCode) {
+        let ua = super::browser::user_agent(req);
+        state
+            .store
+            .touch_device(
+                &row.grant_id,
+                client_ip(state, req).as_deref(),
+                ua.as_deref(),
+                now,
+            )
+            .await
+            .map_err(server_error)?;
+    }
     let scope = match params.get("scope") {
         None => row.scope.clone(),
         Some(s) => {

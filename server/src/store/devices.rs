@@ -281,6 +281,27 @@ impl Store {
         Ok(())
     }
 
+    /// A device's refresh: when, from where and with what it was last used.
+    pub async fn touch_device(
+        &self,
+        grant_id: &str,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE devices SET last_used_at = $1, ip = COALESCE($2, ip), \
+             user_agent = COALESCE($3, user_agent) WHERE grant_id = $4",
+        )
+        .bind(now)
+        .bind(ip)
+        .bind(user_agent)
+        .bind(grant_id)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+
     /// The user's devices, oldest first, after the device `after` (a page cursor), at most
     /// `limit`.
     pub async fn devices_of(
