@@ -12,6 +12,7 @@ use crate::harness::{Env, Server};
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const API_A: &str = "https://api.a.example";
 const API_B: &str = "https://api.b.example";
 
 struct Service {
@@ -85,10 +86,15 @@ async fn exchange(
 #[tokio::test]
 async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
     for db in TestDb::all().await {
-        let env = Env::new(db, &format!("[tokens]\nresources = [\"{API_B}\"]\n"));
+        let env = Env::new(
+            db,
+            &format!("[tokens]\nresources = [\"{API_A}\", \"{API_B}\"]\n"),
+        );
         let f = fixture(
             &env,
             &[
+                "--resource",
+                API_A,
                 "--scope",
                 "openid",
                 "--scope",
@@ -100,7 +106,14 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
             ],
         )
         .await;
-        let a = service(&env, "Service A", &["orders:read", "orders:write"]).await;
+        // A serves API A and calls API B; B serves API B.
+        let a = service_with(
+            &env,
+            "Service A",
+            &["orders:read", "orders:write"],
+            &["--resource", API_A, "--resource", API_B],
+        )
+        .await;
         let b = service_with(&env, "Service B", &["orders:read"], &["--resource", API_B]).await;
         let server = Server::start(env.config()).await;
 
@@ -112,12 +125,34 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
             &[("scope", "openid offline_access orders:read orders:write")],
         )
         .await;
-        let user_at = tokens["access_token"].as_str().unwrap().to_owned();
-        let user_rt = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let app_at = tokens["access_token"].as_str().unwrap().to_owned();
+        // The app calls API A with a token for it (RFC 8707, at a refresh).
+        let (status, for_a) = token(
+            &server,
+            &Service {
+                id: f.client_id.clone(),
+                secret: f.client_secret.clone(),
+            },
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+                ("resource", API_A),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{for_a}");
+        let user_at = for_a["access_token"].as_str().unwrap().to_owned();
+        let user_rt = for_a["refresh_token"].as_str().unwrap().to_owned();
 
-        // user → A.
+        // A token that is neither A's nor for a resource server A was given is not A's to
+        // exchange: the app's own token, say, should A get hold of it.
         let a_own = own_token(&server, &a).await;
-        let (status, t1) = exchange(&server, &a, &user_at, Some(&a_own), &[]).await;
+        let (_, e) = exchange(&server, &a, &app_at, Some(&a_own), &[]).await;
+        assert_eq!(e["error"], "invalid_request", "{e}");
+
+        // user → A, for API B.
+        let (status, t1) =
+            exchange(&server, &a, &user_at, Some(&a_own), &[("audience", API_B)]).await;
         assert_eq!(status, 200, "{t1}");
         assert_eq!(t1["issued_token_type"], AT);
         assert_eq!(t1["token_type"], "Bearer");
@@ -181,11 +216,14 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         )
         .await;
         assert_eq!(e["error"], "invalid_target");
-        // API B is known here, but A was not given it.
-        let (_, e) = exchange(&server, &a, &user_at, Some(&a_own), &[("audience", API_B)]).await;
+        // API A is known here, but B was not given it.
+        let (_, e) = exchange(&server, &b, &t1, Some(&b_own), &[("audience", API_A)]).await;
         assert_eq!(e["error"], "invalid_target", "{e}");
-        let (_, e) = exchange(&server, &a, &user_at, Some(&a_own), &[("resource", API_B)]).await;
+        let (_, e) = exchange(&server, &b, &t1, Some(&b_own), &[("resource", API_A)]).await;
         assert_eq!(e["error"], "invalid_target", "{e}");
+        // Nor is the user's token for API A B's to exchange.
+        let (_, e) = exchange(&server, &b, &user_at, Some(&b_own), &[]).await;
+        assert_eq!(e["error"], "invalid_request", "{e}");
         let (_, e) = exchange(&server, &b, &t1, Some(&a_own), &[]).await;
         assert_eq!(
             e["error"], "invalid_request",
@@ -207,6 +245,8 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
                         "--scope",
                         "orders:read",
                         "--allow-impersonation",
+                        "--resource",
+                        API_A,
                     ],
                     "",
                 )

@@ -284,6 +284,17 @@ async fn token_exchange(
         if subject.int("exp").is_none_or(|exp| exp <= now) {
             return Err(invalid("the subject_token has expired"));
         }
+        // It must be meant for this client: issued to it, or for a resource server it was
+        // given. A user's token that a client merely got hold of is not its to exchange.
+        let meant_for_client = subject.str("client_id") == Some(client.client_id.as_str())
+            || exchange::audiences(subject.as_map()).any(|a| {
+                a != state.config.issuer && client.metadata.resources.iter().any(|r| r == a)
+            });
+        if !meant_for_client {
+            return Err(invalid(
+                "the subject_token is neither this client's nor for a resource server it was given",
+            ));
+        }
         let scope = subject.str("scope").unwrap_or_default().to_owned();
         (subject.into_map(), scope, None)
     } else {

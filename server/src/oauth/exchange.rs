@@ -50,6 +50,16 @@ pub fn may_act(subject: &Map<String, Value>, issuer: &str, actor: &str) -> bool 
     }
 }
 
+/// The `aud` values of a token (a string or an array of them).
+pub fn audiences(claims: &Map<String, Value>) -> impl Iterator<Item = &str> {
+    let list: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(a)) => vec![a.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    list.into_iter()
+}
+
 /// When the new token expires: after its lifetime, and never after the subject token.
 pub fn expiry(subject: &Map<String, Value>, now: i64, lifetime: i64) -> i64 {
     let subject_exp = subject.get("exp").and_then(Value::as_i64).unwrap_or(now);
