@@ -79,6 +79,15 @@ async fn stream_keys_are_sealed_masked_revealed_after_a_fresh_sign_in_and_audite
         ] {
             args.extend_from_slice(&["--scope", s]);
         }
+        // The app also acts for its user by RFC 8693 delegation (see the audit below).
+        for g in [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ] {
+            args.extend_from_slice(&["--grant-type", g]);
+        }
         let f = fixture(&env, &args).await;
         let server = Server::start(env.config()).await;
         let b = signed_in_browser(&server, &f.email).await;
@@ -221,20 +230,65 @@ async fn stream_keys_are_sealed_masked_revealed_after_a_fresh_sign_in_and_audite
         assert_eq!(internal(other_service).await.unwrap().status(), 403);
         assert_eq!(internal(fresh.clone()).await.unwrap().status(), 403);
 
-        // Two reveals and one internal read are in the audit log, with who and what.
-        let audit: Vec<(String, String, Option<String>)> =
-            sqlx::query_as("SELECT actor, action, target FROM audit_log ORDER BY at")
+        // A reveal by a service acting for the user (a delegated token) records the `act`.
+        server.clock.advance(1);
+        let token_call = |form: Vec<(&'static str, String)>| {
+            api.post(server.url("/token"))
+                .header("authorization", basic(&f.client_id, &f.client_secret))
+                .form(&form)
+                .send()
+        };
+        let own: Value = token_call(vec![("grant_type", "client_credentials".into())])
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+        let delegated: Value = token_call(vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+            ),
+            ("subject_token", fresh.clone()),
+            ("subject_token_type", AT.into()),
+            ("actor_token", own["access_token"].as_str().unwrap().into()),
+            ("actor_token_type", AT.into()),
+            ("scope", "streams:reveal".into()),
+        ])
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let delegated = delegated["access_token"]
+            .as_str()
+            .expect("a delegated token");
+        let r = reveal(delegated).await.unwrap();
+        assert_eq!(r.status(), 200);
+
+        // Three reveals and one internal read are in the audit log, with who and what.
+        let audit: Vec<(String, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT actor, action, target, act FROM audit_log ORDER BY at")
                 .fetch_all(&pool)
                 .await
                 .unwrap();
         let actions: Vec<&str> = audit.iter().map(|a| a.1.as_str()).collect();
         assert_eq!(
             actions,
-            ["stream.reveal", "stream.reveal", "streams.internal_read"]
+            [
+                "stream.reveal",
+                "stream.reveal",
+                "streams.internal_read",
+                "stream.reveal"
+            ]
         );
         assert_eq!(audit[0].0, format!("user:{}", f.user_id));
         assert_eq!(audit[0].2.as_deref(), Some(id.as_str()));
+        assert_eq!(audit[0].3, None, "the user's own reveal names no actor");
         assert!(audit[2].0.starts_with("client:"));
+        let act: Value = serde_json::from_str(audit[3].3.as_deref().unwrap()).unwrap();
+        assert_eq!(act, json!({ "sub": f.client_id }));
         pool.close().await;
 
         // Delete.

@@ -261,6 +261,7 @@ pub async fn reveal(
         return super::server_error("stream key does not open");
     };
     let actor = format!("user:{}", user.id);
+    let act = claims.get("act").map(ToString::to_string);
     // Audited before the key leaves: no reveal goes unrecorded.
     if let Err(resp) = audit(
         state,
@@ -271,6 +272,7 @@ pub async fn reveal(
             owner_id: Some(&user.id),
             target: Some(&id),
             client_id: claims.str("client_id"),
+            act: act.as_deref(),
             ip: None,
             now,
         },
@@ -317,6 +319,7 @@ pub async fn internal_list(
             owner_id: Some(&user_id),
             target: Some("all"),
             client_id: Some(&client_id),
+            act: None,
             ip: None,
             now: state.clock.now(),
         },

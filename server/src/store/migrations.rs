@@ -68,6 +68,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "federated_identities",
         include_str!("../../../migrations/sqlite/0012_federated_identities.sql"),
     ),
+    (
+        13,
+        "audit_act",
+        include_str!("../../../migrations/sqlite/0013_audit_act.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -130,6 +135,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         12,
         "federated_identities",
         include_str!("../../../migrations/postgres/0012_federated_identities.sql"),
+    ),
+    (
+        13,
+        "audit_act",
+        include_str!("../../../migrations/postgres/0013_audit_act.sql"),
     ),
 ];
 

@@ -27,6 +27,8 @@ pub struct AuditEntry<'a> {
     pub owner_id: Option<&'a str>,
     pub target: Option<&'a str>,
     pub client_id: Option<&'a str>,
+    /// The token's `act` claim as JSON, when a service acted for the user (RFC 8693).
+    pub act: Option<&'a str>,
     pub ip: Option<&'a str>,
     pub now: i64,
 }
@@ -131,8 +133,8 @@ impl Store {
 
     pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit_log (id, at, actor, action, owner_id, target, client_id, ip) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO audit_log (id, at, actor, action, owner_id, target, client_id, act, ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(crate::secrets::random_token(16))
         .bind(e.now)
@@ -141,6 +143,7 @@ impl Store {
         .bind(e.owner_id)
         .bind(e.target)
         .bind(e.client_id)
+        .bind(e.act)
         .bind(e.ip)
         .execute(self.writer())
         .await?;
