@@ -220,6 +220,20 @@ enum ClientCommand {
         /// for the issuer only].
         #[arg(long = "resource", value_name = "URI")]
         resources: Vec<String>,
+        /// A resource server (one of `tokens.resources`) this client is: users' tokens for it
+        /// are meant for this client, which may exchange them by RFC 8693 (repeat).
+        #[arg(long = "serves", value_name = "URI")]
+        serves: Vec<String>,
+    },
+    /// Set the resource servers a client may have tokens for (--resource) and is (--serves),
+    /// replacing both lists; prints the client's metadata. Other instances see the change
+    /// within clients.cache_ttl.
+    SetResources {
+        client_id: String,
+        #[arg(long = "resource", value_name = "URI")]
+        resources: Vec<String>,
+        #[arg(long = "serves", value_name = "URI")]
+        serves: Vec<String>,
     },
 }
 
@@ -400,6 +414,17 @@ where
             result?;
             print_json(stdout, &json!({ "id": id }))
         }
+        Command::Client(ClientCommand::SetResources {
+            client_id,
+            resources,
+            serves,
+        }) => {
+            configured_resources(&config, &resources, &serves)?;
+            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let result = set_resources(&state, &client_id, resources, serves, stdout).await;
+            state.store.close().await;
+            result
+        }
         Command::Client(ClientCommand::Create {
             name,
             redirect_uris,
@@ -414,15 +439,9 @@ where
             first_party,
             allow_impersonation,
             resources,
+            serves,
         }) => {
-            if let Some(r) = resources
-                .iter()
-                .find(|r| !config.tokens.resources.contains(r))
-            {
-                return Err(failed(format!(
-                    "--resource {r} is not in tokens.resources of the configuration"
-                )));
-            }
+            configured_resources(&config, &resources, &serves)?;
             let jwks = match jwks_file {
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
@@ -472,6 +491,7 @@ where
                 first_party,
                 token_exchange_impersonation: allow_impersonation,
                 resources,
+                serves,
             }
             .validate()
             .map_err(failed)?;
@@ -607,6 +627,52 @@ async fn keys(
             print_json(stdout, &json!({ "created": created }))
         }
     }
+}
+
+/// Resource servers given to a client must be configured ones.
+fn configured_resources(
+    config: &Config,
+    resources: &[String],
+    serves: &[String],
+) -> Result<(), CliError> {
+    for (flag, list) in [("--resource", resources), ("--serves", serves)] {
+        if let Some(r) = list.iter().find(|r| !config.tokens.resources.contains(r)) {
+            return Err(failed(format!(
+                "{flag} {r} is not in tokens.resources of the configuration"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn set_resources(
+    state: &AppState,
+    client_id: &str,
+    resources: Vec<String>,
+    serves: Vec<String>,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let stored = state
+        .store
+        .client_by_id(client_id)
+        .await
+        .map_err(failed)?
+        .ok_or_else(|| failed(format!("no client with the id {client_id}")))?;
+    let mut metadata: ClientMetadata = serde_json::from_str(&stored.metadata).map_err(failed)?;
+    metadata.resources = resources;
+    metadata.serves = serves;
+    let metadata = metadata.validate().map_err(failed)?;
+    let json = serde_json::to_string(&metadata).map_err(failed)?;
+    state
+        .store
+        .update_client_metadata(client_id, &json, state.clock.now())
+        .await
+        .map_err(failed)?;
+    let mut out = serde_json::to_value(&metadata).map_err(failed)?;
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("client_id".into(), json!(client_id));
+    }
+    print_json(stdout, &out)
 }
 
 async fn create_client(

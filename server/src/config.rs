@@ -91,13 +91,18 @@ pub struct TrustedIssuerConfig {
     /// The most its tokens can be exchanged for: a token's own `scope`, when it has one,
     /// narrows this further.
     pub scopes: Vec<String>,
+    /// The clients (ids) that may exchange its tokens: they are minted for us, so which of
+    /// our clients may present them is ours to say.
+    #[serde(default)]
+    pub clients: Vec<String>,
     /// Create an account for a subject seen the first time, when its token carries an
-    /// `email` with `email_verified: true` that no account here has.
+    /// `email` with `email_verified: true` that no account here has. The account holds that
+    /// address as verified here: trust in the issuer's address checks.
     #[serde(default = "yes")]
     pub provision: bool,
-    /// Link a subject seen the first time to the account here with the same address, when
-    /// its token says `email_verified: true`. Only for an issuer whose address checks you
-    /// trust as much as your own: it can then act for those accounts.
+    /// Link a subject seen the first time to the account here with the same (verified)
+    /// address, when its token says `email_verified: true`. Only for an issuer whose address
+    /// checks you trust as much as your own: it can then act for those accounts.
     #[serde(default)]
     pub link_verified_email: bool,
     /// Let `jwks_uri` be http:// or resolve to a loopback or private address: only for
@@ -664,6 +669,11 @@ impl Config {
                     "scopes must name what its tokens can be exchanged for",
                 ));
             }
+            if t.clients.is_empty() {
+                return Err(named(
+                    "clients must name the clients that may exchange its tokens",
+                ));
+            }
             if t.audiences.is_empty() {
                 t.audiences.push(ours.clone());
             }
@@ -961,7 +971,7 @@ mod tests {
         const KEY: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","kid":"k1"}]}"#;
         let entry = |body: &str| format!("[[exchange.trusted_issuers]]\n{body}\n");
         let ok = load_toml(&entry(&format!(
-            "issuer = \"https://partner.example\"\njwks = '{KEY}'\nscopes = [\"a\"]"
+            "issuer = \"https://partner.example\"\njwks = '{KEY}'\nscopes = [\"a\"]\nclients = [\"c\"]"
         )))
         .unwrap();
         let t = &ok.exchange.trusted_issuers[0];
@@ -977,7 +987,7 @@ mod tests {
         );
         // Also as a TOML table.
         let table = load_toml(&entry(
-            "issuer = \"https://p.example\"\nscopes = [\"a\"]\n[exchange.trusted_issuers.jwks]\nkeys = [{kty = \"EC\", crv = \"P-256\", x = \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", y = \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]",
+            "issuer = \"https://p.example\"\nscopes = [\"a\"]\nclients = [\"c\"]\n[exchange.trusted_issuers.jwks]\nkeys = [{kty = \"EC\", crv = \"P-256\", x = \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", y = \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]",
         ));
         assert!(table.is_ok(), "{:?}", table.err());
 
@@ -1006,17 +1016,21 @@ mod tests {
                 "issuer = \"http://localhost:8080\"\njwks_uri = \"https://p.example/jwks\"\nscopes = [\"a\"]",
                 "our own issuer",
             ),
+            (
+                "issuer = \"https://p.example\"\njwks_uri = \"https://p.example/jwks\"\nscopes = [\"a\"]",
+                "clients must name",
+            ),
         ] {
             let err = load_toml(&entry(body)).unwrap_err().0;
             assert!(err.contains(says), "{body}: {err}");
         }
         let twice = entry(
-            "issuer = \"https://p.example\"\njwks_uri = \"https://p.example/j\"\nscopes = [\"a\"]",
+            "issuer = \"https://p.example\"\njwks_uri = \"https://p.example/j\"\nscopes = [\"a\"]\nclients = [\"c\"]",
         );
         let err = load_toml(&format!("{twice}{twice}")).unwrap_err().0;
         assert!(err.contains("listed twice"), "{err}");
         let insecure = load_toml(&entry(
-            "issuer = \"https://p.example\"\njwks_uri = \"http://127.0.0.1:9/j\"\nscopes = [\"a\"]\ndanger_allow_insecure_jwks_uri = true",
+            "issuer = \"https://p.example\"\njwks_uri = \"http://127.0.0.1:9/j\"\nscopes = [\"a\"]\nclients = [\"c\"]\ndanger_allow_insecure_jwks_uri = true",
         ));
         assert!(insecure.is_ok(), "{:?}", insecure.err());
     }

@@ -52,10 +52,12 @@ impl TrustedIssuers {
                 )),
                 (None, Some(uri)) => Keys::Published {
                     uri: uri.clone(),
+                    // `danger_allow_private_jwks_uri` is about clients' keys; an issuer's
+                    // are fetched from public addresses unless its own danger_ option says.
                     fetcher: if t.danger_allow_insecure_jwks_uri {
                         JwksFetcher::insecure()
                     } else {
-                        JwksFetcher::new(config.danger_allow_private_jwks_uri)
+                        JwksFetcher::new(false)
                     },
                 },
                 (None, None) => return Err(format!("trusted issuer {} has no keys", t.issuer)),
@@ -110,11 +112,45 @@ impl TrustedIssuers {
             Some(s) if !s.is_empty() && s.len() <= MAX_SUBJECT => {}
             _ => return Err("sub is missing or unusable".into()),
         }
+        // The leeway is for clock skew in verification; a token that has run out is not
+        // exchanged for one that has not.
+        if claims.int("exp").is_none_or(|exp| exp <= now) {
+            return Err("the token has expired".into());
+        }
+        own_scope(&claims)?;
         Ok(External {
             issuer: &trusted.config,
             claims,
         })
     }
+}
+
+/// The token's own scope: `scope` (a space-separated string, RFC 9068) or `scp` (a list of
+/// strings, as some issuers write it); `Ok(None)` when it has neither; Err when either is
+/// malformed, so a token whose scope cannot be read never counts as holding everything.
+fn own_scope(claims: &Claims) -> Result<Option<Vec<&str>>, String> {
+    match (claims.get("scope"), claims.get("scp")) {
+        (None, None) => Ok(None),
+        (Some(Value::String(s)), None) | (None, Some(Value::String(s))) => Ok(Some(words(s))),
+        (None, Some(Value::Array(list))) => list
+            .iter()
+            .map(|v| v.as_str().ok_or_else(|| "scp is malformed".to_owned()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        _ => Err("scope is malformed".into()),
+    }
+}
+
+/// Marks every actor of an `act` chain (or a `may_act`) that names no issuer with `issuer`.
+fn with_issuer(actor: &mut Map<String, Value>, issuer: &Value) {
+    actor.entry("iss").or_insert_with(|| issuer.clone());
+    if let Some(Value::Object(inner)) = actor.get_mut("act") {
+        with_issuer(inner, issuer);
+    }
+}
+
+fn words(s: &str) -> Vec<&str> {
+    s.split(' ').filter(|w| !w.is_empty()).collect()
 }
 
 fn allowed_audience<'a>(allowed: &'a [String], aud: Option<&Value>) -> Option<&'a str> {
@@ -131,13 +167,16 @@ impl External<'_> {
         self.claims.str("sub").unwrap_or_default()
     }
 
+    /// Whether `client_id` may exchange this issuer's tokens.
+    pub fn client_allowed(&self, client_id: &str) -> bool {
+        self.issuer.clients.iter().any(|c| c == client_id)
+    }
+
     /// What the token can be exchanged for: the issuer's scopes, narrowed by the token's own
-    /// `scope` when it has one.
+    /// `scope` (or `scp`) when it has one.
     pub fn held_scope(&self) -> String {
-        let own: Option<Vec<&str>> = self
-            .claims
-            .str("scope")
-            .map(|s| s.split(' ').filter(|s| !s.is_empty()).collect());
+        // Checked well-formed at verification; a malformed one would hold nothing.
+        let own = own_scope(&self.claims).unwrap_or(Some(Vec::new()));
         self.issuer
             .scopes
             .iter()
@@ -148,14 +187,22 @@ impl External<'_> {
     }
 
     /// The subject token's claims as the new token sees them: the account here as `sub`, the
-    /// token's expiry, and its `act` chain and `may_act` (`auth_time`, `amr` and `acr` are the
-    /// other issuer's word on a sign-in we did not see, and are not carried over).
+    /// token's expiry, its `act` chain (each actor marked with the issuer that named it, since
+    /// its `sub` is in that issuer's namespace, not ours) and `may_act` (read the same way).
+    /// `auth_time`, `amr` and `acr` are the other issuer's word on a sign-in we did not see,
+    /// and are not carried over.
     pub fn as_subject(&self, user_id: &str) -> Map<String, Value> {
+        let issuer = Value::String(self.issuer.issuer.clone());
         let mut m = Map::new();
         m.insert("sub".into(), Value::String(user_id.to_owned()));
-        for name in ["exp", "act", "may_act"] {
-            if let Some(v) = self.claims.get(name) {
-                m.insert(name.into(), v.clone());
+        if let Some(exp) = self.claims.int("exp") {
+            m.insert("exp".into(), exp.into());
+        }
+        for name in ["act", "may_act"] {
+            if let Some(Value::Object(v)) = self.claims.get(name) {
+                let mut v = v.clone();
+                with_issuer(&mut v, &issuer);
+                m.insert(name.into(), Value::Object(v));
             }
         }
         m
@@ -184,8 +231,12 @@ pub async fn account_for(
     let Some(email) = ext.verified_email() else {
         return Ok(None);
     };
+    // Only to an account whose address was verified here too, and only for plain ASCII
+    // addresses (case folding beyond ASCII could make two addresses one).
     if ext.issuer.link_verified_email
+        && email.is_ascii()
         && let Some(user) = store.user_by_email(&email).await?
+        && user.email_verified
     {
         let id = store.link_federated(issuer, subject, &user.id, now).await?;
         tracing::info!(issuer, user = %id, "federated identity linked by verified address");

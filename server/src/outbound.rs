@@ -154,11 +154,29 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let seg = v6.segments();
+            let o = v6.octets();
+            let v4_at =
+                |i: usize| IpAddr::V4(std::net::Ipv4Addr::new(o[i], o[i + 1], o[i + 2], o[i + 3]));
+            // Addresses that carry an IPv4 address reach it: judge that one. IPv4-compatible
+            // (::a.b.c.d, deprecated), NAT64 (64:ff9b::/96, RFC 6052) and 6to4 (2002::/16).
+            if seg[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified() {
+                return is_public(v4_at(12));
+            }
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(v4_at(12));
+            }
+            if seg[0] == 0x2002 {
+                return is_public(v4_at(2));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (seg[0] & 0xfe00) == 0xfc00
                 || (seg[0] & 0xffc0) == 0xfe80
+                // site-local (deprecated), local-use NAT64 (RFC 8215), Teredo, documentation
+                || (seg[0] & 0xffc0) == 0xfec0
+                || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1)
+                || (seg[0] == 0x2001 && seg[1] == 0)
                 || seg[0] == 0x2001 && seg[1] == 0x0db8)
         }
     }
@@ -185,10 +203,24 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "::",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:c0a8:101::1",
+            "2001:0:4136:e378::1",
+            "fec0::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
-        for public in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "64:ff9b::101:101",
+            "2002:101:101::1",
+        ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
     }

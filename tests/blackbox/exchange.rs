@@ -111,10 +111,10 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
             &env,
             "Service A",
             &["orders:read", "orders:write"],
-            &["--resource", API_A, "--resource", API_B],
+            &["--serves", API_A, "--resource", API_B],
         )
         .await;
-        let b = service_with(&env, "Service B", &["orders:read"], &["--resource", API_B]).await;
+        let b = service_with(&env, "Service B", &["orders:read"], &["--serves", API_B]).await;
         let server = Server::start(env.config()).await;
 
         // The user's token, by the code flow.
@@ -144,7 +144,7 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         let user_at = for_a["access_token"].as_str().unwrap().to_owned();
         let user_rt = for_a["refresh_token"].as_str().unwrap().to_owned();
 
-        // A token that is neither A's nor for a resource server A was given is not A's to
+        // A token that is neither A's nor for a resource server A serves is not A's to
         // exchange: the app's own token, say, should A get hold of it.
         let a_own = own_token(&server, &a).await;
         let (_, e) = exchange(&server, &a, &app_at, Some(&a_own), &[]).await;
@@ -245,7 +245,7 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
                         "--scope",
                         "orders:read",
                         "--allow-impersonation",
-                        "--resource",
+                        "--serves",
                         API_A,
                     ],
                     "",
@@ -326,20 +326,24 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
         let sister = client_key();
         let stranger = client_key();
         let sister_jwks = serve_json(sister.public_jwks.to_string()).await;
-        let env = Env::new(
-            db,
-            &format!(
-                "[[exchange.trusted_issuers]]\nissuer = \"{PARTNER}\"\njwks = '{}'\n\
-                 scopes = [\"orders:read\", \"orders:write\"]\n\
-                 [[exchange.trusted_issuers]]\nissuer = \"{SISTER}\"\njwks_uri = \"{sister_jwks}\"\n\
-                 danger_allow_insecure_jwks_uri = true\nscopes = [\"orders:read\"]\n\
-                 provision = false\nlink_verified_email = true\n",
-                partner.public_jwks
-            ),
-        );
+        let env = Env::new(db, "");
         let issuer = env.config().issuer;
         let f = fixture(&env, &[]).await;
         let a = service(&env, "Service A", &["orders:read", "orders:write"]).await;
+        let b = service(&env, "Service B", &["orders:read"]).await;
+        // Both issuers' tokens may be exchanged by A only.
+        let trust = format!(
+            "[[exchange.trusted_issuers]]\nissuer = \"{PARTNER}\"\njwks = '{}'\n\
+             scopes = [\"orders:read\", \"orders:write\"]\nclients = [\"{a_id}\"]\n\
+             [[exchange.trusted_issuers]]\nissuer = \"{SISTER}\"\njwks_uri = \"{sister_jwks}\"\n\
+             danger_allow_insecure_jwks_uri = true\nscopes = [\"orders:read\"]\n\
+             clients = [\"{a_id}\"]\nprovision = false\nlink_verified_email = true\n",
+            partner.public_jwks,
+            a_id = a.id,
+        );
+        let mut toml = std::fs::read_to_string(&env.config_path).unwrap();
+        toml.push_str(&trust);
+        std::fs::write(&env.config_path, toml).unwrap();
         let server = Server::start(env.config()).await;
         let a_own = own_token(&server, &a).await;
         let now = server.clock.now();
@@ -387,11 +391,37 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
         assert_ne!(provisioned, f.user_id);
         assert_eq!(c1["iss"], issuer);
         assert_eq!(c1["scope"], "orders:read", "the token's own scope narrows");
+        // The partner's actor is named in the partner's namespace, so marked with its iss.
         assert_eq!(
             c1["act"],
-            serde_json::json!({"sub": a.id, "act": {"sub": "partner-gateway"}})
+            serde_json::json!({"sub": a.id, "act": {"sub": "partner-gateway", "iss": PARTNER}})
         );
-        assert!(c1["exp"].as_i64().unwrap() <= now + 300);
+        let exp = c1["exp"].as_i64().unwrap();
+        assert!(
+            exp > now && exp <= now + 300,
+            "never past the subject token"
+        );
+        assert!(t1["expires_in"].as_i64().unwrap() > 0);
+        // Only the clients listed for the issuer may exchange its tokens.
+        let b_own = own_token(&server, &b).await;
+        let partner_token = sign(&partner, newcomer.clone());
+        let (status, e) = token(
+            &server,
+            &b,
+            &[
+                ("grant_type", EXCHANGE),
+                ("subject_token", partner_token.as_str()),
+                ("subject_token_type", JWT),
+                ("actor_token", b_own.as_str()),
+                ("actor_token_type", AT),
+            ],
+        )
+        .await;
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{e}"
+        );
         // The second sight finds the same account.
         let (_, again) = swap(sign(&partner, newcomer.clone()), vec![]).await;
         assert_eq!(
@@ -412,18 +442,41 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
         assert_eq!(seen["active"], true, "{seen}");
         assert_eq!(seen["act"], c1["act"]);
 
-        // may_act is enforced: naming someone else refuses, naming A passes.
+        // may_act is enforced: naming someone else refuses; A's id without our iss names
+        // someone in the partner's namespace, not our client, and refuses too; A by our
+        // issuer passes.
         let mut named = newcomer.clone();
-        named["may_act"] = serde_json::json!({"sub": "someone-else"});
-        let (status, e) = swap(sign(&partner, named.clone()), vec![]).await;
+        for may in [
+            serde_json::json!({"sub": "someone-else", "iss": issuer}),
+            serde_json::json!({"sub": a.id}),
+        ] {
+            named["may_act"] = may;
+            let (status, e) = swap(sign(&partner, named.clone()), vec![]).await;
+            assert_eq!(
+                (status, e["error"].as_str()),
+                (400, Some("invalid_request")),
+                "{e}"
+            );
+        }
+        named["may_act"] = serde_json::json!({"sub": a.id, "iss": issuer});
+        let (status, ok) = swap(sign(&partner, named), vec![]).await;
+        assert_eq!(status, 200, "{ok}");
+
+        // A scope the token states as a list (scp) narrows too; a malformed one refuses.
+        let mut listed = newcomer.clone();
+        listed.as_object_mut().unwrap().remove("scope");
+        listed["scp"] = serde_json::json!(["orders:write"]);
+        let (status, ok) = swap(sign(&partner, listed.clone()), vec![]).await;
+        assert_eq!(status, 200, "{ok}");
+        assert_eq!(ok["scope"], "orders:write");
+        listed["scope"] = serde_json::json!(["orders:write"]);
+        listed.as_object_mut().unwrap().remove("scp");
+        let (status, e) = swap(sign(&partner, listed), vec![]).await;
         assert_eq!(
             (status, e["error"].as_str()),
             (400, Some("invalid_request")),
             "{e}"
         );
-        named["may_act"] = serde_json::json!({"sub": a.id});
-        let (status, ok) = swap(sign(&partner, named), vec![]).await;
-        assert_eq!(status, 200, "{ok}");
 
         // Wider than the token holds, or than the issuer may grant, is invalid_scope.
         let (_, e) = swap(
@@ -440,9 +493,22 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
         .await;
         assert_eq!(e["error"], "invalid_target", "{e}");
 
-        // Tokens that are not the partner's to give are invalid_request: another key, another
-        // audience, expired, an issuer not trusted.
+        // Tokens that are not the partner's to give are invalid_request: altered after
+        // signing, another key, another audience, expired (within the verification leeway
+        // too), an issuer not trusted.
+        let tampered = {
+            let good = sign(&partner, newcomer.clone());
+            let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+            let mut body = claims(&good);
+            body["sub"] = serde_json::json!("p-someone-else");
+            parts[1] = base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                body.to_string(),
+            );
+            parts.join(".")
+        };
         let refused = [
+            tampered,
             sign(&stranger, newcomer.clone()),
             sign(&partner, {
                 let mut c = newcomer.clone();
@@ -452,6 +518,11 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
             sign(&partner, {
                 let mut c = newcomer.clone();
                 c["exp"] = serde_json::json!(now - 120);
+                c
+            }),
+            sign(&partner, {
+                let mut c = newcomer.clone();
+                c["exp"] = serde_json::json!(now - 5);
                 c
             }),
             sign(&partner, {
@@ -485,8 +556,30 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
             );
         }
 
-        // The sister issuer publishes its keys at a jwks_uri and may link by verified address:
-        // its subject becomes the existing account.
+        // The sister issuer publishes its keys at a jwks_uri and may link by verified address,
+        // but only to an account whose address was verified here too.
+        env.cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "unverified@example.org",
+                "--password-stdin",
+            ],
+            &format!("{}\n", crate::flow::PASSWORD),
+        )
+        .await
+        .unwrap();
+        let unverified_here = serde_json::json!({
+            "iss": SISTER, "sub": "s-0", "email": "unverified@example.org", "email_verified": true,
+        });
+        let (status, e) = swap(sign(&sister, unverified_here), vec![]).await;
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{e}"
+        );
+        // Its subject with the fixture's (verified) address becomes that account.
         let sister_user = serde_json::json!({
             "iss": SISTER, "sub": "s-1", "email": f.email, "email_verified": true,
         });

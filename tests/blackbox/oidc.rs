@@ -860,7 +860,8 @@ fn jwt_claims(token: &str) -> Value {
 async fn rfc8707_resource_sets_the_audience_of_known_resources_only() {
     let env = Env::new(
         TestDb::sqlite(),
-        "[tokens]\nresources = [\"https://api.example.com\", \"https://admin.example.com\"]",
+        "[tokens]\nresources = [\"https://api.example.com\", \"https://admin.example.com\"]\n\
+         [clients]\ncache_ttl = \"0s\"",
     );
     let f = fixture(
         &env,
@@ -924,6 +925,31 @@ async fn rfc8707_resource_sets_the_audience_of_known_resources_only() {
     .await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_target");
+    // Until an administrator gives it to the client.
+    env.cli(
+        &[
+            "client",
+            "set-resources",
+            &f.client_id,
+            "--resource",
+            "https://api.example.com",
+            "--resource",
+            "https://admin.example.com",
+        ],
+        "",
+    )
+    .await
+    .unwrap();
+    let r = token_request(
+        &server,
+        &f,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://admin.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
     // And the command line will not give a client one that is not configured.
     let e = env
         .cli(

@@ -284,15 +284,14 @@ async fn token_exchange(
         if subject.int("exp").is_none_or(|exp| exp <= now) {
             return Err(invalid("the subject_token has expired"));
         }
-        // It must be meant for this client: issued to it, or for a resource server it was
-        // given. A user's token that a client merely got hold of is not its to exchange.
+        // It must be meant for this client: issued to it, or for a resource server it is
+        // (`--serves`). A user's token that a client merely got hold of is not its to exchange.
         let meant_for_client = subject.str("client_id") == Some(client.client_id.as_str())
-            || exchange::audiences(subject.as_map()).any(|a| {
-                a != state.config.issuer && client.metadata.resources.iter().any(|r| r == a)
-            });
+            || exchange::audiences(subject.as_map())
+                .any(|a| a != state.config.issuer && client.metadata.serves.iter().any(|r| r == a));
         if !meant_for_client {
             return Err(invalid(
-                "the subject_token is neither this client's nor for a resource server it was given",
+                "the subject_token is neither this client's nor for a resource server it serves",
             ));
         }
         let scope = subject.str("scope").unwrap_or_default().to_owned();
@@ -306,6 +305,11 @@ async fn token_exchange(
                 tracing::info!(client = %client.client_id, %why, "subject_token refused");
                 invalid("the subject_token is invalid, expired or not from a trusted issuer")
             })?;
+        if !ext.client_allowed(&client.client_id) {
+            return Err(invalid(
+                "this client may not exchange tokens of the subject_token's issuer",
+            ));
+        }
         let user_id = crate::federation::account_for(&state.store, &ext, now)
             .await
             .map_err(server_error)?
@@ -645,19 +649,18 @@ async fn refresh_token(
             ));
         }
     };
-    // A device (RFC 8628) refreshing: it was last used now, from here.
+    // A device (RFC 8628) refreshing: it was last used now, from here. The token is rotated
+    // already, so a failure here is logged, not answered (a retry would look like a replay).
     if client.has_grant(GrantType::DeviceCode) {
         let ua = super::browser::user_agent(req);
-        state
+        let ip = client_ip(state, req);
+        let touched = state
             .store
-            .touch_device(
-                &row.grant_id,
-                client_ip(state, req).as_deref(),
-                ua.as_deref(),
-                now,
-            )
-            .await
-            .map_err(server_error)?;
+            .touch_device(&row.grant_id, ip.as_deref(), ua.as_deref(), now)
+            .await;
+        if let Err(e) = touched {
+            tracing::warn!(error = %e, "recording a device's last use failed");
+        }
     }
     let scope = match params.get("scope") {
         None => row.scope.clone(),

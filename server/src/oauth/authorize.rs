@@ -343,6 +343,7 @@ mod tests {
                 first_party: false,
                 token_exchange_impersonation: false,
                 resources: Vec::new(),
+                serves: Vec::new(),
             },
         }
     }

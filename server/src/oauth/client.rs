@@ -90,6 +90,10 @@ pub struct ClientMetadata {
     /// administrator only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// Resource servers (of `tokens.resources`) this client is: users' tokens for them are
+    /// meant for it, so it may exchange them (RFC 8693). Set by an administrator only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub serves: Vec<String>,
 }
 
 /// A registered client as the protocol sees it.
@@ -103,11 +107,11 @@ pub struct Client {
 impl Client {
     /// Whether a token of this client may have `aud` (a requested `resource` or
     /// `audience`): the issuer, or a resource server both configured (`configured`) and given
-    /// to the client.
+    /// to the client (`resources`), or one the client is (`serves`).
     pub fn may_have_audience(&self, issuer: &str, configured: &[String], aud: &str) -> bool {
+        let mine = |list: &[String]| list.iter().any(|r| r == aud);
         aud == issuer
-            || (configured.iter().any(|r| r == aud)
-                && self.metadata.resources.iter().any(|r| r == aud))
+            || (mine(configured) && (mine(&self.metadata.resources) || mine(&self.metadata.serves)))
     }
 
     pub fn has_grant(&self, g: GrantType) -> bool {
@@ -174,7 +178,7 @@ impl ClientMetadata {
             return Err(meta("grant_types must not be empty"));
         }
         self.grant_types.dedup();
-        for r in &self.resources {
+        for r in self.resources.iter().chain(&self.serves) {
             let ok = r.len() <= MAX_URI_LEN
                 && Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.has_host());
             if !ok {
@@ -185,6 +189,8 @@ impl ClientMetadata {
         }
         self.resources.sort();
         self.resources.dedup();
+        self.serves.sort();
+        self.serves.dedup();
         let has = |g: GrantType| self.grant_types.contains(&g);
         if has(GrantType::RefreshToken)
             && !(has(GrantType::AuthorizationCode)
@@ -334,6 +340,7 @@ mod tests {
             first_party: false,
             token_exchange_impersonation: false,
             resources: Vec::new(),
+            serves: Vec::new(),
         }
     }
 

@@ -131,6 +131,7 @@ impl RegistrationRequest {
             token_exchange_impersonation: false,
             // Nor gives it resource servers.
             resources: Vec::new(),
+            serves: Vec::new(),
         }
         .validate()
     }
