@@ -219,92 +219,94 @@ async fn a_device_pairs_by_user_code_and_gets_tokens_once() {
 
 #[tokio::test]
 async fn denied_and_expired_requests_and_guessed_codes() {
-    let env = Env::new(TestDb::sqlite(), "");
-    let f = fixture(&env, &[]).await;
-    let client_id = device_client(&env).await;
-    let server = Server::start(env.config()).await;
-    let b = signed_in_browser(&server, &f.email).await;
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let f = fixture(&env, &[]).await;
+        let client_id = device_client(&env).await;
+        let server = Server::start(env.config()).await;
+        let b = signed_in_browser(&server, &f.email).await;
 
-    let started = start(&server, &client_id).await;
-    let done = answer(&b, &server, started["user_code"].as_str().unwrap(), "deny").await;
-    assert!(done.contains("denied"));
-    let (_, body) = poll(
-        &server,
-        &client_id,
-        started["device_code"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(body["error"], "access_denied");
+        let started = start(&server, &client_id).await;
+        let done = answer(&b, &server, started["user_code"].as_str().unwrap(), "deny").await;
+        assert!(done.contains("denied"));
+        let (_, body) = poll(
+            &server,
+            &client_id,
+            started["device_code"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(body["error"], "access_denied");
 
-    let started = start(&server, &client_id).await;
-    server.clock.advance(601);
-    let (_, body) = poll(
-        &server,
-        &client_id,
-        started["device_code"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(body["error"], "expired_token");
-    let page = b
-        .get(server.url(&format!(
-            "/device?user_code={}",
-            started["user_code"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), 400, "an expired code is not shown");
-
-    // Guessing: wrong codes count like failed sign-ins (the expired one above was the
-    // first); past five, a real code waits too.
-    let started = start(&server, &client_id).await;
-    for guess in [
-        "BCDF-GHJK",
-        "BCDF-GHJL",
-        "BCDF-GHJM",
-        "BCDF-GHJN",
-        "BCDF-GHJP",
-    ] {
-        let r = b
-            .get(server.url(&format!("/device?user_code={guess}")))
+        let started = start(&server, &client_id).await;
+        server.clock.advance(601);
+        let (_, body) = poll(
+            &server,
+            &client_id,
+            started["device_code"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(body["error"], "expired_token");
+        let page = b
+            .get(server.url(&format!(
+                "/device?user_code={}",
+                started["user_code"].as_str().unwrap()
+            )))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(page.status(), 400, "an expired code is not shown");
+
+        // Guessing: wrong codes count like failed sign-ins (the expired one above was the
+        // first); past five, a real code waits too.
+        let started = start(&server, &client_id).await;
+        for guess in [
+            "BCDF-GHJK",
+            "BCDF-GHJL",
+            "BCDF-GHJM",
+            "BCDF-GHJN",
+            "BCDF-GHJP",
+        ] {
+            let r = b
+                .get(server.url(&format!("/device?user_code={guess}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400);
+        }
+        let r = b
+            .get(server.url(&format!(
+                "/device?user_code={}",
+                started["user_code"].as_str().unwrap()
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        server.clock.advance(3);
+        let r = b
+            .get(server.url(&format!(
+                "/device?user_code={}",
+                started["user_code"].as_str().unwrap()
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // Posted answers count too: a wrong code posted is a guess, and the address and user wait.
+        let page = r.text().await.unwrap();
+        let csrf = input_value(&page, "csrf_token").unwrap();
+        let post = |code: String| {
+            b.post(server.url("/device")).form(&[
+                ("csrf_token", csrf.clone()),
+                ("user_code", code),
+                ("decision", "deny".to_owned()),
+            ])
+        };
+        assert_eq!(post("BCDF-GHJR".into()).send().await.unwrap().status(), 400);
+        let real = started["user_code"].as_str().unwrap().to_owned();
+        assert_eq!(post(real).send().await.unwrap().status(), 429);
+        server.stop().await;
     }
-    let r = b
-        .get(server.url(&format!(
-            "/device?user_code={}",
-            started["user_code"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 429);
-    server.clock.advance(3);
-    let r = b
-        .get(server.url(&format!(
-            "/device?user_code={}",
-            started["user_code"].as_str().unwrap()
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    // Posted answers count too: a wrong code posted is a guess, and the address and user wait.
-    let page = r.text().await.unwrap();
-    let csrf = input_value(&page, "csrf_token").unwrap();
-    let post = |code: String| {
-        b.post(server.url("/device")).form(&[
-            ("csrf_token", csrf.clone()),
-            ("user_code", code),
-            ("decision", "deny".to_owned()),
-        ])
-    };
-    assert_eq!(post("BCDF-GHJR".into()).send().await.unwrap().status(), 400);
-    let real = started["user_code"].as_str().unwrap().to_owned();
-    assert_eq!(post(real).send().await.unwrap().status(), 429);
-    server.stop().await;
 }
 
 /// The devices API: the device paired above shows up for its user (not for another), can be
