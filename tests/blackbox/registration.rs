@@ -142,6 +142,23 @@ async fn invalid_metadata_gets_the_rfc7591_error_codes() {
     .await;
     let c: Value = r.json().await.unwrap();
     assert!(c.get("client_secret").is_none());
+
+    // Open registration: one address may make 20 requests an hour (8 so far), then 429.
+    let public =
+        json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+    for _ in 0..12 {
+        assert_eq!(register(&server, None, &public).await.status(), 201);
+    }
+    let r = register(&server, None, &public).await;
+    assert_eq!(r.status(), 429);
+    let wait: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&wait), "{wait}");
+    server.clock.advance(3601);
+    assert_eq!(register(&server, None, &public).await.status(), 201);
     server.stop().await;
 }
 

@@ -72,7 +72,31 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
         RegistrationPolicy::Closed => {
             return Response::builder().status(StatusCode::NOT_FOUND).finish();
         }
-        RegistrationPolicy::Open => {}
+        // Anyone may register, but one address only so many clients an hour.
+        RegistrationPolicy::Open => {
+            use crate::signin::throttle::{self, OPEN_REGISTRATION_WINDOW, OPEN_REGISTRATIONS};
+            let ip = super::browser::client_ip(state, req);
+            let limit = (OPEN_REGISTRATIONS, OPEN_REGISTRATION_WINDOW);
+            match throttle::quota(
+                &state.store,
+                &state.pepper,
+                "register-ip",
+                ip.as_deref(),
+                limit,
+                now,
+            )
+            .await
+            {
+                Ok(0) => {}
+                Ok(wait) => {
+                    return super::token::too_many(
+                        wait,
+                        format!("too many clients registered from this address; retry in {wait} s"),
+                    );
+                }
+                Err(e) => return internal(e),
+            }
+        }
         RegistrationPolicy::InitialAccessToken => {
             // Wrong initial access tokens count against the address, as failed client
             // authentication does at the token endpoint.

@@ -63,6 +63,15 @@ async fn gated(
 }
 
 /// For an address the gate holds back: 429 with `Retry-After`, before anything is checked.
+/// 429 with `Retry-After` and an RFC 6749 error body.
+pub(super) fn too_many(wait: i64, why: String) -> Response {
+    let mut resp = token_error(&TokenError::new(T::InvalidRequest, why), false);
+    resp.set_status(poem::http::StatusCode::TOO_MANY_REQUESTS);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, poem::http::HeaderValue::from(wait));
+    resp
+}
+
 pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Response> {
     let wait = state
         .token_gate
@@ -75,19 +84,10 @@ pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Respo
         .await;
     match wait {
         Ok(0) => None,
-        Ok(wait) => {
-            let mut resp = token_error(
-                &TokenError::new(
-                    T::InvalidRequest,
-                    format!("too many failed requests from this address; retry in {wait} s"),
-                ),
-                false,
-            );
-            resp.set_status(poem::http::StatusCode::TOO_MANY_REQUESTS);
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, poem::http::HeaderValue::from(wait));
-            Some(resp)
-        }
+        Ok(wait) => Some(too_many(
+            wait,
+            format!("too many failed requests from this address; retry in {wait} s"),
+        )),
         Err(e) => {
             tracing::error!(error = %e, "token endpoint throttle check failed");
             None

@@ -143,6 +143,36 @@ impl Keys {
     }
 }
 
+/// Clients one address may register by open dynamic registration (`registration.policy =
+/// "open"`) within [`OPEN_REGISTRATION_WINDOW`]; then it waits for the rest of the window.
+pub const OPEN_REGISTRATIONS: i64 = 20;
+pub const OPEN_REGISTRATION_WINDOW: i64 = 60 * 60;
+
+/// A quota per client address for requests that create something: up to `allowed` within
+/// `window` seconds (counted afresh after a quiet `window`), then a wait until `window` after
+/// the last one allowed. Returns the seconds to wait (0: allowed, and counted).
+pub async fn quota(
+    store: &Store,
+    pepper: &Pepper,
+    kind: &str,
+    ip: Option<&str>,
+    (allowed, window): (i64, i64),
+    now: i64,
+) -> Result<i64, StoreError> {
+    let key = pepper.digest(
+        Purpose::Throttle,
+        format!("{kind}:{}", ip.unwrap_or("unknown")).as_bytes(),
+    );
+    let until = store.blocked_until(std::slice::from_ref(&key)).await?;
+    if until > now {
+        return Ok(until - now);
+    }
+    if store.record_failure(&key, now, window).await? >= allowed {
+        store.block_until(&key, now + window).await?;
+    }
+    Ok(0)
+}
+
 /// Seconds between two messages to one mail address.
 pub const MAIL_INTERVAL: i64 = 60;
 
