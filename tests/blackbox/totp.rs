@@ -305,6 +305,14 @@ async fn wrong_codes_are_throttled_per_account_and_the_wait_ends() {
             let r = second_factor(&b, &server, &page, "code", &format!("00000{i}")).await;
             assert_eq!(r.status(), 401);
         }
+        // The fifth failure in a row tells the owner by mail.
+        let outbox = env.data_dir().join("outbox");
+        let mails = crate::reset::wait_for_mail(&outbox, 1).await;
+        assert!(
+            mails[0].contains("Subject: Failed sign-in attempts") && mails[0].contains(&f.email),
+            "{}",
+            mails[0]
+        );
         // Now even the right code waits, and so do recovery codes: they share the count.
         let r = second_factor(&b, &server, &page, "code", &app.code_at(server.clock.now())).await;
         assert_eq!(r.status(), 429);
@@ -315,6 +323,9 @@ async fn wrong_codes_are_throttled_per_account_and_the_wait_ends() {
         server.clock.advance(3);
         let r = second_factor(&b, &server, &page, "code", &app.code_at(server.clock.now())).await;
         assert_eq!(r.status(), 303);
+        // Once per run of failures: the sixth sent nothing more.
+        let sent = std::fs::read_dir(&outbox).unwrap().count();
+        assert_eq!(sent, 1);
         server.stop().await;
     }
 }

@@ -211,6 +211,32 @@ fn expired(state: &AppState) -> Response {
     )
 }
 
+/// Mails the account's owner that the second step stopped someone [`throttle::FREE_FAILURES`]
+/// times (once per run of failures: the count starts afresh after a success or a quiet
+/// window).
+fn notify_second_factor_failures(state: &AppState, user_id: &str) {
+    let state2 = state.clone();
+    let user_id = user_id.to_owned();
+    tokio::spawn(async move {
+        match state2.store.user_by_id(&user_id).await {
+            Ok(Some(user)) => {
+                state2.mailer.send_later(
+                    &user.email,
+                    "mail/second_factor_failures.txt",
+                    minijinja::context! {
+                        service => state2.config.passkeys.rp_name,
+                        email => user.email,
+                        failures => throttle::FREE_FAILURES,
+                    },
+                );
+                tracing::warn!(user = %user_id, "repeated second-factor failures; owner notified");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "loading the user to notify failed"),
+        }
+    });
+}
+
 #[handler]
 pub async fn second_factor(
     req: &Request,
@@ -257,8 +283,12 @@ pub async fn second_factor(
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(user = %user_id, method, "second factor refused");
-            if let Err(e) = throttle.failed(&state.store, now).await {
-                tracing::error!(error = %e, "recording a failed second factor failed");
+            match throttle.failed(&state.store, now).await {
+                // The first password (or mailed link) of this kind that the second step
+                // stops so often tells the owner: someone else has the first factor.
+                Ok(Some(throttle::FREE_FAILURES)) => notify_second_factor_failures(state, &user_id),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "recording a failed second factor failed"),
             }
             let msg = state.views.msg(if method == "totp" {
                 Msg::WrongTotpCode

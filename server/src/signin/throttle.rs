@@ -119,20 +119,26 @@ impl Keys {
         Ok((until - now).max(0))
     }
 
-    pub async fn failed(&self, store: &Store, now: i64) -> Result<(), StoreError> {
+    /// Counts a failure for the address and (when there is one) the account; returns the
+    /// account's count within its window.
+    pub async fn failed(&self, store: &Store, now: i64) -> Result<Option<i64>, StoreError> {
         let address = AccountPolicy {
             window: WINDOW,
             cap: MAX_ADDRESS_WAIT,
         };
         let account = self.account.as_ref().map(|(k, p)| (k, *p));
+        let mut account_failures = None;
         for (key, policy) in std::iter::once((&self.address, address)).chain(account) {
             let n = store.record_failure(key, now, policy.window).await?;
+            if key != &self.address {
+                account_failures = Some(n);
+            }
             let wait = wait_after(n, policy.cap);
             if wait > 0 {
                 store.block_until(key, now + wait).await?;
             }
         }
-        Ok(())
+        Ok(account_failures)
     }
 
     pub async fn succeeded(&self, store: &Store) -> Result<(), StoreError> {

@@ -80,6 +80,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../templates/mail/email_change_notice.txt"),
     ),
     (
+        "mail/second_factor_failures.txt",
+        include_str!("../../../templates/mail/second_factor_failures.txt"),
+    ),
+    (
         "signin_link.html",
         include_str!("../../../templates/signin_link.html"),
     ),
