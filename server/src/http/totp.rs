@@ -219,7 +219,23 @@ fn notify_second_factor_failures(state: &AppState, user_id: &str) {
     let user_id = user_id.to_owned();
     tokio::spawn(async move {
         match state2.store.user_by_id(&user_id).await {
-            Ok(Some(user)) => {
+            Ok(Some(user)) if user.disabled_at.is_none() => {
+                // Like every message: at most one a minute to an address.
+                match throttle::mail_allowed(
+                    &state2.store,
+                    &state2.pepper,
+                    &user.email,
+                    state2.clock.now(),
+                )
+                .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "mail throttle check failed");
+                        return;
+                    }
+                }
                 state2.mailer.send_later(
                     &user.email,
                     "mail/second_factor_failures.txt",
@@ -231,7 +247,7 @@ fn notify_second_factor_failures(state: &AppState, user_id: &str) {
                 );
                 tracing::warn!(user = %user_id, "repeated second-factor failures; owner notified");
             }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "loading the user to notify failed"),
         }
     });

@@ -100,7 +100,7 @@ impl Keys {
     }
 
     fn address(pepper: &Pepper, kind: &str, ip: Option<&str>) -> Self {
-        let address = format!("{kind}:{}", ip.unwrap_or("unknown"));
+        let address = format!("{kind}:{}", network(ip));
         Self {
             address: pepper.digest(Purpose::Throttle, address.as_bytes()),
             account: None,
@@ -126,19 +126,11 @@ impl Keys {
             window: WINDOW,
             cap: MAX_ADDRESS_WAIT,
         };
-        let account = self.account.as_ref().map(|(k, p)| (k, *p));
-        let mut account_failures = None;
-        for (key, policy) in std::iter::once((&self.address, address)).chain(account) {
-            let n = store.record_failure(key, now, policy.window).await?;
-            if key != &self.address {
-                account_failures = Some(n);
-            }
-            let wait = wait_after(n, policy.cap);
-            if wait > 0 {
-                store.block_until(key, now + wait).await?;
-            }
+        count(store, &self.address, address, now).await?;
+        match &self.account {
+            Some((key, policy)) => Ok(Some(count(store, key, *policy, now).await?)),
+            None => Ok(None),
         }
-        Ok(account_failures)
     }
 
     pub async fn succeeded(&self, store: &Store) -> Result<(), StoreError> {
@@ -149,14 +141,47 @@ impl Keys {
     }
 }
 
+/// Counts one failure for `key` and starts the wait its count calls for; returns the count.
+async fn count(
+    store: &Store,
+    key: &str,
+    policy: AccountPolicy,
+    now: i64,
+) -> Result<i64, StoreError> {
+    let n = store.record_failure(key, now, policy.window).await?;
+    let wait = wait_after(n, policy.cap);
+    if wait > 0 {
+        store.block_until(key, now + wait).await?;
+    }
+    Ok(n)
+}
+
+/// What a client address is counted as: an IPv4 address, or the /64 an IPv6 address is in
+/// (one subscriber usually holds a whole /64, and could otherwise count as 2^64 addresses).
+pub fn network(ip: Option<&str>) -> String {
+    match ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+        Some(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(String::new, |v4| v4.to_string()),
+        Some(v4) => v4.to_string(),
+        None => ip.unwrap_or("unknown").to_owned(),
+    }
+}
+
 /// Clients one address may register by open dynamic registration (`registration.policy =
-/// "open"`) within [`OPEN_REGISTRATION_WINDOW`]; then it waits for the rest of the window.
+/// "open"`) in each [`OPEN_REGISTRATION_WINDOW`] (clock hours).
 pub const OPEN_REGISTRATIONS: i64 = 20;
 pub const OPEN_REGISTRATION_WINDOW: i64 = 60 * 60;
 
-/// A quota per client address for requests that create something: up to `allowed` within
-/// `window` seconds (counted afresh after a quiet `window`), then a wait until `window` after
-/// the last one allowed. Returns the seconds to wait (0: allowed, and counted).
+/// A quota per client address for requests that create something: up to `allowed` in each
+/// fixed `window` (aligned on multiples of `window` seconds), then a wait until the next one.
+/// The count is one atomic upsert, so concurrent requests (on any instance) cannot pass it
+/// together. Returns the seconds to wait (0: allowed, and counted).
 pub async fn quota(
     store: &Store,
     pepper: &Pepper,
@@ -165,18 +190,20 @@ pub async fn quota(
     (allowed, window): (i64, i64),
     now: i64,
 ) -> Result<i64, StoreError> {
+    let start = now - now.rem_euclid(window);
+    let end = start + window;
     let key = pepper.digest(
         Purpose::Throttle,
-        format!("{kind}:{}", ip.unwrap_or("unknown")).as_bytes(),
+        format!("{kind}:{}:{start}", network(ip)).as_bytes(),
     );
-    let until = store.blocked_until(std::slice::from_ref(&key)).await?;
-    if until > now {
-        return Ok(until - now);
+    if store.blocked_until(std::slice::from_ref(&key)).await? > now {
+        return Ok(end - now);
     }
-    if store.record_failure(&key, now, window).await? >= allowed {
-        store.block_until(&key, now + window).await?;
+    let n = store.record_failure(&key, now, window).await?;
+    if n >= allowed {
+        store.block_until(&key, end).await?;
     }
-    Ok(0)
+    Ok(if n > allowed { end - now } else { 0 })
 }
 
 /// Seconds between two messages to one mail address.
@@ -228,7 +255,7 @@ const GATE_REMEMBERED: usize = 10_000;
 
 impl TokenGate {
     fn key(pepper: &Pepper, ip: Option<&str>) -> String {
-        let address = format!("token-ip:{}", ip.unwrap_or("unknown"));
+        let address = format!("token-ip:{}", network(ip));
         pepper.digest(Purpose::Throttle, address.as_bytes())
     }
 
@@ -240,7 +267,7 @@ impl TokenGate {
         ip: Option<&str>,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let ip_key = ip.unwrap_or("unknown").to_owned();
+        let ip_key = network(ip);
         let cached = self.seen.lock().ok().and_then(|m| m.get(&ip_key).copied());
         let until = match cached {
             Some((checked_at, until)) if checked_at == now => until,
@@ -300,5 +327,21 @@ mod tests {
         assert_eq!(wait_after(FREE_FAILURES + 1, 900), 2);
         assert_eq!(wait_after(FREE_FAILURES + 3, 900), 8);
         assert_eq!(wait_after(1000, MAX_ACCOUNT_WAIT), MAX_ACCOUNT_WAIT);
+    }
+
+    #[test]
+    fn an_ipv6_address_counts_as_its_64() {
+        assert_eq!(network(Some("2001:db8:1:2:3:4:5:6")), "2001:db8:1:2::/64");
+        assert_eq!(
+            network(Some("2001:db8:1:2:ffff::1")),
+            network(Some("2001:db8:1:2::9"))
+        );
+        assert_ne!(
+            network(Some("2001:db8:1:2::1")),
+            network(Some("2001:db8:1:3::1"))
+        );
+        assert_eq!(network(Some("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_eq!(network(Some("192.0.2.7")), "192.0.2.7");
+        assert_eq!(network(None), "unknown");
     }
 }
