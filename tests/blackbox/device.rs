@@ -512,19 +512,8 @@ async fn a_paired_device_is_listed_renamed_and_deleted_through_the_api() {
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
-        let introspected: Value = reqwest::Client::new()
-            .post(server.url("/introspect"))
-            .header(
-                "authorization",
-                crate::flow::basic(&f.client_id, &f.client_secret),
-            )
-            .form(&[("token", device_at.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let introspected =
+            crate::flow::introspect_as(&server, &f.client_id, &f.client_secret, &device_at).await;
         assert_eq!(introspected["active"], false);
         let r = api
             .get(server.url("/userinfo"))

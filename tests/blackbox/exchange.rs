@@ -7,7 +7,7 @@ use latchkey::clock::Clock as _;
 use latchkey::testdb::TestDb;
 use serde_json::Value;
 
-use crate::flow::{basic, browser, claims, fixture};
+use crate::flow::{basic, browser, claims, fixture, introspect_as};
 use crate::harness::{Env, Server};
 
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -184,14 +184,11 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         assert_eq!(c2["sub"], f.user_id);
 
         // Introspection shows the chain.
-        let introspect = |t: String| {
-            reqwest::Client::new()
-                .post(server.url("/introspect"))
-                .header("authorization", basic(&f.client_id, &f.client_secret))
-                .form(&[("token", t)])
-                .send()
+        let (server_ref, f_ref) = (&server, &f);
+        let introspect = |t: String| async move {
+            introspect_as(server_ref, &f_ref.client_id, &f_ref.client_secret, &t).await
         };
-        let seen: Value = introspect(t2.clone()).await.unwrap().json().await.unwrap();
+        let seen = introspect(t2.clone()).await;
         assert_eq!(seen["active"], true);
         assert_eq!(seen["act"], c2["act"]);
 
@@ -279,7 +276,7 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let seen: Value = introspect(t2).await.unwrap().json().await.unwrap();
+        let seen = introspect(t2).await;
         assert_eq!(seen["active"], false);
         server.stop().await;
     }
@@ -429,16 +426,13 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
             provisioned
         );
         // Introspection shows the delegation; the account exists with the verified address.
-        let seen: Value = reqwest::Client::new()
-            .post(server.url("/introspect"))
-            .header("authorization", basic(&a.id, &a.secret))
-            .form(&[("token", t1["access_token"].as_str().unwrap())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let seen = introspect_as(
+            &server,
+            &a.id,
+            &a.secret,
+            t1["access_token"].as_str().unwrap(),
+        )
+        .await;
         assert_eq!(seen["active"], true, "{seen}");
         assert_eq!(seen["act"], c1["act"]);
 
@@ -597,16 +591,13 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
         env.cli(&["user", "disable", "--email", "newcomer@example.org"], "")
             .await
             .unwrap();
-        let seen: Value = reqwest::Client::new()
-            .post(server.url("/introspect"))
-            .header("authorization", basic(&a.id, &a.secret))
-            .form(&[("token", t1["access_token"].as_str().unwrap())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let seen = introspect_as(
+            &server,
+            &a.id,
+            &a.secret,
+            t1["access_token"].as_str().unwrap(),
+        )
+        .await;
         assert_eq!(seen["active"], false, "{seen}");
         let (_, e) = swap(sign(&partner, newcomer), vec![]).await;
         assert_eq!(e["error"], "invalid_request", "{e}");

@@ -292,3 +292,17 @@ pub fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
+
+/// RFC 7662 introspection of `token`, authenticated as the client `id` (client_secret_basic).
+pub async fn introspect_as(server: &Server, id: &str, secret: &str, token: &str) -> Value {
+    reqwest::Client::new()
+        .post(server.url("/introspect"))
+        .header("authorization", basic(id, secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

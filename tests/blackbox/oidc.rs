@@ -28,16 +28,7 @@ async fn userinfo_status(server: &Server, at: &str) -> u16 {
 }
 
 async fn introspect(server: &Server, f: &Fixture, token: &str) -> Value {
-    reqwest::Client::new()
-        .post(server.url("/introspect"))
-        .header("authorization", basic(&f.client_id, &f.client_secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    crate::flow::introspect_as(server, &f.client_id, &f.client_secret, token).await
 }
 
 #[tokio::test]

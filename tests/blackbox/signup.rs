@@ -329,17 +329,7 @@ async fn disabling_a_user_ends_sessions_and_tokens() {
         )
         .await;
         assert_eq!(r.status(), 400);
-        let r = reqwest::Client::new()
-            .post(server.url("/introspect"))
-            .header(
-                "authorization",
-                crate::flow::basic(&f.client_id, &f.client_secret),
-            )
-            .form(&[("token", access)])
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
+        let v = crate::flow::introspect_as(&server, &f.client_id, &f.client_secret, access).await;
         assert_eq!(v["active"], false);
         let r = reqwest::Client::new()
             .get(server.url("/userinfo"))
