@@ -663,11 +663,14 @@ async fn set_resources(
     metadata.serves = serves;
     let metadata = metadata.validate().map_err(failed)?;
     let json = serde_json::to_string(&metadata).map_err(failed)?;
-    state
+    let updated = state
         .store
         .update_client_metadata(client_id, &json, state.clock.now())
         .await
         .map_err(failed)?;
+    if !updated {
+        return Err(failed(format!("no client with the id {client_id}")));
+    }
     let mut out = serde_json::to_value(&metadata).map_err(failed)?;
     if let Some(obj) = out.as_object_mut() {
         obj.insert("client_id".into(), json!(client_id));

@@ -170,7 +170,10 @@ async fn invalid_metadata_gets_the_rfc7591_error_codes() {
 
 #[tokio::test]
 async fn rfc7592_read_update_delete_with_the_registration_access_token() {
-    let env = Env::new(TestDb::sqlite(), "[registration]\npolicy = \"open\"");
+    let env = Env::new(
+        TestDb::sqlite(),
+        "[registration]\npolicy = \"open\"\n[tokens]\nresources = [\"https://api.example.com\"]",
+    );
     let server = Server::start(env.config()).await;
     let c: Value = register(
         &server,
@@ -204,15 +207,36 @@ async fn rfc7592_read_update_delete_with_the_registration_access_token() {
         401
     );
 
+    // An administrator gives the client a resource server; the client's own update keeps it.
+    env.cli(
+        &[
+            "client",
+            "set-resources",
+            client_id,
+            "--resource",
+            "https://api.example.com",
+        ],
+        "",
+    )
+    .await
+    .unwrap();
     let r = http()
         .put(&uri)
         .bearer_auth(rat)
-        .json(&json!({"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "After"}))
+        .json(&json!({"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "After", "resources": []}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["client_name"], "After");
+    let updated: Value = r.json().await.unwrap();
+    assert_eq!(updated["client_name"], "After");
+    assert_eq!(updated["resources"], json!(["https://api.example.com"]));
+    // set-resources names a client that exists.
+    let e = env
+        .cli(&["client", "set-resources", "no-such-client"], "")
+        .await
+        .unwrap_err();
+    assert!(e.contains("no client"), "{e}");
     let r = http()
         .put(&uri)
         .bearer_auth(rat)

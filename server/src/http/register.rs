@@ -179,6 +179,17 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
     json_response(StatusCode::CREATED, &out)
 }
 
+/// The one answer to a registration access token that does not open the client in the path.
+fn not_this_client() -> Response {
+    bearer_error(
+        &BearerError::new(
+            B::InvalidToken,
+            "the registration access token is not valid for this client",
+        ),
+        None,
+    )
+}
+
 /// The client named in the path, if the request carries its registration access token.
 /// Every failure is the same 401, so the answer does not tell which clients exist.
 async fn authorized(
@@ -186,15 +197,7 @@ async fn authorized(
     state: &AppState,
     client_id: &str,
 ) -> Result<crate::oauth::client::Client, Response> {
-    let deny = || {
-        bearer_error(
-            &BearerError::new(
-                B::InvalidToken,
-                "the registration access token is not valid for this client",
-            ),
-            None,
-        )
-    };
+    let deny = not_this_client;
     if let Some(closed) = gate_closed(req, state).await {
         return Err(closed);
     }
@@ -291,10 +294,24 @@ pub async fn update(
             ));
         }
     }
-    let metadata = match request.into_metadata() {
+    let mut metadata = match request.into_metadata() {
         Ok(m) => m,
         Err(e) => return metadata_error(&e),
     };
+    // What only an administrator sets stays as it is now: read from the database, not the
+    // per-instance cache, so a change made a moment ago (`client set-resources`) is kept.
+    let current: ClientMetadata = match state.store.client_by_id(&client_id).await {
+        Ok(Some(row)) => match serde_json::from_str(&row.metadata) {
+            Ok(m) => m,
+            Err(e) => return internal(e),
+        },
+        Ok(None) => return not_this_client(),
+        Err(e) => return internal(e),
+    };
+    metadata.first_party = current.first_party;
+    metadata.token_exchange_impersonation = current.token_exchange_impersonation;
+    metadata.resources = current.resources;
+    metadata.serves = current.serves;
     let was_public = client.metadata.token_endpoint_auth_method == AuthMethod::None;
     let is_public = metadata.token_endpoint_auth_method == AuthMethod::None;
     if was_public != is_public {
@@ -307,12 +324,15 @@ pub async fn update(
         Ok(s) => s,
         Err(e) => return internal(e),
     };
-    if let Err(e) = state
+    match state
         .store
         .update_client_metadata(&client_id, &stored, now)
         .await
     {
-        return internal(e);
+        Ok(true) => {}
+        // Deleted meanwhile: the same 401 as for any client the token is not valid for.
+        Ok(false) => return not_this_client(),
+        Err(e) => return internal(e),
     }
     state.client_cache.forget(&client_id);
     let created = state

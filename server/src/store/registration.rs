@@ -72,19 +72,21 @@ impl Store {
         })
     }
 
+    /// Replaces a client's metadata; false when there is no such client (any more).
     pub async fn update_client_metadata(
         &self,
         client_id: &str,
         metadata: &str,
         now: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE clients SET metadata = $1, updated_at = $2 WHERE client_id = $3")
-            .bind(metadata)
-            .bind(now)
-            .bind(client_id)
-            .execute(self.writer())
-            .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE clients SET metadata = $1, updated_at = $2 WHERE client_id = $3")
+                .bind(metadata)
+                .bind(now)
+                .bind(client_id)
+                .execute(self.writer())
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Deletes a client and revokes every grant made to it.
