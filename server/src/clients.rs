@@ -179,25 +179,15 @@ async fn verify_assertion(
                 .map_err(|_| "the registered jwks is unusable")?;
             check(&keys).map_err(|_| "the assertion does not verify")?
         }
-        (None, Some(uri)) => {
-            let keys = state.client_jwks.keys(uri, now, false).await.map_err(|e| {
+        (None, Some(uri)) => state
+            .client_jwks
+            .check(uri, now, check)
+            .await
+            .map_err(|e| {
                 tracing::warn!(client = %client.client_id, error = %e, "cannot fetch the client's jwks_uri");
                 "the client's jwks_uri cannot be fetched"
-            })?;
-            match check(&keys) {
-                Ok(c) => c,
-                // A key the cache has not seen: the client may have rotated. Fetch once more.
-                Err(VerifyError::UnknownKid) => {
-                    let keys = state
-                        .client_jwks
-                        .keys(uri, now, true)
-                        .await
-                        .map_err(|_| "jwks_uri refetch failed")?;
-                    check(&keys).map_err(|_| "the assertion does not verify")?
-                }
-                Err(_) => return Err("the assertion does not verify"),
-            }
-        }
+            })?
+            .map_err(|_| "the assertion does not verify")?,
         (None, None) => return Err("the client has no keys"),
     };
     if claims.str("sub") != Some(client.client_id.as_str()) {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use latchkey_jwks::{Alg, Claims, PublicKeySet, VerifyError, VerifyOptions};
+use latchkey_jwks::{Alg, Claims, PublicKeySet, VerifyOptions};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, TrustedIssuerConfig};
@@ -95,18 +95,10 @@ impl TrustedIssuers {
         };
         let claims = match &trusted.keys {
             Keys::Inline(keys) => keys.verify(token, &opts).map_err(|e| e.to_string())?,
-            Keys::Published { uri, fetcher } => {
-                let keys = fetcher.keys(uri, now, false).await?;
-                match keys.verify(token, &opts) {
-                    // The issuer may have rotated: fetch once more (rate-limited).
-                    Err(VerifyError::UnknownKid) => fetcher
-                        .keys(uri, now, true)
-                        .await?
-                        .verify(token, &opts)
-                        .map_err(|e| e.to_string())?,
-                    other => other.map_err(|e| e.to_string())?,
-                }
-            }
+            Keys::Published { uri, fetcher } => fetcher
+                .check(uri, now, |keys| keys.verify(token, &opts))
+                .await?
+                .map_err(|e| e.to_string())?,
         };
         match claims.str("sub") {
             Some(s) if !s.is_empty() && s.len() <= MAX_SUBJECT => {}
@@ -249,13 +241,12 @@ pub async fn account_for(
     let name = ext
         .claims
         .str("name")
-        .map(str::trim)
-        .filter(|n| !n.is_empty() && n.chars().count() <= 200);
+        .and_then(|n| crate::signin::clean_label(n, 100));
     let user = NewUser {
         id: &id,
         email: &email,
         email_verified: true,
-        name,
+        name: name.as_deref(),
         password_hash: None,
         is_admin: false,
         now,

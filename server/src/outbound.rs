@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey_jwks::PublicKeySet;
+use latchkey_jwks::{PublicKeySet, VerifyError};
 use tokio::sync::Mutex;
 
 const MAX_BYTES: usize = 64 * 1024;
@@ -77,6 +77,22 @@ impl JwksFetcher {
             },
         );
         Ok(keys)
+    }
+
+    /// Runs `check` (a verification) with the keys at `uri`. When they hold no key of the
+    /// token's `kid`, the owner may have rotated: the keys are fetched once more (at most once
+    /// a minute per URI) and `check` runs again. Err: the keys could not be fetched; Ok: what
+    /// the verification came to.
+    pub async fn check<T>(
+        &self,
+        uri: &str,
+        now: i64,
+        check: impl Fn(&PublicKeySet) -> Result<T, VerifyError>,
+    ) -> Result<Result<T, VerifyError>, String> {
+        match check(&*self.keys(uri, now, false).await?) {
+            Err(VerifyError::UnknownKid) => Ok(check(&*self.keys(uri, now, true).await?)),
+            other => Ok(other),
+        }
     }
 
     async fn fetch(&self, uri: &str) -> Result<PublicKeySet, String> {

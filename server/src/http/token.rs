@@ -62,7 +62,6 @@ async fn gated(
     }
 }
 
-/// For an address the gate holds back: 429 with `Retry-After`, before anything is checked.
 /// 429 with `Retry-After` and an RFC 6749 error body.
 pub(super) fn too_many(wait: i64, why: String) -> Response {
     let mut resp = token_error(&TokenError::new(T::InvalidRequest, why), false);
@@ -72,6 +71,7 @@ pub(super) fn too_many(wait: i64, why: String) -> Response {
     resp
 }
 
+/// For an address the gate holds back: 429 with `Retry-After`, before anything is checked.
 pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Response> {
     let wait = state
         .token_gate

@@ -215,41 +215,25 @@ fn expired(state: &AppState) -> Response {
 /// times (once per run of failures: the count starts afresh after a success or a quiet
 /// window).
 fn notify_second_factor_failures(state: &AppState, user_id: &str) {
-    let state2 = state.clone();
     let user_id = user_id.to_owned();
-    tokio::spawn(async move {
-        match state2.store.user_by_id(&user_id).await {
-            Ok(Some(user)) if user.disabled_at.is_none() => {
-                // Like every message: at most one a minute to an address.
-                match throttle::mail_allowed(
-                    &state2.store,
-                    &state2.pepper,
-                    &user.email,
-                    state2.clock.now(),
-                )
-                .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => {
-                        tracing::error!(error = %e, "mail throttle check failed");
-                        return;
-                    }
-                }
-                state2.mailer.send_later(
-                    &user.email,
-                    "mail/second_factor_failures.txt",
-                    minijinja::context! {
-                        service => state2.config.passkeys.rp_name,
-                        email => user.email,
-                        failures => throttle::FREE_FAILURES,
-                    },
-                );
-                tracing::warn!(user = %user_id, "repeated second-factor failures; owner notified");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "loading the user to notify failed"),
+    super::links::after_answer(state, "second-factor failure notice", |state| async move {
+        let user = state.store.user_by_id(&user_id).await?;
+        let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+            return Ok(());
+        };
+        if super::links::mail_allowed(&state, &user.email).await? {
+            state.mailer.send_later(
+                &user.email,
+                "mail/second_factor_failures.txt",
+                minijinja::context! {
+                    service => state.config.passkeys.rp_name,
+                    email => user.email,
+                    failures => throttle::FREE_FAILURES,
+                },
+            );
+            tracing::warn!(user = %user_id, "repeated second-factor failures; owner notified");
         }
+        Ok(())
     });
 }
 
@@ -300,8 +284,7 @@ pub async fn second_factor(
         Ok(false) => {
             tracing::info!(user = %user_id, method, "second factor refused");
             match throttle.failed(&state.store, now).await {
-                // The first password (or mailed link) of this kind that the second step
-                // stops so often tells the owner: someone else has the first factor.
+                // Whoever fails this often has the first factor: the owner should know.
                 Ok(Some(throttle::FREE_FAILURES)) => notify_second_factor_failures(state, &user_id),
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "recording a failed second factor failed"),

@@ -159,15 +159,15 @@ async fn count(
 /// What a client address is counted as: an IPv4 address, or the /64 an IPv6 address is in
 /// (one subscriber usually holds a whole /64, and could otherwise count as 2^64 addresses).
 pub fn network(ip: Option<&str>) -> String {
-    match ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
-        Some(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip
+        .and_then(|ip| ip.parse::<IpAddr>().ok())
+        .map(|a| a.to_canonical())
+    {
+        Some(IpAddr::V6(v6)) => {
             let s = v6.segments();
-            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-            format!("{net}/64")
+            format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
         }
-        Some(std::net::IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map_or_else(String::new, |v4| v4.to_string()),
         Some(v4) => v4.to_string(),
         None => ip.unwrap_or("unknown").to_owned(),
     }
@@ -196,13 +196,7 @@ pub async fn quota(
         Purpose::Throttle,
         format!("{kind}:{}:{start}", network(ip)).as_bytes(),
     );
-    if store.blocked_until(std::slice::from_ref(&key)).await? > now {
-        return Ok(end - now);
-    }
     let n = store.record_failure(&key, now, window).await?;
-    if n >= allowed {
-        store.block_until(&key, end).await?;
-    }
     Ok(if n > allowed { end - now } else { 0 })
 }
 

@@ -16,6 +16,23 @@ pub enum Provisioned {
     EmailTaken,
 }
 
+/// Links a subject unless it is linked already (the first link stays).
+fn link<'q>(
+    issuer: &'q str,
+    subject: &'q str,
+    user_id: &'q str,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(
+        "INSERT INTO federated_identities (issuer, subject, user_id, created_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (issuer, subject) DO NOTHING",
+    )
+    .bind(issuer)
+    .bind(subject)
+    .bind(user_id)
+    .bind(now)
+}
+
 impl Store {
     /// The account linked to `subject` of `issuer`.
     pub async fn federated_user(
@@ -28,7 +45,7 @@ impl Store {
         )
         .bind(issuer)
         .bind(subject)
-        .fetch_optional(self.writer())
+        .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("user_id")).transpose()?)
     }
@@ -42,16 +59,9 @@ impl Store {
         user_id: &str,
         now: i64,
     ) -> Result<String, StoreError> {
-        sqlx::query(
-            "INSERT INTO federated_identities (issuer, subject, user_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (issuer, subject) DO NOTHING",
-        )
-        .bind(issuer)
-        .bind(subject)
-        .bind(user_id)
-        .bind(now)
-        .execute(self.writer())
-        .await?;
+        link(issuer, subject, user_id, now)
+            .execute(self.writer())
+            .await?;
         self.federated_user(issuer, subject)
             .await?
             .ok_or(StoreError::Conflict("the federated identity vanished"))
@@ -78,16 +88,9 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         }
-        let linked = sqlx::query(
-            "INSERT INTO federated_identities (issuer, subject, user_id, created_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (issuer, subject) DO NOTHING",
-        )
-        .bind(issuer)
-        .bind(subject)
-        .bind(user.id)
-        .bind(user.now)
-        .execute(&mut *tx)
-        .await?;
+        let linked = link(issuer, subject, user.id, user.now)
+            .execute(&mut *tx)
+            .await?;
         if linked.rows_affected() == 1 {
             tx.commit().await?;
             return Ok(Provisioned::User(user.id.to_owned()));
