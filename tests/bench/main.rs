@@ -12,8 +12,10 @@
 //! Scenarios, each for `--seconds` at `--connections` concurrent keep-alive connections:
 //! - `client_credentials`: POST /token with client_secret_basic, JWT access token (ES256);
 //! - `code_flow`: GET /authorize with a live session and remembered consent → 303 with a code
-//!   → POST /token (access token, RS256 id_token, refresh token), one flow per iteration;
-//! - `refresh`: POST /token with grant_type=refresh_token, each connection rotating its own chain.
+//!   → POST /token (access token, id_token, refresh token), one flow per iteration;
+//! - `refresh`: POST /token with grant_type=refresh_token, each connection rotating its own chain;
+//! - both flows once for a client with the default RS256 id_tokens and once for one registered
+//!   with ES256.
 //!
 //! Peak memory is the server process's VmHWM from /proc after all scenarios.
 
@@ -267,6 +269,20 @@ where
     stats
 }
 
+/// The processor's name, so that figures can be compared across machines (they differ a lot:
+/// this project's VMs have been several times apart in single-core speed).
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, name)| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "processor unknown".to_owned())
+}
+
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -436,10 +452,11 @@ async fn run() -> Result<(), String> {
     let es_auth = basic(&es_id, &s(&es, "client_secret"));
 
     println!(
-        "latchkey-bench: {backend}, {} connections, {} s per scenario, server and load generator on one {}-core machine",
+        "latchkey-bench: {backend}, {} connections, {} s per scenario, server and load generator on one {}-core machine ({})",
         args.connections,
         args.seconds,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
     );
 
     let token_url = Arc::new(format!("{base}/token"));
