@@ -229,6 +229,8 @@ enum ClientCommand {
     /// replacing both lists; prints the client's metadata. Other instances see the change
     /// within clients.cache_ttl.
     SetResources {
+        /// Client ids are base64url and may begin with `-`.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         #[arg(long = "resource", value_name = "URI")]
         resources: Vec<String>,
@@ -717,4 +719,32 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_id_that_begins_with_a_hyphen_is_taken_as_the_id() {
+        let cli = Cli::try_parse_from([
+            "latchkey",
+            "client",
+            "set-resources",
+            "-mX2vQ9",
+            "--resource",
+            "https://api.example.com",
+        ])
+        .unwrap();
+        let Command::Client(ClientCommand::SetResources {
+            client_id,
+            resources,
+            ..
+        }) = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(client_id, "-mX2vQ9");
+        assert_eq!(resources, ["https://api.example.com"]);
+    }
 }
