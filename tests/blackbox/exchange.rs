@@ -218,6 +218,17 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         assert_eq!(e["error"], "invalid_target", "{e}");
         let (_, e) = exchange(&server, &b, &t1, Some(&b_own), &[("resource", API_A)]).await;
         assert_eq!(e["error"], "invalid_target", "{e}");
+        // Several targets at once (RFC 8693 §2.1 allows asking): a token here has one
+        // audience, so the answer is invalid_target (§2.2.2), not a generic invalid_request.
+        let (_, e) = exchange(
+            &server,
+            &b,
+            &t1,
+            Some(&b_own),
+            &[("audience", API_B), ("audience", API_A)],
+        )
+        .await;
+        assert_eq!(e["error"], "invalid_target", "{e}");
         // Nor is the user's token for API A B's to exchange.
         let (_, e) = exchange(&server, &b, &user_at, Some(&b_own), &[]).await;
         assert_eq!(e["error"], "invalid_request", "{e}");

@@ -941,6 +941,19 @@ async fn rfc8707_resource_sets_the_audience_of_known_resources_only() {
     )
     .await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    // Both at once (RFC 8707 §2 allows asking): a token here has one audience.
+    let r = token_request(
+        &server,
+        &f,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://api.example.com"),
+            ("resource", "https://admin.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_target");
     // And the command line will not give a client one that is not configured.
     let e = env
         .cli(

@@ -15,7 +15,7 @@ use crate::oauth::claims::{UserInfo, requested_names, user_claims};
 use crate::oauth::client::{Client, GrantType};
 use crate::oauth::client_auth::presented;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
-use crate::oauth::params::Params;
+use crate::oauth::params::{Params, ParamsError};
 use crate::oauth::pkce;
 use crate::oauth::scope::parse_scope;
 use crate::oauth::tokens::{
@@ -148,8 +148,16 @@ pub(super) async fn authenticated_client(
         .into_vec()
         .await
         .map_err(|_| err(T::InvalidRequest, "the body could not be read"))?;
-    let params =
-        Params::parse(&bytes).map_err(|e| TokenError::new(T::InvalidRequest, e.to_string()))?;
+    let params = Params::parse(&bytes).map_err(|e| match e {
+        // RFC 8707 §2 and RFC 8693 §2.1 allow several targets; a token here has one
+        // audience, and for a server unable to serve them all, RFC 8693 §2.2.2 says
+        // invalid_target.
+        ParamsError::Repeated(name) if name == "resource" || name == "audience" => err(
+            T::InvalidTarget,
+            "a token here is for one target: send one resource (or audience) per request",
+        ),
+        e => TokenError::new(T::InvalidRequest, e.to_string()),
+    })?;
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
