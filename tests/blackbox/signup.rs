@@ -292,8 +292,8 @@ async fn a_closed_policy_refuses_invitations_but_not_the_setup_link() {
     server.stop().await;
 }
 
-/// `latchkey user disable` ends the user's sessions, makes their refresh and access tokens
-/// stop working, and refuses their sign-in with the same answer as a wrong password.
+/// `latchkey user disable` ends the user's sessions, makes their codes, refresh and access
+/// tokens stop working, and refuses their sign-in with the same answer as a wrong password.
 #[tokio::test]
 async fn disabling_a_user_ends_sessions_and_tokens() {
     for db in TestDb::all().await {
@@ -310,6 +310,8 @@ async fn disabling_a_user_ends_sessions_and_tokens() {
         let access = tokens["access_token"].as_str().unwrap();
         let refresh = tokens["refresh_token"].as_str().unwrap();
         assert_eq!(form_page(&b, &server, "/account").await.0, 200);
+        // A code issued before the user is disabled, redeemed after.
+        let late_code = crate::flow::code_for(&server, &f, &b).await;
 
         let out = env
             .cli(&["user", "disable", "--email", &f.email], "")
@@ -329,6 +331,10 @@ async fn disabling_a_user_ends_sessions_and_tokens() {
         )
         .await;
         assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+        let r = crate::flow::redeem(&server, &f, &late_code).await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
         let v = crate::flow::introspect_as(&server, &f.client_id, &f.client_secret, access).await;
         assert_eq!(v["active"], false);
         let r = reqwest::Client::new()

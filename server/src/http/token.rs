@@ -781,18 +781,12 @@ async fn issue(
     i: Issue<'_>,
     now: i64,
 ) -> Result<Value, TokenError> {
-    let user = match state
-        .store
-        .user_by_id(&i.authn.user_id)
-        .await
-        .map_err(server_error)?
-    {
-        Some(u) if u.disabled_at.is_none() => u,
-        _ => return Err(err(T::InvalidGrant, "the user is no longer active")),
-    };
+    // The user is enabled: the code, refresh token or device code was taken only on that
+    // condition (store::grants::user_enabled).
+    let user_id = i.authn.user_id.as_str();
     let amr: Vec<String> = serde_json::from_str(&i.authn.amr).unwrap_or_default();
     let subject = Subject {
-        user_id: &user.id,
+        user_id,
         auth_time: i.authn.auth_time,
         amr: &amr,
         acr: &i.authn.acr,
@@ -806,7 +800,7 @@ async fn issue(
         issuer: &state.config.issuer,
         audience: i.audience,
         client_id: &client.client_id,
-        sub: &user.id,
+        sub: user_id,
         scope: i.scope,
         jti: &jti,
         grant_id: Some(i.grant_id),
@@ -835,6 +829,16 @@ async fn issue(
         let extra: Map<String, Value> = if names.is_empty() {
             Map::new()
         } else {
+            // Claims asked for by name (OIDC Core §5.5): only then is the user read.
+            let user = match state
+                .store
+                .user_by_id(user_id)
+                .await
+                .map_err(server_error)?
+            {
+                Some(u) if u.disabled_at.is_none() => u,
+                _ => return Err(err(T::InvalidGrant, "the user is no longer active")),
+            };
             let info = UserInfo {
                 id: &user.id,
                 email: &user.email,

@@ -228,7 +228,8 @@ impl Store {
         Ok(Some(row))
     }
 
-    /// Takes an approved, unexpired, unconsumed device code for its tokens: once.
+    /// Takes an approved, unexpired, unconsumed device code of an enabled user for its
+    /// tokens: once.
     pub async fn take_approved_device(
         &self,
         device_code_digests: &[String],
@@ -239,8 +240,9 @@ impl Store {
         let sql = format!(
             "UPDATE device_codes SET consumed_at = ${now} WHERE device_code_digest IN ({}) \
              AND client_id = ${client} AND status = 'approved' AND consumed_at IS NULL \
-             AND expires_at > ${now} RETURNING user_id, scope, authn",
+             AND expires_at > ${now} AND {} RETURNING user_id, scope, authn",
             super::placeholders(1, n),
+            super::grants::user_enabled("device_codes"),
             now = n + 1,
             client = n + 2,
         );

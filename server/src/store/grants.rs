@@ -55,6 +55,14 @@ const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, sco
 const REFRESH_COLUMNS: &str =
     "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
 
+/// The condition, in a statement that takes a code, refresh token or device code from
+/// `table` (one with a `user_id` column), that its user exists and is not disabled: a
+/// disabled user's artifacts are not taken at all, and taking them needs no second statement
+/// to look. `table` is one of our constants, never input.
+pub(super) fn user_enabled(table: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM users u WHERE u.id = {table}.user_id AND u.disabled_at IS NULL)")
+}
+
 impl Store {
     pub async fn create_grant(
         &self,
@@ -113,7 +121,8 @@ impl Store {
     }
 
     /// Takes a code once, for the client it was issued to. Concurrent callers race on one
-    /// UPDATE: exactly one sees `Fresh`. Another client's attempt consumes nothing.
+    /// UPDATE: exactly one sees `Fresh`. Another client's attempt consumes nothing, and nor
+    /// does any attempt once the user is disabled (`Invalid`).
     pub async fn take_code(
         &self,
         digests: &[String],
@@ -124,11 +133,13 @@ impl Store {
         let sql = format!(
             "UPDATE authorization_codes SET consumed_at = ${} \
              WHERE code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${} AND client_id = ${} \
+             AND {} \
              RETURNING {CODE_COLUMNS}",
             n + 1,
             placeholders(1, n),
             n + 1,
             n + 2,
+            user_enabled("authorization_codes"),
         );
         let mut q = sqlx::query(&sql);
         for d in digests {
@@ -197,7 +208,7 @@ impl Store {
     }
 
     /// Takes a refresh token for rotation, once, for the client it was issued to. A token of
-    /// a revoked grant is `Invalid`.
+    /// a revoked grant, or of a disabled user, is `Invalid`.
     pub async fn take_refresh_token(
         &self,
         digests: &[String],
@@ -209,11 +220,13 @@ impl Store {
             "UPDATE refresh_tokens SET rotated_at = ${} \
              WHERE token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${} AND client_id = ${} \
              AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
+             AND {} \
              RETURNING {REFRESH_COLUMNS}",
             n + 1,
             placeholders(1, n),
             n + 1,
             n + 2,
+            user_enabled("refresh_tokens"),
         );
         let mut q = sqlx::query(&sql);
         for d in digests {
