@@ -1,5 +1,6 @@
 //! Registered clients: the secret only as a digest, the registered metadata as JSON.
 
+use super::Write as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -31,7 +32,7 @@ impl Store {
         .bind(c.secret_digest)
         .bind(c.metadata)
         .bind(c.now)
-        .execute(self.writer())
+        .execute_w(self)
         .await;
         match result {
             Ok(_) => Ok(()),

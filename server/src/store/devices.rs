@@ -2,6 +2,8 @@
 //! approved or denied once (a conditional `UPDATE`), and is consumed once, when its tokens are
 //! issued.
 
+use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -97,7 +99,7 @@ impl Store {
         .bind(d.interval_secs)
         .bind(d.now)
         .bind(d.expires_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await;
         match done {
             Ok(_) => Ok(()),
@@ -165,7 +167,7 @@ impl Store {
             .bind(user_id)
             .bind(authn)
             .bind(now)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -190,7 +192,7 @@ impl Store {
         for d in device_code_digests {
             q = q.bind(d);
         }
-        let Some(r) = q.bind(client_id).fetch_optional(self.writer()).await? else {
+        let Some(r) = q.bind(client_id).fetch_optional_w(self).await? else {
             return Ok(None);
         };
         let digest: String = r.try_get("device_code_digest")?;
@@ -202,7 +204,7 @@ impl Store {
         )
         .bind(now)
         .bind(&digest)
-        .execute(self.writer())
+        .execute_w(self)
         .await?
         .rows_affected()
             == 1;
@@ -213,7 +215,7 @@ impl Store {
             )
             .bind(now)
             .bind(&digest)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         }
         let row = DeviceCodeRow {
@@ -250,11 +252,7 @@ impl Store {
         for d in device_code_digests {
             q = q.bind(d);
         }
-        let row = q
-            .bind(now)
-            .bind(client_id)
-            .fetch_optional(self.writer())
-            .await?;
+        let row = q.bind(now).bind(client_id).fetch_optional_w(self).await?;
         row.map(|r| {
             Ok(ApprovedDevice {
                 user_id: r.try_get("user_id")?,
@@ -278,7 +276,7 @@ impl Store {
         .bind(d.ip)
         .bind(d.user_agent)
         .bind(d.now)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -299,7 +297,7 @@ impl Store {
         .bind(ip)
         .bind(user_agent)
         .bind(grant_id)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -341,7 +339,7 @@ impl Store {
             .bind(name)
             .bind(id)
             .bind(user_id)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -355,7 +353,8 @@ impl Store {
         id: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let Some(row) =
             sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2 RETURNING grant_id")
                 .bind(id)

@@ -1,5 +1,7 @@
 //! Links sent by email. A link is used with one conditional `UPDATE`: once, before it expires.
 
+use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 
 use super::{Store, StoreError, placeholders};
@@ -59,7 +61,7 @@ impl Store {
         .bind(l.request)
         .bind(l.now)
         .bind(l.expires_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -109,7 +111,7 @@ impl Store {
         for d in digests {
             q = q.bind(d);
         }
-        let row = q.fetch_optional(self.writer()).await?;
+        let row = q.fetch_optional_w(self).await?;
         row.map(|r| Ok((r.try_get("user_id")?, r.try_get("request")?)))
             .transpose()
     }
@@ -124,7 +126,8 @@ impl Store {
         hash: &str,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let sql = format!(
             "UPDATE email_links SET used_at = $1 WHERE purpose = $2 AND used_at IS NULL \
              AND expires_at > $1 AND token_digest IN ({}) \
@@ -171,7 +174,8 @@ impl Store {
         digests: &[String],
         now: i64,
     ) -> Result<Option<EmailChange>, StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let sql = format!(
             "UPDATE email_links SET used_at = $1 WHERE purpose IN ($2, $3) AND used_at IS NULL \
              AND expires_at > $1 AND token_digest IN ({}) RETURNING user_id, email, purpose",

@@ -2,6 +2,8 @@
 //! per (issuer, subject), fixed the first time the subject is seen. Two first sights at once
 //! link one account: the primary key decides, the loser reads the winner's link.
 
+use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 
 use super::users::{NewUser, user_insert};
@@ -59,9 +61,7 @@ impl Store {
         user_id: &str,
         now: i64,
     ) -> Result<String, StoreError> {
-        link(issuer, subject, user_id, now)
-            .execute(self.writer())
-            .await?;
+        link(issuer, subject, user_id, now).execute_w(self).await?;
         self.federated_user(issuer, subject)
             .await?
             .ok_or(StoreError::Conflict("the federated identity vanished"))
@@ -74,7 +74,8 @@ impl Store {
         subject: &str,
         user: &NewUser<'_>,
     ) -> Result<Provisioned, StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         match user_insert(user).execute(&mut *tx).await {
             Ok(_) => {}
             // The address is taken: by another account, or by the account a concurrent first

@@ -1,6 +1,7 @@
 //! Grants, authorization codes, refresh tokens and access-token revocation. Every single-use
 //! artifact is consumed by one atomic `UPDATE ... WHERE <not yet used> RETURNING`.
 
+use super::Write as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -80,7 +81,7 @@ impl Store {
         .bind(user_id)
         .bind(now)
         .bind(expires_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -90,7 +91,7 @@ impl Store {
         sqlx::query("UPDATE grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(grant_id)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(())
     }
@@ -115,7 +116,7 @@ impl Store {
         .bind(&c.claims)
         .bind(c.expires_at)
         .bind(now)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -145,12 +146,7 @@ impl Store {
         for d in digests {
             q = q.bind(d);
         }
-        if let Some(row) = q
-            .bind(now)
-            .bind(client_id)
-            .fetch_optional(self.writer())
-            .await?
-        {
+        if let Some(row) = q.bind(now).bind(client_id).fetch_optional_w(self).await? {
             return Ok(Taken::Fresh(code_from_row(&row)?));
         }
         self.replay_of("authorization_codes", "code_digest", "consumed_at", digests)
@@ -202,7 +198,7 @@ impl Store {
         .bind(&r.claims)
         .bind(r.expires_at)
         .bind(now)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -232,12 +228,7 @@ impl Store {
         for d in digests {
             q = q.bind(d);
         }
-        if let Some(row) = q
-            .bind(now)
-            .bind(client_id)
-            .fetch_optional(self.writer())
-            .await?
-        {
+        if let Some(row) = q.bind(now).bind(client_id).fetch_optional_w(self).await? {
             return Ok(Taken::Fresh(refresh_from_row(&row)?));
         }
         self.replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
@@ -271,7 +262,7 @@ impl Store {
         )
         .bind(jti)
         .bind(expires_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Single-use records and expired credentials are removed once nothing can use them.
 
+use super::Write as _;
 use super::{Store, StoreError, is_unique_violation};
 
 impl Store {
@@ -8,7 +9,7 @@ impl Store {
         let r = sqlx::query("INSERT INTO used_assertions (jti_key, expires_at) VALUES ($1, $2)")
             .bind(key)
             .bind(expires_at)
-            .execute(self.writer())
+            .execute_w(self)
             .await;
         match r {
             Ok(_) => Ok(true),
@@ -56,7 +57,7 @@ impl Store {
         for (sql, at) in statements {
             removed += sqlx::query(sql)
                 .bind(at)
-                .execute(self.writer())
+                .execute_w(self)
                 .await?
                 .rows_affected();
         }

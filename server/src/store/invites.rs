@@ -1,6 +1,8 @@
 //! Sign-up invitations and the creation of an account with its first credential, in one
 //! transaction: the invite is used, the user and the passkey exist, or nothing happened.
 
+use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 
 use super::users::email_key;
@@ -90,7 +92,7 @@ impl Store {
         .bind(origin.as_str())
         .bind(now)
         .bind(expires_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -136,7 +138,7 @@ impl Store {
     /// the CLI stay.
     pub async fn drop_unused_setup_links(&self) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM invites WHERE origin = 'setup' AND used_at IS NULL")
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(done.rows_affected())
     }
@@ -144,7 +146,8 @@ impl Store {
     /// Creates an account, using its invite and storing its passkey, atomically. Returns
     /// whether the account is an administrator (from the invite).
     pub async fn create_account(&self, a: &NewAccount<'_>) -> Result<bool, AccountError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let mut is_admin = false;
         let mut verified = false;
         if let Some(digests) = a.invite {

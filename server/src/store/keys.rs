@@ -1,5 +1,6 @@
 //! Signing keys: inserted by generation and rotation, read whole by every instance's keyring.
 
+use super::Write as _;
 use latchkey_jwks::{Alg, KeyRecord};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -19,7 +20,7 @@ impl Store {
         .bind(&key.private_sealed)
         .bind(key.created_at)
         .bind(key.activates_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }

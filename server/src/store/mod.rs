@@ -23,10 +23,15 @@ mod users;
 #[cfg(test)]
 mod tests;
 
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyQueryResult, AnyRow};
+use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub use clients::{NewClient, StoredClient};
 pub use devices::{ApprovedDevice, Device, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};
@@ -61,17 +66,85 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Set on every SQLite connection. WAL lets readers run beside the writer; NORMAL is durable
+/// in WAL mode except for the last transactions before a power loss.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+
 /// A handle on the database; cheap to clone.
 ///
-/// On SQLite, writes go through a pool of one connection: writers then queue in-process, in
-/// order, instead of colliding in SQLite's lock and sleeping in its busy handler (which under
-/// load stalls requests for seconds). Reads use the full pool; WAL lets them run beside the
-/// writer. On PostgreSQL both are the same pool.
+/// On SQLite, writes go through one connection behind an async mutex: writers then queue
+/// in-process, in order, instead of colliding in SQLite's lock and sleeping in its busy
+/// handler (which under load stalls requests for seconds). It is not a pool of one: sqlx
+/// pings a pooled connection on every release (and by default on every acquire), each a round
+/// trip to the connection's worker thread in a spawned task, and with one writer those hops
+/// were the queue. Reads use the pool; WAL lets them run beside the writer. On PostgreSQL,
+/// writes and reads share the pool.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
-    writer: Option<AnyPool>,
+    writer: Option<Arc<Writer>>,
     backend: Backend,
+}
+
+/// SQLite's one writing connection (`None` once the store is closed).
+#[derive(Debug)]
+struct Writer {
+    conn: Mutex<Option<AnyConnection>>,
+    /// How long a write waits for its turn before failing, like a pool's acquire timeout.
+    wait: Duration,
+}
+
+/// A connection to write through, held for one statement or transaction: SQLite's writer in
+/// its turn, or a connection from the PostgreSQL pool.
+pub(crate) enum WriteConn<'a> {
+    Sqlite(MappedMutexGuard<'a, AnyConnection>),
+    Pooled(PoolConnection<Any>),
+}
+
+impl Deref for WriteConn<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Sqlite(c) => c,
+            Self::Pooled(c) => c,
+        }
+    }
+}
+
+impl DerefMut for WriteConn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Sqlite(c) => c,
+            Self::Pooled(c) => c,
+        }
+    }
+}
+
+/// A statement run through the writer: `.execute_w(self)` where a pool would be
+/// `.execute(pool)`. The connection is held only while the statement runs.
+pub(crate) trait Write {
+    async fn execute_w(self, store: &Store) -> Result<AnyQueryResult, sqlx::Error>;
+    async fn fetch_optional_w(self, store: &Store) -> Result<Option<AnyRow>, sqlx::Error>;
+    async fn fetch_one_w(self, store: &Store) -> Result<AnyRow, sqlx::Error>;
+}
+
+impl<'q> Write for Query<'q, Any, AnyArguments<'q>> {
+    async fn execute_w(self, store: &Store) -> Result<AnyQueryResult, sqlx::Error> {
+        let done = self.execute(&mut *store.write_conn().await?).await;
+        store.after_write().await;
+        done
+    }
+    async fn fetch_optional_w(self, store: &Store) -> Result<Option<AnyRow>, sqlx::Error> {
+        let done = self.fetch_optional(&mut *store.write_conn().await?).await;
+        store.after_write().await;
+        done
+    }
+    async fn fetch_one_w(self, store: &Store) -> Result<AnyRow, sqlx::Error> {
+        let done = self.fetch_one(&mut *store.write_conn().await?).await;
+        store.after_write().await;
+        done
+    }
 }
 
 pub struct PoolSettings {
@@ -108,26 +181,30 @@ impl Store {
             AnyPoolOptions::new()
                 .max_connections(max)
                 .acquire_timeout(settings.acquire_timeout)
+                // sqlx pings a connection on release (always) and, by default, again on
+                // acquire: each a round trip to the connection's worker thread. A SQLite file
+                // has no far end to lose, so the second ping only costs a hop per statement.
+                .test_before_acquire(false)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
-                        // WAL lets readers run beside the writer; NORMAL is durable in WAL mode
-                        // except for the last transactions before a power loss.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-                        )
-                        .await?;
+                        conn.execute(SQLITE_PRAGMAS).await?;
                         Ok(())
                     })
                 })
         };
         let (pool, writer) = match backend {
             Backend::Sqlite => {
-                let writer = sqlite_pool(1).connect_with(options.clone()).await?;
+                use sqlx::ConnectOptions as _;
+                let mut conn = options.connect().await?;
+                conn.execute(SQLITE_PRAGMAS).await?;
+                let writer = Writer {
+                    conn: Mutex::new(Some(conn)),
+                    wait: settings.acquire_timeout,
+                };
                 let pool = sqlite_pool(settings.max_connections)
                     .connect_with(options)
                     .await?;
-                (pool, Some(writer))
+                (pool, Some(Arc::new(writer)))
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -146,15 +223,35 @@ impl Store {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrations::migrator(self.backend)
-            .run(self.writer())
-            .await?;
+        let mut conn = self.write_conn().await?;
+        migrations::migrator(self.backend).run(&mut *conn).await?;
         Ok(())
     }
 
-    /// The pool that writes go through.
-    fn writer(&self) -> &AnyPool {
-        self.writer.as_ref().unwrap_or(&self.pool)
+    /// Lets the next writer go first. Releasing SQLite's writer wakes the task waiting for it
+    /// into this worker thread's LIFO slot, which no other worker may steal from: had this task
+    /// gone on to sign an RSA id_token (a few hundred microseconds), the writer would have
+    /// sat idle all that time. Measured (SQLite, 2 cores): RS256 refreshes 1,980/s without this
+    /// yield, 3,850/s with it.
+    async fn after_write(&self) {
+        if self.writer.is_some() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A connection to write through (see [`Store`]), for a transaction; single statements
+    /// use [`Write`]. Fails like a pool's acquire when the writer stays busy for the acquire
+    /// timeout, or is closed.
+    pub(crate) async fn write_conn(&self) -> Result<WriteConn<'_>, sqlx::Error> {
+        let Some(writer) = &self.writer else {
+            return Ok(WriteConn::Pooled(self.pool.acquire().await?));
+        };
+        let guard = tokio::time::timeout(writer.wait, writer.conn.lock())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        MutexGuard::try_map(guard, Option::as_mut)
+            .map(WriteConn::Sqlite)
+            .map_err(|_| sqlx::Error::PoolClosed)
     }
 
     pub fn backend(&self) -> Backend {
@@ -168,8 +265,11 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        if let Some(w) = &self.writer {
-            w.close().await;
+        if let Some(w) = &self.writer
+            && let Some(conn) = w.conn.lock().await.take()
+        {
+            use sqlx::Connection as _;
+            let _ = conn.close().await;
         }
         self.pool.close().await;
     }

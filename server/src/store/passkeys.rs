@@ -5,6 +5,7 @@
 //! cannot both pass. Ceremonies are taken with one `DELETE ... RETURNING`: used once, by one
 //! instance.
 
+use super::Write as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -59,11 +60,11 @@ impl Store {
         )
         .bind(candidate)
         .bind(user_id)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         let row = sqlx::query("SELECT webauthn_handle FROM users WHERE id = $1")
             .bind(user_id)
-            .fetch_optional(self.writer())
+            .fetch_optional_w(self)
             .await?;
         Ok(row
             .map(|r| r.try_get::<Option<String>, _>("webauthn_handle"))
@@ -109,7 +110,7 @@ impl Store {
 
     /// Stores a new passkey. A credential id already bound (to anyone) is a `Conflict`.
     pub async fn insert_passkey(&self, p: &PasskeyRow) -> Result<(), StoreError> {
-        let result = passkey_insert(p).execute(self.writer()).await;
+        let result = passkey_insert(p).execute_w(self).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => {
@@ -134,7 +135,7 @@ impl Store {
         .bind(i64::from(u.backup_state))
         .bind(u.now)
         .bind(u.id)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -149,7 +150,7 @@ impl Store {
             .bind(name)
             .bind(id)
             .bind(user_id)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -171,7 +172,7 @@ impl Store {
         let done = sqlx::query(sql)
             .bind(id)
             .bind(user_id)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -195,7 +196,7 @@ impl Store {
         .bind(state)
         .bind(now)
         .bind(expires_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -221,7 +222,7 @@ impl Store {
         for k in kinds {
             q = q.bind(*k);
         }
-        let row = q.fetch_optional(self.writer()).await?;
+        let row = q.fetch_optional_w(self).await?;
         let Some(row) = row else { return Ok(None) };
         let expires_at: i64 = row.try_get("expires_at")?;
         if expires_at <= now {

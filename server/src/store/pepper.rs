@@ -2,6 +2,7 @@
 //! start whose pepper file does not match the database is refused, instead of every digest
 //! comparison failing silently later.
 
+use super::Write as _;
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 
@@ -46,7 +47,7 @@ impl Store {
                 .bind(id)
                 .bind(check)
                 .bind(now)
-                .execute(self.writer())
+                .execute_w(self)
                 .await?;
             }
         }

@@ -1,5 +1,7 @@
 //! Initial access tokens and registration access tokens (RFC 7591 §3, RFC 7592 §1).
 
+use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 
 use super::{Store, StoreError, placeholders};
@@ -19,7 +21,7 @@ impl Store {
         .bind(now)
         .bind(expires_at)
         .bind(max_uses)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -42,7 +44,7 @@ impl Store {
         for d in digests {
             q = q.bind(d);
         }
-        Ok(q.bind(now).fetch_optional(self.writer()).await?.is_some())
+        Ok(q.bind(now).fetch_optional_w(self).await?.is_some())
     }
 
     pub async fn set_registration_token(
@@ -53,7 +55,7 @@ impl Store {
         sqlx::query("UPDATE clients SET registration_token_digest = $1 WHERE client_id = $2")
             .bind(digest)
             .bind(client_id)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(())
     }
@@ -84,14 +86,15 @@ impl Store {
                 .bind(metadata)
                 .bind(now)
                 .bind(client_id)
-                .execute(self.writer())
+                .execute_w(self)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Deletes a client and revokes every grant made to it.
     pub async fn delete_client(&self, client_id: &str, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "UPDATE grants SET revoked_at = $1 WHERE client_id = $2 AND revoked_at IS NULL",
         )

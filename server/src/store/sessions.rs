@@ -1,5 +1,6 @@
 //! Browser sessions and remembered consents.
 
+use super::Write as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -66,7 +67,7 @@ impl Store {
         .bind(s.user_agent)
         .bind(s.now)
         .bind(s.expires_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -107,7 +108,7 @@ impl Store {
             .bind(now)
             .bind(sid)
             .bind(now - 60)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(())
     }
@@ -116,7 +117,7 @@ impl Store {
         sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
             .bind(now)
             .bind(sid)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(())
     }
@@ -167,7 +168,7 @@ impl Store {
         .bind(now)
         .bind(sid)
         .bind(user_id)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -179,7 +180,7 @@ impl Store {
         )
         .bind(now)
         .bind(user_id)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(done.rows_affected())
     }
@@ -217,7 +218,7 @@ impl Store {
         let forgotten = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
             .bind(user_id)
             .bind(client_id)
-            .execute(self.writer())
+            .execute_w(self)
             .await?
             .rows_affected();
         let revoked = sqlx::query(
@@ -226,7 +227,7 @@ impl Store {
         .bind(now)
         .bind(user_id)
         .bind(client_id)
-        .execute(self.writer())
+        .execute_w(self)
         .await?
         .rows_affected();
         Ok(forgotten + revoked > 0)
@@ -263,7 +264,7 @@ impl Store {
         .bind(client_id)
         .bind(scope)
         .bind(now)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Stream destinations (keys sealed, never in clear) and the audit log of secret reads.
 
+use super::Write as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -66,7 +67,7 @@ impl Store {
         .bind(i64::from(s.enabled))
         .bind(s.created_at)
         .bind(s.updated_at)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }
@@ -87,7 +88,7 @@ impl Store {
         .bind(s.updated_at)
         .bind(&s.id)
         .bind(&s.user_id)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -96,7 +97,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM streams WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -145,7 +146,7 @@ impl Store {
         .bind(e.client_id)
         .bind(e.act)
         .bind(e.ip)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(())
     }

@@ -458,3 +458,26 @@ async fn email_links_are_used_once_and_purged_when_expired() {
     })
     .await;
 }
+
+/// Writes from many tasks at once all land, each seeing the ones before it (SQLite's single
+/// writer queues them; PostgreSQL's upsert serialises them), and a closed store refuses
+/// writes with an error rather than hanging or panicking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_all_land_and_a_closed_store_refuses_writes() {
+    each_backend(|store| async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let s = store.clone();
+            tasks.spawn(async move { s.record_failure("k", NOW, 60).await });
+        }
+        let mut counts = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            counts.push(done.unwrap().unwrap());
+        }
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=64).collect::<Vec<i64>>());
+        store.close().await;
+        assert!(store.record_failure("k", NOW, 60).await.is_err());
+    })
+    .await;
+}

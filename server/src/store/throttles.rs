@@ -1,5 +1,6 @@
 //! Failure counters behind sign-in throttling.
 
+use super::Write as _;
 use sqlx::Row;
 
 use super::{Store, StoreError, placeholders};
@@ -36,7 +37,7 @@ impl Store {
         .bind(key)
         .bind(now)
         .bind(now - window)
-        .fetch_one(self.writer())
+        .fetch_one_w(self)
         .await?;
         Ok(row.try_get::<i64, _>("failures")?)
     }
@@ -45,7 +46,7 @@ impl Store {
         sqlx::query("UPDATE throttles SET blocked_until = $1 WHERE throttle_key = $2 AND blocked_until < $1")
             .bind(until)
             .bind(key)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(())
     }
@@ -53,7 +54,7 @@ impl Store {
     pub async fn clear_throttle(&self, key: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM throttles WHERE throttle_key = $1")
             .bind(key)
-            .execute(self.writer())
+            .execute_w(self)
             .await?;
         Ok(())
     }

@@ -4,6 +4,8 @@
 //! one) that was accepted once is refused, by every instance. A recovery code is spent with one
 //! `UPDATE ... WHERE used_at IS NULL`: used once.
 
+use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 
 use super::{Store, StoreError, placeholders};
@@ -56,7 +58,7 @@ impl Store {
         .bind(kek_id)
         .bind(secret_sealed)
         .bind(now)
-        .execute(self.writer())
+        .execute_w(self)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -91,12 +93,13 @@ impl Store {
             .bind(step)
             .bind(user_id)
         };
-        Ok(q.execute(self.writer()).await?.rows_affected() == 1)
+        Ok(q.execute_w(self).await?.rows_affected() == 1)
     }
 
     /// Removes the authenticator and the recovery codes. Returns false if there was none.
     pub async fn delete_totp(&self, user_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let done = sqlx::query("DELETE FROM totp WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
@@ -116,7 +119,8 @@ impl Store {
         digests: &[String],
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
             .bind(user_id)
             .execute(&mut *tx)
@@ -153,7 +157,7 @@ impl Store {
         for d in digests {
             q = q.bind(d);
         }
-        Ok(q.execute(self.writer()).await?.rows_affected() == 1)
+        Ok(q.execute_w(self).await?.rows_affected() == 1)
     }
 
     /// How many unused recovery codes the user has left.

@@ -1,5 +1,7 @@
 //! Users. The email is unique case-insensitively (`email_key`) and kept as typed (`email`).
 
+use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -52,7 +54,7 @@ const USER_COLUMNS: &str = "id, email, email_verified, name, is_admin, disabled_
 
 impl Store {
     pub async fn create_user(&self, u: &NewUser<'_>) -> Result<(), StoreError> {
-        let result = user_insert(u).execute(self.writer()).await;
+        let result = user_insert(u).execute_w(self).await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(
@@ -89,7 +91,8 @@ impl Store {
         disabled: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         let changed =
             sqlx::query("UPDATE users SET disabled_at = $1, updated_at = $2 WHERE id = $3")
                 .bind(disabled.then_some(now))
@@ -129,7 +132,8 @@ impl Store {
         keep_sid: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer().begin().await?;
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
             .bind(hash)
             .bind(now)
