@@ -378,11 +378,14 @@ async fn token_exchange(
     // account, or revoking the grant, ends the token like any other of the user's.
     if let Some((issuer, user_id)) = &external {
         let grant_id = random_token(16);
-        state
+        let made = state
             .store
-            .create_grant(&grant_id, &client.client_id, Some(user_id), now, expires_at)
+            .create_grant(&grant_id, &client.client_id, user_id, now, expires_at)
             .await
             .map_err(server_error)?;
+        if !made {
+            return Err(invalid("the subject's account here is disabled"));
+        }
         subject.insert("gid".into(), json!(grant_id));
         tracing::info!(client = %client.client_id, %issuer, user = %user_id, "exchanging another issuer's token");
     }
@@ -477,17 +480,20 @@ async fn device_code(
     };
     let grant_id = random_token(16);
     let refresh_expires = now + secs(state.config.tokens.refresh_token_lifetime);
-    state
+    let made = state
         .store
         .create_grant(
             &grant_id,
             &client.client_id,
-            Some(&taken.user_id),
+            &taken.user_id,
             now,
             refresh_expires,
         )
         .await
         .map_err(server_error)?;
+    if !made {
+        return Err(err(T::InvalidGrant, "the user is no longer active"));
+    }
     // The device is recorded before its tokens exist: a failure leaves nothing the user
     // cannot see and remove.
     let name = if client.metadata.client_name.is_empty() {
@@ -586,17 +592,22 @@ async fn authorization_code(
         ));
     }
     let refresh_expires = now + secs(state.config.tokens.refresh_token_lifetime);
-    state
+    // Made only while the user is enabled: a `user disable` between taking the code and
+    // this either sees the grant (and revokes it) or leaves none to make.
+    let made = state
         .store
         .create_grant(
             &row.grant_id,
             &client.client_id,
-            Some(&row.authn.user_id),
+            &row.authn.user_id,
             now,
             refresh_expires,
         )
         .await
         .map_err(server_error)?;
+    if !made {
+        return Err(err(T::InvalidGrant, "the user is no longer active"));
+    }
     issue(
         state,
         client,
@@ -782,7 +793,7 @@ async fn issue(
     now: i64,
 ) -> Result<Value, TokenError> {
     // The user is enabled: the code, refresh token or device code was taken only on that
-    // condition (store::grants::user_enabled).
+    // condition (store::grants::user_enabled), and a new grant made only on it.
     let user_id = i.authn.user_id.as_str();
     let amr: Vec<String> = serde_json::from_str(&i.authn.amr).unwrap_or_default();
     let subject = Subject {

@@ -82,6 +82,7 @@ impl Store {
             // sight of this subject just created.
             Err(e) if is_unique_violation(&e) => {
                 tx.rollback().await?;
+                drop(conn);
                 return Ok(match self.federated_user(issuer, subject).await? {
                     Some(id) => Provisioned::User(id),
                     None => Provisioned::EmailTaken,
@@ -98,6 +99,8 @@ impl Store {
         }
         // A concurrent first sight linked the subject first: keep its account, not ours.
         tx.rollback().await?;
+        // The writer is not held over a read (on PostgreSQL, two pooled connections at once).
+        drop(conn);
         Ok(match self.federated_user(issuer, subject).await? {
             Some(id) => Provisioned::User(id),
             None => Provisioned::EmailTaken,

@@ -65,17 +65,27 @@ pub(super) fn user_enabled(table: &str) -> String {
 }
 
 impl Store {
+    /// Records a grant of `user_id` to `client_id`, if that user exists and is enabled;
+    /// returns whether it did. The check is in the insert itself, so disabling the user
+    /// (which revokes the user's grants in one transaction) either comes first and no grant is
+    /// made, or comes after and revokes it: on PostgreSQL the insert holds the user's row
+    /// `FOR SHARE` until it commits, and SQLite runs one write at a time.
     pub async fn create_grant(
         &self,
         id: &str,
         client_id: &str,
-        user_id: Option<&str>,
+        user_id: &str,
         now: i64,
         expires_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO grants (id, client_id, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        )
+    ) -> Result<bool, StoreError> {
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR SHARE",
+            super::Backend::Sqlite => "",
+        };
+        let done = sqlx::query(&format!(
+            "INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
+             SELECT $1, $2, id, $4, $5 FROM users WHERE id = $3 AND disabled_at IS NULL{lock}"
+        ))
         .bind(id)
         .bind(client_id)
         .bind(user_id)
@@ -83,7 +93,7 @@ impl Store {
         .bind(expires_at)
         .execute_w(self)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     /// Revokes a grant: its refresh tokens stop working and its access tokens turn inactive.

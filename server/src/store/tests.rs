@@ -481,3 +481,40 @@ async fn concurrent_writes_all_land_and_a_closed_store_refuses_writes() {
     })
     .await;
 }
+
+/// A grant is made only for an enabled user: disabling revokes the grants there are and
+/// refuses new ones (the code or device code taken before the disabling gives nothing).
+#[tokio::test]
+async fn grants_are_made_only_for_enabled_users() {
+    each_backend(|store| async move {
+        a_user(&store, "u1", "u1@example.com").await;
+        assert!(
+            store
+                .create_grant("g1", "c", "u1", NOW, NOW + 60)
+                .await
+                .unwrap()
+        );
+        assert!(store.set_user_disabled("u1", true, NOW).await.unwrap());
+        assert!(store.access_token_revoked("j", Some("g1")).await.unwrap());
+        assert!(
+            !store
+                .create_grant("g2", "c", "u1", NOW, NOW + 60)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .create_grant("g3", "c", "nobody", NOW, NOW + 60)
+                .await
+                .unwrap()
+        );
+        assert!(store.set_user_disabled("u1", false, NOW).await.unwrap());
+        assert!(
+            store
+                .create_grant("g4", "c", "u1", NOW, NOW + 60)
+                .await
+                .unwrap()
+        );
+    })
+    .await;
+}
