@@ -93,6 +93,33 @@ struct Writer {
     conn: Mutex<Option<AnyConnection>>,
     /// How long a write waits for its turn before failing, like a pool's acquire timeout.
     wait: Duration,
+    /// To open a new connection when the one there is has lost its worker thread.
+    options: AnyConnectOptions,
+}
+
+impl Writer {
+    async fn open(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Error> {
+        use sqlx::ConnectOptions as _;
+        let mut conn = options.connect().await?;
+        conn.execute(SQLITE_PRAGMAS).await?;
+        Ok(conn)
+    }
+
+    /// Replaces a connection whose worker thread is gone (sqlx answers `WorkerCrashed` for
+    /// every statement after that); a pool would have dropped it when it failed its ping.
+    async fn reconnect(&self) {
+        let mut slot = self.conn.lock().await;
+        if slot.is_none() {
+            return; // closed
+        }
+        match Self::open(&self.options).await {
+            Ok(conn) => {
+                *slot = Some(conn);
+                tracing::warn!("the SQLite writer connection failed and was replaced");
+            }
+            Err(e) => tracing::error!(error = %e, "replacing the SQLite writer connection failed"),
+        }
+    }
 }
 
 /// A connection to write through, held for one statement or transaction: SQLite's writer in
@@ -132,17 +159,17 @@ pub(crate) trait Write {
 impl<'q> Write for Query<'q, Any, AnyArguments<'q>> {
     async fn execute_w(self, store: &Store) -> Result<AnyQueryResult, sqlx::Error> {
         let done = self.execute(&mut *store.write_conn().await?).await;
-        store.after_write().await;
+        store.after_write(&done).await;
         done
     }
     async fn fetch_optional_w(self, store: &Store) -> Result<Option<AnyRow>, sqlx::Error> {
         let done = self.fetch_optional(&mut *store.write_conn().await?).await;
-        store.after_write().await;
+        store.after_write(&done).await;
         done
     }
     async fn fetch_one_w(self, store: &Store) -> Result<AnyRow, sqlx::Error> {
         let done = self.fetch_one(&mut *store.write_conn().await?).await;
-        store.after_write().await;
+        store.after_write(&done).await;
         done
     }
 }
@@ -194,12 +221,10 @@ impl Store {
         };
         let (pool, writer) = match backend {
             Backend::Sqlite => {
-                use sqlx::ConnectOptions as _;
-                let mut conn = options.connect().await?;
-                conn.execute(SQLITE_PRAGMAS).await?;
                 let writer = Writer {
-                    conn: Mutex::new(Some(conn)),
+                    conn: Mutex::new(Some(Writer::open(&options).await?)),
                     wait: settings.acquire_timeout,
+                    options: options.clone(),
                 };
                 let pool = sqlite_pool(settings.max_connections)
                     .connect_with(options)
@@ -232,9 +257,12 @@ impl Store {
     /// into this worker thread's LIFO slot, which no other worker may steal from: had this task
     /// gone on to sign an RSA id_token (a few hundred microseconds), the writer would have
     /// sat idle all that time. Measured (SQLite, 2 cores): RS256 refreshes 1,980/s without this
-    /// yield, 3,850/s with it.
-    async fn after_write(&self) {
-        if self.writer.is_some() {
+    /// yield, 3,850/s with it. A writer that lost its worker thread is replaced first.
+    async fn after_write<T>(&self, done: &Result<T, sqlx::Error>) {
+        if let Some(writer) = &self.writer {
+            if matches!(done, Err(sqlx::Error::WorkerCrashed)) {
+                writer.reconnect().await;
+            }
             tokio::task::yield_now().await;
         }
     }
