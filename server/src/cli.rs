@@ -159,8 +159,9 @@ enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
-    /// Disable a user: their sessions end, their refresh tokens and access tokens stop
-    /// working, and they cannot sign in until enabled again.
+    /// Disable a user: their sessions end, their refresh tokens, access tokens, unredeemed
+    /// codes and approved device codes stop working, and they cannot sign in until enabled
+    /// again (which brings none of those back).
     Disable {
         #[arg(long)]
         email: String,

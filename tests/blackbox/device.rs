@@ -237,6 +237,28 @@ async fn denied_and_expired_requests_and_guessed_codes() {
         .await;
         assert_eq!(body["error"], "access_denied");
 
+        // Approved, then the user is disabled before the device polls: the device code ends
+        // there, and enabling the user again does not bring it back.
+        let started = start(&server, &client_id).await;
+        let done = answer(&b, &server, started["user_code"].as_str().unwrap(), "allow").await;
+        assert!(done.contains("The device is connected"));
+        env.cli(&["user", "disable", "--email", &f.email], "")
+            .await
+            .unwrap();
+        let device_code = started["device_code"].as_str().unwrap();
+        let (status, body) = poll(&server, &client_id, device_code).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("expired_token"))
+        );
+        env.cli(&["user", "enable", "--email", &f.email], "")
+            .await
+            .unwrap();
+        server.clock.advance(10);
+        let (_, body) = poll(&server, &client_id, device_code).await;
+        assert_eq!(body["error"], "expired_token");
+        let b = signed_in_browser(&server, &f.email).await;
+
         let started = start(&server, &client_id).await;
         server.clock.advance(601);
         let (_, body) = poll(

@@ -362,6 +362,10 @@ async fn disabling_a_user_ends_sessions_and_tokens() {
             .unwrap();
         let r = crate::flow::sign_in(&b2, &server, &page, &f.email, crate::flow::PASSWORD).await;
         assert_eq!(r.status(), 303);
+        // The code issued before the user was disabled stays dead.
+        let r = crate::flow::redeem(&server, &f, &late_code).await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
         server.stop().await;
     }
 }

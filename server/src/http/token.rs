@@ -468,7 +468,8 @@ async fn device_code(
         .take_approved_device(&digests, &client.client_id, now)
         .await
         .map_err(server_error)?
-        .ok_or_else(|| err(T::InvalidGrant, "the device_code was already used"))?;
+        // Taken meanwhile by a concurrent poll, or its user was disabled since approving.
+        .ok_or_else(|| err(T::InvalidGrant, "the device_code is no longer valid"))?;
     let approval: crate::oauth::device::Approval =
         serde_json::from_str(&taken.authn).map_err(server_error)?;
     let authn = Authn {

@@ -82,9 +82,9 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    /// Disables a user, ending their sessions and revoking every grant they gave (refresh
-    /// tokens stop working, access tokens turn inactive), in one transaction; or enables
-    /// them again. Returns false if there is no such user.
+    /// Disables a user, ending their sessions, revoking every grant they gave (refresh
+    /// tokens stop working, access tokens turn inactive) and expiring their unredeemed codes
+    /// and approved device codes, in one transaction; or enables them again. Returns false if there is no such user.
     pub async fn set_user_disabled(
         &self,
         user_id: &str,
@@ -116,6 +116,18 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+            // Codes not yet redeemed and devices approved but not yet polled end here, so
+            // that enabling the user again does not bring them back. Expired as of their
+            // creation, not of `now`: another instance's clock may be a little behind ours.
+            for table in ["authorization_codes", "device_codes"] {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET expires_at = created_at \
+                     WHERE user_id = $1 AND consumed_at IS NULL AND expires_at > created_at"
+                ))
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(changed == 1)
