@@ -760,7 +760,7 @@ async fn rp_initiated_logout_ends_the_session_and_redirects_only_to_registered_u
 }
 
 #[tokio::test]
-async fn fifty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
+async fn fifty_concurrent_redemptions_of_one_code_give_one_success_and_revoke_its_tokens() {
     for db in TestDb::all().await {
         let env = Env::new(db, "");
         let f = fixture(&env, &[]).await;
@@ -778,7 +778,7 @@ async fn fifty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
             let auth = basic(&f.client_id, &f.client_secret);
             let code = code.clone();
             tasks.push(tokio::spawn(async move {
-                reqwest::Client::new()
+                let r = reqwest::Client::new()
                     .post(url)
                     .header("authorization", auth)
                     .form(&[
@@ -789,20 +789,33 @@ async fn fifty_concurrent_redemptions_of_one_code_give_exactly_one_success() {
                     ])
                     .send()
                     .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap())
             }));
         }
-        let mut ok = 0;
+        let mut winners = Vec::new();
         for t in tasks {
             match t.await.unwrap() {
-                200 => ok += 1,
-                400 => {}
-                other => panic!("unexpected status {other}"),
+                (200, body) => winners.push(body),
+                (400, body) => assert_eq!(body["error"], "invalid_grant"),
+                (other, body) => panic!("unexpected status {other}: {body}"),
             }
         }
-        assert_eq!(ok, 1);
+        assert_eq!(winners.len(), 1);
+        // The other 49 were replays: what the code issued is revoked, whether a replay came
+        // before or after the winner made its grant.
+        let at = winners[0]["access_token"].as_str().unwrap();
+        let v = crate::flow::introspect_as(&a, &f.client_id, &f.client_secret, at).await;
+        assert_eq!(v["active"], false, "the winner's access token is revoked");
+        let rt = winners[0]["refresh_token"].as_str().unwrap();
+        let r = token_request(
+            &b_srv,
+            &f,
+            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        )
+        .await;
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
         a.stop().await;
         b_srv.stop().await;
     }

@@ -566,10 +566,11 @@ async fn authorization_code(
         .map_err(server_error)?
     {
         Taken::Fresh(row) => row,
-        Taken::Replayed { grant_id } => {
+        Taken::Replayed(replay) => {
+            let expires = now + secs(state.config.tokens.refresh_token_lifetime);
             state
                 .store
-                .revoke_grant(&grant_id, now)
+                .revoke_replayed(&replay, now, expires)
                 .await
                 .map_err(server_error)?;
             tracing::warn!(client = %client.client_id, "authorization code replayed; its grant is revoked");
@@ -650,10 +651,11 @@ async fn refresh_token(
         .map_err(server_error)?
     {
         Taken::Fresh(row) => row,
-        Taken::Replayed { grant_id } => {
+        Taken::Replayed(replay) => {
+            let expires = now + secs(state.config.tokens.refresh_token_lifetime);
             state
                 .store
-                .revoke_grant(&grant_id, now)
+                .revoke_replayed(&replay, now, expires)
                 .await
                 .map_err(server_error)?;
             tracing::warn!(client = %client.client_id, "rotated refresh token reused; its family is revoked");

@@ -46,10 +46,19 @@ pub struct RefreshRow {
 pub enum Taken<T> {
     /// First use: here is what it carried.
     Fresh(T),
-    /// It existed and was already used: a replay. Its grant should be revoked.
-    Replayed { grant_id: String },
+    /// It existed and was already used: a replay. Its grant should be revoked
+    /// ([`Store::revoke_replayed`]).
+    Replayed(Replay),
     /// Unknown or expired.
     Invalid,
+}
+
+/// What a replayed code or refresh token belonged to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replay {
+    pub grant_id: String,
+    client_id: String,
+    user_id: Option<String>,
 }
 
 const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at";
@@ -69,7 +78,9 @@ impl Store {
     /// returns whether it did. The check is in the insert itself, so disabling the user
     /// (which revokes the user's grants in one transaction) either comes first and no grant is
     /// made, or comes after and revokes it: on PostgreSQL the insert holds the user's row
-    /// `FOR SHARE` until it commits, and SQLite runs one write at a time.
+    /// `FOR SHARE` until it commits, and SQLite runs one write at a time. A grant that a
+    /// replay of its code revoked before it was made ([`Store::revoke_replayed`]) is there
+    /// already, revoked: it gets its lifetime and stays revoked.
     pub async fn create_grant(
         &self,
         id: &str,
@@ -84,7 +95,8 @@ impl Store {
         };
         let done = sqlx::query(&format!(
             "INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
-             SELECT $1, $2, id, $4, $5 FROM users WHERE id = $3 AND disabled_at IS NULL{lock}"
+             SELECT $1, $2, id, $4, $5 FROM users WHERE id = $3 AND disabled_at IS NULL{lock} \
+             ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
         ))
         .bind(id)
         .bind(client_id)
@@ -103,6 +115,33 @@ impl Store {
             .bind(grant_id)
             .execute_w(self)
             .await?;
+        Ok(())
+    }
+
+    /// Revokes the grant of a replayed code or refresh token. The grant of a code is made
+    /// only after the code is taken, so a replay racing the first redemption can come first:
+    /// then the grant is recorded here, revoked, with `expires_at` (the lifetime the first
+    /// redemption will give it), and the first redemption's tokens are born revoked. Either
+    /// order ends with the grant revoked.
+    pub async fn revoke_replayed(
+        &self,
+        r: &Replay,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO grants (id, client_id, user_id, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $4) \
+             ON CONFLICT (id) DO UPDATE SET revoked_at = excluded.revoked_at \
+             WHERE grants.revoked_at IS NULL",
+        )
+        .bind(&r.grant_id)
+        .bind(&r.client_id)
+        .bind(&r.user_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute_w(self)
+        .await?;
         Ok(())
     }
 
@@ -171,7 +210,7 @@ impl Store {
         digests: &[String],
     ) -> Result<Taken<T>, StoreError> {
         let sql = format!(
-            "SELECT grant_id FROM {table} WHERE {key} IN ({}) AND {used} IS NOT NULL",
+            "SELECT grant_id, client_id, user_id FROM {table} WHERE {key} IN ({}) AND {used} IS NOT NULL",
             placeholders(1, digests.len())
         );
         let mut q = sqlx::query(&sql);
@@ -179,9 +218,11 @@ impl Store {
             q = q.bind(d);
         }
         Ok(match q.fetch_optional(&self.pool).await? {
-            Some(row) => Taken::Replayed {
+            Some(row) => Taken::Replayed(Replay {
                 grant_id: row.try_get("grant_id")?,
-            },
+                client_id: row.try_get("client_id")?,
+                user_id: row.try_get("user_id")?,
+            }),
             None => Taken::Invalid,
         })
     }

@@ -40,7 +40,7 @@ pub use email_links::{
     SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,
 };
 pub use federation::Provisioned;
-pub use grants::{Authn, CodeRow, RefreshRow, Taken};
+pub use grants::{Authn, CodeRow, RefreshRow, Replay, Taken};
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};

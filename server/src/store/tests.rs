@@ -518,3 +518,72 @@ async fn grants_are_made_only_for_enabled_users() {
     })
     .await;
 }
+
+/// A replay of a code revokes its grant whichever comes first: the first redemption's
+/// `create_grant`, or the replay (which then records the grant revoked, and the redemption's
+/// tokens are born revoked). Both orders, through real codes.
+#[tokio::test]
+async fn a_code_replay_revokes_the_grant_even_before_it_is_made() {
+    each_backend(|store| async move {
+        a_user(&store, "u1", "u1@example.com").await;
+        for (grant, replay_first) in [("g-before", true), ("g-after", false)] {
+            let code = CodeRow {
+                grant_id: grant.into(),
+                client_id: "c".into(),
+                redirect_uri: "https://rp.example/cb".into(),
+                scope: "openid".into(),
+                nonce: None,
+                code_challenge: "x".repeat(43),
+                claims: None,
+                authn: Authn {
+                    user_id: "u1".into(),
+                    sid: None,
+                    auth_time: NOW,
+                    amr: "[\"pwd\"]".into(),
+                    acr: "0".into(),
+                },
+                expires_at: NOW + 60,
+            };
+            let digest = format!("digest-{grant}");
+            store.insert_code(&digest, &code, NOW).await.unwrap();
+            let taken = store
+                .take_code(std::slice::from_ref(&digest), "c", NOW)
+                .await
+                .unwrap();
+            assert_eq!(taken, Taken::Fresh(code.clone()));
+            let Taken::Replayed(replay) = store
+                .take_code(std::slice::from_ref(&digest), "c", NOW)
+                .await
+                .unwrap()
+            else {
+                panic!("a second take is a replay");
+            };
+            assert_eq!(replay.grant_id, grant);
+            if replay_first {
+                store
+                    .revoke_replayed(&replay, NOW, NOW + 600)
+                    .await
+                    .unwrap();
+            }
+            assert!(
+                store
+                    .create_grant(grant, "c", "u1", NOW, NOW + 600)
+                    .await
+                    .unwrap(),
+                "the first redemption goes on ({grant})"
+            );
+            if !replay_first {
+                assert!(!store.access_token_revoked("j", Some(grant)).await.unwrap());
+                store
+                    .revoke_replayed(&replay, NOW, NOW + 600)
+                    .await
+                    .unwrap();
+            }
+            assert!(
+                store.access_token_revoked("j", Some(grant)).await.unwrap(),
+                "{grant} is revoked"
+            );
+        }
+    })
+    .await;
+}
