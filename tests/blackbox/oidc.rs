@@ -967,6 +967,27 @@ async fn rfc8707_resource_sets_the_audience_of_known_resources_only() {
     .await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_target");
+    // invalid_target is the token endpoint's; revocation and introspection (RFC 7009, RFC
+    // 7662) have no such error: a repeated parameter there is an invalid_request.
+    for endpoint in ["/revoke", "/introspect"] {
+        let r = reqwest::Client::new()
+            .post(server.url(endpoint))
+            .header("authorization", basic(&f.client_id, &f.client_secret))
+            .form(&[
+                ("token", "x"),
+                ("resource", "https://api.example.com"),
+                ("resource", "https://admin.example.com"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{endpoint}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "invalid_request",
+            "{endpoint}"
+        );
+    }
     // And the command line will not give a client one that is not configured.
     let e = env
         .cli(

@@ -49,7 +49,7 @@ pub async fn device_authorization(
 /// RFC 8628 §3.1–3.2: the client (authenticated as at the token endpoint, or a public client
 /// by its `client_id`) gets a device code to poll with and a user code for its user.
 async fn start(req: &Request, body: poem::Body, state: &AppState) -> Result<Value, TokenError> {
-    let (client, params) = authenticated_client(req, body, state).await?;
+    let (client, params) = authenticated_client(req, body, state, false).await?;
     if !client.has_grant(GrantType::DeviceCode) {
         return Err(err(
             T::UnauthorizedClient,

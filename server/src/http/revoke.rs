@@ -20,7 +20,7 @@ pub async fn revoke(req: &Request, body: poem::Body, Data(state): Data<&AppState
     if let Some(closed) = gate_closed(req, state).await {
         return closed;
     }
-    let (client, params) = match authenticated_client(req, body, state).await {
+    let (client, params) = match authenticated_client(req, body, state, false).await {
         Ok(x) => x,
         Err(e) => return failed_request(req, state, &e).await,
     };
@@ -91,7 +91,7 @@ pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppS
     if let Some(closed) = gate_closed(req, state).await {
         return closed;
     }
-    let (client, params) = match authenticated_client(req, body, state).await {
+    let (client, params) = match authenticated_client(req, body, state, false).await {
         Ok(x) => x,
         Err(e) => return failed_request(req, state, &e).await,
     };

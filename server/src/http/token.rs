@@ -131,12 +131,15 @@ pub(super) fn basic_used(req: &Request) -> bool {
         .is_some_and(|v| v.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("basic ")))
 }
 
-/// The form body of a request to the token, revocation or introspection endpoint, and the
-/// client it authenticates as.
+/// The form body of a request to the token, revocation, introspection or device
+/// authorization endpoint, and the client it authenticates as. `at_token_endpoint`: a repeated
+/// `resource` or `audience` is `invalid_target` there (RFC 8707, RFC 8693), and an
+/// `invalid_request` like any repeated parameter elsewhere.
 pub(super) async fn authenticated_client(
     req: &Request,
     body: poem::Body,
     state: &AppState,
+    at_token_endpoint: bool,
 ) -> Result<(Client, Params), TokenError> {
     if !is_form(req) {
         return Err(err(
@@ -152,10 +155,14 @@ pub(super) async fn authenticated_client(
         // RFC 8707 §2 and RFC 8693 §2.1 allow several targets; a token here has one
         // audience, and for a server unable to serve them all, RFC 8693 §2.2.2 says
         // invalid_target.
-        ParamsError::Repeated(name) if name == "resource" || name == "audience" => err(
-            T::InvalidTarget,
-            "a token here is for one target: send one resource (or audience) per request",
-        ),
+        ParamsError::Repeated(name)
+            if at_token_endpoint && (name == "resource" || name == "audience") =>
+        {
+            err(
+                T::InvalidTarget,
+                "a token here is for one target: send one resource (or audience) per request",
+            )
+        }
         e => TokenError::new(T::InvalidRequest, e.to_string()),
     })?;
     let authorization = req
@@ -168,7 +175,7 @@ pub(super) async fn authenticated_client(
 }
 
 async fn handle(req: &Request, body: poem::Body, state: &AppState) -> Result<Value, TokenError> {
-    let (client, params) = authenticated_client(req, body, state).await?;
+    let (client, params) = authenticated_client(req, body, state, true).await?;
 
     let grant: GrantType = params
         .get("grant_type")
