@@ -23,7 +23,7 @@ use crate::oauth::tokens::{
 };
 use crate::secrets::{Purpose, random_token};
 use crate::state::{AppState, secs};
-use crate::store::{Authn, RefreshRow, Taken};
+use crate::store::{Authn, RefreshRow, Replay, Taken};
 
 /// Access tokens are signed with ES256 (DESIGN: the default for access tokens).
 pub const ACCESS_TOKEN_ALG: Alg = Alg::Es256;
@@ -574,12 +574,7 @@ async fn authorization_code(
     {
         Taken::Fresh(row) => row,
         Taken::Replayed(replay) => {
-            let expires = now + secs(state.config.tokens.refresh_token_lifetime);
-            state
-                .store
-                .revoke_replayed(&replay, now, expires)
-                .await
-                .map_err(server_error)?;
+            revoke_replayed(state, &replay, now).await?;
             tracing::warn!(client = %client.client_id, "authorization code replayed; its grant is revoked");
             return Err(err(
                 T::InvalidGrant,
@@ -635,6 +630,17 @@ async fn authorization_code(
     .await
 }
 
+/// A used code or rotated refresh token presented again: its grant is revoked, recorded so
+/// if the first redemption has not made it yet (with the lifetime that redemption gives it).
+async fn revoke_replayed(state: &AppState, replay: &Replay, now: i64) -> Result<(), TokenError> {
+    let expires = now + secs(state.config.tokens.refresh_token_lifetime);
+    state
+        .store
+        .revoke_replayed(replay, now, expires)
+        .await
+        .map_err(server_error)
+}
+
 /// RFC 6749 §6 with rotation: every use returns a new refresh token; a rotated one presented
 /// again revokes the whole family (RFC 9700 §4.14.2).
 async fn refresh_token(
@@ -659,12 +665,7 @@ async fn refresh_token(
     {
         Taken::Fresh(row) => row,
         Taken::Replayed(replay) => {
-            let expires = now + secs(state.config.tokens.refresh_token_lifetime);
-            state
-                .store
-                .revoke_replayed(&replay, now, expires)
-                .await
-                .map_err(server_error)?;
+            revoke_replayed(state, &replay, now).await?;
             tracing::warn!(client = %client.client_id, "rotated refresh token reused; its family is revoked");
             return Err(err(
                 T::InvalidGrant,
