@@ -3,11 +3,13 @@
 //! Dependencies point one way: `http -> oauth / signin -> store`. The protocol core
 //! (`oauth`) knows neither poem nor sqlx.
 
+pub mod access;
 pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod federation;
+pub mod grants;
 pub mod http;
 pub mod keys;
 pub mod mail;

@@ -213,6 +213,17 @@ impl ClientSecret {
     }
 }
 
+secret_type!(
+    /// A refresh token: 256 random bits, sent to the client once, stored as a digest.
+    RefreshToken
+);
+
+impl RefreshToken {
+    pub fn generate() -> Self {
+        Self(random_token(32))
+    }
+}
+
 /// Parses a key file: one `id:base64url-32-bytes` per line, current key first; `#` comments.
 pub fn parse_key_file(text: &str) -> Result<Vec<(String, [u8; 32])>, String> {
     let mut keys = Vec::new();

@@ -198,8 +198,30 @@ impl AppState {
     }
 }
 
-pub fn secs(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+pub use crate::clock::secs;
+
+impl AppState {
+    /// What the token endpoint's grants need of the server.
+    pub fn token_context(&self) -> crate::grants::TokenContext<'_> {
+        crate::grants::TokenContext {
+            store: &self.store,
+            pepper: &self.pepper,
+            keys: &self.keys,
+            trusted_issuers: &self.trusted_issuers,
+            issuer: &self.config.issuer,
+            tokens: &self.config.tokens,
+        }
+    }
+
+    /// Verifies our access tokens where they are presented.
+    pub fn access_tokens(&self) -> crate::access::AccessTokens<'_> {
+        crate::access::AccessTokens {
+            keys: &self.keys,
+            store: &self.store,
+            issuer: &self.config.issuer,
+            resources: &self.config.tokens.resources,
+        }
+    }
 }
 
 /// The database holds digests and sealed keys; SQLite gives its -wal and -shm files the

@@ -17,8 +17,9 @@ use serde_json::{Value, json};
 
 use latchkey_jwks::Claims;
 
-use super::bearer::{Audience, presented_token, verify_access_token};
+use super::bearer::presented_token;
 use super::respond::{bearer_error, bearer_missing, json_ok};
+use crate::access::Audience;
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
 use crate::state::AppState;
@@ -63,7 +64,9 @@ async fn scoped_token(state: &AppState, req: &Request, scope: &str) -> Result<Cl
         Ok(None) => return Err(bearer_missing()),
         Err(e) => return Err(bearer_error(&e, None)),
     };
-    let claims = verify_access_token(state, &token, state.clock.now(), Audience::Issuer)
+    let claims = state
+        .access_tokens()
+        .verify(&token, state.clock.now(), Audience::Issuer)
         .await
         .map_err(|e| bearer_error(&e, None))?;
     let granted = claims.str("scope").unwrap_or_default();

@@ -10,14 +10,14 @@ use serde_json::{Value, json};
 
 use super::account::{account_form, signed_in_user};
 use super::browser::client_ip;
+use super::client_auth::{authenticated_client, failed_request, gate_closed};
 use super::login::plain_login_page;
 use super::respond::{error_page, form_page, json_ok};
-use super::token::{authenticated_client, failed_request, gate_closed};
 use crate::oauth::client::GrantType;
 use crate::oauth::device::{self, Approval};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::oauth::params::Params;
-use crate::oauth::scope::parse_scope;
+use crate::oauth::scope;
 use crate::secrets::{Purpose, random_token};
 use crate::signin::throttle;
 use crate::state::AppState;
@@ -56,23 +56,8 @@ async fn start(req: &Request, body: poem::Body, state: &AppState) -> Result<Valu
             "the client may not use the device authorization grant",
         ));
     }
-    let scope: Vec<String> = match params.get("scope") {
-        Some(s) => {
-            let asked = parse_scope(s).map_err(|_| err(T::InvalidScope, "scope is malformed"))?;
-            if asked
-                .iter()
-                .any(|a| !client.allowed_scopes().any(|c| c == a))
-            {
-                return Err(err(
-                    T::InvalidScope,
-                    "a requested scope is not allowed for this client",
-                ));
-            }
-            asked
-        }
-        None => client.allowed_scopes().map(str::to_owned).collect(),
-    };
-    let scope = scope.join(" ");
+    let scope = scope::for_device(params.get("scope"), client.allowed_scopes())
+        .map_err(|e| TokenError::new(T::InvalidScope, e.to_string()))?;
     let now = state.clock.now();
     let device_code = random_token(32);
     // A collision among live user codes is rare (20^8 codes); draw again when it happens.

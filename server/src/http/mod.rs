@@ -7,6 +7,7 @@ mod assets;
 mod authorize;
 mod bearer;
 mod browser;
+mod client_auth;
 mod device;
 mod discovery;
 mod email;

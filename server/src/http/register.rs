@@ -8,8 +8,8 @@ use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
 use super::bearer::presented_token;
+use super::client_auth::{count_gate_failure, gate_closed};
 use super::respond::bearer_error;
-use super::token::{count_gate_failure, gate_closed};
 use crate::clients::find;
 use crate::config::RegistrationPolicy;
 use crate::oauth::client::{AuthMethod, ClientMetadata, MetadataError};
@@ -89,7 +89,7 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             {
                 Ok(0) => {}
                 Ok(wait) => {
-                    return super::token::too_many(
+                    return super::client_auth::too_many(
                         wait,
                         format!("too many clients registered from this address; retry in {wait} s"),
                     );

@@ -2,15 +2,14 @@
 //! Revoking a refresh token revokes its family and every access token of that grant; revoking
 //! an access token denies its `jti` from then on.
 
-use latchkey_jwks::VerifyOptions;
 use poem::http::{StatusCode, header};
 use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde_json::json;
 
-use super::bearer::{Audience, accepted_audience, verify_access_token};
+use super::client_auth::{authenticated_client, failed_request, gate_closed};
 use super::respond::{json_ok, token_error};
-use super::token::{ACCESS_TOKEN_ALG, authenticated_client, failed_request, gate_closed};
+use crate::access::Audience;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::secrets::Purpose;
 use crate::state::AppState;
@@ -41,7 +40,7 @@ pub async fn revoke(req: &Request, body: poem::Body, Data(state): Data<&AppState
             }
             return Ok(());
         }
-        if let Some((jti, exp, owner)) = own_access_token(state, token, now).await
+        if let Some((jti, exp, owner)) = state.access_tokens().to_revoke(token, now).await
             && owner == client.client_id
         {
             state.store.revoke_access_token(&jti, exp).await?;
@@ -60,30 +59,6 @@ pub async fn revoke(req: &Request, body: poem::Body, Data(state): Data<&AppState
             token_error(&TokenError::new(T::ServerError, "server error"), false)
         }
     }
-}
-
-/// `(jti, exp, client_id)` of a signature-valid access token of ours, expired or not.
-async fn own_access_token(
-    state: &AppState,
-    token: &str,
-    now: i64,
-) -> Option<(String, i64, String)> {
-    let ring = state.keys.keyring(now).await.ok()?;
-    let audience = accepted_audience(state, token, Audience::AnyOurs)?;
-    let opts = VerifyOptions {
-        algs: &[ACCESS_TOKEN_ALG],
-        issuer: &state.config.issuer,
-        audience: &audience,
-        typ: Some("at+jwt"),
-        now,
-        leeway: 0,
-    };
-    let claims = ring.verify(token, &opts).ok()?;
-    Some((
-        claims.str("jti")?.to_owned(),
-        claims.int("exp")?,
-        claims.str("client_id")?.to_owned(),
-    ))
 }
 
 #[handler]
@@ -128,7 +103,11 @@ pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppS
             return token_error(&TokenError::new(T::ServerError, "server error"), false);
         }
     }
-    match verify_access_token(state, token, now, Audience::AnyOurs).await {
+    match state
+        .access_tokens()
+        .verify(token, now, Audience::AnyOurs)
+        .await
+    {
         Ok(claims) => {
             let mut out = json!({ "active": true, "token_type": "Bearer" });
             for name in [

@@ -6,8 +6,9 @@ use poem::{Request, Response, handler};
 use serde_json::Value;
 
 use super::authorize::is_form;
-use super::bearer::{Audience, presented_token, verify_access_token};
+use super::bearer::presented_token;
 use super::respond::{bearer_error, bearer_missing, json_ok};
+use crate::access::Audience;
 use crate::oauth::claims::{UserInfo, user_claims};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
@@ -39,7 +40,11 @@ pub async fn userinfo(req: &Request, body: poem::Body, Data(state): Data<&AppSta
         Err(e) => return bearer_error(&e, None),
     };
     let now = state.clock.now();
-    let claims = match verify_access_token(state, &token, now, Audience::Issuer).await {
+    let claims = match state
+        .access_tokens()
+        .verify(&token, now, Audience::Issuer)
+        .await
+    {
         Ok(c) => c,
         Err(e) => return bearer_error(&e, None),
     };

@@ -118,7 +118,7 @@ impl Client {
         self.metadata.grant_types.contains(&g)
     }
 
-    pub fn allowed_scopes(&self) -> impl Iterator<Item = &str> {
+    pub fn allowed_scopes(&self) -> impl Iterator<Item = &str> + Clone {
         self.metadata.scope.split(' ').filter(|s| !s.is_empty())
     }
 

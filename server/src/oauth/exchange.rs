@@ -13,31 +13,6 @@ pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
-/// The scope of the new token: what is asked (or, when nothing is, everything the subject
-/// token holds), which must be within the subject token's scope and the client's allowed
-/// scopes. Err names the first scope that is not.
-pub fn narrow_scope(
-    requested: Option<&str>,
-    subject_scope: &str,
-    client_may: impl Fn(&str) -> bool,
-) -> Result<String, String> {
-    let held: Vec<&str> = subject_scope.split(' ').filter(|s| !s.is_empty()).collect();
-    match requested {
-        Some(asked) => {
-            let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
-            if let Some(wider) = asked.iter().find(|s| !held.contains(s) || !client_may(s)) {
-                return Err(format!("{wider} is not within the subject token's scope"));
-            }
-            Ok(asked.join(" "))
-        }
-        None => Ok(held
-            .into_iter()
-            .filter(|s| client_may(s))
-            .collect::<Vec<_>>()
-            .join(" ")),
-    }
-}
-
 /// Whether `actor` (a client of `issuer`, us) may act for the subject: yes unless the subject
 /// token's `may_act` names someone else: by `sub`, and by `iss` when it names an issuer.
 pub fn may_act(subject: &Map<String, Value>, issuer: &str, actor: &str) -> bool {
@@ -122,20 +97,6 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
-    }
-
-    #[test]
-    fn scope_narrows_never_widens() {
-        let any = |_: &str| true;
-        assert_eq!(narrow_scope(None, "a b c", any).unwrap(), "a b c");
-        assert_eq!(narrow_scope(Some("b"), "a b c", any).unwrap(), "b");
-        assert!(
-            narrow_scope(Some("b d"), "a b c", any)
-                .unwrap_err()
-                .contains('d')
-        );
-        assert!(narrow_scope(Some("a"), "a b", |s| s != "a").is_err());
-        assert_eq!(narrow_scope(None, "a b", |s| s != "a").unwrap(), "b");
     }
 
     #[test]

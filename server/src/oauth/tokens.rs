@@ -7,6 +7,10 @@ use latchkey_jwks::Alg;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
+/// Access tokens are signed with ES256 (DESIGN: the default for access tokens), and only
+/// that alg is accepted when they come back.
+pub const ACCESS_TOKEN_ALG: Alg = Alg::Es256;
+
 /// Who and how, for claims that describe the sign-in.
 #[derive(Clone, Debug)]
 pub struct Subject<'a> {

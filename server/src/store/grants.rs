@@ -2,6 +2,7 @@
 //! artifact is consumed by one atomic `UPDATE ... WHERE <not yet used> RETURNING`.
 
 use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -41,15 +42,17 @@ pub struct RefreshRow {
     pub expires_at: i64,
 }
 
-/// The outcome of taking a single-use artifact.
+/// The outcome of redeeming a code or rotating a refresh token in one transaction.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Taken<T> {
-    /// First use: here is what it carried.
+pub enum Redeemed<T, E> {
+    /// Taken, checked, and its successors stored: here is what it carried.
     Fresh(T),
+    /// Taken, but the caller's check refused it (see each method for whether it stays used).
+    Refused(E),
     /// It existed and was already used: a replay. Its grant should be revoked
     /// ([`Store::revoke_replayed`]).
     Replayed(Replay),
-    /// Unknown or expired.
+    /// Unknown, expired, revoked, or its user is disabled.
     Invalid,
 }
 
@@ -89,22 +92,14 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        let lock = match self.backend {
-            super::Backend::Postgres => " FOR SHARE",
-            super::Backend::Sqlite => "",
-        };
-        let done = sqlx::query(&format!(
-            "INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
-             SELECT $1, $2, id, $4, $5 FROM users WHERE id = $3 AND disabled_at IS NULL{lock} \
-             ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
-        ))
-        .bind(id)
-        .bind(client_id)
-        .bind(user_id)
-        .bind(now)
-        .bind(expires_at)
-        .execute_w(self)
-        .await?;
+        let done = sqlx::query(&grant_insert(self.backend))
+            .bind(id)
+            .bind(client_id)
+            .bind(user_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute_w(self)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -118,11 +113,11 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes the grant of a replayed code or refresh token. The grant of a code is made
-    /// only after the code is taken, so a replay racing the first redemption can come first:
-    /// then the grant is recorded here, revoked, with `expires_at` (the lifetime the first
-    /// redemption will give it), and the first redemption's tokens are born revoked. Either
-    /// order ends with the grant revoked.
+    /// Revokes the grant of a replayed code or refresh token. A code's grant is made in the
+    /// transaction that takes the code ([`Store::redeem_code`]), so it is there by the time
+    /// a replay sees the code used; should it not be, the grant is recorded here, revoked,
+    /// with `expires_at`, and stays revoked when it is made. Either order ends with the grant
+    /// revoked.
     pub async fn revoke_replayed(
         &self,
         r: &Replay,
@@ -170,45 +165,15 @@ impl Store {
         Ok(())
     }
 
-    /// Takes a code once, for the client it was issued to. Concurrent callers race on one
-    /// UPDATE: exactly one sees `Fresh`. Another client's attempt consumes nothing, and nor
-    /// does any attempt once the user is disabled (`Invalid`).
-    pub async fn take_code(
-        &self,
-        digests: &[String],
-        client_id: &str,
-        now: i64,
-    ) -> Result<Taken<CodeRow>, StoreError> {
-        let n = digests.len();
-        let sql = format!(
-            "UPDATE authorization_codes SET consumed_at = ${} \
-             WHERE code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${} AND client_id = ${} \
-             AND {} \
-             RETURNING {CODE_COLUMNS}",
-            n + 1,
-            placeholders(1, n),
-            n + 1,
-            n + 2,
-            user_enabled("authorization_codes"),
-        );
-        let mut q = sqlx::query(&sql);
-        for d in digests {
-            q = q.bind(d);
-        }
-        if let Some(row) = q.bind(now).bind(client_id).fetch_optional_w(self).await? {
-            return Ok(Taken::Fresh(code_from_row(&row)?));
-        }
-        self.replay_of("authorization_codes", "code_digest", "consumed_at", digests)
-            .await
-    }
-
-    async fn replay_of<T>(
+    /// What a code or refresh token that was not taken was: used already (a replay), or
+    /// unknown, expired or revoked.
+    async fn replay_of<T, E>(
         &self,
         table: &str,
         key: &str,
         used: &str,
         digests: &[String],
-    ) -> Result<Taken<T>, StoreError> {
+    ) -> Result<Redeemed<T, E>, StoreError> {
         let sql = format!(
             "SELECT grant_id, client_id, user_id FROM {table} WHERE {key} IN ({}) AND {used} IS NOT NULL",
             placeholders(1, digests.len())
@@ -218,12 +183,12 @@ impl Store {
             q = q.bind(d);
         }
         Ok(match q.fetch_optional(&self.pool).await? {
-            Some(row) => Taken::Replayed(Replay {
+            Some(row) => Redeemed::Replayed(Replay {
                 grant_id: row.try_get("grant_id")?,
                 client_id: row.try_get("client_id")?,
                 user_id: row.try_get("user_id")?,
             }),
-            None => Taken::Invalid,
+            None => Redeemed::Invalid,
         })
     }
 
@@ -233,57 +198,146 @@ impl Store {
         r: &RefreshRow,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO refresh_tokens (token_digest, {REFRESH_COLUMNS}, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        ))
-        .bind(digest)
-        .bind(&r.grant_id)
-        .bind(&r.client_id)
-        .bind(&r.authn.user_id)
-        .bind(&r.authn.sid)
-        .bind(&r.scope)
-        .bind(r.authn.auth_time)
-        .bind(&r.authn.amr)
-        .bind(&r.authn.acr)
-        .bind(&r.claims)
-        .bind(r.expires_at)
-        .bind(now)
-        .execute_w(self)
-        .await?;
+        refresh_insert(digest, r, now).execute_w(self).await?;
         Ok(())
     }
 
-    /// Takes a refresh token for rotation, once, for the client it was issued to. A token of
-    /// a revoked grant, or of a disabled user, is `Invalid`.
-    pub async fn take_refresh_token(
+    /// Redeems a code in one write transaction (RFC 6749 §4.1.3): takes it (once, for the
+    /// client it was issued to, while its user is enabled), asks `check` whether the request
+    /// matches it, and if so records its grant (lasting until `grant_expires_at`) and, when
+    /// `check` answers a digest, the grant's first refresh token. A code `check` refuses stays
+    /// used: a stolen code gets one try at its PKCE verifier. A failure before the commit
+    /// leaves the code as it was.
+    pub async fn redeem_code<E>(
         &self,
         digests: &[String],
         client_id: &str,
         now: i64,
-    ) -> Result<Taken<RefreshRow>, StoreError> {
-        let n = digests.len();
-        let sql = format!(
-            "UPDATE refresh_tokens SET rotated_at = ${} \
-             WHERE token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${} AND client_id = ${} \
-             AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
-             AND {} \
-             RETURNING {REFRESH_COLUMNS}",
-            n + 1,
-            placeholders(1, n),
-            n + 1,
-            n + 2,
-            user_enabled("refresh_tokens"),
-        );
+        grant_expires_at: i64,
+        check: impl FnOnce(&CodeRow) -> Result<Option<String>, E>,
+    ) -> Result<Redeemed<CodeRow, E>, StoreError> {
+        let done = self
+            .redeem_code_tx(digests, client_id, now, grant_expires_at, check)
+            .await;
+        self.after_transaction(&done).await;
+        match done? {
+            Some(redeemed) => Ok(redeemed),
+            None => {
+                self.replay_of("authorization_codes", "code_digest", "consumed_at", digests)
+                    .await
+            }
+        }
+    }
+
+    /// The transaction of [`Store::redeem_code`]; `None` when no code was taken.
+    async fn redeem_code_tx<E>(
+        &self,
+        digests: &[String],
+        client_id: &str,
+        now: i64,
+        grant_expires_at: i64,
+        check: impl FnOnce(&CodeRow) -> Result<Option<String>, E>,
+    ) -> Result<Option<Redeemed<CodeRow, E>>, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        let sql = code_take(self.backend, digests.len());
         let mut q = sqlx::query(&sql);
         for d in digests {
             q = q.bind(d);
         }
-        if let Some(row) = q.bind(now).bind(client_id).fetch_optional_w(self).await? {
-            return Ok(Taken::Fresh(refresh_from_row(&row)?));
+        let Some(row) = q.bind(now).bind(client_id).fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let code = code_from_row(&row)?;
+        let refresh_digest = match check(&code) {
+            Ok(d) => d,
+            Err(e) => {
+                tx.commit().await?;
+                return Ok(Some(Redeemed::Refused(e)));
+            }
+        };
+        let made = sqlx::query(&grant_insert(self.backend))
+            .bind(&code.grant_id)
+            .bind(client_id)
+            .bind(&code.authn.user_id)
+            .bind(now)
+            .bind(grant_expires_at)
+            .execute(&mut *tx)
+            .await?;
+        if made.rows_affected() != 1 {
+            // The user was taken as enabled and is held so (above); kept for safety.
+            tx.commit().await?;
+            return Ok(Some(Redeemed::Invalid));
         }
-        self.replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
-            .await
+        if let Some(digest) = refresh_digest {
+            let first = RefreshRow {
+                grant_id: code.grant_id.clone(),
+                client_id: code.client_id.clone(),
+                scope: code.scope.clone(),
+                claims: code.claims.clone(),
+                authn: code.authn.clone(),
+                expires_at: grant_expires_at,
+            };
+            refresh_insert(&digest, &first, now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Redeemed::Fresh(code)))
+    }
+
+    /// Rotates a refresh token in one write transaction (RFC 6749 §6, RFC 9700 §4.14.2):
+    /// takes it (once, for its client, while its grant stands and its user is enabled), asks
+    /// `check` whether the request fits it, and stores its successor under the digest `check`
+    /// answers (same grant, scope and expiry). If `check` refuses, or anything fails before the
+    /// commit, the token stays as it was: a bad request or a crash never costs the login.
+    pub async fn rotate_refresh_token<E>(
+        &self,
+        digests: &[String],
+        client_id: &str,
+        now: i64,
+        check: impl FnOnce(&RefreshRow) -> Result<Option<String>, E>,
+    ) -> Result<Redeemed<RefreshRow, E>, StoreError> {
+        let done = self.rotate_tx(digests, client_id, now, check).await;
+        self.after_transaction(&done).await;
+        match done? {
+            Some(redeemed) => Ok(redeemed),
+            None => {
+                self.replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
+                    .await
+            }
+        }
+    }
+
+    async fn rotate_tx<E>(
+        &self,
+        digests: &[String],
+        client_id: &str,
+        now: i64,
+        check: impl FnOnce(&RefreshRow) -> Result<Option<String>, E>,
+    ) -> Result<Option<Redeemed<RefreshRow, E>>, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        let sql = refresh_take(self.backend, digests.len());
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        let Some(row) = q.bind(now).bind(client_id).fetch_optional(&mut *tx).await? else {
+            return Ok(None);
+        };
+        let taken = refresh_from_row(&row)?;
+        let successor = match check(&taken) {
+            Ok(d) => d,
+            Err(e) => return Ok(Some(Redeemed::Refused(e))), // rolled back on drop
+        };
+        if let Some(digest) = successor {
+            refresh_insert(&digest, &taken, now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Redeemed::Fresh(taken)))
     }
 
     /// The grant and client of a live refresh token, for revocation and introspection.
@@ -333,6 +387,88 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+}
+
+/// `INSERT INTO grants`, only for a user who exists and is enabled; see
+/// [`Store::create_grant`]. `$1..$5`: id, client, user, now, expires_at.
+fn grant_insert(backend: super::Backend) -> String {
+    let lock = match backend {
+        super::Backend::Postgres => " FOR SHARE",
+        super::Backend::Sqlite => "",
+    };
+    format!(
+        "INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
+         SELECT $1, $2, id, $4, $5 FROM users WHERE id = $3 AND disabled_at IS NULL{lock} \
+         ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
+    )
+}
+
+fn refresh_insert<'q>(
+    digest: &'q str,
+    r: &'q RefreshRow,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query(REFRESH_INSERT)
+        .bind(digest)
+        .bind(&r.grant_id)
+        .bind(&r.client_id)
+        .bind(&r.authn.user_id)
+        .bind(&r.authn.sid)
+        .bind(&r.scope)
+        .bind(r.authn.auth_time)
+        .bind(&r.authn.amr)
+        .bind(&r.authn.acr)
+        .bind(&r.claims)
+        .bind(r.expires_at)
+        .bind(now)
+}
+
+const REFRESH_INSERT: &str = "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// The `UPDATE ... RETURNING` that takes a code (`$n+1`: now, `$n+2`: client) for one of
+/// `n` digests, only while its user is enabled. On PostgreSQL the user's row is held `FOR
+/// SHARE` from here to the end of the transaction, so a `user disable` (which locks the user,
+/// then the user's grants and codes) waits for the redemption instead of deadlocking with it.
+fn code_take(backend: super::Backend, n: usize) -> String {
+    format!(
+        "UPDATE authorization_codes SET consumed_at = ${} \
+         WHERE code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${} AND client_id = ${} \
+         AND {} \
+         RETURNING {CODE_COLUMNS}",
+        n + 1,
+        placeholders(1, n),
+        n + 1,
+        n + 2,
+        user_enabled_locked(backend, "authorization_codes"),
+    )
+}
+
+/// The `UPDATE ... RETURNING` that rotates a refresh token (`$n+1`: now, `$n+2`: client):
+/// live, of a grant not revoked, of an enabled user (locked as in [`code_take`]).
+fn refresh_take(backend: super::Backend, n: usize) -> String {
+    format!(
+        "UPDATE refresh_tokens SET rotated_at = ${} \
+         WHERE token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${} AND client_id = ${} \
+         AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
+         AND {} \
+         RETURNING {REFRESH_COLUMNS}",
+        n + 1,
+        placeholders(1, n),
+        n + 1,
+        n + 2,
+        user_enabled_locked(backend, "refresh_tokens"),
+    )
+}
+
+/// [`user_enabled`], holding the user's row `FOR SHARE` on PostgreSQL.
+fn user_enabled_locked(backend: super::Backend, table: &str) -> String {
+    match backend {
+        super::Backend::Postgres => format!(
+            "EXISTS (SELECT 1 FROM users u WHERE u.id = {table}.user_id AND u.disabled_at IS NULL FOR SHARE)"
+        ),
+        super::Backend::Sqlite => user_enabled(table),
     }
 }
 

@@ -40,7 +40,7 @@ pub use email_links::{
     SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,
 };
 pub use federation::Provisioned;
-pub use grants::{Authn, CodeRow, RefreshRow, Replay, Taken};
+pub use grants::{Authn, CodeRow, Redeemed, RefreshRow, Replay};
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
@@ -259,8 +259,23 @@ impl Store {
     /// sat idle all that time. Measured (SQLite, 2 cores): RS256 refreshes 1,980/s without this
     /// yield, 3,850/s with it. A writer that lost its worker thread is replaced first.
     async fn after_write<T>(&self, done: &Result<T, sqlx::Error>) {
+        self.after(matches!(done, Err(sqlx::Error::WorkerCrashed)))
+            .await;
+    }
+
+    /// [`Store::after_write`] for a transaction through [`Store::write_conn`], once its
+    /// connection is released.
+    pub(crate) async fn after_transaction<T>(&self, done: &Result<T, StoreError>) {
+        self.after(matches!(
+            done,
+            Err(StoreError::Database(sqlx::Error::WorkerCrashed))
+        ))
+        .await;
+    }
+
+    async fn after(&self, worker_crashed: bool) {
         if let Some(writer) = &self.writer {
-            if matches!(done, Err(sqlx::Error::WorkerCrashed)) {
+            if worker_crashed {
                 writer.reconnect().await;
             }
             tokio::task::yield_now().await;

@@ -519,71 +519,153 @@ async fn grants_are_made_only_for_enabled_users() {
     .await;
 }
 
-/// A replay of a code revokes its grant whichever comes first: the first redemption's
-/// `create_grant`, or the replay (which then records the grant revoked, and the redemption's
-/// tokens are born revoked). Both orders, through real codes.
+/// Redeeming a code is one transaction: the code is taken, its grant made and its first
+/// refresh token stored together, or none of it happens. A second redemption is a replay,
+/// which revokes the grant; a refusal by the caller's check leaves the code spent.
 #[tokio::test]
-async fn a_code_replay_revokes_the_grant_even_before_it_is_made() {
+async fn a_code_is_redeemed_in_one_transaction_and_a_replay_revokes_its_grant() {
     each_backend(|store| async move {
         a_user(&store, "u1", "u1@example.com").await;
-        for (grant, replay_first) in [("g-before", true), ("g-after", false)] {
-            let code = CodeRow {
-                grant_id: grant.into(),
-                client_id: "c".into(),
-                redirect_uri: "https://rp.example/cb".into(),
-                scope: "openid".into(),
-                nonce: None,
-                code_challenge: "x".repeat(43),
-                claims: None,
-                authn: Authn {
-                    user_id: "u1".into(),
-                    sid: None,
-                    auth_time: NOW,
-                    amr: "[\"pwd\"]".into(),
-                    acr: "0".into(),
-                },
-                expires_at: NOW + 60,
-            };
-            let digest = format!("digest-{grant}");
-            store.insert_code(&digest, &code, NOW).await.unwrap();
-            let taken = store
-                .take_code(std::slice::from_ref(&digest), "c", NOW)
-                .await
-                .unwrap();
-            assert_eq!(taken, Taken::Fresh(code.clone()));
-            let Taken::Replayed(replay) = store
-                .take_code(std::slice::from_ref(&digest), "c", NOW)
+        let code = |grant: &str| CodeRow {
+            grant_id: grant.into(),
+            client_id: "c".into(),
+            redirect_uri: "https://rp.example/cb".into(),
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: "x".repeat(43),
+            claims: None,
+            authn: Authn {
+                user_id: "u1".into(),
+                sid: None,
+                auth_time: NOW,
+                amr: "[\"pwd\"]".into(),
+                acr: "0".into(),
+            },
+            expires_at: NOW + 60,
+        };
+        let redeem = |digest: &'static str, refresh: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                store
+                    .redeem_code(&[digest.to_owned()], "c", NOW, NOW + 600, |_| {
+                        Ok::<_, ()>(refresh.map(str::to_owned))
+                    })
+                    .await
+            }
+        };
+
+        store.insert_code("d-1", &code("g-1"), NOW).await.unwrap();
+        assert_eq!(
+            redeem("d-1", Some("r-1")).await.unwrap(),
+            Redeemed::Fresh(code("g-1"))
+        );
+        let live = store
+            .refresh_token_grant(&["r-1".to_owned()], NOW)
+            .await
+            .unwrap();
+        assert_eq!(live.map(|r| r.grant_id).as_deref(), Some("g-1"));
+        let Redeemed::Replayed(replay) = redeem("d-1", None).await.unwrap() else {
+            panic!("a second redemption is a replay");
+        };
+        assert!(!store.access_token_revoked("j", Some("g-1")).await.unwrap());
+        store
+            .revoke_replayed(&replay, NOW, NOW + 600)
+            .await
+            .unwrap();
+        assert!(store.access_token_revoked("j", Some("g-1")).await.unwrap());
+        assert!(
+            store
+                .refresh_token_grant(&["r-1".to_owned()], NOW)
                 .await
                 .unwrap()
-            else {
-                panic!("a second take is a replay");
-            };
-            assert_eq!(replay.grant_id, grant);
-            if replay_first {
+                .is_none(),
+            "the replay ends the refresh token too"
+        );
+
+        // A failure inside the transaction (here: the refresh digest is taken) undoes the
+        // take: the code is still there to redeem, and no grant was made.
+        store.insert_code("d-2", &code("g-2"), NOW).await.unwrap();
+        assert!(redeem("d-2", Some("r-1")).await.is_err());
+        assert_eq!(
+            redeem("d-2", Some("r-2")).await.unwrap(),
+            Redeemed::Fresh(code("g-2"))
+        );
+
+        // A refusal by the check spends the code and makes no grant.
+        store.insert_code("d-3", &code("g-3"), NOW).await.unwrap();
+        let refused = store
+            .redeem_code(&["d-3".to_owned()], "c", NOW, NOW + 600, |_| Err("no"))
+            .await
+            .unwrap();
+        assert_eq!(refused, Redeemed::Refused("no"));
+        assert!(matches!(
+            redeem("d-3", None).await.unwrap(),
+            Redeemed::Replayed(_)
+        ));
+    })
+    .await;
+}
+
+/// Rotating a refresh token is one transaction: the old one is taken and its successor
+/// stored together. A refusal, or a failure before the commit, leaves the old one live.
+#[tokio::test]
+async fn refresh_rotation_takes_and_stores_the_successor_in_one_transaction() {
+    each_backend(|store| async move {
+        a_user(&store, "u1", "u1@example.com").await;
+        assert!(
+            store
+                .create_grant("g", "c", "u1", NOW, NOW + 600)
+                .await
+                .unwrap()
+        );
+        let row = RefreshRow {
+            grant_id: "g".into(),
+            client_id: "c".into(),
+            scope: "openid".into(),
+            claims: None,
+            authn: Authn {
+                user_id: "u1".into(),
+                sid: None,
+                auth_time: NOW,
+                amr: "[\"pwd\"]".into(),
+                acr: "0".into(),
+            },
+            expires_at: NOW + 600,
+        };
+        store.insert_refresh_token("r-1", &row, NOW).await.unwrap();
+        store
+            .insert_refresh_token("r-other", &row, NOW)
+            .await
+            .unwrap();
+        let rotate = |old: &'static str, next: Result<&'static str, &'static str>| {
+            let store = store.clone();
+            async move {
                 store
-                    .revoke_replayed(&replay, NOW, NOW + 600)
+                    .rotate_refresh_token(&[old.to_owned()], "c", NOW, |_| {
+                        next.map(|d| Some(d.to_owned()))
+                    })
                     .await
-                    .unwrap();
             }
-            assert!(
-                store
-                    .create_grant(grant, "c", "u1", NOW, NOW + 600)
-                    .await
-                    .unwrap(),
-                "the first redemption goes on ({grant})"
-            );
-            if !replay_first {
-                assert!(!store.access_token_revoked("j", Some(grant)).await.unwrap());
-                store
-                    .revoke_replayed(&replay, NOW, NOW + 600)
-                    .await
-                    .unwrap();
-            }
-            assert!(
-                store.access_token_revoked("j", Some(grant)).await.unwrap(),
-                "{grant} is revoked"
-            );
-        }
+        };
+        assert_eq!(
+            rotate("r-1", Err("refused")).await.unwrap(),
+            Redeemed::Refused("refused")
+        );
+        // The successor's digest collides: the insert fails, and the take is undone.
+        assert!(rotate("r-1", Ok("r-other")).await.is_err());
+        assert_eq!(
+            rotate("r-1", Ok("r-2")).await.unwrap(),
+            Redeemed::Fresh(row.clone())
+        );
+        assert!(matches!(
+            rotate("r-1", Ok("r-3")).await.unwrap(),
+            Redeemed::Replayed(_)
+        ));
+        assert_eq!(
+            rotate("r-2", Ok("r-4")).await.unwrap(),
+            Redeemed::Fresh(row.clone()),
+            "the successor carries the grant on"
+        );
     })
     .await;
 }

@@ -1,0 +1,87 @@
+//! RFC 6749 §4.1.3 with RFC 7636 §4.5 and OIDC Core §3.1.3: the authorization code grant. The
+//! code is single use, bound to the client it was issued to, the `redirect_uri` of the
+//! authorization request and the PKCE challenge; a code presented again revokes everything
+//! issued from it (§4.1.2). Taking the code, recording its grant and storing the first
+//! refresh token are one transaction.
+
+use super::issue::{self, Issue, NewRefresh};
+use super::{TokenContext, TokenRequest, TokenResponse, err, server_error};
+use crate::clock::secs;
+use crate::oauth::error::{TokenError, TokenErrorCode as T};
+use crate::oauth::pkce;
+use crate::secrets::Purpose;
+use crate::store::Redeemed;
+
+pub const PARAMETERS: &[&str] = &["code", "redirect_uri", "code_verifier"];
+
+pub async fn redeem(
+    ctx: &TokenContext<'_>,
+    req: &TokenRequest<'_>,
+) -> Result<TokenResponse, TokenError> {
+    let code = req.required("code")?;
+    let redirect_uri = req.required("redirect_uri")?;
+    let verifier = req.required("code_verifier")?;
+    let client = req.client;
+    let digests = ctx
+        .pepper
+        .lookup_digests(Purpose::AuthorizationCode, code.as_bytes());
+    let grant_expires_at = req.now + secs(ctx.tokens.refresh_token_lifetime);
+    let mut refresh = None;
+    let redeemed = ctx
+        .store
+        .redeem_code(
+            &digests,
+            &client.client_id,
+            req.now,
+            grant_expires_at,
+            |row| {
+                if row.redirect_uri != redirect_uri {
+                    return Err(err(
+                        T::InvalidGrant,
+                        "redirect_uri differs from the authorization request",
+                    ));
+                }
+                if !pkce::verify_s256(verifier, &row.code_challenge) {
+                    return Err(err(
+                        T::InvalidGrant,
+                        "code_verifier does not match the code_challenge",
+                    ));
+                }
+                if !issue::refreshable(ctx, client, &row.scope) {
+                    return Ok(None);
+                }
+                let next = NewRefresh::generate(ctx);
+                let digest = next.digest.clone();
+                refresh = Some(next.token);
+                Ok(Some(digest))
+            },
+        )
+        .await
+        .map_err(server_error)?;
+    let row = match redeemed {
+        Redeemed::Fresh(row) => row,
+        Redeemed::Refused(e) => return Err(e),
+        Redeemed::Replayed(replay) => {
+            issue::revoke_replayed(ctx, &replay, req.now).await?;
+            tracing::warn!(client = %client.client_id, "authorization code replayed; its grant is revoked");
+            return Err(err(
+                T::InvalidGrant,
+                "the code was already used; tokens issued from it are revoked",
+            ));
+        }
+        Redeemed::Invalid => return Err(err(T::InvalidGrant, "the code is invalid or expired")),
+    };
+    issue::user_tokens(
+        ctx,
+        req,
+        &Issue {
+            grant_id: &row.grant_id,
+            scope: &row.scope,
+            authn: &row.authn,
+            nonce: row.nonce.as_deref(),
+            claims: row.claims.as_deref(),
+        },
+        refresh,
+    )
+    .await
+}

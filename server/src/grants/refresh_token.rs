@@ -1,0 +1,87 @@
+//! RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use answers a new refresh token, of the
+//! same grant, scope and absolute expiry; the scope of what is issued now may be narrowed,
+//! never widened. A rotated token presented again revokes its whole family. Taking the token
+//! and storing its successor are one transaction, so a crash or a refused request never
+//! leaves a login without a live token.
+
+use super::issue::{self, Issue, NewRefresh};
+use super::{TokenContext, TokenRequest, TokenResponse, err, invalid_scope, server_error};
+use crate::oauth::client::GrantType;
+use crate::oauth::error::{TokenError, TokenErrorCode as T};
+use crate::oauth::scope;
+use crate::secrets::Purpose;
+use crate::store::Redeemed;
+
+pub const PARAMETERS: &[&str] = &["refresh_token", "scope"];
+
+pub async fn redeem(
+    ctx: &TokenContext<'_>,
+    req: &TokenRequest<'_>,
+) -> Result<TokenResponse, TokenError> {
+    let token = req.required("refresh_token")?;
+    let client = req.client;
+    let digests = ctx
+        .pepper
+        .lookup_digests(Purpose::RefreshToken, token.as_bytes());
+    let mut narrowed = String::new();
+    let mut successor = None;
+    let rotated = ctx
+        .store
+        .rotate_refresh_token(&digests, &client.client_id, req.now, |row| {
+            narrowed =
+                scope::at_refresh(req.params.get("scope"), &row.scope).map_err(invalid_scope)?;
+            // The client may have lost the refresh_token grant, or the offline_access rule
+            // changed, since: then this is the last access token of the grant.
+            if !issue::refreshable(ctx, client, &row.scope) {
+                return Ok(None);
+            }
+            let next = NewRefresh::generate(ctx);
+            let digest = next.digest.clone();
+            successor = Some(next.token);
+            Ok(Some(digest))
+        })
+        .await
+        .map_err(server_error)?;
+    let row = match rotated {
+        Redeemed::Fresh(row) => row,
+        Redeemed::Refused(e) => return Err(e),
+        Redeemed::Replayed(replay) => {
+            issue::revoke_replayed(ctx, &replay, req.now).await?;
+            tracing::warn!(client = %client.client_id, "rotated refresh token reused; its family is revoked");
+            return Err(err(
+                T::InvalidGrant,
+                "the refresh token was already used; its family is revoked",
+            ));
+        }
+        Redeemed::Invalid => {
+            return Err(err(
+                T::InvalidGrant,
+                "the refresh token is invalid, expired or revoked",
+            ));
+        }
+    };
+    // A device (RFC 8628) refreshing: it was last used now, from here. The token is rotated
+    // already, so a failure here is logged, not answered.
+    if client.has_grant(GrantType::DeviceCode) {
+        let touched = ctx
+            .store
+            .touch_device(&row.grant_id, req.peer, req.user_agent, req.now)
+            .await;
+        if let Err(e) = touched {
+            tracing::warn!(error = %e, "recording a device's last use failed");
+        }
+    }
+    issue::user_tokens(
+        ctx,
+        req,
+        &Issue {
+            grant_id: &row.grant_id,
+            scope: &narrowed,
+            authn: &row.authn,
+            nonce: None,
+            claims: row.claims.as_deref(),
+        },
+        successor,
+    )
+    .await
+}

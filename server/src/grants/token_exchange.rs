@@ -1,0 +1,257 @@
+//! RFC 8693 token exchange, delegation: the client presents a subject token (one of our
+//! access tokens, or a JWT of a trusted issuer whose subject is linked to an account here)
+//! and its own access token as the actor token, and gets an access token for the subject with
+//! the actor in `act` (over any earlier `act` chain, §4.1), a scope within the subject token's
+//! and its own, and an audience among ours (`audience` or `resource`). No refresh token.
+//! Impersonation (no actor token, no new `act`) only for a client an administrator allowed it
+//! (`client create --allow-impersonation`). A subject or actor token that is invalid, or
+//! unacceptable by policy, is `invalid_request` (§2.2.2).
+
+use serde_json::{Map, Value, json};
+
+use super::{TokenContext, TokenRequest, TokenResponse, err, invalid_scope, issue, server_error};
+use crate::access::Audience;
+use crate::clock::secs;
+use crate::oauth::client::Client;
+use crate::oauth::error::{TokenError, TokenErrorCode as T};
+use crate::oauth::exchange::{self, ACCESS_TOKEN, JWT};
+use crate::oauth::scope;
+use crate::secrets::random_token;
+
+pub const PARAMETERS: &[&str] = &[
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
+    "audience",
+    "scope",
+];
+
+fn invalid(why: &'static str) -> TokenError {
+    err(T::InvalidRequest, why)
+}
+
+/// The subject as the new token sees it: its claims, the scope it holds, and, for another
+/// issuer's subject, that issuer and the account here.
+struct SubjectToken {
+    claims: Map<String, Value>,
+    held_scope: String,
+    external: Option<(String, String)>,
+}
+
+pub async fn redeem(
+    ctx: &TokenContext<'_>,
+    req: &TokenRequest<'_>,
+) -> Result<TokenResponse, TokenError> {
+    let params = req.params;
+    let client = req.client;
+    let now = req.now;
+    let subject_token = req.required("subject_token")?;
+    // A JWT of ours is one of our access tokens, whichever type the client called it.
+    let ours = match params.get("subject_token_type") {
+        Some(ACCESS_TOKEN) => true,
+        Some(JWT) => {
+            latchkey_jwks::verify::unverified_payload(subject_token)
+                .and_then(|p| p.get("iss").cloned())
+                == Some(json!(ctx.issuer))
+        }
+        Some(_) => return Err(invalid("this subject_token_type is not supported")),
+        None => return Err(invalid("subject_token_type is required")),
+    };
+    let (typ, issued_type, token_type) = match params.get("requested_token_type") {
+        None | Some(ACCESS_TOKEN) => ("at+jwt", ACCESS_TOKEN, "Bearer"),
+        Some(JWT) => ("JWT", JWT, "N_A"),
+        Some(_) => {
+            return Err(invalid(
+                "requested_token_type must be an access_token or a jwt",
+            ));
+        }
+    };
+    // One audience per token: `audience` and `resource` may both be given, naming the same.
+    if let (Some(a), Some(r)) = (params.get("audience"), params.get("resource"))
+        && a != r
+    {
+        return Err(err(
+            T::InvalidTarget,
+            "audience and resource name different targets; a token here has one audience",
+        ));
+    }
+    let audience = match params.get("audience") {
+        None => req.audience.clone(),
+        Some(a) if ctx.may_have(client, a) => a.to_owned(),
+        Some(_) => {
+            return Err(err(
+                T::InvalidTarget,
+                "the audience is not one this client may have tokens for",
+            ));
+        }
+    };
+    let SubjectToken {
+        claims: mut subject,
+        held_scope,
+        external,
+    } = if ours {
+        our_subject(ctx, client, subject_token, now).await?
+    } else {
+        external_subject(ctx, client, subject_token, now).await?
+    };
+    let actor = actor(ctx, client, params.get("actor_token"), req).await?;
+    if !exchange::may_act(&subject, ctx.issuer, &client.client_id) {
+        return Err(invalid(
+            "the subject_token's may_act does not name this actor",
+        ));
+    }
+    let scope = scope::at_exchange(params.get("scope"), &held_scope, |s| {
+        client.allowed_scopes().any(|c| c == s)
+    })
+    .map_err(invalid_scope)?;
+    let jti = random_token(16);
+    let lifetime = secs(ctx.tokens.access_token_lifetime);
+    let expires_at = exchange::expiry(&subject, now, lifetime);
+    // A subject from another issuer gets a grant of its own here, so that disabling the
+    // account, or revoking the grant, ends the token like any other of the user's.
+    if let Some((issuer, user_id)) = &external {
+        let grant_id = random_token(16);
+        let made = ctx
+            .store
+            .create_grant(&grant_id, &client.client_id, user_id, now, expires_at)
+            .await
+            .map_err(server_error)?;
+        if !made {
+            return Err(invalid("the subject's account here is disabled"));
+        }
+        subject.insert("gid".into(), json!(grant_id));
+        tracing::info!(client = %client.client_id, %issuer, user = %user_id, "exchanging another issuer's token");
+    }
+    let claims = exchange::exchanged_claims(&exchange::Exchanged {
+        issuer: ctx.issuer,
+        audience: &audience,
+        client_id: &client.client_id,
+        scope: &scope,
+        jti: &jti,
+        now,
+        lifetime,
+        subject: &subject,
+        actor,
+    });
+    let access_token = issue::sign_access_token(ctx, typ, &claims, now).await?;
+    tracing::info!(client = %client.client_id, delegation = actor.is_some(), "token exchanged");
+    Ok(TokenResponse {
+        access_token,
+        token_type,
+        expires_in: expires_at - now,
+        scope: Some(scope),
+        id_token: None,
+        refresh_token: None,
+        issued_token_type: Some(issued_type),
+    })
+}
+
+/// One of our access tokens as the subject: a user's (with its grant), live, and meant for
+/// this client: issued to it, or for a resource server it is (`--serves`). A user's token
+/// that a client merely got hold of is not its to exchange.
+async fn our_subject(
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    token: &str,
+    now: i64,
+) -> Result<SubjectToken, TokenError> {
+    let subject = ctx
+        .access_tokens()
+        .verify(token, now, Audience::AnyOurs)
+        .await
+        .map_err(|_| invalid("the subject_token is invalid, expired or revoked"))?;
+    // A client's own token stands for no one to act for.
+    if subject.str("gid").is_none() {
+        return Err(invalid("the subject_token is not a user's token"));
+    }
+    if subject.int("exp").is_none_or(|exp| exp <= now) {
+        return Err(invalid("the subject_token has expired"));
+    }
+    let meant_for_client = subject.str("client_id") == Some(client.client_id.as_str())
+        || exchange::audiences(subject.as_map())
+            .any(|a| a != ctx.issuer && client.metadata.serves.iter().any(|r| r == a));
+    if !meant_for_client {
+        return Err(invalid(
+            "the subject_token is neither this client's nor for a resource server it serves",
+        ));
+    }
+    let held_scope = subject.str("scope").unwrap_or_default().to_owned();
+    Ok(SubjectToken {
+        claims: subject.into_map(),
+        held_scope,
+        external: None,
+    })
+}
+
+/// A trusted issuer's JWT as the subject: verified against that issuer's keys, for a client
+/// the issuer's configuration names, and linked to (or provisioning) an enabled account here.
+async fn external_subject(
+    ctx: &TokenContext<'_>,
+    client: &Client,
+    token: &str,
+    now: i64,
+) -> Result<SubjectToken, TokenError> {
+    let ext = ctx
+        .trusted_issuers
+        .verify(token, now)
+        .await
+        .map_err(|why| {
+            tracing::info!(client = %client.client_id, %why, "subject_token refused");
+            invalid("the subject_token is invalid, expired or not from a trusted issuer")
+        })?;
+    if !ext.client_allowed(&client.client_id) {
+        return Err(invalid(
+            "this client may not exchange tokens of the subject_token's issuer",
+        ));
+    }
+    let user_id = crate::federation::account_for(ctx.store, &ext, now)
+        .await
+        .map_err(server_error)?
+        .ok_or_else(|| invalid("no account here is linked to the subject_token's subject"))?;
+    match ctx.store.user_by_id(&user_id).await.map_err(server_error)? {
+        Some(u) if u.disabled_at.is_none() => {}
+        _ => return Err(invalid("the subject's account here is disabled")),
+    }
+    let held_scope = ext.held_scope();
+    let issuer = ext.issuer.issuer.clone();
+    Ok(SubjectToken {
+        claims: ext.as_subject(&user_id),
+        held_scope,
+        external: Some((issuer, user_id)),
+    })
+}
+
+/// Delegation names the actor: the client, by its own access token. Impersonation, only for
+/// a client an administrator allowed it, names no one.
+async fn actor<'c>(
+    ctx: &TokenContext<'_>,
+    client: &'c Client,
+    actor_token: Option<&str>,
+    req: &TokenRequest<'_>,
+) -> Result<Option<&'c str>, TokenError> {
+    match actor_token {
+        Some(actor_token) => {
+            if req.params.get("actor_token_type") != Some(ACCESS_TOKEN) {
+                return Err(invalid(
+                    "actor_token_type must be urn:ietf:params:oauth:token-type:access_token",
+                ));
+            }
+            let actor = ctx
+                .access_tokens()
+                .verify(actor_token, req.now, Audience::AnyOurs)
+                .await
+                .map_err(|_| invalid("the actor_token is invalid, expired or revoked"))?;
+            // The actor is the client itself: its own token, not someone else's.
+            if actor.str("sub") != Some(client.client_id.as_str()) {
+                return Err(invalid("the actor_token is not this client's"));
+            }
+            Ok(Some(client.client_id.as_str()))
+        }
+        None if client.metadata.token_exchange_impersonation => Ok(None),
+        None => Err(invalid(
+            "actor_token is required: this client may not impersonate",
+        )),
+    }
+}
