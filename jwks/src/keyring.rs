@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use josekit::jws::JwsSigner;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -135,7 +134,7 @@ pub enum SignError {
 
 struct Signer {
     kid: String,
-    signer: Box<dyn JwsSigner>,
+    signer: crate::signer::Prepared,
 }
 
 /// A loaded keyring at one instant: the active signers, the published public keys, and the
@@ -184,14 +183,12 @@ impl Keyring {
             jwks.push(Value::Object(jwk.as_ref().clone()));
             if st.state == KeyState::Active {
                 let key = record.open(keks)?;
-                let signer =
-                    record
-                        .alg
-                        .signer(key.private_jwk())
-                        .map_err(|e| KeyError::Stored {
-                            kid: record.kid.clone(),
-                            reason: e.to_string(),
-                        })?;
+                let signer = crate::signer::Prepared::new(record.alg, key.private_jwk()).map_err(
+                    |reason| KeyError::Stored {
+                        kid: record.kid.clone(),
+                        reason,
+                    },
+                )?;
                 signers.insert(
                     record.alg,
                     Signer {

@@ -10,6 +10,7 @@ mod b64;
 mod kek;
 mod key;
 mod keyring;
+mod signer;
 pub mod verify;
 
 pub use alg::{Alg, UnknownAlg as UnknownAlgError};

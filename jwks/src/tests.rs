@@ -85,6 +85,38 @@ fn signed_token_verifies_for_every_alg() {
     }
 }
 
+/// The prepared signers make the signatures josekit's own verifiers accept, and ECDSA's are
+/// fresh each time (a repeated nonce would give the key away).
+#[test]
+fn prepared_signatures_verify_with_josekit_and_ecdsa_nonces_differ() {
+    use josekit::jws::{ES256, RS256};
+    let f = fixture();
+    for alg in [Alg::Es256, Alg::Rs256] {
+        let t = f.ring.sign(alg, "JWT", &claims()).unwrap();
+        let public = f
+            .records
+            .iter()
+            .find(|r| r.alg == alg)
+            .unwrap()
+            .public()
+            .unwrap();
+        let verifier: Box<dyn josekit::jws::JwsVerifier> = match alg {
+            Alg::Es256 => Box::new(ES256.verifier_from_jwk(&public).unwrap()),
+            _ => Box::new(RS256.verifier_from_jwk(&public).unwrap()),
+        };
+        let (input, sig) = t.rsplit_once('.').unwrap();
+        let sig = b64::decode(sig).unwrap();
+        assert_eq!(sig.len(), if alg == Alg::Es256 { 64 } else { 256 });
+        verifier.verify(input.as_bytes(), &sig).unwrap();
+        let again = f.ring.sign(alg, "JWT", &claims()).unwrap();
+        assert_eq!(
+            t == again,
+            alg == Alg::Rs256,
+            "{alg}: ECDSA signs anew each time"
+        );
+    }
+}
+
 #[test]
 fn rejects_alg_none() {
     let f = fixture();
