@@ -13,12 +13,14 @@ use latchkey_jwks::Alg;
 use serde_json::json;
 
 use crate::clock::{Clock, SystemClock};
+use crate::config::redact_url;
 use crate::config::{Config, LogFormat, Overrides};
+use crate::input::validate_email;
 use crate::oauth::client::{AuthMethod, ClientMetadata, GrantType};
 use crate::secrets::{Purpose, random_token};
-use crate::signin::{password, validate_email};
+use crate::signin::password;
 use crate::state::AppState;
-use crate::store::{NewUser, PoolSettings, Store, redact_url};
+use crate::store::{NewUser, PoolSettings, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -344,7 +346,8 @@ where
             let lifetime = expires_in.unwrap_or(config.signup.invite_lifetime);
             let state = AppState::build(config, clock).await.map_err(failed)?;
             let result =
-                crate::signin::create_invite(&state, email.as_deref(), admin, lifetime).await;
+                crate::signin::create_invite(&state.signin(), email.as_deref(), admin, lifetime)
+                    .await;
             state.store.close().await;
             let (url, expires_at) = result.map_err(failed)?;
             print_json(
@@ -535,7 +538,10 @@ async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), CliError> {
     let state = AppState::build(config, clock).await.map_err(failed)?;
     let store = state.store.clone();
     // The setup link is a credential: printed for the operator on stderr, never logged.
-    if let Some((url, _)) = crate::signin::setup_link(&state).await.map_err(failed)? {
+    if let Some((url, _)) = crate::signin::setup_link(&state.signin())
+        .await
+        .map_err(failed)?
+    {
         eprintln!(
             "\nNo administrator yet. Open this one-time link to create one and enrol a passkey\n(valid {}, and only until the next start):\n\n    {url}\n",
             humantime::format_duration(state.config.signup.invite_lifetime)
@@ -687,9 +693,7 @@ async fn create_client(
     stdout: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let now = state.clock.now();
-    let (client_id, secret) = crate::clients::create(state, &metadata, now)
-        .await
-        .map_err(failed)?;
+    let (client_id, secret) = state.clients().create(&metadata).await.map_err(failed)?;
     // RFC 7591 §3.2.1 response shape.
     let mut out = serde_json::to_value(&metadata).map_err(failed)?;
     if let Some(obj) = out.as_object_mut() {

@@ -4,39 +4,57 @@
 use crate::oauth::client::{AuthMethod, Client, ClientMetadata};
 use crate::oauth::client_auth::Presented;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
+use crate::outbound::JwksFetcher;
+use crate::secrets::Pepper;
 use crate::secrets::{ClientSecret, Purpose, random_token};
-use crate::state::AppState;
+use crate::store::Store;
 use crate::store::{NewClient, StoreError};
+
+/// What working with clients needs: the store, the pepper (secrets are digests), the cache of
+/// recently read clients and its lifetime, the fetcher of clients' `jwks_uri`, who we are (an
+/// assertion's audience), and the time of the request. Built per request by
+/// `AppState::clients`.
+#[derive(Clone, Copy)]
+pub struct Clients<'a> {
+    pub store: &'a Store,
+    pub pepper: &'a Pepper,
+    pub cache: &'a ClientCache,
+    /// `clients.cache_ttl` in seconds; 0 turns the cache off.
+    pub cache_ttl: i64,
+    pub jwks: &'a JwksFetcher,
+    pub issuer: &'a str,
+    pub now: i64,
+}
 
 /// Registers a client: a fresh `client_id` and, for the secret-based methods, a 256-bit secret
 /// that is returned this once and stored only as a digest.
-pub async fn create(
-    state: &AppState,
-    metadata: &ClientMetadata,
-    now: i64,
-) -> Result<(String, Option<ClientSecret>), StoreError> {
-    let client_id = random_token(16);
-    let secret = metadata
-        .token_endpoint_auth_method
-        .uses_secret()
-        .then(ClientSecret::generate);
-    let digest = secret.as_ref().map(|s| {
-        state
-            .pepper
-            .digest(Purpose::ClientSecret, s.expose().as_bytes())
-    });
-    let stored = serde_json::to_string(metadata)
-        .map_err(|e| StoreError::Corrupt(format!("client metadata: {e}")))?;
-    state
-        .store
-        .create_client(&NewClient {
-            client_id: &client_id,
-            secret_digest: digest.as_deref(),
-            metadata: &stored,
-            now,
-        })
-        .await?;
-    Ok((client_id, secret))
+impl Clients<'_> {
+    pub async fn create(
+        &self,
+        metadata: &ClientMetadata,
+    ) -> Result<(String, Option<ClientSecret>), StoreError> {
+        let now = self.now;
+        let client_id = random_token(16);
+        let secret = metadata
+            .token_endpoint_auth_method
+            .uses_secret()
+            .then(ClientSecret::generate);
+        let digest = secret.as_ref().map(|s| {
+            self.pepper
+                .digest(Purpose::ClientSecret, s.expose().as_bytes())
+        });
+        let stored = serde_json::to_string(metadata)
+            .map_err(|e| StoreError::Corrupt(format!("client metadata: {e}")))?;
+        self.store
+            .create_client(&NewClient {
+                client_id: &client_id,
+                secret_digest: digest.as_deref(),
+                metadata: &stored,
+                now,
+            })
+            .await?;
+        Ok((client_id, secret))
+    }
 }
 
 /// Recently read client records, per instance. A change made through this instance drops the
@@ -73,114 +91,109 @@ impl ClientCache {
     }
 }
 
-pub async fn find(state: &AppState, client_id: &str) -> Result<Option<Client>, StoreError> {
-    if client_id.len() > 256 {
-        return Ok(None);
-    }
-    let now = state.clock.now();
-    let ttl = crate::state::secs(state.config.clients.cache_ttl);
-    if ttl > 0
-        && let Some(c) = state.client_cache.get(client_id, now, ttl)
-    {
-        return Ok(Some((*c).clone()));
-    }
-    let Some(row) = state.store.client_by_id(client_id).await? else {
-        return Ok(None);
-    };
-    let metadata: ClientMetadata = serde_json::from_str(&row.metadata)
-        .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?;
-    let client = Client {
-        client_id: row.client_id,
-        secret_digest: row.secret_digest,
-        metadata,
-    };
-    if ttl > 0 {
-        state
-            .client_cache
-            .put(std::sync::Arc::new(client.clone()), now);
-    }
-    Ok(Some(client))
-}
-
-/// Authenticates the presented credentials against the registered client: the method must be
-/// the registered one and the secret must match its digest. One error for every failure, so
-/// the answer does not tell which client ids exist.
-pub async fn authenticate(state: &AppState, presented: &Presented) -> Result<Client, TokenError> {
-    let fail = || TokenError::new(T::InvalidClient, "client authentication failed");
-    let client = match find(state, presented.client_id()).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return Err(fail()),
-        Err(e) => {
-            tracing::error!(error = %e, "client lookup failed");
-            return Err(TokenError::new(T::ServerError, "server error"));
-        }
-    };
-    let method = client.metadata.token_endpoint_auth_method;
-    if let (Presented::Assertion { assertion, .. }, AuthMethod::PrivateKeyJwt) = (presented, method)
-    {
-        return match verify_assertion(state, &client, assertion).await {
-            Ok(()) => Ok(client),
-            Err(why) => {
-                tracing::info!(client = %client.client_id, why, "client assertion refused");
-                Err(fail())
-            }
-        };
-    }
-    let ok = match (presented, method) {
-        (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic)
-        | (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => {
-            client.secret_digest.as_deref().is_some_and(|d| {
-                state
-                    .pepper
-                    .verify(Purpose::ClientSecret, secret.as_bytes(), d)
-            })
-        }
-        (Presented::None { .. }, AuthMethod::None) => true,
-        _ => false,
-    };
-    if ok { Ok(client) } else { Err(fail()) }
-}
-
 /// Longest lifetime accepted for a client assertion: its jti is remembered that long.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
 
-/// RFC 7523 §3 for `private_key_jwt`: signed by one of the client's keys, `iss` and `sub` are
-/// the client, `aud` is the issuer or the token endpoint, short-lived, and its `jti` is used
-/// once.
-async fn verify_assertion(
-    state: &AppState,
-    client: &Client,
-    jwt: &str,
-) -> Result<(), &'static str> {
-    use latchkey_jwks::{Alg, PublicKeySet, VerifyError, VerifyOptions};
-    let now = state.clock.now();
-    let issuer = &state.config.issuer;
-    let token_endpoint = format!("{issuer}/token");
-    let check = |keys: &PublicKeySet| -> Result<latchkey_jwks::Claims, VerifyError> {
-        let mut opts = VerifyOptions {
-            algs: &Alg::ALL,
-            issuer: &client.client_id,
-            audience: issuer,
-            typ: None,
-            now,
-            leeway: 30,
-        };
-        match keys.verify(jwt, &opts) {
-            Err(VerifyError::WrongAudience) => {
-                opts.audience = &token_endpoint;
-                keys.verify(jwt, &opts)
-            }
-            other => other,
+impl Clients<'_> {
+    pub async fn find(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        if client_id.len() > 256 {
+            return Ok(None);
         }
-    };
-    let claims = match (&client.metadata.jwks, &client.metadata.jwks_uri) {
+        let now = self.now;
+        let ttl = self.cache_ttl;
+        if ttl > 0
+            && let Some(c) = self.cache.get(client_id, now, ttl)
+        {
+            return Ok(Some((*c).clone()));
+        }
+        let Some(row) = self.store.client_by_id(client_id).await? else {
+            return Ok(None);
+        };
+        let metadata: ClientMetadata = serde_json::from_str(&row.metadata)
+            .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?;
+        let client = Client {
+            client_id: row.client_id,
+            secret_digest: row.secret_digest,
+            metadata,
+        };
+        if ttl > 0 {
+            self.cache.put(std::sync::Arc::new(client.clone()), now);
+        }
+        Ok(Some(client))
+    }
+
+    /// Authenticates the presented credentials against the registered client: the method must be
+    /// the registered one and the secret must match its digest. One error for every failure, so
+    /// the answer does not tell which client ids exist.
+    pub async fn authenticate(&self, presented: &Presented) -> Result<Client, TokenError> {
+        let fail = || TokenError::new(T::InvalidClient, "client authentication failed");
+        let client = match self.find(presented.client_id()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(fail()),
+            Err(e) => {
+                tracing::error!(error = %e, "client lookup failed");
+                return Err(TokenError::new(T::ServerError, "server error"));
+            }
+        };
+        let method = client.metadata.token_endpoint_auth_method;
+        if let (Presented::Assertion { assertion, .. }, AuthMethod::PrivateKeyJwt) =
+            (presented, method)
+        {
+            return match self.verify_assertion(&client, assertion).await {
+                Ok(()) => Ok(client),
+                Err(why) => {
+                    tracing::info!(client = %client.client_id, why, "client assertion refused");
+                    Err(fail())
+                }
+            };
+        }
+        let ok = match (presented, method) {
+            (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic)
+            | (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => {
+                client.secret_digest.as_deref().is_some_and(|d| {
+                    self.pepper
+                        .verify(Purpose::ClientSecret, secret.as_bytes(), d)
+                })
+            }
+            (Presented::None { .. }, AuthMethod::None) => true,
+            _ => false,
+        };
+        if ok { Ok(client) } else { Err(fail()) }
+    }
+
+    /// RFC 7523 §3 for `private_key_jwt`: signed by one of the client's keys, `iss` and `sub` are
+    /// the client, `aud` is the issuer or the token endpoint, short-lived, and its `jti` is used
+    /// once.
+    async fn verify_assertion(&self, client: &Client, jwt: &str) -> Result<(), &'static str> {
+        use latchkey_jwks::{Alg, PublicKeySet, VerifyError, VerifyOptions};
+        let now = self.now;
+        let issuer = self.issuer;
+        let token_endpoint = format!("{issuer}/token");
+        let check = |keys: &PublicKeySet| -> Result<latchkey_jwks::Claims, VerifyError> {
+            let mut opts = VerifyOptions {
+                algs: &Alg::ALL,
+                issuer: &client.client_id,
+                audience: issuer,
+                typ: None,
+                now,
+                leeway: 30,
+            };
+            match keys.verify(jwt, &opts) {
+                Err(VerifyError::WrongAudience) => {
+                    opts.audience = &token_endpoint;
+                    keys.verify(jwt, &opts)
+                }
+                other => other,
+            }
+        };
+        let claims = match (&client.metadata.jwks, &client.metadata.jwks_uri) {
         (Some(jwks), _) => {
             let keys = PublicKeySet::from_jwks_value(jwks)
                 .map_err(|_| "the registered jwks is unusable")?;
             check(&keys).map_err(|_| "the assertion does not verify")?
         }
-        (None, Some(uri)) => state
-            .client_jwks
+        (None, Some(uri)) => self
+            .jwks
             .check(uri, now, check)
             .await
             .map_err(|e| {
@@ -190,24 +203,25 @@ async fn verify_assertion(
             .map_err(|_| "the assertion does not verify")?,
         (None, None) => return Err("the client has no keys"),
     };
-    if claims.str("sub") != Some(client.client_id.as_str()) {
-        return Err("sub is not the client");
-    }
-    let exp = claims.int("exp").ok_or("no exp")?;
-    if exp - now > MAX_ASSERTION_LIFETIME {
-        return Err("the assertion lives too long");
-    }
-    let jti = claims
-        .str("jti")
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or("no usable jti")?;
-    let key = format!("{}:{jti}", client.client_id);
-    match state.store.use_assertion_jti(&key, exp + 60).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("the assertion's jti was already used"),
-        Err(e) => {
-            tracing::error!(error = %e, "recording the assertion jti failed");
-            Err("server error")
+        if claims.str("sub") != Some(client.client_id.as_str()) {
+            return Err("sub is not the client");
+        }
+        let exp = claims.int("exp").ok_or("no exp")?;
+        if exp - now > MAX_ASSERTION_LIFETIME {
+            return Err("the assertion lives too long");
+        }
+        let jti = claims
+            .str("jti")
+            .filter(|j| !j.is_empty() && j.len() <= 256)
+            .ok_or("no usable jti")?;
+        let key = format!("{}:{jti}", client.client_id);
+        match self.store.use_assertion_jti(&key, exp + 60).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the assertion's jti was already used"),
+            Err(e) => {
+                tracing::error!(error = %e, "recording the assertion jti failed");
+                Err("server error")
+            }
         }
     }
 }

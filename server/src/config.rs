@@ -844,9 +844,23 @@ fn validate_database_url(raw: &str) -> Result<(), ConfigError> {
             "database_url",
             format!(
                 "{:?} is not a sqlite:// or postgres:// URL",
-                crate::store::redact_url(raw)
+                redact_url(raw)
             ),
         )),
+    }
+}
+
+/// A database URL fit for a log line or an error: the password is replaced.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => raw
+            .split_once('@')
+            .map_or_else(|| raw.to_owned(), |(_, host)| format!("***@{host}")),
     }
 }
 

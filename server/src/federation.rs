@@ -204,7 +204,7 @@ impl External<'_> {
     fn verified_email(&self) -> Option<String> {
         let verified = self.claims.get("email_verified") == Some(&Value::Bool(true));
         let email = self.claims.str("email").filter(|_| verified)?;
-        crate::signin::validate_email(email).ok()
+        crate::input::validate_email(email).ok()
     }
 }
 
@@ -241,7 +241,7 @@ pub async fn account_for(
     let name = ext
         .claims
         .str("name")
-        .and_then(|n| crate::signin::clean_label(n, 100));
+        .and_then(|n| crate::input::clean_label(n, 100));
     let user = NewUser {
         id: &id,
         email: &email,

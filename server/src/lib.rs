@@ -1,7 +1,12 @@
 //! Latchkey: an OAuth 2.0 / OpenID Connect authorization server with passkeys.
 //!
-//! Dependencies point one way: `http -> oauth / signin -> store`. The protocol core
-//! (`oauth`) knows neither poem nor sqlx.
+//! Dependencies point one way: `server -> http -> state -> grants / signin / clients /
+//! federation / mail -> access / keys -> oauth, store, secrets, config, clock`. Only `http`
+//! knows poem; only `store` writes SQL; the protocol core (`oauth`) knows neither. Services
+//! below `state` take the narrow context they need (`grants::TokenContext`,
+//! `signin::Signin`, `clients::Clients`, `access::AccessTokens`), built by `AppState`, never
+//! `AppState` itself. `tools/module-graph` lists the module graph and fails on any circle;
+//! CI runs it.
 
 pub mod access;
 pub mod cli;
@@ -11,8 +16,10 @@ pub mod config;
 pub mod federation;
 pub mod grants;
 pub mod http;
+pub mod input;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod oauth;
 pub mod outbound;
 pub mod secrets;

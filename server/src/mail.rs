@@ -46,7 +46,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(dir: &Path) -> std::io::Result<Self> {
-        crate::state::create_private_dir(dir)?;
+        crate::secrets::create_private_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
         })

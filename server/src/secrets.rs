@@ -315,6 +315,22 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
+/// Creates a directory only its owner can enter (the data directory, the mail outbox: both
+/// hold secrets), with its parents; an existing one is left as it is.
+pub fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

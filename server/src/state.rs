@@ -6,10 +6,11 @@ use latchkey_jwks::{Kek, KekRing, KeyPolicy};
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::http::metrics::Metrics;
+use crate::config::redact_url;
 use crate::keys::KeyService;
+use crate::metrics::Metrics;
 use crate::secrets::{Pepper, load_or_create_key_file};
-use crate::store::{PoolSettings, Store, redact_url};
+use crate::store::{PoolSettings, Store};
 use crate::views::Views;
 
 #[derive(Clone)]
@@ -60,7 +61,7 @@ impl AppState {
             || config.secrets.pepper_file.is_none()
             || config.secrets.kek_file.is_none();
         if uses_data_dir {
-            create_private_dir(&config.data_dir).map_err(|e| {
+            crate::secrets::create_private_dir(&config.data_dir).map_err(|e| {
                 StartError(format!("data directory {}: {e}", config.data_dir.display()))
             })?;
         }
@@ -213,6 +214,31 @@ impl AppState {
         }
     }
 
+    /// What the sign-in methods need, at this instant.
+    pub fn signin(&self) -> crate::signin::Signin<'_> {
+        crate::signin::Signin {
+            store: &self.store,
+            pepper: &self.pepper,
+            keks: &self.keks,
+            config: &self.config,
+            webauthn: &self.webauthn,
+            now: self.clock.now(),
+        }
+    }
+
+    /// Registered clients: creating, finding and authenticating them, at this instant.
+    pub fn clients(&self) -> crate::clients::Clients<'_> {
+        crate::clients::Clients {
+            store: &self.store,
+            pepper: &self.pepper,
+            cache: &self.client_cache,
+            cache_ttl: secs(self.config.clients.cache_ttl),
+            jwks: &self.client_jwks,
+            issuer: &self.config.issuer,
+            now: self.clock.now(),
+        }
+    }
+
     /// Verifies our access tokens where they are presented.
     pub fn access_tokens(&self) -> crate::access::AccessTokens<'_> {
         crate::access::AccessTokens {
@@ -234,18 +260,4 @@ fn restrict_to_owner(path: &std::path::Path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot restrict the database file to its owner");
         }
     }
-}
-
-pub(crate) fn create_private_dir(path: &std::path::Path) -> std::io::Result<()> {
-    if path.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder.create(path)
 }

@@ -43,7 +43,7 @@ pub fn parse_input(body: &Value, key_required: bool) -> Result<StreamInput, Stri
     };
     let raw_label = text("label")?;
     let label =
-        crate::signin::clean_label(raw_label, MAX_LABEL_CHARS).ok_or("label must not be empty")?;
+        crate::input::clean_label(raw_label, MAX_LABEL_CHARS).ok_or("label must not be empty")?;
     if raw_label.trim().chars().count() > MAX_LABEL_CHARS {
         return Err("label must be at most 64 characters".into());
     }

@@ -97,12 +97,12 @@ async fn the_setup_link_creates_the_first_administrator_with_a_passkey_once() {
     for db in TestDb::all().await {
         let env = Env::new(db, "");
         let server = Server::start(env.config()).await;
-        let (link, _) = latchkey::signin::setup_link(&server.state)
+        let (link, _) = latchkey::signin::setup_link(&server.state.signin())
             .await
             .unwrap()
             .expect("no administrator yet: a setup link");
         // A later start replaces it: the first link stops working.
-        let (link2, _) = latchkey::signin::setup_link(&server.state)
+        let (link2, _) = latchkey::signin::setup_link(&server.state.signin())
             .await
             .unwrap()
             .unwrap();
@@ -154,7 +154,7 @@ async fn the_setup_link_creates_the_first_administrator_with_a_passkey_once() {
         let (status, _) = form_page(&browser(), &server, &path_of(&link2)).await;
         assert_eq!(status, 403);
         assert!(
-            latchkey::signin::setup_link(&server.state)
+            latchkey::signin::setup_link(&server.state.signin())
                 .await
                 .unwrap()
                 .is_none()
@@ -283,7 +283,7 @@ async fn a_closed_policy_refuses_invitations_but_not_the_setup_link() {
     )
     .await;
     assert_eq!(status, 403);
-    let (link, _) = latchkey::signin::setup_link(&server.state)
+    let (link, _) = latchkey::signin::setup_link(&server.state.signin())
         .await
         .unwrap()
         .unwrap();
@@ -380,11 +380,11 @@ async fn a_new_setup_link_replaces_the_old_one_but_not_cli_admin_invitations() {
     let out = env.cli(&["invite", "create", "--admin"], "").await.unwrap();
     let cli_invite: Value = serde_json::from_str(&out).unwrap();
     let cli_path = path_of(cli_invite["invite_url"].as_str().unwrap());
-    let (first, _) = latchkey::signin::setup_link(&server.state)
+    let (first, _) = latchkey::signin::setup_link(&server.state.signin())
         .await
         .unwrap()
         .unwrap();
-    let (second, _) = latchkey::signin::setup_link(&server.state)
+    let (second, _) = latchkey::signin::setup_link(&server.state.signin())
         .await
         .unwrap()
         .unwrap();

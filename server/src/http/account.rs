@@ -4,52 +4,20 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use poem::http::{StatusCode, header};
+use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde::Serialize;
 
 use super::browser::{append_cookie, csrf_token, current_session, session_cookie_name, set_cookie};
-use super::login::checked_form;
+use super::pages::{
+    account_form, account_redirect, checked_form, recently_signed_in, see_other, signed_in_user,
+};
 use super::respond::{error_page, page};
 use crate::oauth::params::Params;
 use crate::state::{AppState, secs};
 use crate::store::{Session, User};
 use crate::views::{Msg, Views};
-
-/// The signed-in session and its user, if the browser has a live session.
-pub async fn signed_in_user(state: &AppState, req: &Request) -> Option<(Session, User)> {
-    let now = state.clock.now();
-    let session = current_session(state, req, now).await?;
-    match state.store.user_by_id(&session.user_id).await {
-        Ok(Some(user)) if user.disabled_at.is_none() => Some((session, user)),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            None
-        }
-    }
-}
-
-/// A form post from the account page: CSRF-checked and from a signed-in user; otherwise the
-/// response to give instead.
-pub async fn account_form(
-    state: &AppState,
-    req: &Request,
-    body: poem::Body,
-) -> Result<(Params, Session, User), Response> {
-    let form = checked_form(state, req, body).await?;
-    let (session, user) = signed_in_user(state, req)
-        .await
-        .ok_or_else(account_redirect)?;
-    Ok((form, session, user))
-}
-
-/// Whether the session's sign-in is recent enough for sensitive changes
-/// (`sessions.recent_signin`).
-pub fn recently_signed_in(state: &AppState, session: &Session) -> bool {
-    state.clock.now() - session.auth_time <= secs(state.config.sessions.recent_signin)
-}
 
 /// A form post from the account page for a sensitive change: as [`account_form`], and from a
 /// session signed in within `sessions.recent_signin`; otherwise the account page asking to
@@ -79,19 +47,6 @@ pub async fn account_failed(
     tracing::error!(%error, action, "an account action failed");
     let error = state.views.msg(Msg::ErrorTryAgain);
     account_with_message(state, req, None, Some(error)).await
-}
-
-fn see_other(location: &str) -> Response {
-    Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header(header::LOCATION, location)
-        .header(header::CACHE_CONTROL, "no-store")
-        .finish()
-}
-
-/// Back to the account page (which sends a signed-out browser to sign in).
-pub fn account_redirect() -> Response {
-    see_other("/account")
 }
 
 /// A date and time for people: `2026-11-22 14:05 UTC`.
@@ -230,7 +185,7 @@ pub async fn account_with_message(
         .collect();
     let mut apps = Vec::with_capacity(consents.len());
     for c in consents {
-        let name = match crate::clients::find(state, &c.client_id).await {
+        let name = match state.clients().find(&c.client_id).await {
             Ok(Some(client)) if !client.metadata.client_name.is_empty() => {
                 client.metadata.client_name.clone()
             }

@@ -222,7 +222,7 @@ pub async fn rename_device(
     let Some(raw) = fields.get("name").and_then(Value::as_str) else {
         return invalid_request("name must be a string");
     };
-    let Some(name) = crate::signin::clean_label(raw, MAX_NAME_CHARS) else {
+    let Some(name) = crate::input::clean_label(raw, MAX_NAME_CHARS) else {
         return invalid_request("name must not be empty");
     };
     if raw.trim().chars().count() > MAX_NAME_CHARS {

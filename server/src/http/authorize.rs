@@ -76,7 +76,7 @@ pub fn is_form(req: &Request) -> bool {
 }
 
 pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, Response> {
-    match crate::clients::find(state, client_id).await {
+    match state.clients().find(client_id).await {
         Ok(c) => Ok(c),
         Err(e) => {
             tracing::error!(error = %e, "client lookup failed");

@@ -10,7 +10,6 @@ use poem::{Request, Response};
 use super::authorize::is_form;
 use super::browser::client_ip;
 use super::respond::token_error;
-use crate::clients::authenticate;
 use crate::oauth::client::Client;
 use crate::oauth::client_auth::presented;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
@@ -129,6 +128,6 @@ pub(super) async fn authenticated_client(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let creds = presented(authorization, &params)?;
-    let client = authenticate(state, &creds).await?;
+    let client = state.clients().authenticate(&creds).await?;
     Ok((client, params))
 }

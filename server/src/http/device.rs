@@ -8,10 +8,10 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
-use super::account::{account_form, signed_in_user};
 use super::browser::client_ip;
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
 use super::login::plain_login_page;
+use super::pages::{CARRIED_USER_CODE, account_form, signed_in_user};
 use super::respond::{error_page, form_page, json_ok};
 use crate::oauth::client::GrantType;
 use crate::oauth::device::{self, Approval};
@@ -23,9 +23,6 @@ use crate::signin::throttle;
 use crate::state::AppState;
 use crate::store::{NewDeviceCode, StoreError, User};
 use crate::views::Msg;
-
-/// The parameter that carries a user code through sign-in, back to `/device`.
-pub const CARRIED_USER_CODE: &str = "device_user_code";
 
 fn err(code: T, why: &'static str) -> TokenError {
     TokenError::new(code, why)
@@ -178,7 +175,7 @@ async fn confirm_page(state: &AppState, req: &Request, user: &User, typed: &str)
         }
         Err(e) => return failed(state, e),
     };
-    let client_name = match crate::clients::find(state, &pending.client_id).await {
+    let client_name = match state.clients().find(&pending.client_id).await {
         Ok(Some(c)) if !c.metadata.client_name.is_empty() => c.metadata.client_name.clone(),
         Ok(_) => pending.client_id.clone(),
         Err(e) => return failed(state, e),

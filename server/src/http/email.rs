@@ -9,13 +9,12 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
-use super::account::{
-    account_failed, account_form, account_with_message, recently_signed_in, signed_in_user,
-};
+use super::account::{account_failed, account_with_message};
 use super::links::{TokenQuery, count_mail_request, failed, mail_allowed, unusable};
-use super::login::checked_form;
+use super::pages::{account_form, checked_form, recently_signed_in, signed_in_user};
 use super::respond::{error_page, form_page, page};
-use crate::signin::{email_link_digests, new_email_link, validate_email};
+use crate::input::validate_email;
+use crate::signin::{email_link_digests, new_email_link};
 use crate::state::{AppState, secs};
 use crate::store::{EMAIL_LINK_EMAIL, EMAIL_LINK_VERIFY, StoreError, email_key};
 use crate::views::Msg;
@@ -64,7 +63,8 @@ pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState
     } else {
         EMAIL_LINK_EMAIL
     };
-    let token = match new_email_link(state, purpose, &user.id, &new, None, lifetime).await {
+    let token = match new_email_link(&state.signin(), purpose, &user.id, &new, None, lifetime).await
+    {
         Ok(t) => t,
         Err(e) => return account_failed(state, req, "making an address link", e).await,
     };
@@ -135,7 +135,7 @@ pub async fn confirm_form(
     Query(q): Query<TokenQuery>,
     Data(state): Data<&AppState>,
 ) -> Response {
-    let Some(digests) = email_link_digests(state, &q.token) else {
+    let Some(digests) = email_link_digests(&state.signin(), &q.token) else {
         return unusable(state, Msg::EmailLinkUnusable);
     };
     let ctx = match read_link(state, req, &digests).await {
@@ -158,7 +158,8 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         Ok(f) => f,
         Err(page) => return page,
     };
-    let Some(digests) = email_link_digests(state, form.get("token").unwrap_or_default()) else {
+    let Some(digests) = email_link_digests(&state.signin(), form.get("token").unwrap_or_default())
+    else {
         return unusable(state, Msg::EmailLinkUnusable);
     };
     match read_link(state, req, &digests).await {

@@ -1,55 +1,22 @@
 //! Password sign-in (`/login`) and the consent answer (`/consent`). Both forms carry the
 //! authorization request they interrupt and hand it back to the pipeline.
 
-use poem::http::{StatusCode, header};
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::authorize::{is_form, load_client, login_page, run};
-use super::browser::{
-    append_cookie, client_ip, csrf_ok, current_session, session_cookie_name, set_cookie, user_agent,
-};
+use super::authorize::{load_client, login_page, run};
+use super::browser::{append_cookie, client_ip, current_session};
+use super::pages::{checked_form, signed_in};
 use super::respond::{error_page, page};
 use crate::oauth::params::Params;
-use crate::secrets::{Purpose, random_token};
 use crate::signin::throttle;
-use crate::state::{AppState, secs};
-use crate::store::NewSession;
+use crate::state::AppState;
 use crate::views::Msg;
 
 /// The single-factor password method: RFC 8176 `pwd`, ACR level 1.
 const PASSWORD_AMR: &str = "pwd";
 pub const PASSWORD_ACR: &str = "1";
-
-/// Reads a page form and checks its CSRF token; on failure, the page to show instead.
-pub async fn checked_form(
-    state: &AppState,
-    req: &Request,
-    body: poem::Body,
-) -> Result<Params, Response> {
-    let bytes = if is_form(req) {
-        body.into_vec().await.ok()
-    } else {
-        None
-    };
-    let Some(form) = bytes.and_then(|b| Params::parse(&b).ok()) else {
-        return Err(error_page(
-            state,
-            StatusCode::BAD_REQUEST,
-            Msg::InvalidRequestTitle,
-            Msg::FormUnreadable,
-        ));
-    };
-    if !csrf_ok(state, req, form.get("csrf_token")) {
-        return Err(error_page(
-            state,
-            StatusCode::FORBIDDEN,
-            Msg::FormExpiredTitle,
-            Msg::FormExpiredMessage,
-        ));
-    }
-    Ok(form)
-}
 
 #[handler]
 pub async fn login_form(req: &Request, Data(state): Data<&AppState>) -> Response {
@@ -143,70 +110,6 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
         now,
     )
     .await
-}
-
-/// Starts a session for a user who has just signed in, and sends the browser on: back to
-/// the authorization request it came with, or to the account page. A new session id at every
-/// sign-in (no fixation); the browser's old session, if any, ends.
-pub async fn signed_in(
-    state: &AppState,
-    req: &Request,
-    user_id: &str,
-    amr: &[&str],
-    acr: &str,
-    request: &Params,
-    now: i64,
-) -> Response {
-    if let Some(old) = current_session(state, req, now).await {
-        let _ = state.store.revoke_session(&old.sid, now).await;
-    }
-    let id = random_token(32);
-    let sid = random_token(16);
-    let absolute = secs(state.config.sessions.absolute_lifetime);
-    let amr = serde_json::json!(amr).to_string();
-    let ip = client_ip(state, req);
-    let ua = user_agent(req);
-    let created = state
-        .store
-        .create_session(&NewSession {
-            id_digest: &state.pepper.digest(Purpose::Session, id.as_bytes()),
-            sid: &sid,
-            user_id,
-            auth_time: now,
-            amr: &amr,
-            acr,
-            ip: ip.as_deref(),
-            user_agent: ua.as_deref(),
-            now,
-            expires_at: now + absolute,
-        })
-        .await;
-    if let Err(e) = created {
-        tracing::error!(error = %e, "creating the session failed");
-        return error_page(
-            state,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Msg::ErrorTitle,
-            Msg::ErrorMessage,
-        );
-    }
-    let location = if request.contains("client_id") {
-        format!("/authorize?{}", request.encode())
-    } else if let Some(code) = request
-        .get(super::device::CARRIED_USER_CODE)
-        .and_then(crate::oauth::device::normalize_user_code)
-    {
-        format!("/device?user_code={code}")
-    } else {
-        "/account".to_owned()
-    };
-    let cookie = set_cookie(state, session_cookie_name(state), &id, Some(absolute));
-    Response::builder()
-        .status(StatusCode::SEE_OTHER)
-        .header(header::LOCATION, location)
-        .header(header::SET_COOKIE, cookie)
-        .header(header::CACHE_CONTROL, "no-store")
-        .finish()
 }
 
 /// The sign-in form again, with a message, for a failed or throttled attempt (password or

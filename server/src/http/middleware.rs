@@ -10,7 +10,7 @@ use poem::http::header::{self, HeaderValue};
 use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Request, Response, Result};
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Our pages load scripts and styles from our own origin only; nothing inline.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -94,7 +94,7 @@ pub async fn observe<E: Endpoint>(
     };
     let elapsed = started.elapsed();
     let status = resp.status();
-    metrics.observe_request(&method, route_name(&path), status, elapsed);
+    metrics.observe_request(method.as_str(), route_name(&path), status.as_u16(), elapsed);
     if status.is_server_error() {
         tracing::warn!(%method, path, status = status.as_u16(), ms = elapsed.as_secs_f64() * 1e3, "request");
     } else if method != Method::GET || !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics")

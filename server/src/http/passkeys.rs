@@ -12,12 +12,12 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::json;
 
-use super::account::{
-    account_failed, account_form, account_redirect, account_with_message, recent_account_form,
-    recently_signed_in, signed_in_user,
-};
+use super::account::{account_failed, account_with_message, recent_account_form};
 use super::browser::client_ip;
-use super::login::{checked_form, retry_page, signed_in};
+use super::login::retry_page;
+use super::pages::{
+    account_form, account_redirect, checked_form, recently_signed_in, signed_in, signed_in_user,
+};
 use super::respond::{error_page, json_error, json_ok};
 use crate::oauth::params::Params;
 use crate::signin::passkey::{self, PasskeyError};
@@ -40,7 +40,7 @@ pub async fn signin_options(
         .map(str::trim)
         .filter(|e| !e.is_empty() && e.len() <= 254);
     let conditional = form.get("mediation") == Some("conditional");
-    match passkey::start_authentication(state, email, conditional).await {
+    match passkey::start_authentication(&state.signin(), email, conditional).await {
         Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
         Err(e) => {
             tracing::error!(error = %e, "starting a passkey sign-in failed");
@@ -79,7 +79,7 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
         Err(e) => tracing::error!(error = %e, "sign-in throttle check failed"),
     }
     let result = passkey::finish_authentication(
-        state,
+        &state.signin(),
         form.get("ceremony").unwrap_or_default(),
         form.get("credential").unwrap_or_default(),
     )
@@ -126,7 +126,7 @@ pub async fn register_options(
     if !recently_signed_in(state, &session) {
         return json_error(StatusCode::FORBIDDEN, "sign in again first");
     }
-    match passkey::start_registration(state, &user).await {
+    match passkey::start_registration(&state.signin(), &user).await {
         Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
         Err(e) => {
             tracing::error!(error = %e, "starting a passkey registration failed");
@@ -142,7 +142,7 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
         Err(resp) => return resp,
     };
     let result = passkey::finish_registration(
-        state,
+        &state.signin(),
         &user.id,
         form.get("ceremony").unwrap_or_default(),
         form.get("credential").unwrap_or_default(),
@@ -200,7 +200,7 @@ pub async fn delete(
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    let recent = super::account::recently_signed_in(state, &session);
+    let recent = recently_signed_in(state, &session);
     let has_password = matches!(state.store.password_hash(&user.id).await, Ok(Some(_)));
     // The last passkey goes only after a recent sign-in, and never when it is the only way in.
     let keep_one = !(recent && has_password);

@@ -4,8 +4,9 @@
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::account::{account_failed, account_form, account_with_message, recently_signed_in};
+use super::account::{account_failed, account_with_message};
 use super::browser::client_ip;
+use super::pages::{account_form, recently_signed_in};
 use crate::signin::password::{self, PasswordError};
 use crate::signin::throttle;
 use crate::state::AppState;

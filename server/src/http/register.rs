@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use super::bearer::presented_token;
 use super::client_auth::{count_gate_failure, gate_closed};
 use super::respond::bearer_error;
-use crate::clients::find;
 use crate::config::RegistrationPolicy;
 use crate::oauth::client::{AuthMethod, ClientMetadata, MetadataError};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
@@ -148,7 +147,7 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             Err(e) => return metadata_error(&e),
         };
 
-    let (client_id, secret) = match crate::clients::create(state, &metadata, now).await {
+    let (client_id, secret) = match state.clients().create(&metadata).await {
         Ok(x) => x,
         Err(e) => return internal(e),
     };
@@ -221,7 +220,7 @@ async fn authorized(
         count_gate_failure(req, state).await;
         return Err(deny());
     }
-    match find(state, client_id).await {
+    match state.clients().find(client_id).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) => Err(deny()),
         Err(e) => Err(internal(e)),

@@ -10,10 +10,10 @@ use poem::{Request, Response, handler};
 use super::links::{
     TokenQuery, account_to_mail, after_answer, count_mail_request, failed, unusable,
 };
-use super::login::checked_form;
+use super::pages::checked_form;
 use super::respond::{form_page, page};
+use crate::input::validate_email;
 use crate::signin::password::{self, PasswordError};
-use crate::signin::validate_email;
 use crate::state::{AppState, secs};
 use crate::store::EMAIL_LINK_RESET;
 use crate::views::Msg;
@@ -81,7 +81,7 @@ async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::sto
     };
     let lifetime = state.config.mail.reset_link_lifetime;
     let token = crate::signin::new_email_link(
-        state,
+        &state.signin(),
         EMAIL_LINK_RESET,
         &user.id,
         &user.email,
@@ -105,7 +105,7 @@ async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::sto
 
 /// Whether `token` names a live reset link.
 async fn live_link(state: &AppState, token: &str) -> Result<bool, crate::store::StoreError> {
-    let Some(digests) = crate::signin::email_link_digests(state, token) else {
+    let Some(digests) = crate::signin::email_link_digests(&state.signin(), token) else {
         return Ok(false);
     };
     Ok(state
@@ -172,7 +172,7 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
             );
         }
     };
-    let Some(digests) = crate::signin::email_link_digests(state, &token) else {
+    let Some(digests) = crate::signin::email_link_digests(&state.signin(), &token) else {
         return unusable(state, Msg::ResetLinkUnusable);
     };
     match state

@@ -13,10 +13,11 @@ use poem::{Request, Response, handler};
 use super::links::{
     TokenQuery, account_to_mail, after_answer, count_mail_request, failed, unusable,
 };
-use super::login::{checked_form, signed_in};
+use super::pages::{checked_form, signed_in};
 use super::respond::{error_page, form_page};
+use crate::input::validate_email;
 use crate::oauth::params::Params;
-use crate::signin::{email_link_digests, new_email_link, validate_email};
+use crate::signin::{email_link_digests, new_email_link};
 use crate::state::{AppState, secs};
 use crate::store::{EMAIL_LINK_SIGNIN, StoreError};
 use crate::views::Msg;
@@ -99,7 +100,7 @@ async fn send_link(state: &AppState, email: &str, request: &str) -> Result<(), S
         .map(|p| p.encode());
     let lifetime = state.config.mail.signin_link_lifetime;
     let token = new_email_link(
-        state,
+        &state.signin(),
         EMAIL_LINK_SIGNIN,
         &user.id,
         &user.email,
@@ -130,7 +131,7 @@ pub async fn confirm_form(
     if !state.config.signin.email_links {
         return not_offered(state);
     }
-    let Some(digests) = email_link_digests(state, &q.token) else {
+    let Some(digests) = email_link_digests(&state.signin(), &q.token) else {
         return unusable(state, Msg::ResetLinkUnusable);
     };
     match state
@@ -147,7 +148,7 @@ pub async fn confirm_form(
                 .and_then(|r| Params::parse(r.as_bytes()).ok())
                 .and_then(|p| p.get("client_id").map(str::to_owned));
             let client = match &client_id {
-                Some(id) => match crate::clients::find(state, id).await {
+                Some(id) => match state.clients().find(id).await {
                     Ok(Some(c)) if !c.metadata.client_name.is_empty() => {
                         Some(c.metadata.client_name.clone())
                     }
@@ -181,7 +182,8 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         Ok(f) => f,
         Err(page) => return page,
     };
-    let Some(digests) = email_link_digests(state, form.get("token").unwrap_or_default()) else {
+    let Some(digests) = email_link_digests(&state.signin(), form.get("token").unwrap_or_default())
+    else {
         return unusable(state, Msg::ResetLinkUnusable);
     };
     let now = state.clock.now();

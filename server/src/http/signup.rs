@@ -13,14 +13,15 @@ use serde_json::json;
 
 use super::browser::{append_cookie, client_ip, csrf_token};
 use super::links::{after_answer, count_mail_request, mail_allowed};
-use super::login::{checked_form, signed_in};
+use super::pages::{checked_form, signed_in};
 use super::respond::{error_page, form_page, json_error, json_ok, page};
 use crate::config::SignupPolicy;
+use crate::input::validate_email;
 use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
 use crate::signin::passkey::{self, PasskeyError};
 use crate::signin::password::{self, PasswordError};
-use crate::signin::{throttle, validate_email};
+use crate::signin::throttle;
 use crate::state::{AppState, secs};
 use crate::store::{AccountError, Invite, NewAccount};
 use crate::views::Msg;
@@ -208,7 +209,8 @@ async fn send_signup_link(state: &AppState, email: &str) -> Result<(), crate::st
         return Ok(());
     }
     let lifetime = state.config.mail.verify_link_lifetime;
-    let (link, _) = crate::signin::create_verifying_invite(state, email, lifetime).await?;
+    let (link, _) =
+        crate::signin::create_verifying_invite(&state.signin(), email, lifetime).await?;
     tracing::info!("sign-up link made");
     state.mailer.send_later(
         email,
@@ -225,7 +227,7 @@ async fn send_signup_link(state: &AppState, email: &str) -> Result<(), crate::st
 
 /// A display name as we keep it: at most 100 characters.
 fn clean_name(raw: &str) -> Option<String> {
-    crate::signin::clean_label(raw, 100)
+    crate::input::clean_label(raw, 100)
 }
 
 #[handler]
@@ -249,7 +251,7 @@ pub async fn signup_options(
         },
     };
     let name = clean_name(form.get("name").unwrap_or_default());
-    match passkey::start_signup(state, &email, name.as_deref()).await {
+    match passkey::start_signup(&state.signin(), &email, name.as_deref()).await {
         Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
         Err(e) => {
             tracing::error!(error = %e, "starting a sign-up passkey failed");
@@ -289,7 +291,7 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
     let ceremony = form.get("ceremony").unwrap_or_default();
     let (email, name, handle, passkey, password_hash) = if !ceremony.is_empty() {
         match passkey::finish_signup(
-            state,
+            &state.signin(),
             ceremony,
             form.get("credential").unwrap_or_default(),
             &id,

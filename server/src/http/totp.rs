@@ -5,9 +5,10 @@ use poem::http::StatusCode;
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::account::{account_failed, account_redirect, account_with_message, recent_account_form};
+use super::account::{account_failed, account_with_message, recent_account_form};
 use super::browser::client_ip;
-use super::login::{checked_form, signed_in};
+use super::pages::account_redirect;
+use super::pages::{checked_form, signed_in};
 use super::respond::{error_page, form_page};
 use crate::oauth::params::Params;
 use crate::signin::totp::{self, Enrolment, TotpError};
@@ -63,7 +64,7 @@ pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>
         Ok(a) => a,
         Err(resp) => return resp,
     };
-    match totp::start_enrolment(state, &user.id, &user.email).await {
+    match totp::start_enrolment(&state.signin(), &user.id, &user.email).await {
         Ok(enrolment) => setup_page(state, req, &enrolment, None),
         Err(TotpError::AlreadyEnabled) => {
             let error = state.views.msg(Msg::TotpAlreadyEnabled);
@@ -80,10 +81,10 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         Err(resp) => return resp,
     };
     let code = form.get("code").unwrap_or_default();
-    match totp::verify(state, &user.id, code, true).await {
+    match totp::verify(&state.signin(), &user.id, code, true).await {
         Ok(true) => {}
         Ok(false) => {
-            return match totp::pending_enrolment(state, &user.id, &user.email).await {
+            return match totp::pending_enrolment(&state.signin(), &user.id, &user.email).await {
                 Ok(enrolment) => setup_page(
                     state,
                     req,
@@ -97,7 +98,7 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         Err(e) => return account_failed(state, req, "confirming TOTP", e).await,
     }
     tracing::info!(user = %user.id, "authenticator app set up");
-    match totp::new_recovery_codes(state, &user.id).await {
+    match totp::new_recovery_codes(&state.signin(), &user.id).await {
         Ok(codes) => recovery_codes_page(state, req, &codes),
         Err(e) => account_failed(state, req, "making recovery codes", e).await,
     }
@@ -134,7 +135,7 @@ pub async fn regenerate_codes(
         Ok(false) => return account_redirect(),
         Err(e) => return account_failed(state, req, "making recovery codes", e).await,
     }
-    match totp::new_recovery_codes(state, &user.id).await {
+    match totp::new_recovery_codes(&state.signin(), &user.id).await {
         Ok(codes) => {
             tracing::info!(user = %user.id, "recovery codes replaced");
             recovery_codes_page(state, req, &codes)
@@ -170,7 +171,7 @@ pub async fn second_factor_needed(
         request: request.encode(),
         first: first.to_owned(),
     };
-    match ceremony::create(state, SECOND_FACTOR, Some(user_id), &pending).await {
+    match ceremony::create(&state.signin(), SECOND_FACTOR, Some(user_id), &pending).await {
         Ok(id) => Some(second_factor_page(state, req, &id, None, StatusCode::OK)),
         Err(e) => Some(failed(state, "starting the second step", e)),
     }
@@ -248,7 +249,7 @@ pub async fn second_factor(
         Err(page) => return page,
     };
     let id = form.get("pending").unwrap_or_default();
-    let pending = match ceremony::peek(state, id, &[SECOND_FACTOR]).await {
+    let pending = match ceremony::peek(&state.signin(), id, &[SECOND_FACTOR]).await {
         Ok(Some(c)) => c,
         Ok(None) => return expired(state),
         Err(e) => return failed(state, "reading the second step", e),
@@ -272,10 +273,13 @@ pub async fn second_factor(
     let recovery = form.get("recovery_code").unwrap_or_default().trim();
     let (passed, method) = if recovery.is_empty() {
         let code = form.get("code").unwrap_or_default();
-        (totp::verify(state, &user_id, code, false).await, "totp")
+        (
+            totp::verify(&state.signin(), &user_id, code, false).await,
+            "totp",
+        )
     } else {
         (
-            totp::use_recovery_code(state, &user_id, recovery).await,
+            totp::use_recovery_code(&state.signin(), &user_id, recovery).await,
             "recovery code",
         )
     };
@@ -299,7 +303,7 @@ pub async fn second_factor(
         Err(e) => return failed(state, "checking the second factor", e),
     }
     // The step is used once: a second submission of the same form finds nothing.
-    let pending = match ceremony::take(state, id, &[SECOND_FACTOR]).await {
+    let pending = match ceremony::take(&state.signin(), id, &[SECOND_FACTOR]).await {
         Ok(Some(c)) => c,
         Ok(None) => return expired(state),
         Err(e) => return failed(state, "finishing the second step", e),

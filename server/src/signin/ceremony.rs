@@ -1,9 +1,9 @@
 //! Sign-in steps in progress (WebAuthn ceremonies, a second factor awaited after the
-//! password): state kept in the store under the pepper digest of a random id the browser
+//! password): cx kept in the store under the pepper digest of a random id the browser
 //! holds, shared by every instance, at most [`LIFETIME`] seconds, taken once.
 
 use crate::secrets::{Purpose, random_token};
-use crate::state::AppState;
+use crate::signin::Signin;
 use crate::store::{Ceremony, StoreError};
 
 /// How long a ceremony lasts, in seconds.
@@ -14,19 +14,18 @@ const MAX_ID_LEN: usize = 64;
 
 /// Stores a new ceremony; returns the id to hand to the browser.
 pub async fn create(
-    state: &AppState,
+    cx: &Signin<'_>,
     kind: &str,
     user_id: Option<&str>,
     ceremony_state: &impl serde::Serialize,
 ) -> Result<String, StoreError> {
     let id = random_token(24);
     let json = serde_json::to_string(ceremony_state)
-        .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
-    let now = state.clock.now();
-    state
-        .store
+        .map_err(|e| StoreError::Corrupt(format!("ceremony cx: {e}")))?;
+    let now = cx.now;
+    cx.store
         .insert_ceremony(
-            &state.pepper.digest(Purpose::Ceremony, id.as_bytes()),
+            &cx.pepper.digest(Purpose::Ceremony, id.as_bytes()),
             kind,
             user_id,
             &json,
@@ -37,40 +36,31 @@ pub async fn create(
     Ok(id)
 }
 
-fn digests(state: &AppState, id: &str) -> Option<Vec<String>> {
-    (!id.is_empty() && id.len() <= MAX_ID_LEN).then(|| {
-        state
-            .pepper
-            .lookup_digests(Purpose::Ceremony, id.as_bytes())
-    })
+fn digests(cx: &Signin<'_>, id: &str) -> Option<Vec<String>> {
+    (!id.is_empty() && id.len() <= MAX_ID_LEN)
+        .then(|| cx.pepper.lookup_digests(Purpose::Ceremony, id.as_bytes()))
 }
 
 /// Takes the ceremony `id` names if it is of one of `kinds`: once, and only before it expires.
 pub async fn take(
-    state: &AppState,
+    cx: &Signin<'_>,
     id: &str,
     kinds: &[&str],
 ) -> Result<Option<Ceremony>, StoreError> {
-    let Some(digests) = digests(state, id) else {
+    let Some(digests) = digests(cx, id) else {
         return Ok(None);
     };
-    state
-        .store
-        .take_ceremony(&digests, kinds, state.clock.now())
-        .await
+    cx.store.take_ceremony(&digests, kinds, cx.now).await
 }
 
 /// Reads the ceremony `id` names, if it is of one of `kinds` and live, leaving it in place.
 pub async fn peek(
-    state: &AppState,
+    cx: &Signin<'_>,
     id: &str,
     kinds: &[&str],
 ) -> Result<Option<Ceremony>, StoreError> {
-    let Some(digests) = digests(state, id) else {
+    let Some(digests) = digests(cx, id) else {
         return Ok(None);
     };
-    state
-        .store
-        .peek_ceremony(&digests, kinds, state.clock.now())
-        .await
+    cx.store.peek_ceremony(&digests, kinds, cx.now).await
 }

@@ -7,44 +7,55 @@ pub mod throttle;
 pub mod totp;
 
 use crate::secrets::{Purpose, random_token};
-use crate::state::AppState;
 use crate::store::{InviteOrigin, NewEmailLink, StoreError};
+
+/// What the sign-in methods need of the server: storage, the pepper for digests, the
+/// key-encryption keys (TOTP secrets), the configuration, the WebAuthn relying party, and the
+/// time of the request, read once. Built per request by `AppState::signin`.
+#[derive(Clone, Copy)]
+pub struct Signin<'a> {
+    pub store: &'a crate::store::Store,
+    pub pepper: &'a crate::secrets::Pepper,
+    pub keks: &'a latchkey_jwks::KekRing,
+    pub config: &'a crate::config::Config,
+    pub webauthn: &'a webauthn_rs::Webauthn,
+    pub now: i64,
+}
 
 /// Makes an invitation to sign up (an administrator's when `admin`); returns the link to
 /// give the person, and when it expires. Only the token's digest is stored.
 pub async fn create_invite(
-    state: &AppState,
+    cx: &Signin<'_>,
     email: Option<&str>,
     admin: bool,
     lifetime: std::time::Duration,
 ) -> Result<(String, i64), StoreError> {
-    invite(state, email, admin, InviteOrigin::Cli, lifetime).await
+    invite(cx, email, admin, InviteOrigin::Cli, lifetime).await
 }
 
 /// An invitation bound to `email` that we mail there ourselves (open sign-up): using it
 /// proves the address.
 pub async fn create_verifying_invite(
-    state: &AppState,
+    cx: &Signin<'_>,
     email: &str,
     lifetime: std::time::Duration,
 ) -> Result<(String, i64), StoreError> {
-    invite(state, Some(email), false, InviteOrigin::Mail, lifetime).await
+    invite(cx, Some(email), false, InviteOrigin::Mail, lifetime).await
 }
 
 async fn invite(
-    state: &AppState,
+    cx: &Signin<'_>,
     email: Option<&str>,
     admin: bool,
     origin: InviteOrigin,
     lifetime: std::time::Duration,
 ) -> Result<(String, i64), StoreError> {
     let token = random_token(24);
-    let now = state.clock.now();
-    let expires_at = now + crate::state::secs(lifetime);
-    state
-        .store
+    let now = cx.now;
+    let expires_at = now + crate::clock::secs(lifetime);
+    cx.store
         .insert_invite(
-            &state.pepper.digest(Purpose::Invite, token.as_bytes()),
+            &cx.pepper.digest(Purpose::Invite, token.as_bytes()),
             email,
             admin,
             origin,
@@ -53,7 +64,7 @@ async fn invite(
         )
         .await?;
     Ok((
-        format!("{}/signup?invite={token}", state.config.issuer),
+        format!("{}/signup?invite={token}", cx.config.issuer),
         expires_at,
     ))
 }
@@ -61,7 +72,7 @@ async fn invite(
 /// Makes a link to mail: a 256-bit token for `purpose` (a `store::EMAIL_LINK_*`), bound to the
 /// user and the address it goes to; only its digest is stored. Returns the token.
 pub async fn new_email_link(
-    state: &AppState,
+    cx: &Signin<'_>,
     purpose: &str,
     user_id: &str,
     email: &str,
@@ -69,17 +80,16 @@ pub async fn new_email_link(
     lifetime: std::time::Duration,
 ) -> Result<String, StoreError> {
     let token = random_token(32);
-    let now = state.clock.now();
-    state
-        .store
+    let now = cx.now;
+    cx.store
         .insert_email_link(&NewEmailLink {
-            digest: &state.pepper.digest(Purpose::EmailLink, token.as_bytes()),
+            digest: &cx.pepper.digest(Purpose::EmailLink, token.as_bytes()),
             purpose,
             user_id,
             email,
             request,
             now,
-            expires_at: now + crate::state::secs(lifetime),
+            expires_at: now + crate::clock::secs(lifetime),
         })
         .await?;
     Ok(token)
@@ -87,94 +97,27 @@ pub async fn new_email_link(
 
 /// The digests a mailed link's token may be stored under; None for a token that cannot be
 /// one of ours.
-pub fn email_link_digests(state: &AppState, token: &str) -> Option<Vec<String>> {
+pub fn email_link_digests(cx: &Signin<'_>, token: &str) -> Option<Vec<String>> {
     (!token.is_empty() && token.len() <= 64).then(|| {
-        state
-            .pepper
+        cx.pepper
             .lookup_digests(Purpose::EmailLink, token.as_bytes())
     })
 }
 
 /// With no administrator yet, a fresh setup link (earlier unused ones stop working), for the
 /// operator who starts the server to open. None when an administrator exists.
-pub async fn setup_link(state: &AppState) -> Result<Option<(String, i64)>, StoreError> {
-    if state.store.admin_exists().await? {
+pub async fn setup_link(cx: &Signin<'_>) -> Result<Option<(String, i64)>, StoreError> {
+    if cx.store.admin_exists().await? {
         return Ok(None);
     }
-    state.store.drop_unused_setup_links().await?;
+    cx.store.drop_unused_setup_links().await?;
     invite(
-        state,
+        cx,
         None,
         true,
         InviteOrigin::Setup,
-        state.config.signup.invite_lifetime,
+        cx.config.signup.invite_lifetime,
     )
     .await
     .map(Some)
-}
-
-/// A name a person typed (a passkey's, a display name) as we keep it: trimmed, control
-/// characters out, at most `max_chars`; None when nothing is left.
-pub fn clean_label(raw: &str, max_chars: usize) -> Option<String> {
-    let label: String = raw
-        .trim()
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(max_chars)
-        .collect();
-    let label = label.trim();
-    (!label.is_empty()).then(|| label.to_owned())
-}
-
-/// A plausible bare address (an RFC 5321 mailbox, no display name): exactly one `@`, a
-/// non-empty local part and a domain with a dot, none of the characters that make a name,
-/// a group or a quoted part (`<>"(),;:[]\`), no spaces or control characters, at most 254
-/// bytes (RFC 5321 §4.5.3.1.3). What is stored is then exactly where mail goes; delivery is
-/// the real test.
-pub fn validate_email(raw: &str) -> Result<String, &'static str> {
-    let email = raw.trim();
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err("email must contain @");
-    };
-    if email.len() > 254
-        || local.is_empty()
-        || local.len() > 64
-        || !domain.contains('.')
-        || domain.starts_with('.')
-        || domain.ends_with('.')
-        || domain.contains('@')
-        || email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>\"(),;:[]\\".contains(c))
-    {
-        return Err("email address is not valid");
-    }
-    Ok(email.to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::validate_email;
-
-    #[test]
-    fn email_shapes() {
-        assert_eq!(
-            validate_email(" ada@example.com ").unwrap(),
-            "ada@example.com"
-        );
-        for bad in [
-            "",
-            "ada",
-            "@example.com",
-            "ada@example",
-            "a da@example.com",
-            "ada@.com",
-            "\"victim@corp.example\"<attacker@evil.example>",
-            "Ada <ada@example.com>",
-            "ada@example.com,eve@example.com",
-            "a@b@example.com",
-        ] {
-            assert!(validate_email(bad).is_err(), "{bad}");
-        }
-    }
 }

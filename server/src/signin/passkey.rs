@@ -2,7 +2,7 @@
 //! either usernameless (a discoverable credential names its user by the WebAuthn user handle)
 //! or username-first (for security keys that are not discoverable).
 //!
-//! The ceremony state stays on the server, in the store, keyed by the digest of a random id
+//! The ceremony cx stays on the server, in the store, keyed by the digest of a random id
 //! the browser holds; it lives at most [`CEREMONY_LIFETIME`] seconds and is taken once. User
 //! verification is required on every ceremony.
 
@@ -24,7 +24,7 @@ use webauthn_rs_proto::{AllowCredentials, ResidentKeyRequirement};
 use super::ceremony;
 use crate::config::Config;
 use crate::secrets::{Purpose, random_token};
-use crate::state::AppState;
+use crate::signin::Signin;
 use crate::store::{PasskeyRow, PasskeyUse, StoreError, User};
 
 /// Seconds a ceremony may take, start to finish.
@@ -92,21 +92,21 @@ pub struct PasskeySignIn {
 }
 
 async fn new_ceremony(
-    state: &AppState,
+    cx: &Signin<'_>,
     kind: &str,
     user_id: Option<&str>,
     ceremony_state: &impl serde::Serialize,
 ) -> Result<String, PasskeyError> {
-    Ok(ceremony::create(state, kind, user_id, ceremony_state).await?)
+    Ok(ceremony::create(cx, kind, user_id, ceremony_state).await?)
 }
 
 /// Takes the ceremony `id` names if it is of one of `kinds`: once, and only before it expires.
 async fn take_ceremony(
-    state: &AppState,
+    cx: &Signin<'_>,
     id: &str,
     kinds: &[&str],
 ) -> Result<crate::store::Ceremony, PasskeyError> {
-    ceremony::take(state, id, kinds)
+    ceremony::take(cx, id, kinds)
         .await?
         .ok_or(PasskeyError::Ceremony)
 }
@@ -139,22 +139,22 @@ fn invalid(e: WebauthnError) -> PasskeyError {
 /// user's existing passkeys are excluded; a discoverable credential is asked for (preferred,
 /// so a security key without resident-key storage can still be added and used username-first).
 pub async fn start_registration(
-    state: &AppState,
+    cx: &Signin<'_>,
     user: &User,
 ) -> Result<(String, CreationChallengeResponse), PasskeyError> {
-    let handle = state
+    let handle = cx
         .store
         .webauthn_handle(&user.id, &Uuid::new_v4().to_string())
         .await?
         .and_then(|h| Uuid::parse_str(&h).ok())
         .ok_or_else(|| StoreError::Corrupt(format!("user {} has no WebAuthn handle", user.id)))?;
-    let existing = state.store.passkeys_of(&user.id).await?;
+    let existing = cx.store.passkeys_of(&user.id).await?;
     let exclude = existing
         .iter()
         .map(|p| stored_passkey(p).map(|p| p.cred_id().clone()))
         .collect::<Result<Vec<CredentialID>, _>>()?;
     let display = user.name.as_deref().unwrap_or(&user.email);
-    let (mut options, reg) = state
+    let (mut options, reg) = cx
         .webauthn
         .start_passkey_registration(handle, &user.email, display, Some(exclude))
         .map_err(invalid)?;
@@ -162,32 +162,32 @@ pub async fn start_registration(
         sel.resident_key = Some(ResidentKeyRequirement::Preferred);
         sel.require_resident_key = false;
     }
-    let id = new_ceremony(state, REGISTER, Some(&user.id), &reg).await?;
+    let id = new_ceremony(cx, REGISTER, Some(&user.id), &reg).await?;
     Ok((id, options))
 }
 
 /// Finishes a registration started by [`start_registration`] for the same user.
 pub async fn finish_registration(
-    state: &AppState,
+    cx: &Signin<'_>,
     user_id: &str,
     ceremony: &str,
     response: &str,
     name: &str,
 ) -> Result<PasskeyRow, PasskeyError> {
-    let taken = take_ceremony(state, ceremony, &[REGISTER]).await?;
+    let taken = take_ceremony(cx, ceremony, &[REGISTER]).await?;
     if taken.user_id.as_deref() != Some(user_id) {
         return Err(PasskeyError::Ceremony);
     }
     let reg: PasskeyRegistration = serde_json::from_str(&taken.state)
-        .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
+        .map_err(|e| StoreError::Corrupt(format!("ceremony cx: {e}")))?;
     let response: RegisterPublicKeyCredential =
         serde_json::from_str(response).map_err(|e| PasskeyError::Invalid(e.to_string()))?;
-    let passkey = state
+    let passkey = cx
         .webauthn
         .finish_passkey_registration(&response, &reg)
         .map_err(invalid)?;
-    let row = passkey_row(state, user_id, &passkey, name)?;
-    match state.store.insert_passkey(&row).await {
+    let row = passkey_row(cx, user_id, &passkey, name)?;
+    match cx.store.insert_passkey(&row).await {
         Ok(()) => Ok(row),
         Err(StoreError::Conflict(_)) => {
             tracing::warn!(user = %user_id, "refused a passkey whose credential id is already registered");
@@ -209,12 +209,12 @@ pub struct Signup {
 
 /// Starts registering the first passkey of an account that does not exist yet.
 pub async fn start_signup(
-    state: &AppState,
+    cx: &Signin<'_>,
     email: &str,
     name: Option<&str>,
 ) -> Result<(String, CreationChallengeResponse), PasskeyError> {
     let handle = Uuid::new_v4();
-    let (mut options, reg) = state
+    let (mut options, reg) = cx
         .webauthn
         .start_passkey_registration(handle, email, name.unwrap_or(email), None)
         .map_err(invalid)?;
@@ -228,33 +228,33 @@ pub async fn start_signup(
         email: email.to_owned(),
         name: name.map(str::to_owned),
     };
-    let id = new_ceremony(state, SIGNUP, None, &signup).await?;
+    let id = new_ceremony(cx, SIGNUP, None, &signup).await?;
     Ok((id, options))
 }
 
 /// Finishes a sign-up's passkey: the details it started with, and the passkey to store for
 /// the user `user_id` (the caller creates both at once).
 pub async fn finish_signup(
-    state: &AppState,
+    cx: &Signin<'_>,
     ceremony: &str,
     response: &str,
     user_id: &str,
 ) -> Result<(Signup, PasskeyRow), PasskeyError> {
-    let taken = take_ceremony(state, ceremony, &[SIGNUP]).await?;
+    let taken = take_ceremony(cx, ceremony, &[SIGNUP]).await?;
     let signup: Signup = serde_json::from_str(&taken.state)
-        .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
+        .map_err(|e| StoreError::Corrupt(format!("ceremony cx: {e}")))?;
     let response: RegisterPublicKeyCredential =
         serde_json::from_str(response).map_err(|e| PasskeyError::Invalid(e.to_string()))?;
-    let passkey = state
+    let passkey = cx
         .webauthn
         .finish_passkey_registration(&response, &signup.reg)
         .map_err(invalid)?;
-    let row = passkey_row(state, user_id, &passkey, "Passkey")?;
+    let row = passkey_row(cx, user_id, &passkey, "Passkey")?;
     Ok((signup, row))
 }
 
 fn passkey_row(
-    state: &AppState,
+    cx: &Signin<'_>,
     user_id: &str,
     passkey: &Passkey,
     name: &str,
@@ -271,14 +271,14 @@ fn passkey_row(
         sign_count,
         backup_eligible,
         backup_state,
-        created_at: state.clock.now(),
+        created_at: cx.now,
         last_used_at: None,
     })
 }
 
-/// A passkey name as we keep it (see [`super::clean_label`]), at most [`MAX_NAME_CHARS`].
+/// A passkey name as we keep it (see [`crate::input::clean_label`]), at most [`MAX_NAME_CHARS`].
 pub fn clean_name(raw: &str) -> Option<String> {
-    super::clean_label(raw, MAX_NAME_CHARS)
+    crate::input::clean_label(raw, MAX_NAME_CHARS)
 }
 
 /// Starts a sign-in. Without an email: usernameless, for any discoverable passkey of this
@@ -286,28 +286,28 @@ pub fn clean_name(raw: &str) -> Option<String> {
 /// With an email: the account's passkeys are listed, or, for an unknown account or one
 /// without passkeys, a stand-in that looks the same and never succeeds.
 pub async fn start_authentication(
-    state: &AppState,
+    cx: &Signin<'_>,
     email: Option<&str>,
     conditional: bool,
 ) -> Result<(String, RequestChallengeResponse), PasskeyError> {
     let Some(email) = email else {
-        let (mut options, auth) = state
+        let (mut options, auth) = cx
             .webauthn
             .start_discoverable_authentication()
             .map_err(invalid)?;
         if !conditional {
             options.mediation = None;
         }
-        let id = new_ceremony(state, DISCOVERABLE, None, &auth).await?;
+        let id = new_ceremony(cx, DISCOVERABLE, None, &auth).await?;
         return Ok((id, options));
     };
-    let user = state
+    let user = cx
         .store
         .user_by_email(email)
         .await?
         .filter(|u| u.disabled_at.is_none());
     let passkeys = match &user {
-        Some(u) => state
+        Some(u) => cx
             .store
             .passkeys_of(&u.id)
             .await?
@@ -318,22 +318,22 @@ pub async fn start_authentication(
     };
     match user {
         Some(u) if !passkeys.is_empty() => {
-            let (options, auth) = state
+            let (options, auth) = cx
                 .webauthn
                 .start_passkey_authentication(&passkeys)
                 .map_err(invalid)?;
-            let id = new_ceremony(state, USERNAME, Some(&u.id), &auth).await?;
+            let id = new_ceremony(cx, USERNAME, Some(&u.id), &auth).await?;
             Ok((id, options))
         }
         _ => {
-            let (mut options, auth) = state
+            let (mut options, auth) = cx
                 .webauthn
                 .start_discoverable_authentication()
                 .map_err(invalid)?;
             options.mediation = None;
             options.public_key.extensions = None;
             // Stable per address, so asking twice does not tell a stand-in from a real key.
-            let decoy = state.pepper.digest(
+            let decoy = cx.pepper.digest(
                 Purpose::PasskeyDecoy,
                 email.trim().to_lowercase().as_bytes(),
             );
@@ -342,7 +342,7 @@ pub async fn start_authentication(
                 id: Sha256::digest(decoy.as_bytes()).to_vec(),
                 transports: None,
             }];
-            let id = new_ceremony(state, DECOY, None, &auth).await?;
+            let id = new_ceremony(cx, DECOY, None, &auth).await?;
             Ok((id, options))
         }
     }
@@ -351,31 +351,31 @@ pub async fn start_authentication(
 /// Finishes a sign-in started by [`start_authentication`]: verifies the assertion, moves the
 /// passkey's counter forward atomically and says who signed in.
 pub async fn finish_authentication(
-    state: &AppState,
+    cx: &Signin<'_>,
     ceremony: &str,
     response: &str,
 ) -> Result<PasskeySignIn, PasskeyError> {
     let response: PublicKeyCredential =
         serde_json::from_str(response).map_err(|e| PasskeyError::Invalid(e.to_string()))?;
-    let now = state.clock.now();
-    let taken = take_ceremony(state, ceremony, &[DISCOVERABLE, USERNAME, DECOY]).await?;
+    let now = cx.now;
+    let taken = take_ceremony(cx, ceremony, &[DISCOVERABLE, USERNAME, DECOY]).await?;
     let kind = taken.kind.as_str();
     if kind == DECOY {
         return Err(PasskeyError::Unknown);
     }
     let credential_id = URL_SAFE_NO_PAD.encode(&response.raw_id);
-    let row = state
+    let row = cx
         .store
         .passkey_by_credential_id(&credential_id)
         .await?
         .ok_or(PasskeyError::Unknown)?;
     let mut passkey = stored_passkey(&row)?;
     let result = if kind == DISCOVERABLE {
-        let (handle, _) = state
+        let (handle, _) = cx
             .webauthn
             .identify_discoverable_authentication(&response)
             .map_err(invalid)?;
-        let owner = state
+        let owner = cx
             .store
             .user_id_by_webauthn_handle(&handle.to_string())
             .await?;
@@ -383,9 +383,8 @@ pub async fn finish_authentication(
             return Err(PasskeyError::Unknown);
         }
         let auth: DiscoverableAuthentication = serde_json::from_str(&taken.state)
-            .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
-        state
-            .webauthn
+            .map_err(|e| StoreError::Corrupt(format!("ceremony cx: {e}")))?;
+        cx.webauthn
             .finish_discoverable_authentication_v2(&response, auth, DiscoverableKey::from(&passkey))
             .map_err(invalid)
     } else {
@@ -393,9 +392,8 @@ pub async fn finish_authentication(
             return Err(PasskeyError::Unknown);
         }
         let auth: PasskeyAuthentication = serde_json::from_str(&taken.state)
-            .map_err(|e| StoreError::Corrupt(format!("ceremony state: {e}")))?;
-        state
-            .webauthn
+            .map_err(|e| StoreError::Corrupt(format!("ceremony cx: {e}")))?;
+        cx.webauthn
             .finish_passkey_authentication(&response, &auth)
             .map_err(invalid)
     };
@@ -416,7 +414,7 @@ pub async fn finish_authentication(
     let (_, backup_eligible, backup_state) = passkey_facts(&passkey);
     let credential = serde_json::to_string(&passkey)
         .map_err(|e| StoreError::Corrupt(format!("passkey: {e}")))?;
-    let recorded = state
+    let recorded = cx
         .store
         .record_passkey_use(&PasskeyUse {
             id: &row.id,

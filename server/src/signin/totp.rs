@@ -16,7 +16,7 @@ use rand::Rng as _;
 use totp_rs::{Algorithm, Builder, Totp};
 
 use crate::secrets::Purpose;
-use crate::state::AppState;
+use crate::signin::Signin;
 use crate::store::StoreError;
 
 /// Seconds per time step.
@@ -79,43 +79,43 @@ fn generator(secret: Vec<u8>, issuer: &str, account: &str) -> Result<Totp, TotpE
 /// Starts (or restarts) enrolment for a user without a confirmed authenticator: a new sealed
 /// secret, and what to show.
 pub async fn start_enrolment(
-    state: &AppState,
+    cx: &Signin<'_>,
     user_id: &str,
     email: &str,
 ) -> Result<Enrolment, TotpError> {
     let mut secret = vec![0u8; 20];
     rand::rngs::OsRng.fill(&mut secret[..]);
-    let (kek_id, sealed) = state.keks.seal(&secret, &aad(user_id))?;
-    if !state
+    let (kek_id, sealed) = cx.keks.seal(&secret, &aad(user_id))?;
+    if !cx
         .store
-        .start_totp(user_id, &kek_id, &sealed, state.clock.now())
+        .start_totp(user_id, &kek_id, &sealed, cx.now)
         .await?
     {
         return Err(TotpError::AlreadyEnabled);
     }
-    enrolment(state, secret, email)
+    enrolment(cx, secret, email)
 }
 
 /// What to show again for an enrolment awaiting its first code (after a wrong one).
 pub async fn pending_enrolment(
-    state: &AppState,
+    cx: &Signin<'_>,
     user_id: &str,
     email: &str,
 ) -> Result<Enrolment, TotpError> {
-    let row = state
+    let row = cx
         .store
         .totp_of(user_id)
         .await?
         .filter(|r| !r.confirmed)
         .ok_or(TotpError::NotEnrolling)?;
-    let secret = state
+    let secret = cx
         .keks
         .open(&row.kek_id, &row.secret_sealed, &aad(user_id))?;
-    enrolment(state, secret, email)
+    enrolment(cx, secret, email)
 }
 
-fn enrolment(state: &AppState, secret: Vec<u8>, email: &str) -> Result<Enrolment, TotpError> {
-    let totp = generator(secret, &state.config.passkeys.rp_name, email)?;
+fn enrolment(cx: &Signin<'_>, secret: Vec<u8>, email: &str) -> Result<Enrolment, TotpError> {
+    let totp = generator(secret, &cx.config.passkeys.rp_name, email)?;
     let uri = totp
         .to_url()
         .map_err(|e| TotpError::Params(e.to_string()))?;
@@ -156,7 +156,7 @@ fn qr_svg(data: &str) -> Result<String, TotpError> {
 /// against the confirmed authenticator. True once per code: the step it matched is recorded
 /// and no code of that step or an older one passes again.
 pub async fn verify(
-    state: &AppState,
+    cx: &Signin<'_>,
     user_id: &str,
     code: &str,
     confirming: bool,
@@ -165,67 +165,65 @@ pub async fn verify(
     if code.len() != usize::from(DIGITS) || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(false);
     }
-    let Some(row) = state.store.totp_of(user_id).await? else {
+    let Some(row) = cx.store.totp_of(user_id).await? else {
         return Ok(false);
     };
     if row.confirmed == confirming {
         return Ok(false);
     }
-    let secret = state
+    let secret = cx
         .keks
         .open(&row.kek_id, &row.secret_sealed, &aad(user_id))?;
     let totp = generator(secret, "-", "-")?;
-    let now = u64::try_from(state.clock.now()).unwrap_or(0);
+    let now = u64::try_from(cx.now).unwrap_or(0);
     let Some(step) = totp.check(&code, now) else {
         return Ok(false);
     };
     let step = i64::try_from(step).unwrap_or(i64::MAX);
-    Ok(state
+    Ok(cx
         .store
         .accept_totp_step(
             user_id,
             step,
             confirming.then_some(row.secret_sealed.as_slice()),
-            state.clock.now(),
+            cx.now,
         )
         .await?)
 }
 
 /// A fresh set of recovery codes for the user, replacing any earlier set. The codes are
 /// returned once, to show; only their digests are stored.
-pub async fn new_recovery_codes(state: &AppState, user_id: &str) -> Result<Vec<String>, TotpError> {
+pub async fn new_recovery_codes(cx: &Signin<'_>, user_id: &str) -> Result<Vec<String>, TotpError> {
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
     let digests: Vec<String> = codes
         .iter()
         .map(|c| {
-            state
-                .pepper
+            cx.pepper
                 .digest(Purpose::RecoveryCode, recovery_input(user_id, c).as_bytes())
         })
         .collect();
-    state
-        .store
-        .replace_recovery_codes(user_id, &digests, state.clock.now())
+    cx.store
+        .replace_recovery_codes(user_id, &digests, cx.now)
         .await?;
     Ok(codes)
 }
 
 /// Spends one of the user's recovery codes: true once per code.
 pub async fn use_recovery_code(
-    state: &AppState,
+    cx: &Signin<'_>,
     user_id: &str,
     code: &str,
 ) -> Result<bool, TotpError> {
     let Some(code) = normalize_recovery_code(code) else {
         return Ok(false);
     };
-    let digests = state.pepper.lookup_digests(
+    let digests = cx.pepper.lookup_digests(
         Purpose::RecoveryCode,
         recovery_input(user_id, &code).as_bytes(),
     );
-    Ok(state
+    Ok(cx
         .store
-        .use_recovery_code(user_id, &digests, state.clock.now())
+        .use_recovery_code(user_id, &digests, cx.now)
         .await?)
 }
 

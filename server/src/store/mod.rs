@@ -318,20 +318,6 @@ impl Store {
     }
 }
 
-/// A database URL fit for a log line or an error: the password is replaced.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => raw
-            .split_once('@')
-            .map_or_else(|| raw.to_owned(), |(_, host)| format!("***@{host}")),
-    }
-}
-
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }

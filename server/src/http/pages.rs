@@ -1,0 +1,161 @@
+//! What the pages share: reading a CSRF-checked form, the signed-in user, starting a session
+//! after a sign-in, and the way back to the account page. Pages import this module, never each
+//! other's helpers.
+
+use poem::http::{StatusCode, header};
+use poem::{Request, Response};
+
+use super::authorize::is_form;
+use super::browser::{
+    client_ip, csrf_ok, current_session, session_cookie_name, set_cookie, user_agent,
+};
+use super::respond::error_page;
+use crate::oauth::params::Params;
+use crate::secrets::{Purpose, random_token};
+use crate::state::{AppState, secs};
+use crate::store::{NewSession, Session, User};
+use crate::views::Msg;
+
+/// The parameter that carries a user code through sign-in, back to `/device`.
+pub const CARRIED_USER_CODE: &str = "device_user_code";
+
+/// Reads a page form and checks its CSRF token; on failure, the page to show instead.
+pub async fn checked_form(
+    state: &AppState,
+    req: &Request,
+    body: poem::Body,
+) -> Result<Params, Response> {
+    let bytes = if is_form(req) {
+        body.into_vec().await.ok()
+    } else {
+        None
+    };
+    let Some(form) = bytes.and_then(|b| Params::parse(&b).ok()) else {
+        return Err(error_page(
+            state,
+            StatusCode::BAD_REQUEST,
+            Msg::InvalidRequestTitle,
+            Msg::FormUnreadable,
+        ));
+    };
+    if !csrf_ok(state, req, form.get("csrf_token")) {
+        return Err(error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            Msg::FormExpiredTitle,
+            Msg::FormExpiredMessage,
+        ));
+    }
+    Ok(form)
+}
+
+/// Starts a session for a user who has just signed in, and sends the browser on: back to
+/// the authorization request it came with, or to the account page. A new session id at every
+/// sign-in (no fixation); the browser's old session, if any, ends.
+pub async fn signed_in(
+    state: &AppState,
+    req: &Request,
+    user_id: &str,
+    amr: &[&str],
+    acr: &str,
+    request: &Params,
+    now: i64,
+) -> Response {
+    if let Some(old) = current_session(state, req, now).await {
+        let _ = state.store.revoke_session(&old.sid, now).await;
+    }
+    let id = random_token(32);
+    let sid = random_token(16);
+    let absolute = secs(state.config.sessions.absolute_lifetime);
+    let amr = serde_json::json!(amr).to_string();
+    let ip = client_ip(state, req);
+    let ua = user_agent(req);
+    let created = state
+        .store
+        .create_session(&NewSession {
+            id_digest: &state.pepper.digest(Purpose::Session, id.as_bytes()),
+            sid: &sid,
+            user_id,
+            auth_time: now,
+            amr: &amr,
+            acr,
+            ip: ip.as_deref(),
+            user_agent: ua.as_deref(),
+            now,
+            expires_at: now + absolute,
+        })
+        .await;
+    if let Err(e) = created {
+        tracing::error!(error = %e, "creating the session failed");
+        return error_page(
+            state,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Msg::ErrorTitle,
+            Msg::ErrorMessage,
+        );
+    }
+    let location = if request.contains("client_id") {
+        format!("/authorize?{}", request.encode())
+    } else if let Some(code) = request
+        .get(CARRIED_USER_CODE)
+        .and_then(crate::oauth::device::normalize_user_code)
+    {
+        format!("/device?user_code={code}")
+    } else {
+        "/account".to_owned()
+    };
+    let cookie = set_cookie(state, session_cookie_name(state), &id, Some(absolute));
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::SET_COOKIE, cookie)
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
+/// The signed-in session and its user, if the browser has a live session.
+pub async fn signed_in_user(state: &AppState, req: &Request) -> Option<(Session, User)> {
+    let now = state.clock.now();
+    let session = current_session(state, req, now).await?;
+    match state.store.user_by_id(&session.user_id).await {
+        Ok(Some(user)) if user.disabled_at.is_none() => Some((session, user)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            None
+        }
+    }
+}
+
+/// A form post from the account page: CSRF-checked and from a signed-in user; otherwise the
+/// response to give instead.
+pub async fn account_form(
+    state: &AppState,
+    req: &Request,
+    body: poem::Body,
+) -> Result<(Params, Session, User), Response> {
+    let form = checked_form(state, req, body).await?;
+    let (session, user) = signed_in_user(state, req)
+        .await
+        .ok_or_else(account_redirect)?;
+    Ok((form, session, user))
+}
+
+/// Whether the session's sign-in is recent enough for sensitive changes
+/// (`sessions.recent_signin`).
+pub fn recently_signed_in(state: &AppState, session: &Session) -> bool {
+    state.clock.now() - session.auth_time <= secs(state.config.sessions.recent_signin)
+}
+
+pub fn see_other(location: &str) -> Response {
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish()
+}
+
+/// Back to the account page (which sends a signed-out browser to sign in).
+pub fn account_redirect() -> Response {
+    see_other("/account")
+}
