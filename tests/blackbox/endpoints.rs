@@ -201,6 +201,26 @@ async fn readiness_checks_the_database_and_metrics_count_requests() {
     let resp = http().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let _ = http().get(server.url("/jwks.json")).send().await.unwrap();
+    // Every route is counted under its own pattern; unknown paths under `other`.
+    let form = [("client_id", "nobody")];
+    for path in ["/device_authorization", "/revoke"] {
+        let _ = http()
+            .post(server.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+    }
+    for path in [
+        "/device",
+        "/reset",
+        "/api/devices",
+        "/api/devices/d1",
+        "/register/c1",
+        "/nowhere",
+    ] {
+        let _ = http().get(server.url(path)).send().await.unwrap();
+    }
     let metrics = http()
         .get(server.url("/metrics"))
         .send()
@@ -215,6 +235,22 @@ async fn readiness_checks_the_database_and_metrics_count_requests() {
         ),
         "{metrics}"
     );
+    for route in [
+        "/device_authorization",
+        "/revoke",
+        "/device",
+        "/reset",
+        "/api/devices",
+        "/api/devices/:id",
+        "/register/:client_id",
+        "other",
+    ] {
+        assert!(
+            metrics.contains(&format!("latchkey_http_requests_total{{route=\"{route}\",")),
+            "{route} has its own label: {metrics}"
+        );
+    }
+    assert!(!metrics.contains("route=\"/api/devices/d1\""), "{metrics}");
 
     server.state.store.close().await;
     let resp = http().get(server.url("/readyz")).send().await.unwrap();

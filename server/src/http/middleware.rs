@@ -8,7 +8,7 @@ use std::time::Instant;
 use poem::error::ReadBodyError;
 use poem::http::header::{self, HeaderValue};
 use poem::http::{Method, StatusCode};
-use poem::{Endpoint, IntoResponse, Request, Response, Result};
+use poem::{Endpoint, IntoResponse, PathPattern, Request, Response, Result};
 
 use crate::metrics::Metrics;
 
@@ -94,7 +94,12 @@ pub async fn observe<E: Endpoint>(
     };
     let elapsed = started.elapsed();
     let status = resp.status();
-    metrics.observe_request(method.as_str(), route_name(&path), status.as_u16(), elapsed);
+    metrics.observe_request(
+        method.as_str(),
+        route_label(&resp),
+        status.as_u16(),
+        elapsed,
+    );
     if status.is_server_error() {
         tracing::warn!(%method, path, status = status.as_u16(), ms = elapsed.as_secs_f64() * 1e3, "request");
     } else if method != Method::GET || !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics")
@@ -104,19 +109,9 @@ pub async fn observe<E: Endpoint>(
     Ok(resp)
 }
 
-fn route_name(path: &str) -> &'static str {
-    if path.starts_with("/register/") {
-        return "/register/{client_id}";
-    }
-    if path.starts_with("/account/") {
-        return "/account/{action}";
-    }
-    if path.starts_with("/static/") {
-        return "/static";
-    }
-    super::ROUTES
-        .iter()
-        .find(|r| **r == path)
-        .copied()
-        .unwrap_or("other")
+/// The metrics label of a request: the pattern of the route it matched (`/token`,
+/// `/register/:client_id`, `/api/devices/:id`), which poem leaves on the response; `other`
+/// for a path we do not serve (or a request refused before routing, such as a body too large).
+fn route_label(resp: &Response) -> &str {
+    resp.data::<PathPattern>().map_or("other", |p| &p.0)
 }

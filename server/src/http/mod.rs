@@ -36,65 +36,51 @@ use poem::{Endpoint, EndpointExt, Route, get, post};
 
 use crate::state::AppState;
 
-/// Paths we serve, by name; anything else is `other` in metrics.
-pub(crate) const ROUTES: &[&str] = &[
-    "/.well-known/openid-configuration",
-    "/.well-known/oauth-authorization-server",
-    "/jwks.json",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/authorize",
-    "/token",
-    "/userinfo",
-    "/revoke",
-    "/introspect",
-    "/logout",
-    "/login",
-    "/consent",
-    "/register",
-    "/login/passkey/options",
-    "/login/passkey",
-    "/account",
-    "/signup",
-    "/signup/options",
-];
-
-/// The whole application, ready to serve. Tests mount this on port 0.
+/// The whole application, ready to serve. Tests mount this on port 0. Each route's pattern
+/// is its name in metrics (see `middleware::observe`).
 pub fn app(state: AppState) -> impl Endpoint + 'static {
     let max_body = state.config.http.max_body_bytes;
     let hsts = state.config.issuer_is_https();
     let metrics = state.metrics.clone();
     Route::new()
-        .at(ROUTES[0], get(discovery::openid_configuration))
-        .at(ROUTES[1], get(discovery::oauth_authorization_server))
-        .at(ROUTES[2], get(jwks::jwks))
-        .at(ROUTES[3], get(health::healthz))
-        .at(ROUTES[4], get(health::readyz))
-        .at(ROUTES[5], get(metrics::metrics))
         .at(
-            ROUTES[6],
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .at(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::oauth_authorization_server),
+        )
+        .at("/jwks.json", get(jwks::jwks))
+        .at("/healthz", get(health::healthz))
+        .at("/readyz", get(health::readyz))
+        .at("/metrics", get(metrics::metrics))
+        .at(
+            "/authorize",
             get(authorize::authorize).post(authorize::authorize),
         )
-        .at(ROUTES[7], post(token::token_endpoint))
-        .at(ROUTES[8], get(userinfo::userinfo).post(userinfo::userinfo))
-        .at(ROUTES[9], post(revoke::revoke))
-        .at(ROUTES[10], post(revoke::introspect))
-        .at(ROUTES[11], get(logout::logout).post(logout::logout))
-        .at(ROUTES[12], get(login::login_form).post(login::login))
-        .at(ROUTES[13], post(login::consent))
-        .at(ROUTES[14], post(register::register))
+        .at("/token", post(token::token_endpoint))
+        .at(
+            "/userinfo",
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+        .at("/revoke", post(revoke::revoke))
+        .at("/introspect", post(revoke::introspect))
+        .at("/logout", get(logout::logout).post(logout::logout))
+        .at("/login", get(login::login_form).post(login::login))
+        .at("/consent", post(login::consent))
+        .at("/register", post(register::register))
         .at(
             "/register/:client_id",
             get(register::read)
                 .put(register::update)
                 .delete(register::delete),
         )
-        .at(ROUTES[15], post(passkeys::signin_options))
-        .at(ROUTES[16], post(passkeys::signin))
-        .at(ROUTES[17], get(account::account))
-        .at(ROUTES[18], get(signup::signup_form).post(signup::signup))
-        .at(ROUTES[19], post(signup::signup_options))
+        .at("/login/passkey/options", post(passkeys::signin_options))
+        .at("/login/passkey", post(passkeys::signin))
+        .at("/account", get(account::account))
+        .at("/signup", get(signup::signup_form).post(signup::signup))
+        .at("/signup/options", post(signup::signup_options))
         .at("/account/signout", post(account::sign_out))
         .at(
             "/account/passkeys/options",
