@@ -218,7 +218,30 @@ secret_type!(
     RefreshToken
 );
 
+secret_type!(
+    /// An authorization code: 256 random bits, sent once through the browser, stored as a
+    /// digest, redeemable once within `tokens.code_lifetime`.
+    AuthorizationCode
+);
+
+secret_type!(
+    /// A browser session's id: 256 random bits in the session cookie, stored as a digest.
+    SessionId
+);
+
 impl RefreshToken {
+    pub fn generate() -> Self {
+        Self(random_token(32))
+    }
+}
+
+impl AuthorizationCode {
+    pub fn generate() -> Self {
+        Self(random_token(32))
+    }
+}
+
+impl SessionId {
     pub fn generate() -> Self {
         Self(random_token(32))
     }

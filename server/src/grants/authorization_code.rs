@@ -79,7 +79,7 @@ pub async fn redeem(
             scope: &row.scope,
             authn: &row.authn,
             nonce: row.nonce.as_deref(),
-            claims: row.claims.as_deref(),
+            claims: row.claims.as_ref(),
         },
         refresh,
     )

@@ -69,7 +69,7 @@ pub async fn redeem(
         user_id: taken.user_id.clone(),
         sid: Some(approval.sid),
         auth_time: approval.auth_time,
-        amr: serde_json::to_string(&approval.amr).map_err(server_error)?,
+        amr: approval.amr,
         acr: approval.acr,
     };
     let grant_id = random_token(16);

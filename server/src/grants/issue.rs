@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::{TokenContext, TokenRequest, TokenResponse, err, server_error};
 use crate::clock::secs;
-use crate::oauth::claims::{UserInfo, requested_names, user_claims};
+use crate::oauth::claims::{ClaimsRequest, UserInfo, user_claims};
 use crate::oauth::client::{Client, GrantType};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::oauth::tokens::{
@@ -23,8 +23,8 @@ pub(super) struct Issue<'a> {
     pub scope: &'a str,
     pub authn: &'a Authn,
     pub nonce: Option<&'a str>,
-    /// The OIDC `claims` request parameter the grant was given with (JSON).
-    pub claims: Option<&'a str>,
+    /// The OIDC `claims` request parameter the grant was given with.
+    pub claims: Option<&'a ClaimsRequest>,
 }
 
 /// A refresh token about to be issued: the secret for the response, and the digest the store
@@ -65,21 +65,16 @@ pub(super) async fn user_tokens(
     let client = req.client;
     let now = req.now;
     let user_id = i.authn.user_id.as_str();
-    let amr: Vec<String> = serde_json::from_str(&i.authn.amr).map_err(server_error)?;
     let subject = Subject {
         user_id,
         auth_time: i.authn.auth_time,
-        amr: &amr,
+        amr: &i.authn.amr,
         acr: &i.authn.acr,
         sid: i.authn.sid.as_deref(),
     };
     let ring = ctx.keys.keyring(now).await.map_err(server_error)?;
     let at_lifetime = secs(ctx.tokens.access_token_lifetime);
     let jti = random_token(16);
-    let requested: Option<Value> = match i.claims {
-        Some(c) => Some(serde_json::from_str(c).map_err(server_error)?),
-        None => None,
-    };
     let mut at_claims = access_token_claims(&AccessTokenInput {
         issuer: ctx.issuer,
         audience: &req.audience,
@@ -93,31 +88,32 @@ pub(super) async fn user_tokens(
         lifetime: at_lifetime,
     });
     // Claims asked for by name for userinfo (OIDC Core §5.5) ride in the access token.
-    let userinfo_names = requested_names(requested.as_ref(), "userinfo");
-    if !userinfo_names.is_empty() {
-        at_claims.insert("userinfo_claims".into(), json!(userinfo_names));
+    if let Some(names) = i.claims.map(|c| &c.userinfo).filter(|n| !n.is_empty()) {
+        at_claims.insert("userinfo_claims".into(), json!(names));
     }
     let access_token = ring
         .sign(ACCESS_TOKEN_ALG, "at+jwt", &at_claims)
         .map_err(server_error)?;
 
     let id_token = if i.scope.split(' ').any(|s| s == "openid") {
-        let names = requested_names(requested.as_ref(), "id_token");
+        let names: &[String] = i.claims.map_or(&[], |c| &c.id_token);
         let extra: Map<String, Value> = if names.is_empty() {
             Map::new()
         } else {
             // Claims asked for by name (OIDC Core §5.5): only then is the user read.
-            let user = match ctx.store.user_by_id(user_id).await.map_err(server_error)? {
-                Some(u) if u.disabled_at.is_none() => u,
-                _ => return Err(err(T::InvalidGrant, "the user is no longer active")),
-            };
+            let user = ctx
+                .store
+                .active_user(user_id)
+                .await
+                .map_err(server_error)?
+                .ok_or_else(|| err(T::InvalidGrant, "the user is no longer active"))?;
             let info = UserInfo {
                 id: &user.id,
                 email: &user.email,
                 email_verified: user.email_verified,
                 name: user.name.as_deref(),
             };
-            user_claims(&info, &[], &names)
+            user_claims(&info, &[], names)
         };
         let alg = client.id_token_alg();
         let claims = id_token_claims(&IdTokenInput {

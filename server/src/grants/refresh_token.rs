@@ -79,7 +79,7 @@ pub async fn redeem(
             scope: &narrowed,
             authn: &row.authn,
             nonce: None,
-            claims: row.claims.as_deref(),
+            claims: row.claims.as_ref(),
         },
         successor,
     )

@@ -165,7 +165,7 @@ impl Fixture {
                 user_id: user.into(),
                 sid: None,
                 auth_time: NOW - 10,
-                amr: r#"["pwd"]"#.into(),
+                amr: vec!["pwd".into()],
                 acr: "1".into(),
             },
             expires_at,

@@ -210,9 +210,14 @@ async fn external_subject(
         .await
         .map_err(server_error)?
         .ok_or_else(|| invalid("no account here is linked to the subject_token's subject"))?;
-    match ctx.store.user_by_id(&user_id).await.map_err(server_error)? {
-        Some(u) if u.disabled_at.is_none() => {}
-        _ => return Err(invalid("the subject's account here is disabled")),
+    if ctx
+        .store
+        .active_user(&user_id)
+        .await
+        .map_err(server_error)?
+        .is_none()
+    {
+        return Err(invalid("the subject's account here is disabled"));
     }
     let held_scope = ext.held_scope();
     let issuer = ext.issuer.issuer.clone();

@@ -50,9 +50,9 @@ pub(super) async fn api_user(
         return Err(invalid());
     }
     let sub = claims.str("sub").unwrap_or_default();
-    match state.store.user_by_id(sub).await {
-        Ok(Some(u)) if u.disabled_at.is_none() => Ok((u, claims)),
-        Ok(_) => Err(invalid()),
+    match state.store.active_user(sub).await {
+        Ok(Some(u)) => Ok((u, claims)),
+        Ok(None) => Err(invalid()),
         Err(e) => Err(super::server_error(e)),
     }
 }

@@ -15,7 +15,7 @@ use crate::oauth::authorize::{
 use crate::oauth::client::Client;
 use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
 use crate::oauth::params::{Params, ParamsError};
-use crate::secrets::{Purpose, random_token};
+use crate::secrets::{AuthorizationCode, Purpose, random_token};
 use crate::state::{AppState, secs};
 use crate::store::{Authn, CodeRow, Session};
 use crate::views::Msg;
@@ -228,7 +228,7 @@ async fn issue_code(
     session: &Session,
     now: i64,
 ) -> Response {
-    let code = random_token(32);
+    let code = AuthorizationCode::generate();
     let row = CodeRow {
         grant_id: random_token(16),
         client_id: client.client_id.clone(),
@@ -236,19 +236,19 @@ async fn issue_code(
         scope: request.scope(),
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),
-        claims: request.claims.as_ref().map(|c| c.to_string()),
+        claims: request.claims.clone(),
         authn: Authn {
             user_id: session.user_id.clone(),
             sid: Some(session.sid.clone()),
             auth_time: session.auth_time,
-            amr: serde_json::to_string(&session.amr).unwrap_or_else(|_| "[]".into()),
+            amr: session.amr.clone(),
             acr: session.acr.clone(),
         },
         expires_at: now + secs(state.config.tokens.code_lifetime),
     };
     let digest = state
         .pepper
-        .digest(Purpose::AuthorizationCode, code.as_bytes());
+        .digest(Purpose::AuthorizationCode, code.expose().as_bytes());
     if let Err(e) = state.store.insert_code(&digest, &row, now).await {
         tracing::error!(error = %e, "storing the code failed");
         return authorize_error(
@@ -257,7 +257,7 @@ async fn issue_code(
             &AuthorizeError::new(E::ServerError, "try again later"),
         );
     }
-    authorize_success(state, &request.redirect, &code)
+    authorize_success(state, &request.redirect, code.expose())
 }
 
 /// The sign-in form, carrying the authorization request. `prompt=login` is taken out of what

@@ -51,12 +51,7 @@ where
 /// The enabled account that uses `email`, if any, when a message may go there now (see
 /// [`throttle::mail_allowed`]); None otherwise.
 pub async fn account_to_mail(state: &AppState, email: &str) -> Result<Option<User>, StoreError> {
-    let Some(user) = state
-        .store
-        .user_by_email(email)
-        .await?
-        .filter(|u| u.disabled_at.is_none())
-    else {
+    let Some(user) = state.store.active_user_by_email(email).await? else {
         tracing::info!("mail asked for an address without an account");
         return Ok(None);
     };

@@ -56,8 +56,8 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
         }
         Err(e) => tracing::error!(error = %e, "sign-in throttle check failed"),
     }
-    let user = match state.store.user_by_email(&email).await {
-        Ok(u) => u.filter(|u| u.disabled_at.is_none()),
+    let user = match state.store.active_user_by_email(&email).await {
+        Ok(u) => u,
         Err(e) => {
             tracing::error!(error = %e, "user lookup failed");
             return error_page(

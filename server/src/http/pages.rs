@@ -11,7 +11,7 @@ use super::browser::{
 };
 use super::respond::error_page;
 use crate::oauth::params::Params;
-use crate::secrets::{Purpose, random_token};
+use crate::secrets::{Purpose, SessionId, random_token};
 use crate::state::{AppState, secs};
 use crate::store::{NewSession, Session, User};
 use crate::views::Msg;
@@ -64,7 +64,7 @@ pub async fn signed_in(
     if let Some(old) = current_session(state, req, now).await {
         let _ = state.store.revoke_session(&old.sid, now).await;
     }
-    let id = random_token(32);
+    let id = SessionId::generate();
     let sid = random_token(16);
     let absolute = secs(state.config.sessions.absolute_lifetime);
     let amr = serde_json::json!(amr).to_string();
@@ -73,7 +73,9 @@ pub async fn signed_in(
     let created = state
         .store
         .create_session(&NewSession {
-            id_digest: &state.pepper.digest(Purpose::Session, id.as_bytes()),
+            id_digest: &state
+                .pepper
+                .digest(Purpose::Session, id.expose().as_bytes()),
             sid: &sid,
             user_id,
             auth_time: now,
@@ -104,7 +106,12 @@ pub async fn signed_in(
     } else {
         "/account".to_owned()
     };
-    let cookie = set_cookie(state, session_cookie_name(state), &id, Some(absolute));
+    let cookie = set_cookie(
+        state,
+        session_cookie_name(state),
+        id.expose(),
+        Some(absolute),
+    );
     Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location)
@@ -117,9 +124,9 @@ pub async fn signed_in(
 pub async fn signed_in_user(state: &AppState, req: &Request) -> Option<(Session, User)> {
     let now = state.clock.now();
     let session = current_session(state, req, now).await?;
-    match state.store.user_by_id(&session.user_id).await {
-        Ok(Some(user)) if user.disabled_at.is_none() => Some((session, user)),
-        Ok(_) => None,
+    match state.store.active_user(&session.user_id).await {
+        Ok(Some(user)) => Some((session, user)),
+        Ok(None) => None,
         Err(e) => {
             tracing::error!(error = %e, "user lookup failed");
             None

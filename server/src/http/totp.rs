@@ -218,8 +218,7 @@ fn expired(state: &AppState) -> Response {
 fn notify_second_factor_failures(state: &AppState, user_id: &str) {
     let user_id = user_id.to_owned();
     super::links::after_answer(state, "second-factor failure notice", |state| async move {
-        let user = state.store.user_by_id(&user_id).await?;
-        let Some(user) = user.filter(|u| u.disabled_at.is_none()) else {
+        let Some(user) = state.store.active_user(&user_id).await? else {
             return Ok(());
         };
         if super::links::mail_allowed(&state, &user.email).await? {
@@ -311,9 +310,9 @@ pub async fn second_factor(
     if let Err(e) = throttle.succeeded(&state.store).await {
         tracing::warn!(error = %e, "clearing the second-factor throttle failed");
     }
-    match state.store.user_by_id(&user_id).await {
-        Ok(Some(u)) if u.disabled_at.is_none() => {}
-        Ok(_) => return expired(state),
+    match state.store.active_user(&user_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return expired(state),
         Err(e) => return failed(state, "loading the user", e),
     }
     let Ok(pending) = serde_json::from_str::<Pending>(&pending.state) else {

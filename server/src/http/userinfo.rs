@@ -62,9 +62,9 @@ pub async fn userinfo(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             None,
         );
     };
-    let user = match state.store.user_by_id(sub).await {
-        Ok(Some(u)) if u.disabled_at.is_none() => u,
-        Ok(_) => {
+    let user = match state.store.active_user(sub).await {
+        Ok(Some(u)) => u,
+        Ok(None) => {
             return bearer_error(
                 &BearerError::new(B::InvalidToken, "the user is no longer active"),
                 None,

@@ -3,8 +3,8 @@
 //! shown as a page ([`Rejection::Page`]); the redirecting variant needs a [`VerifiedRedirect`],
 //! which only this module can make, after those checks.
 
-use serde_json::Value;
 
+use super::claims::ClaimsRequest;
 use super::client::{Client, GrantType};
 use super::error::{AuthorizeError, AuthorizeErrorCode as E};
 use super::params::Params;
@@ -70,7 +70,7 @@ pub struct AuthzRequest {
     pub id_token_hint: Option<String>,
     pub login_hint: Option<String>,
     pub acr_values: Vec<String>,
-    pub claims: Option<Value>,
+    pub claims: Option<ClaimsRequest>,
 }
 
 impl AuthzRequest {
@@ -225,13 +225,16 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthzRequest
             })?),
         };
 
-    // 10. claims (OIDC Core §5.5): a JSON object.
+    // 10. claims (OIDC Core §5.5): a JSON object whose id_token and userinfo members are
+    // objects of claim names.
     let claims = match params.get("claims") {
         None => None,
-        Some(v) => match serde_json::from_str::<Value>(v) {
-            Ok(obj @ Value::Object(_)) => Some(obj),
-            _ => return Err(fail(E::InvalidRequest, "claims must be a JSON object")),
-        },
+        Some(v) => Some(ClaimsRequest::parse(v).map_err(|_| {
+            fail(
+                E::InvalidRequest,
+                "claims must be a JSON object whose id_token and userinfo members are objects",
+            )
+        })?),
     };
 
     Ok(AuthzRequest {

@@ -10,13 +10,51 @@ pub struct UserInfo<'a> {
     pub name: Option<&'a str>,
 }
 
-/// Claim names the `claims` parameter asks for under `member` (`userinfo` or `id_token`).
-pub fn requested_names(claims: Option<&Value>, member: &str) -> Vec<String> {
-    claims
-        .and_then(|c| c.get(member))
-        .and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default()
+/// The `claims` request parameter (OIDC Core §5.5) as far as we act on it: the claims asked
+/// for by name, for the id_token and for userinfo. Each member is an object whose keys are
+/// claim names (their values, such as `{"essential": true}`, are not acted on); other members
+/// are ignored. Stored with the code and the refresh tokens in the same JSON shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimsRequest {
+    pub id_token: Vec<String>,
+    pub userinfo: Vec<String>,
+}
+
+/// Why a `claims` parameter is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("claims must be a JSON object whose id_token and userinfo members are objects")]
+pub struct ClaimsError;
+
+impl ClaimsRequest {
+    /// Parses the parameter's JSON text.
+    pub fn parse(text: &str) -> Result<Self, ClaimsError> {
+        let value: Value = serde_json::from_str(text).map_err(|_| ClaimsError)?;
+        Self::from_value(&value)
+    }
+
+    pub fn from_value(value: &Value) -> Result<Self, ClaimsError> {
+        let obj = value.as_object().ok_or(ClaimsError)?;
+        let names = |member: &str| -> Result<Vec<String>, ClaimsError> {
+            match obj.get(member) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Object(m)) => Ok(m.keys().cloned().collect()),
+                Some(_) => Err(ClaimsError),
+            }
+        };
+        Ok(Self {
+            id_token: names("id_token")?,
+            userinfo: names("userinfo")?,
+        })
+    }
+
+    /// The JSON stored for it: `{"id_token": {"name": null}, "userinfo": {...}}`.
+    pub fn to_json(&self) -> String {
+        let member = |names: &[String]| -> Value {
+            Value::Object(names.iter().map(|n| (n.clone(), Value::Null)).collect())
+        };
+        json!({ "id_token": member(&self.id_token), "userinfo": member(&self.userinfo) })
+            .to_string()
+    }
 }
 
 /// Claims released for `scopes` plus the individually requested `names`.
@@ -56,8 +94,31 @@ mod tests {
         let c = user_claims(&u, &["openid", "email"], &[]);
         assert_eq!(c["email"], "a@example.com");
         assert!(c.get("name").is_none());
-        let req = json!({"userinfo": {"name": {"essential": true}}});
-        let names = requested_names(Some(&req), "userinfo");
-        assert_eq!(user_claims(&u, &["openid"], &names)["name"], "Ada");
+        let req = ClaimsRequest::parse(r#"{"userinfo": {"name": {"essential": true}}}"#).unwrap();
+        assert_eq!(user_claims(&u, &["openid"], &req.userinfo)["name"], "Ada");
+    }
+
+    #[test]
+    fn oidc_core_5_5_claims_parameter_is_typed_and_round_trips() {
+        let r = ClaimsRequest::parse(
+            r#"{"id_token": {"email": {"essential": true}}, "userinfo": {"name": null}, "x": 1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.id_token, ["email"]);
+        assert_eq!(r.userinfo, ["name"]);
+        assert_eq!(ClaimsRequest::parse(&r.to_json()).unwrap(), r);
+        for bad in [
+            "[]",
+            "1",
+            "{\"id_token\": []}",
+            "{\"userinfo\": \"name\"}",
+            "not json",
+        ] {
+            assert_eq!(ClaimsRequest::parse(bad), Err(ClaimsError), "{bad}");
+        }
+        assert_eq!(
+            ClaimsRequest::parse("{}").unwrap(),
+            ClaimsRequest::default()
+        );
     }
 }

@@ -301,11 +301,7 @@ pub async fn start_authentication(
         let id = new_ceremony(cx, DISCOVERABLE, None, &auth).await?;
         return Ok((id, options));
     };
-    let user = cx
-        .store
-        .user_by_email(email)
-        .await?
-        .filter(|u| u.disabled_at.is_none());
+    let user = cx.store.active_user_by_email(email).await?;
     let passkeys = match &user {
         Some(u) => cx
             .store

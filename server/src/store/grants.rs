@@ -7,6 +7,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, placeholders};
+use crate::oauth::claims::ClaimsRequest;
 
 /// What a code or refresh token carries about the sign-in it stems from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,8 +15,8 @@ pub struct Authn {
     pub user_id: String,
     pub sid: Option<String>,
     pub auth_time: i64,
-    /// JSON array.
-    pub amr: String,
+    /// RFC 8176 method references (stored as a JSON array).
+    pub amr: Vec<String>,
     pub acr: String,
 }
 
@@ -27,7 +28,7 @@ pub struct CodeRow {
     pub scope: String,
     pub nonce: Option<String>,
     pub code_challenge: String,
-    pub claims: Option<String>,
+    pub claims: Option<ClaimsRequest>,
     pub authn: Authn,
     pub expires_at: i64,
 }
@@ -37,7 +38,7 @@ pub struct RefreshRow {
     pub grant_id: String,
     pub client_id: String,
     pub scope: String,
-    pub claims: Option<String>,
+    pub claims: Option<ClaimsRequest>,
     pub authn: Authn,
     pub expires_at: i64,
 }
@@ -155,9 +156,9 @@ impl Store {
         .bind(&c.nonce)
         .bind(&c.code_challenge)
         .bind(c.authn.auth_time)
-        .bind(&c.authn.amr)
+        .bind(amr_json(&c.authn.amr))
         .bind(&c.authn.acr)
-        .bind(&c.claims)
+        .bind(c.claims.as_ref().map(ClaimsRequest::to_json))
         .bind(c.expires_at)
         .bind(now)
         .execute_w(self)
@@ -417,9 +418,9 @@ fn refresh_insert<'q>(
         .bind(&r.authn.sid)
         .bind(&r.scope)
         .bind(r.authn.auth_time)
-        .bind(&r.authn.amr)
+        .bind(amr_json(&r.authn.amr))
         .bind(&r.authn.acr)
-        .bind(&r.claims)
+        .bind(r.claims.as_ref().map(ClaimsRequest::to_json))
         .bind(r.expires_at)
         .bind(now)
 }
@@ -472,14 +473,26 @@ fn user_enabled_locked(backend: super::Backend, table: &str) -> String {
     }
 }
 
+fn amr_json(amr: &[String]) -> String {
+    serde_json::Value::from(amr).to_string()
+}
+
 fn authn_from_row(row: &AnyRow) -> Result<Authn, StoreError> {
+    let amr: String = row.try_get("amr")?;
     Ok(Authn {
         user_id: row.try_get("user_id")?,
         sid: row.try_get("sid")?,
         auth_time: row.try_get("auth_time")?,
-        amr: row.try_get("amr")?,
+        amr: serde_json::from_str(&amr).map_err(|e| StoreError::Corrupt(format!("amr: {e}")))?,
         acr: row.try_get("acr")?,
     })
+}
+
+/// The stored `claims` request of a code or refresh token.
+fn claims_from_row(row: &AnyRow) -> Result<Option<ClaimsRequest>, StoreError> {
+    let text: Option<String> = row.try_get("claims")?;
+    text.map(|t| ClaimsRequest::parse(&t).map_err(|e| StoreError::Corrupt(format!("claims: {e}"))))
+        .transpose()
 }
 
 fn code_from_row(row: &AnyRow) -> Result<CodeRow, StoreError> {
@@ -490,7 +503,7 @@ fn code_from_row(row: &AnyRow) -> Result<CodeRow, StoreError> {
         scope: row.try_get("scope")?,
         nonce: row.try_get("nonce")?,
         code_challenge: row.try_get("code_challenge")?,
-        claims: row.try_get("claims")?,
+        claims: claims_from_row(row)?,
         authn: authn_from_row(row)?,
         expires_at: row.try_get("expires_at")?,
     })
@@ -501,7 +514,7 @@ fn refresh_from_row(row: &AnyRow) -> Result<RefreshRow, StoreError> {
         grant_id: row.try_get("grant_id")?,
         client_id: row.try_get("client_id")?,
         scope: row.try_get("scope")?,
-        claims: row.try_get("claims")?,
+        claims: claims_from_row(row)?,
         authn: authn_from_row(row)?,
         expires_at: row.try_get("expires_at")?,
     })

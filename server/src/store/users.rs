@@ -72,6 +72,29 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    /// The user with this id if the account is active (exists and is not disabled): the one
+    /// question every sign-in, token and resource request asks before acting for a user.
+    pub async fn active_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND disabled_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// [`Store::active_user`] by email address.
+    pub async fn active_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1 AND disabled_at IS NULL"
+        ))
+        .bind(email_key(email))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
