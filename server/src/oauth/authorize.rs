@@ -3,7 +3,6 @@
 //! shown as a page ([`Rejection::Page`]); the redirecting variant needs a [`VerifiedRedirect`],
 //! which only this module can make, after those checks.
 
-
 use super::claims::ClaimsRequest;
 use super::client::{Client, GrantType};
 use super::error::{AuthorizeError, AuthorizeErrorCode as E};

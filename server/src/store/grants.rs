@@ -2,11 +2,10 @@
 //! artifact is consumed by one atomic `UPDATE ... WHERE <not yet used> RETURNING`.
 
 use super::Write as _;
-use sqlx::Connection as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, placeholders};
+use super::{Store, StoreError, WriteArg, placeholders};
 use crate::oauth::claims::ClaimsRequest;
 
 /// What a code or refresh token carries about the sign-in it stems from.
@@ -203,12 +202,13 @@ impl Store {
         Ok(())
     }
 
-    /// Redeems a code in one write transaction (RFC 6749 §4.1.3): takes it (once, for the
-    /// client it was issued to, while its user is enabled), asks `check` whether the request
-    /// matches it, and if so records its grant (lasting until `grant_expires_at`) and, when
-    /// `check` answers a digest, the grant's first refresh token. A code `check` refuses stays
-    /// used: a stolen code gets one try at its PKCE verifier. A failure before the commit
-    /// leaves the code as it was.
+    /// Redeems a code (RFC 6749 §4.1.3): reads it, asks `check` whether the request matches
+    /// it, and if so takes it (once, for the client it was issued to, while its user is
+    /// enabled), records its grant (lasting until `grant_expires_at`) and, when `check`
+    /// answers a digest, the grant's first refresh token, all in one atomic write (one
+    /// statement on PostgreSQL, one transaction sent as one batch on SQLite). A code `check`
+    /// refuses is spent: a stolen code gets one try at its PKCE verifier. A failure before the
+    /// commit leaves the code as it was.
     pub async fn redeem_code<E>(
         &self,
         digests: &[String],
@@ -217,81 +217,101 @@ impl Store {
         grant_expires_at: i64,
         check: impl FnOnce(&CodeRow) -> Result<Option<String>, E>,
     ) -> Result<Redeemed<CodeRow, E>, StoreError> {
-        let done = self
-            .redeem_code_tx(digests, client_id, now, grant_expires_at, check)
-            .await;
-        self.after_transaction(&done).await;
-        match done? {
-            Some(redeemed) => Ok(redeemed),
-            None => {
-                self.replay_of("authorization_codes", "code_digest", "consumed_at", digests)
-                    .await
-            }
-        }
-    }
-
-    /// The transaction of [`Store::redeem_code`]; `None` when no code was taken.
-    async fn redeem_code_tx<E>(
-        &self,
-        digests: &[String],
-        client_id: &str,
-        now: i64,
-        grant_expires_at: i64,
-        check: impl FnOnce(&CodeRow) -> Result<Option<String>, E>,
-    ) -> Result<Option<Redeemed<CodeRow, E>>, StoreError> {
-        let mut conn = self.write_conn().await?;
-        let mut tx = conn.begin().await?;
-        let sql = code_take(self.backend, digests.len());
+        let sql = format!(
+            "SELECT {CODE_COLUMNS}, consumed_at FROM authorization_codes WHERE code_digest IN ({})",
+            placeholders(1, digests.len())
+        );
         let mut q = sqlx::query(&sql);
         for d in digests {
             q = q.bind(d);
         }
-        let Some(row) = q.bind(now).bind(client_id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
+        let Some(found) = q.fetch_optional(&self.pool).await? else {
+            return Ok(Redeemed::Invalid);
         };
-        let code = code_from_row(&row)?;
+        let code = code_from_row(&found)?;
+        if found.try_get::<Option<i64>, _>("consumed_at")?.is_some() {
+            return self
+                .replay_of("authorization_codes", "code_digest", "consumed_at", digests)
+                .await;
+        }
+        if code.client_id != client_id || code.expires_at <= now {
+            return Ok(Redeemed::Invalid);
+        }
         let refresh_digest = match check(&code) {
             Ok(d) => d,
             Err(e) => {
-                tx.commit().await?;
-                return Ok(Some(Redeemed::Refused(e)));
+                let sql = format!(
+                    "UPDATE authorization_codes SET consumed_at = ${} \
+                     WHERE code_digest IN ({}) AND consumed_at IS NULL",
+                    digests.len() + 1,
+                    placeholders(1, digests.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for d in digests {
+                    q = q.bind(d);
+                }
+                q.bind(now).execute_w(self).await?;
+                return Ok(Redeemed::Refused(e));
             }
         };
-        let made = sqlx::query(&grant_insert(self.backend))
-            .bind(&code.grant_id)
-            .bind(client_id)
-            .bind(&code.authn.user_id)
-            .bind(now)
-            .bind(grant_expires_at)
-            .execute(&mut *tx)
-            .await?;
-        if made.rows_affected() != 1 {
-            // The user was taken as enabled and is held so (above); kept for safety.
-            tx.commit().await?;
-            return Ok(Some(Redeemed::Invalid));
+        let n = digests.len();
+        // $1..$n digests, then now, client, grant expiry, refresh digest, whether to store it.
+        let (t, c, exp, rd, want) = (n + 1, n + 2, n + 3, n + 4, n + 5);
+        let live = format!(
+            "code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${t} AND client_id = ${c} AND {}",
+            placeholders(1, n),
+            user_enabled_locked(self.backend, "authorization_codes")
+        );
+        let grant_upsert = "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at";
+        let refresh_cols = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims";
+        let sql = match self.backend {
+            super::Backend::Postgres => format!(
+                "WITH taken AS (UPDATE authorization_codes SET consumed_at = ${t} WHERE {live} \
+                 RETURNING {refresh_cols}), \
+                 g AS (INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
+                 SELECT grant_id, client_id, user_id, ${t}, ${exp} FROM taken {grant_upsert}), \
+                 r AS (INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at) \
+                 SELECT ${rd}, {refresh_cols}, ${exp}, ${t} FROM taken WHERE ${want} = 1) \
+                 SELECT grant_id FROM taken"
+            ),
+            // changes(): rows changed by the statement before, so each insert happens only if
+            // this batch took the code (and not one taken in the same second by another).
+            super::Backend::Sqlite => format!(
+                "BEGIN IMMEDIATE; \
+                 UPDATE authorization_codes SET consumed_at = ${t} WHERE {live} RETURNING grant_id; \
+                 INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
+                 SELECT grant_id, client_id, user_id, ${t}, ${exp} FROM authorization_codes \
+                 WHERE code_digest IN ({ids}) AND consumed_at = ${t} AND changes() = 1 {grant_upsert}; \
+                 INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at) \
+                 SELECT ${rd}, {refresh_cols}, ${exp}, ${t} FROM authorization_codes \
+                 WHERE code_digest IN ({ids}) AND consumed_at = ${t} AND ${want} = 1 AND changes() = 1; \
+                 COMMIT",
+                ids = placeholders(1, n)
+            ),
+        };
+        let mut args: Vec<WriteArg> = digests.iter().cloned().map(WriteArg::Text).collect();
+        args.extend([
+            WriteArg::Int(now),
+            WriteArg::Text(client_id.to_owned()),
+            WriteArg::Int(grant_expires_at),
+            WriteArg::Text(refresh_digest.clone().unwrap_or_default()),
+            WriteArg::Int(i64::from(refresh_digest.is_some())),
+        ]);
+        if self.write_batch(sql, args).await? {
+            Ok(Redeemed::Fresh(code))
+        } else {
+            // Taken meanwhile by a concurrent redemption (a replay), or no longer live.
+            self.replay_of("authorization_codes", "code_digest", "consumed_at", digests)
+                .await
         }
-        if let Some(digest) = refresh_digest {
-            let first = RefreshRow {
-                grant_id: code.grant_id.clone(),
-                client_id: code.client_id.clone(),
-                scope: code.scope.clone(),
-                claims: code.claims.clone(),
-                authn: code.authn.clone(),
-                expires_at: grant_expires_at,
-            };
-            refresh_insert(&digest, &first, now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(Some(Redeemed::Fresh(code)))
     }
 
-    /// Rotates a refresh token in one write transaction (RFC 6749 §6, RFC 9700 §4.14.2):
-    /// takes it (once, for its client, while its grant stands and its user is enabled), asks
-    /// `check` whether the request fits it, and stores its successor under the digest `check`
-    /// answers (same grant, scope and expiry). If `check` refuses, or anything fails before the
-    /// commit, the token stays as it was: a bad request or a crash never costs the login.
+    /// Rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2): reads it, asks `check`
+    /// whether the request fits it, and if so takes it (once, for its client, while its grant
+    /// stands and its user is enabled) and stores its successor under the digest `check`
+    /// answers (same grant, scope and expiry), in one atomic write. If `check` refuses, nothing
+    /// is written; if anything fails before the commit, the token stays as it was: a bad
+    /// request or a crash never costs the login.
     pub async fn rotate_refresh_token<E>(
         &self,
         digests: &[String],
@@ -299,46 +319,72 @@ impl Store {
         now: i64,
         check: impl FnOnce(&RefreshRow) -> Result<Option<String>, E>,
     ) -> Result<Redeemed<RefreshRow, E>, StoreError> {
-        let done = self.rotate_tx(digests, client_id, now, check).await;
-        self.after_transaction(&done).await;
-        match done? {
-            Some(redeemed) => Ok(redeemed),
-            None => {
-                self.replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
-                    .await
-            }
-        }
-    }
-
-    async fn rotate_tx<E>(
-        &self,
-        digests: &[String],
-        client_id: &str,
-        now: i64,
-        check: impl FnOnce(&RefreshRow) -> Result<Option<String>, E>,
-    ) -> Result<Option<Redeemed<RefreshRow, E>>, StoreError> {
-        let mut conn = self.write_conn().await?;
-        let mut tx = conn.begin().await?;
-        let sql = refresh_take(self.backend, digests.len());
+        let sql = format!(
+            "SELECT {REFRESH_COLUMNS}, rotated_at FROM refresh_tokens WHERE token_digest IN ({})",
+            placeholders(1, digests.len())
+        );
         let mut q = sqlx::query(&sql);
         for d in digests {
             q = q.bind(d);
         }
-        let Some(row) = q.bind(now).bind(client_id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
+        let Some(found) = q.fetch_optional(&self.pool).await? else {
+            return Ok(Redeemed::Invalid);
         };
-        let taken = refresh_from_row(&row)?;
+        let taken = refresh_from_row(&found)?;
+        if found.try_get::<Option<i64>, _>("rotated_at")?.is_some() {
+            return self
+                .replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
+                .await;
+        }
+        if taken.client_id != client_id || taken.expires_at <= now {
+            return Ok(Redeemed::Invalid);
+        }
         let successor = match check(&taken) {
             Ok(d) => d,
-            Err(e) => return Ok(Some(Redeemed::Refused(e))), // rolled back on drop
+            Err(e) => return Ok(Redeemed::Refused(e)),
         };
-        if let Some(digest) = successor {
-            refresh_insert(&digest, &taken, now)
-                .execute(&mut *tx)
-                .await?;
+        let n = digests.len();
+        // $1..$n digests, then now, client, successor digest, whether to store it.
+        let (t, c, sd, want) = (n + 1, n + 2, n + 3, n + 4);
+        let live = format!(
+            "token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${t} AND client_id = ${c} \
+             AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
+             AND {}",
+            placeholders(1, n),
+            user_enabled_locked(self.backend, "refresh_tokens")
+        );
+        let cols =
+            "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
+        let sql = match self.backend {
+            super::Backend::Postgres => format!(
+                "WITH taken AS (UPDATE refresh_tokens SET rotated_at = ${t} WHERE {live} RETURNING {cols}), \
+                 s AS (INSERT INTO refresh_tokens (token_digest, {cols}, created_at) \
+                 SELECT ${sd}, {cols}, ${t} FROM taken WHERE ${want} = 1) \
+                 SELECT grant_id FROM taken"
+            ),
+            super::Backend::Sqlite => format!(
+                "BEGIN IMMEDIATE; \
+                 UPDATE refresh_tokens SET rotated_at = ${t} WHERE {live} RETURNING grant_id; \
+                 INSERT INTO refresh_tokens (token_digest, {cols}, created_at) \
+                 SELECT ${sd}, {cols}, ${t} FROM refresh_tokens \
+                 WHERE token_digest IN ({ids}) AND rotated_at = ${t} AND ${want} = 1 AND changes() = 1; \
+                 COMMIT",
+                ids = placeholders(1, n)
+            ),
+        };
+        let mut args: Vec<WriteArg> = digests.iter().cloned().map(WriteArg::Text).collect();
+        args.extend([
+            WriteArg::Int(now),
+            WriteArg::Text(client_id.to_owned()),
+            WriteArg::Text(successor.clone().unwrap_or_default()),
+            WriteArg::Int(i64::from(successor.is_some())),
+        ]);
+        if self.write_batch(sql, args).await? {
+            Ok(Redeemed::Fresh(taken))
+        } else {
+            self.replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
+                .await
         }
-        tx.commit().await?;
-        Ok(Some(Redeemed::Fresh(taken)))
     }
 
     /// The grant and client of a live refresh token, for revocation and introspection.
@@ -428,42 +474,9 @@ fn refresh_insert<'q>(
 const REFRESH_INSERT: &str = "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
-/// The `UPDATE ... RETURNING` that takes a code (`$n+1`: now, `$n+2`: client) for one of
-/// `n` digests, only while its user is enabled. On PostgreSQL the user's row is held `FOR
-/// SHARE` from here to the end of the transaction, so a `user disable` (which locks the user,
-/// then the user's grants and codes) waits for the redemption instead of deadlocking with it.
-fn code_take(backend: super::Backend, n: usize) -> String {
-    format!(
-        "UPDATE authorization_codes SET consumed_at = ${} \
-         WHERE code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${} AND client_id = ${} \
-         AND {} \
-         RETURNING {CODE_COLUMNS}",
-        n + 1,
-        placeholders(1, n),
-        n + 1,
-        n + 2,
-        user_enabled_locked(backend, "authorization_codes"),
-    )
-}
-
-/// The `UPDATE ... RETURNING` that rotates a refresh token (`$n+1`: now, `$n+2`: client):
-/// live, of a grant not revoked, of an enabled user (locked as in [`code_take`]).
-fn refresh_take(backend: super::Backend, n: usize) -> String {
-    format!(
-        "UPDATE refresh_tokens SET rotated_at = ${} \
-         WHERE token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${} AND client_id = ${} \
-         AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
-         AND {} \
-         RETURNING {REFRESH_COLUMNS}",
-        n + 1,
-        placeholders(1, n),
-        n + 1,
-        n + 2,
-        user_enabled_locked(backend, "refresh_tokens"),
-    )
-}
-
-/// [`user_enabled`], holding the user's row `FOR SHARE` on PostgreSQL.
+/// [`user_enabled`], holding the user's row `FOR SHARE` on PostgreSQL to the end of the
+/// statement's transaction, so a `user disable` (which locks the user, then the user's grants
+/// and codes) waits for a redemption instead of deadlocking with it.
 fn user_enabled_locked(backend: super::Backend, table: &str) -> String {
     match backend {
         super::Backend::Postgres => format!(
