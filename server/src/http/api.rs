@@ -10,7 +10,6 @@
 //!   working and its access tokens turn inactive at once.
 //! - `GET /api/openapi.json`: the OpenAPI 3.1 description of these APIs and the streams API.
 
-use poem::http::StatusCode;
 use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::{Value, json};
@@ -18,7 +17,8 @@ use serde_json::{Value, json};
 use latchkey_jwks::Claims;
 
 use super::bearer::presented_token;
-use super::respond::{bearer_error, bearer_missing, json_ok};
+use super::error::ApiError;
+use super::respond::json_ok;
 use crate::access::Audience;
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
@@ -36,48 +36,39 @@ const MAX_NAME_CHARS: usize = 64;
 pub(super) async fn api_user(
     state: &AppState,
     req: &Request,
-    scope: &str,
-) -> Result<(User, Claims), Response> {
+    scope: &'static str,
+) -> Result<(User, Claims), ApiError> {
     let claims = scoped_token(state, req, scope).await?;
-    let invalid = || {
-        bearer_error(
-            &BearerError::new(B::InvalidToken, "the access token is not a user's"),
-            None,
-        )
-    };
+    let invalid = || ApiError::bearer(B::InvalidToken, "the access token is not a user's");
     // Client-credentials tokens have no grant: they act for no user.
     if claims.str("gid").is_none() {
         return Err(invalid());
     }
     let sub = claims.str("sub").unwrap_or_default();
-    match state.store.active_user(sub).await {
-        Ok(Some(u)) => Ok((u, claims)),
-        Ok(None) => Err(invalid()),
-        Err(e) => Err(super::server_error(e)),
-    }
+    let user = state.store.active_user(sub).await?.ok_or_else(invalid)?;
+    Ok((user, claims))
 }
 
 /// A verified access token of ours carrying `scope`.
-async fn scoped_token(state: &AppState, req: &Request, scope: &str) -> Result<Claims, Response> {
-    let token = match presented_token(req, None) {
-        Ok(Some(t)) => t,
-        Ok(None) => return Err(bearer_missing()),
-        Err(e) => return Err(bearer_error(&e, None)),
-    };
+async fn scoped_token(
+    state: &AppState,
+    req: &Request,
+    scope: &'static str,
+) -> Result<Claims, ApiError> {
+    let token = presented_token(req, None)?.ok_or(ApiError::NoToken)?;
     let claims = state
         .access_tokens()
         .verify(&token, state.clock.now(), Audience::Issuer)
-        .await
-        .map_err(|e| bearer_error(&e, None))?;
+        .await?;
     let granted = claims.str("scope").unwrap_or_default();
     if !granted.split(' ').any(|s| s == scope) {
-        return Err(bearer_error(
-            &BearerError::new(
+        return Err(ApiError::Bearer {
+            error: BearerError::new(
                 B::InsufficientScope,
                 "the access token lacks the scope needed",
             ),
-            Some(scope),
-        ));
+            scope: Some(scope),
+        });
     }
     Ok(claims)
 }
@@ -87,13 +78,13 @@ async fn scoped_token(state: &AppState, req: &Request, scope: &str) -> Result<Cl
 pub(super) async fn api_client(
     state: &AppState,
     req: &Request,
-    scope: &str,
-) -> Result<String, Response> {
+    scope: &'static str,
+) -> Result<String, ApiError> {
     let claims = scoped_token(state, req, scope).await?;
     if claims.str("gid").is_some() {
-        return Err(bearer_error(
-            &BearerError::new(B::InvalidToken, "this API takes a client's own token"),
-            None,
+        return Err(ApiError::bearer(
+            B::InvalidToken,
+            "this API takes a client's own token",
         ));
     }
     Ok(claims.str("client_id").unwrap_or_default().to_owned())
@@ -132,38 +123,25 @@ pub(super) fn page<T>(
 }
 
 /// A JSON request body, or the 400 saying why not.
-pub(super) async fn json_body(req: &Request, body: poem::Body) -> Result<Value, Response> {
+pub(super) async fn json_body(req: &Request, body: poem::Body) -> Result<Value, ApiError> {
     if !req
         .content_type()
         .is_some_and(|c| c.starts_with("application/json"))
     {
-        return Err(invalid_request("the body must be application/json"));
+        return Err(ApiError::invalid("the body must be application/json"));
     }
     let Ok(bytes) = body.into_vec().await else {
-        return Err(invalid_request("the body could not be read"));
+        return Err(ApiError::invalid("the body could not be read"));
     };
-    serde_json::from_slice::<Value>(&bytes).map_err(|_| invalid_request("the body is not JSON"))
-}
-
-/// A 400 with an RFC 6749-style JSON body, for a request body or query we cannot take.
-pub(super) fn invalid_request(why: &str) -> Response {
-    let mut resp = json_ok(&json!({ "error": "invalid_request", "error_description": why }));
-    resp.set_status(StatusCode::BAD_REQUEST);
-    resp
+    serde_json::from_slice::<Value>(&bytes).map_err(|_| ApiError::invalid("the body is not JSON"))
 }
 
 /// 204 for a resource that is gone.
 pub(super) fn no_content() -> Response {
     Response::builder()
-        .status(StatusCode::NO_CONTENT)
+        .status(poem::http::StatusCode::NO_CONTENT)
         .header(poem::http::header::CACHE_CONTROL, "no-store")
         .finish()
-}
-
-pub(super) fn not_found() -> Response {
-    let mut resp = json_ok(&json!({ "error": "not_found" }));
-    resp.set_status(StatusCode::NOT_FOUND);
-    resp
 }
 
 fn device_json(d: &Device) -> Value {
@@ -179,23 +157,17 @@ fn device_json(d: &Device) -> Value {
 }
 
 #[handler]
-pub async fn list_devices(req: &Request, Data(state): Data<&AppState>) -> Response {
-    let (user, _) = match api_user(state, req, "devices:read").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    let (limit, after) = match page_params(req) {
-        Ok(p) => p,
-        Err(why) => return invalid_request(why),
-    };
-    match state
+pub async fn list_devices(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "devices:read").await?;
+    let (limit, after) = page_params(req).map_err(ApiError::invalid)?;
+    let devices = state
         .store
         .devices_of(&user.id, after.as_deref(), limit + 1)
-        .await
-    {
-        Ok(devices) => page(devices, limit, |d| d.id.clone(), device_json),
-        Err(e) => super::server_error(e),
-    }
+        .await?;
+    Ok(page(devices, limit, |d| d.id.clone(), device_json))
 }
 
 #[handler]
@@ -204,39 +176,35 @@ pub async fn rename_device(
     Path(id): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (user, _) = match api_user(state, req, "devices:write").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    let patch = match json_body(req, body).await {
-        Ok(v) => v,
-        Err(resp) => return resp,
-    };
-    let Some(fields) = patch.as_object() else {
-        return invalid_request("the body must be a JSON object");
-    };
+) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "devices:write").await?;
+    let patch = json_body(req, body).await?;
+    let fields = patch
+        .as_object()
+        .ok_or(ApiError::invalid("the body must be a JSON object"))?;
     if let Some(unknown) = fields.keys().find(|k| k.as_str() != "name") {
-        return invalid_request(&format!("{unknown} cannot be changed; only name can"));
+        return Err(ApiError::invalid(format!(
+            "{unknown} cannot be changed; only name can"
+        )));
     }
-    let Some(raw) = fields.get("name").and_then(Value::as_str) else {
-        return invalid_request("name must be a string");
-    };
-    let Some(name) = crate::input::clean_label(raw, MAX_NAME_CHARS) else {
-        return invalid_request("name must not be empty");
-    };
+    let raw = fields
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or(ApiError::invalid("name must be a string"))?;
+    let name = crate::input::clean_label(raw, MAX_NAME_CHARS)
+        .ok_or(ApiError::invalid("name must not be empty"))?;
     if raw.trim().chars().count() > MAX_NAME_CHARS {
-        return invalid_request("name must be at most 64 characters");
+        return Err(ApiError::invalid("name must be at most 64 characters"));
     }
-    match state.store.rename_device(&user.id, &id, &name).await {
-        Ok(true) => match state.store.device_of(&user.id, &id).await {
-            Ok(Some(d)) => json_ok(&device_json(&d)),
-            Ok(None) => not_found(),
-            Err(e) => super::server_error(e),
-        },
-        Ok(false) => not_found(),
-        Err(e) => super::server_error(e),
+    if !state.store.rename_device(&user.id, &id, &name).await? {
+        return Err(ApiError::NotFound);
     }
+    let device = state
+        .store
+        .device_of(&user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_ok(&device_json(&device)))
 }
 
 #[handler]
@@ -244,23 +212,17 @@ pub async fn delete_device(
     req: &Request,
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (user, _) = match api_user(state, req, "devices:write").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    match state
+) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "devices:write").await?;
+    if !state
         .store
         .delete_device(&user.id, &id, state.clock.now())
-        .await
+        .await?
     {
-        Ok(true) => {
-            tracing::info!(user = %user.id, device = %id, "device removed");
-            no_content()
-        }
-        Ok(false) => not_found(),
-        Err(e) => super::server_error(e),
+        return Err(ApiError::NotFound);
     }
+    tracing::info!(user = %user.id, device = %id, "device removed");
+    Ok(no_content())
 }
 
 /// The OpenAPI document, with this server's issuer as its server.

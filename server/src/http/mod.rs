@@ -11,6 +11,7 @@ mod client_auth;
 mod device;
 mod discovery;
 mod email;
+mod error;
 mod health;
 mod jwks;
 mod links;

@@ -1,14 +1,16 @@
 //! The one place where protocol errors and pages become HTTP responses.
 
 use poem::Response;
+use poem::error::ResponseError as _;
 use poem::http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use serde_json::json;
 
+use super::error::ApiError;
 use crate::oauth::authorize::{
     ResponseMode, VerifiedRedirect, error_params, query_redirect_url, success_params,
 };
-use crate::oauth::error::{AuthorizeError, BearerError, TokenError, TokenErrorCode};
+use crate::oauth::error::{AuthorizeError, BearerError, TokenError};
 use crate::state::AppState;
 use crate::views::Msg;
 
@@ -92,57 +94,27 @@ pub fn json_ok(body: &impl Serialize) -> Response {
     json_no_store(StatusCode::OK).body(text)
 }
 
-/// RFC 6749 §5.2. `invalid_client` is 401, with `WWW-Authenticate` when Basic was used.
+/// RFC 6749 §5.2 (see [`ApiError::Token`]).
 pub fn token_error(err: &TokenError, basic_used: bool) -> Response {
-    let status = match err.code {
-        TokenErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
-        TokenErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let body = if err.code == TokenErrorCode::ServerError {
-        json!({ "error": "server_error" })
-    } else {
-        json!({ "error": err.code.as_str(), "error_description": err.description() })
-    };
-    let mut b = json_no_store(status);
-    if err.code == TokenErrorCode::InvalidClient && basic_used {
-        b = b.header(header::WWW_AUTHENTICATE, "Basic realm=\"latchkey\"");
+    ApiError::Token {
+        error: err.clone(),
+        basic: basic_used,
     }
-    b.body(body.to_string())
+    .as_response()
 }
 
-/// RFC 6750 §3: the error in `WWW-Authenticate`, with the status it maps to.
-pub fn bearer_error(err: &BearerError, scope: Option<&str>) -> Response {
-    use crate::oauth::error::BearerErrorCode as B;
-    let status = match err.code {
-        B::InvalidRequest => StatusCode::BAD_REQUEST,
-        B::InvalidToken => StatusCode::UNAUTHORIZED,
-        B::InsufficientScope => StatusCode::FORBIDDEN,
-    };
-    let mut challenge = format!(
-        "Bearer realm=\"latchkey\", error=\"{}\", error_description=\"{}\"",
-        err.code.as_str(),
-        err.description()
-    );
-    if let Some(scope) = scope {
-        challenge.push_str(&format!(", scope=\"{scope}\""));
+/// RFC 6750 §3 (see [`ApiError::Bearer`]).
+pub fn bearer_error(err: &BearerError, scope: Option<&'static str>) -> Response {
+    ApiError::Bearer {
+        error: err.clone(),
+        scope,
     }
-    let mut resp = json_no_store(status).body(
-        json!({ "error": err.code.as_str(), "error_description": err.description() }).to_string(),
-    );
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    resp
+    .as_response()
 }
 
 /// A bare 401 for a request that presented no token at all (RFC 6750 §3.1: no error code).
 pub fn bearer_missing() -> Response {
-    Response::builder()
-        .status(StatusCode::UNAUTHORIZED)
-        .header(header::WWW_AUTHENTICATE, "Bearer realm=\"latchkey\"")
-        .header(header::CACHE_CONTROL, "no-store")
-        .finish()
+    ApiError::NoToken.as_response()
 }
 
 pub fn authorize_success(state: &AppState, redirect: &VerifiedRedirect, code: &str) -> Response {

@@ -9,10 +9,9 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
-use super::api::{
-    api_client, api_user, invalid_request, json_body, no_content, not_found, page, page_params,
-};
+use super::api::{api_client, api_user, json_body, no_content, page, page_params};
 use super::browser::client_ip;
+use super::error::ApiError;
 use super::respond::json_ok;
 use crate::secrets::random_token;
 use crate::state::AppState;
@@ -59,23 +58,14 @@ fn masked(state: &AppState, row: &StreamRow) -> Value {
 }
 
 #[handler]
-pub async fn list(req: &Request, Data(state): Data<&AppState>) -> Response {
-    let (user, _) = match api_user(state, req, "streams:read").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    let (limit, after) = match page_params(req) {
-        Ok(p) => p,
-        Err(why) => return invalid_request(why),
-    };
-    match state
+pub async fn list(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "streams:read").await?;
+    let (limit, after) = page_params(req).map_err(ApiError::invalid)?;
+    let rows = state
         .store
         .streams_of(&user.id, after.as_deref(), limit + 1)
-        .await
-    {
-        Ok(rows) => page(rows, limit, |r| r.id.clone(), |r| masked(state, r)),
-        Err(e) => super::server_error(e),
-    }
+        .await?;
+    Ok(page(rows, limit, |r| r.id.clone(), |r| masked(state, r)))
 }
 
 #[handler]
@@ -83,38 +73,28 @@ pub async fn get_one(
     req: &Request,
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (user, _) = match api_user(state, req, "streams:read").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    match state.store.stream_of(&user.id, &id).await {
-        Ok(Some(row)) => json_ok(&masked(state, &row)),
-        Ok(None) => not_found(),
-        Err(e) => super::server_error(e),
-    }
+) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "streams:read").await?;
+    let row = state
+        .store
+        .stream_of(&user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(json_ok(&masked(state, &row)))
 }
 
 #[handler]
-pub async fn create(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (user, _) = match api_user(state, req, "streams:write").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    let body = match json_body(req, body).await {
-        Ok(v) => v,
-        Err(resp) => return resp,
-    };
-    let input = match parse_input(&body, true) {
-        Ok(i) => i,
-        Err(why) => return invalid_request(&why),
-    };
+pub async fn create(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "streams:write").await?;
+    let body = json_body(req, body).await?;
+    let input = parse_input(&body, true).map_err(ApiError::invalid)?;
     let id = random_token(16);
     let key = input.stream_key.unwrap_or_default();
-    let (kek_id, key_sealed) = match seal_key(&state.keks, &id, &key) {
-        Ok(s) => s,
-        Err(e) => return super::server_error(e),
-    };
+    let (kek_id, key_sealed) = seal_key(&state.keks, &id, &key).map_err(ApiError::server)?;
     let now = state.clock.now();
     let row = StreamRow {
         id: id.clone(),
@@ -128,15 +108,13 @@ pub async fn create(req: &Request, body: poem::Body, Data(state): Data<&AppState
         created_at: now,
         updated_at: now,
     };
-    if let Err(e) = state.store.insert_stream(&row).await {
-        return super::server_error(e);
-    }
+    state.store.insert_stream(&row).await?;
     let mut resp = json_ok(&stream_json(&row, Some(&key), false));
     resp.set_status(StatusCode::CREATED);
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/streams/{id}")) {
         resp.headers_mut().insert(header::LOCATION, loc);
     }
-    resp
+    Ok(resp)
 }
 
 #[handler]
@@ -145,30 +123,21 @@ pub async fn replace(
     Path(id): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (user, _) = match api_user(state, req, "streams:write").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    let body = match json_body(req, body).await {
-        Ok(v) => v,
-        Err(resp) => return resp,
-    };
-    let input = match parse_input(&body, false) {
-        Ok(i) => i,
-        Err(why) => return invalid_request(&why),
-    };
-    let current = match state.store.stream_of(&user.id, &id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return not_found(),
-        Err(e) => return super::server_error(e),
-    };
+) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "streams:write").await?;
+    let body = json_body(req, body).await?;
+    let input = parse_input(&body, false).map_err(ApiError::invalid)?;
+    let current = state
+        .store
+        .stream_of(&user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     // Without a new key the current one stays; with one, it is sealed under the current KEK.
     let (kek_id, key_sealed, key) = match input.stream_key {
-        Some(key) => match seal_key(&state.keks, &id, &key) {
-            Ok((kek, sealed)) => (kek, sealed, Some(key)),
-            Err(e) => return super::server_error(e),
-        },
+        Some(key) => {
+            let (kek, sealed) = seal_key(&state.keks, &id, &key).map_err(ApiError::server)?;
+            (kek, sealed, Some(key))
+        }
         None => {
             let key = opened(state, &current);
             (current.kek_id.clone(), current.key_sealed.clone(), key)
@@ -184,11 +153,10 @@ pub async fn replace(
         updated_at: state.clock.now(),
         ..current
     };
-    match state.store.update_stream(&row).await {
-        Ok(true) => json_ok(&stream_json(&row, key.as_deref(), false)),
-        Ok(false) => not_found(),
-        Err(e) => super::server_error(e),
+    if !state.store.update_stream(&row).await? {
+        return Err(ApiError::NotFound);
     }
+    Ok(json_ok(&stream_json(&row, key.as_deref(), false)))
 }
 
 #[handler]
@@ -196,36 +164,15 @@ pub async fn delete(
     req: &Request,
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (user, _) = match api_user(state, req, "streams:write").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
-    match state.store.delete_stream(&user.id, &id).await {
-        Ok(true) => no_content(),
-        Ok(false) => not_found(),
-        Err(e) => super::server_error(e),
+) -> Result<Response, ApiError> {
+    let (user, _) = api_user(state, req, "streams:write").await?;
+    if !state.store.delete_stream(&user.id, &id).await? {
+        return Err(ApiError::NotFound);
     }
+    Ok(no_content())
 }
 
-/// RFC 9470 §3: the sign-in behind the token is too old for this; sign in again.
-fn step_up_needed() -> Response {
-    let challenge = format!(
-        "Bearer realm=\"latchkey\", error=\"insufficient_user_authentication\", \
-         error_description=\"a more recent sign-in is required\", max_age=\"{REVEAL_MAX_AGE}\""
-    );
-    let mut resp = json_ok(&json!({
-        "error": "insufficient_user_authentication",
-        "error_description": "a more recent sign-in is required",
-    }));
-    resp.set_status(StatusCode::UNAUTHORIZED);
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-    }
-    resp
-}
-
-async fn audit(state: &AppState, req: &Request, entry: AuditEntry<'_>) -> Result<(), Response> {
+async fn audit(state: &AppState, req: &Request, entry: AuditEntry<'_>) -> Result<(), ApiError> {
     let ip = client_ip(state, req);
     state
         .store
@@ -233,8 +180,8 @@ async fn audit(state: &AppState, req: &Request, entry: AuditEntry<'_>) -> Result
             ip: ip.as_deref(),
             ..entry
         })
-        .await
-        .map_err(super::server_error)
+        .await?;
+    Ok(())
 }
 
 #[handler]
@@ -242,28 +189,25 @@ pub async fn reveal(
     req: &Request,
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (user, claims) = match api_user(state, req, "streams:reveal").await {
-        Ok(u) => u,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, ApiError> {
+    let (user, claims) = api_user(state, req, "streams:reveal").await?;
     let now = state.clock.now();
     let auth_time = claims.int("auth_time").unwrap_or(0);
     if now - auth_time > REVEAL_MAX_AGE {
-        return step_up_needed();
+        return Err(ApiError::StepUp {
+            max_age: REVEAL_MAX_AGE,
+        });
     }
-    let row = match state.store.stream_of(&user.id, &id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return not_found(),
-        Err(e) => return super::server_error(e),
-    };
-    let Some(key) = opened(state, &row) else {
-        return super::server_error("stream key does not open");
-    };
+    let row = state
+        .store
+        .stream_of(&user.id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let key = opened(state, &row).ok_or_else(|| ApiError::server("stream key does not open"))?;
     let actor = format!("user:{}", user.id);
     let act = claims.get("act").map(ToString::to_string);
     // Audited before the key leaves: no reveal goes unrecorded.
-    if let Err(resp) = audit(
+    audit(
         state,
         req,
         AuditEntry {
@@ -277,12 +221,9 @@ pub async fn reveal(
             now,
         },
     )
-    .await
-    {
-        return resp;
-    }
+    .await?;
     tracing::info!(user = %user.id, stream = %id, "stream key revealed");
-    json_ok(&stream_json(&row, Some(&key), true))
+    Ok(json_ok(&stream_json(&row, Some(&key), true)))
 }
 
 /// `GET /api/internal/users/{id}/streams`: a service's read of a user's streams, keys
@@ -292,25 +233,15 @@ pub async fn internal_list(
     req: &Request,
     Path(user_id): Path<String>,
     Data(state): Data<&AppState>,
-) -> Response {
-    let client_id = match api_client(state, req, "streams:internal").await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let (limit, after) = match page_params(req) {
-        Ok(p) => p,
-        Err(why) => return invalid_request(why),
-    };
-    let rows = match state
+) -> Result<Response, ApiError> {
+    let client_id = api_client(state, req, "streams:internal").await?;
+    let (limit, after) = page_params(req).map_err(ApiError::invalid)?;
+    let rows = state
         .store
         .streams_of(&user_id, after.as_deref(), limit + 1)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) => return super::server_error(e),
-    };
+        .await?;
     let actor = format!("client:{client_id}");
-    if let Err(resp) = audit(
+    audit(
         state,
         req,
         AuditEntry {
@@ -324,15 +255,12 @@ pub async fn internal_list(
             now: state.clock.now(),
         },
     )
-    .await
-    {
-        return resp;
-    }
+    .await?;
     tracing::info!(client = %client_id, user = %user_id, "streams read internally");
-    page(
+    Ok(page(
         rows,
         limit,
         |r| r.id.clone(),
         |r| stream_json(r, opened(state, r).as_deref(), true),
-    )
+    ))
 }

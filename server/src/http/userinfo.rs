@@ -7,7 +7,8 @@ use serde_json::Value;
 
 use super::authorize::is_form;
 use super::bearer::presented_token;
-use super::respond::{bearer_error, bearer_missing, json_ok};
+use super::error::ApiError;
+use super::respond::json_ok;
 use crate::access::Audience;
 use crate::oauth::claims::{UserInfo, user_claims};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
@@ -15,66 +16,46 @@ use crate::oauth::params::Params;
 use crate::state::AppState;
 
 #[handler]
-pub async fn userinfo(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+pub async fn userinfo(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let form = if req.method() == Method::POST && is_form(req) {
-        match body
+        let parsed = body
             .into_vec()
             .await
             .ok()
-            .and_then(|b| Params::parse(&b).ok())
-        {
-            Some(p) => Some(p),
-            None => {
-                return bearer_error(
-                    &BearerError::new(B::InvalidRequest, "the form could not be read"),
-                    None,
-                );
-            }
-        }
+            .and_then(|b| Params::parse(&b).ok());
+        Some(parsed.ok_or(ApiError::bearer(
+            B::InvalidRequest,
+            "the form could not be read",
+        ))?)
     } else {
         None
     };
-    let token = match presented_token(req, form.as_ref()) {
-        Ok(Some(t)) => t,
-        Ok(None) => return bearer_missing(),
-        Err(e) => return bearer_error(&e, None),
-    };
+    let token = presented_token(req, form.as_ref())?.ok_or(ApiError::NoToken)?;
     let now = state.clock.now();
-    let claims = match state
+    let claims = state
         .access_tokens()
         .verify(&token, now, Audience::Issuer)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return bearer_error(&e, None),
-    };
+        .await?;
     let scope = claims.str("scope").unwrap_or_default();
     let scopes: Vec<&str> = scope.split(' ').collect();
     if !scopes.contains(&"openid") {
-        return bearer_error(
-            &BearerError::new(B::InsufficientScope, "userinfo needs the openid scope"),
-            Some("openid"),
-        );
+        return Err(ApiError::Bearer {
+            error: BearerError::new(B::InsufficientScope, "userinfo needs the openid scope"),
+            scope: Some("openid"),
+        });
     }
-    let Some(sub) = claims.str("sub") else {
-        return bearer_error(
-            &BearerError::new(B::InvalidToken, "the token has no subject"),
-            None,
-        );
-    };
-    let user = match state.store.active_user(sub).await {
-        Ok(Some(u)) => u,
-        Ok(None) => {
-            return bearer_error(
-                &BearerError::new(B::InvalidToken, "the user is no longer active"),
-                None,
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            return super::server_error("userinfo user lookup");
-        }
-    };
+    let sub = claims.str("sub").ok_or(ApiError::bearer(
+        B::InvalidToken,
+        "the token has no subject",
+    ))?;
+    let user = state.store.active_user(sub).await?.ok_or(ApiError::bearer(
+        B::InvalidToken,
+        "the user is no longer active",
+    ))?;
     // Claims asked for by name (the `claims` parameter) ride in the access token.
     let names: Vec<String> = claims
         .get("userinfo_claims")
@@ -92,5 +73,5 @@ pub async fn userinfo(req: &Request, body: poem::Body, Data(state): Data<&AppSta
         email_verified: user.email_verified,
         name: user.name.as_deref(),
     };
-    json_ok(&user_claims(&info, &scopes, &names))
+    Ok(json_ok(&user_claims(&info, &scopes, &names)))
 }
