@@ -62,6 +62,24 @@ async fn registration_needs_an_initial_access_token_which_can_be_used_up() {
                 .starts_with("Bearer")
         );
 
+        // Malformed requests are refused without spending the single use.
+        for bad in [
+            json!({"redirect_uris": ["https://rp.example.com/cb#frag"]}),
+            json!({"client_name": "no redirect"}),
+        ] {
+            let r = register(&server, Some(&iat), &bad).await;
+            assert_eq!(r.status(), 400, "{:?}: {bad}", server.state.store.backend());
+        }
+        let r = http()
+            .post(server.url("/register"))
+            .bearer_auth(&iat)
+            .header("content-type", "text/plain")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+
         let r = register(&server, Some(&iat), &body).await;
         assert_eq!(r.status(), 201);
         assert_eq!(r.headers()["cache-control"], "no-store");

@@ -4,12 +4,12 @@
 //! checking them against the registered client is `clients`'; this file is the HTTP around
 //! them: the form body, the `Authorization` header, 429s and 401 challenges.
 
+use poem::Request;
 use poem::http::header;
-use poem::{Request, Response};
 
 use super::authorize::is_form;
 use super::browser::client_ip;
-use super::respond::token_error;
+use super::error::ApiError;
 use crate::oauth::client::Client;
 use crate::oauth::client_auth::presented;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
@@ -20,17 +20,8 @@ fn err(code: T, why: &'static str) -> TokenError {
     TokenError::new(code, why)
 }
 
-/// 429 with `Retry-After` and an RFC 6749 error body.
-pub(super) fn too_many(wait: i64, why: String) -> Response {
-    let mut resp = token_error(&TokenError::new(T::InvalidRequest, why), false);
-    resp.set_status(poem::http::StatusCode::TOO_MANY_REQUESTS);
-    resp.headers_mut()
-        .insert(header::RETRY_AFTER, poem::http::HeaderValue::from(wait));
-    resp
-}
-
 /// For an address the gate holds back: 429 with `Retry-After`, before anything is checked.
-pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Response> {
+pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Result<(), ApiError> {
     let wait = state
         .token_gate
         .wait(
@@ -41,14 +32,14 @@ pub(super) async fn gate_closed(req: &Request, state: &AppState) -> Option<Respo
         )
         .await;
     match wait {
-        Ok(0) => None,
-        Ok(wait) => Some(too_many(
+        Ok(0) => Ok(()),
+        Ok(wait) => Err(ApiError::TooMany {
             wait,
-            format!("too many failed requests from this address; retry in {wait} s"),
-        )),
+            why: format!("too many failed requests from this address; retry in {wait} s"),
+        }),
         Err(e) => {
             tracing::error!(error = %e, "token endpoint throttle check failed");
-            None
+            Ok(())
         }
     }
 }
@@ -70,14 +61,17 @@ pub(super) async fn count_gate_failure(req: &Request, state: &AppState) {
     }
 }
 
-/// The error response, after counting a failed client authentication against the address.
+/// The error to answer, after counting a failed client authentication against the address.
 /// Errors after the client authenticated (a bad code, say) do not count: a stranger can make
 /// a real client redeem garbage, and must not get it gated that way.
-pub(super) async fn failed_request(req: &Request, state: &AppState, e: &TokenError) -> Response {
-    if e.code == T::InvalidClient {
+pub(super) async fn failed_request(req: &Request, state: &AppState, error: TokenError) -> ApiError {
+    if error.code == T::InvalidClient {
         count_gate_failure(req, state).await;
     }
-    token_error(e, basic_used(req))
+    ApiError::Token {
+        error,
+        basic: basic_used(req),
+    }
 }
 
 /// Whether the request authenticated with `Authorization: Basic` (RFC 6749 §5.2: then a failed

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::browser::client_ip;
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
+use super::error::ApiError;
 use super::login::plain_login_page;
 use super::pages::{CARRIED_USER_CODE, account_form, signed_in_user};
 use super::respond::{error_page, form_page, json_ok};
@@ -33,13 +34,11 @@ pub async fn device_authorization(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    if let Some(closed) = gate_closed(req, state).await {
-        return closed;
-    }
+) -> Result<Response, ApiError> {
+    gate_closed(req, state).await?;
     match start(req, body, state).await {
-        Ok(body) => json_ok(&body),
-        Err(e) => failed_request(req, state, &e).await,
+        Ok(body) => Ok(json_ok(&body)),
+        Err(e) => Err(failed_request(req, state, e).await),
     }
 }
 

@@ -12,6 +12,7 @@ use poem::http::{HeaderValue, StatusCode, header};
 use poem::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::oauth::client::MetadataError;
 use crate::oauth::error::{BearerError, BearerErrorCode as B, TokenError};
 
 #[derive(Debug)]
@@ -28,6 +29,11 @@ pub enum ApiError {
     NoToken,
     /// RFC 9470 §3: the sign-in behind the token is older than `max_age` seconds.
     StepUp { max_age: i64 },
+    /// 429 with `Retry-After`: the address (or client) must wait `wait` seconds; the body is
+    /// an RFC 6749 `invalid_request` saying so.
+    TooMany { wait: i64, why: String },
+    /// RFC 7591 §3.2.2: `invalid_client_metadata`, `invalid_redirect_uri` and the rest.
+    Registration(MetadataError),
     /// A request body or query the resource APIs cannot take (400 `invalid_request`).
     Invalid(Cow<'static, str>),
     /// Not the caller's, or not there (404): the same answer for both.
@@ -74,6 +80,8 @@ impl std::fmt::Display for ApiError {
             Self::Bearer { error, .. } => write!(f, "{}", error.code.as_str()),
             Self::NoToken => f.write_str("no token"),
             Self::StepUp { .. } => f.write_str("insufficient_user_authentication"),
+            Self::TooMany { .. } => f.write_str("too many requests"),
+            Self::Registration(e) => write!(f, "{}", e.code()),
             Self::Invalid(why) => write!(f, "invalid_request: {why}"),
             Self::NotFound => f.write_str("not_found"),
             Self::Server => f.write_str("server_error"),
@@ -114,7 +122,8 @@ impl ResponseError for ApiError {
                 B::InsufficientScope => StatusCode::FORBIDDEN,
             },
             Self::NoToken | Self::StepUp { .. } => StatusCode::UNAUTHORIZED,
-            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Invalid(_) | Self::Registration(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Server => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -163,6 +172,19 @@ impl ResponseError for ApiError {
                 let body = json!({ "error": "insufficient_user_authentication", "error_description": WHY });
                 with_challenge(json_no_store(status, body), &challenge)
             }
+            Self::TooMany { wait, why } => {
+                let mut resp = json_no_store(
+                    status,
+                    json!({ "error": "invalid_request", "error_description": why }),
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*wait));
+                resp
+            }
+            Self::Registration(e) => json_no_store(
+                status,
+                json!({ "error": e.code(), "error_description": e.description() }),
+            ),
             Self::Invalid(why) => json_no_store(
                 status,
                 json!({ "error": "invalid_request", "error_description": why }),

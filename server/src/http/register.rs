@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 use super::bearer::presented_token;
 use super::client_auth::{count_gate_failure, gate_closed};
-use super::respond::bearer_error;
+use super::error::ApiError;
 use crate::config::RegistrationPolicy;
 use crate::oauth::client::{AuthMethod, ClientMetadata, MetadataError};
-use crate::oauth::error::{BearerError, BearerErrorCode as B};
+use crate::oauth::error::BearerErrorCode as B;
 use crate::oauth::registration::RegistrationRequest;
 use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;
@@ -26,15 +26,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .body(body.to_string())
 }
 
-fn metadata_error(e: &MetadataError) -> Response {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({ "error": e.code(), "error_description": e.description() }),
-    )
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    super::server_error(e)
+fn bad_metadata(why: &str) -> ApiError {
+    ApiError::Registration(MetadataError::InvalidClientMetadata(why.into()))
 }
 
 fn is_json(req: &Request) -> bool {
@@ -65,18 +58,25 @@ fn described(
 }
 
 #[handler]
-pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+pub async fn register(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    match state.config.registration.policy {
+    // With an initial access token, the token is checked first (a wrong one counts against
+    // the address, as failed client authentication does at the token endpoint) but spent only
+    // by a registration that is made: a malformed request costs a `--max-uses 1` token nothing.
+    let initial_token = match state.config.registration.policy {
         RegistrationPolicy::Closed => {
-            return Response::builder().status(StatusCode::NOT_FOUND).finish();
+            return Ok(Response::builder().status(StatusCode::NOT_FOUND).finish());
         }
         // Anyone may register, but one address only so many clients an hour.
         RegistrationPolicy::Open => {
             use crate::signin::throttle::{self, OPEN_REGISTRATION_WINDOW, OPEN_REGISTRATIONS};
             let ip = super::browser::client_ip(state, req);
             let limit = (OPEN_REGISTRATIONS, OPEN_REGISTRATION_WINDOW);
-            match throttle::quota(
+            let wait = throttle::quota(
                 &state.store,
                 &state.pepper,
                 "register-ip",
@@ -84,85 +84,64 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
                 limit,
                 now,
             )
-            .await
-            {
-                Ok(0) => {}
-                Ok(wait) => {
-                    return super::client_auth::too_many(
-                        wait,
-                        format!("too many clients registered from this address; retry in {wait} s"),
-                    );
-                }
-                Err(e) => return internal(e),
+            .await?;
+            if wait > 0 {
+                return Err(ApiError::TooMany {
+                    wait,
+                    why: format!(
+                        "too many clients registered from this address; retry in {wait} s"
+                    ),
+                });
             }
+            None
         }
         RegistrationPolicy::InitialAccessToken => {
-            // Wrong initial access tokens count against the address, as failed client
-            // authentication does at the token endpoint.
-            if let Some(closed) = gate_closed(req, state).await {
-                return closed;
-            }
-            let token = match presented_token(req, None) {
-                Ok(Some(t)) => t,
-                Ok(None) => {
-                    return bearer_error(
-                        &BearerError::new(B::InvalidToken, "an initial access token is required"),
-                        None,
-                    );
-                }
-                Err(e) => return bearer_error(&e, None),
-            };
+            gate_closed(req, state).await?;
+            let token = presented_token(req, None)?.ok_or(ApiError::bearer(
+                B::InvalidToken,
+                "an initial access token is required",
+            ))?;
             let digests = state
                 .pepper
                 .lookup_digests(Purpose::InitialAccessToken, token.as_bytes());
-            match state.store.use_initial_access_token(&digests, now).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    count_gate_failure(req, state).await;
-                    return bearer_error(
-                        &BearerError::new(
-                            B::InvalidToken,
-                            "the initial access token is invalid, expired or used up",
-                        ),
-                        None,
-                    );
-                }
-                Err(e) => return internal(e),
+            if !state
+                .store
+                .initial_access_token_usable(&digests, now)
+                .await?
+            {
+                count_gate_failure(req, state).await;
+                return Err(spent_or_invalid());
             }
+            Some(digests)
         }
-    }
+    };
     if !is_json(req) {
-        return metadata_error(&MetadataError::InvalidClientMetadata(
-            "the body must be application/json".into(),
-        ));
+        return Err(bad_metadata("the body must be application/json"));
     }
-    let Ok(bytes) = body.into_vec().await else {
-        return metadata_error(&MetadataError::InvalidClientMetadata(
-            "the body could not be read".into(),
-        ));
-    };
-    let metadata =
-        match RegistrationRequest::parse(&bytes).and_then(RegistrationRequest::into_metadata) {
-            Ok(m) => m,
-            Err(e) => return metadata_error(&e),
-        };
+    let bytes = body
+        .into_vec()
+        .await
+        .map_err(|_| bad_metadata("the body could not be read"))?;
+    let metadata = RegistrationRequest::parse(&bytes)
+        .and_then(RegistrationRequest::into_metadata)
+        .map_err(ApiError::Registration)?;
+    // Spent now, atomically: of two registrations racing for its last use, one gets it.
+    if let Some(digests) = initial_token
+        && !state.store.use_initial_access_token(&digests, now).await?
+    {
+        return Err(spent_or_invalid());
+    }
 
-    let (client_id, secret) = match state.clients().create(&metadata).await {
-        Ok(x) => x,
-        Err(e) => return internal(e),
-    };
+    let (client_id, secret) = state.clients().create(&metadata).await?;
     let registration_token = random_token(32);
     let rat_digest = state.pepper.digest(
         Purpose::RegistrationAccessToken,
         registration_token.as_bytes(),
     );
-    if let Err(e) = state
+    state
         .store
         .set_registration_token(&client_id, &rat_digest)
-        .await
-    {
-        return internal(e);
-    }
+        .await?;
     tracing::info!(client = %client_id, "client registered");
     let mut out = described(state, &client_id, &metadata, now);
     if let Some(o) = out.as_object_mut() {
@@ -175,17 +154,21 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
             o.insert("client_secret_expires_at".into(), json!(0));
         }
     }
-    json_response(StatusCode::CREATED, &out)
+    Ok(json_response(StatusCode::CREATED, &out))
+}
+
+fn spent_or_invalid() -> ApiError {
+    ApiError::bearer(
+        B::InvalidToken,
+        "the initial access token is invalid, expired or used up",
+    )
 }
 
 /// The one answer to a registration access token that does not open the client in the path.
-fn not_this_client() -> Response {
-    bearer_error(
-        &BearerError::new(
-            B::InvalidToken,
-            "the registration access token is not valid for this client",
-        ),
-        None,
+fn not_this_client() -> ApiError {
+    ApiError::bearer(
+        B::InvalidToken,
+        "the registration access token is not valid for this client",
     )
 }
 
@@ -195,36 +178,25 @@ async fn authorized(
     req: &Request,
     state: &AppState,
     client_id: &str,
-) -> Result<crate::oauth::client::Client, Response> {
-    let deny = not_this_client;
-    if let Some(closed) = gate_closed(req, state).await {
-        return Err(closed);
-    }
-    let token = match presented_token(req, None) {
-        Ok(Some(t)) => t,
-        Ok(None) => return Err(super::respond::bearer_missing()),
-        Err(e) => return Err(bearer_error(&e, None)),
-    };
-    let stored = match state.store.registration_token_digest(client_id).await {
-        Ok(Some(d)) => d,
-        Ok(None) => {
-            count_gate_failure(req, state).await;
-            return Err(deny());
-        }
-        Err(e) => return Err(internal(e)),
+) -> Result<crate::oauth::client::Client, ApiError> {
+    gate_closed(req, state).await?;
+    let token = presented_token(req, None)?.ok_or(ApiError::NoToken)?;
+    let Some(stored) = state.store.registration_token_digest(client_id).await? else {
+        count_gate_failure(req, state).await;
+        return Err(not_this_client());
     };
     if !state
         .pepper
         .verify(Purpose::RegistrationAccessToken, token.as_bytes(), &stored)
     {
         count_gate_failure(req, state).await;
-        return Err(deny());
+        return Err(not_this_client());
     }
-    match state.clients().find(client_id).await {
-        Ok(Some(c)) => Ok(c),
-        Ok(None) => Err(deny()),
-        Err(e) => Err(internal(e)),
-    }
+    state
+        .clients()
+        .find(client_id)
+        .await?
+        .ok_or_else(not_this_client)
 }
 
 #[handler]
@@ -232,22 +204,17 @@ pub async fn read(
     req: &Request,
     Path(client_id): Path<String>,
     Data(state): Data<&AppState>,
-) -> Response {
-    let client = match authorized(req, state, &client_id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let client = authorized(req, state, &client_id).await?;
     let created = state
         .store
         .client_by_id(&client_id)
-        .await
-        .ok()
-        .flatten()
+        .await?
         .map_or(0, |c| c.created_at);
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
         &described(state, &client_id, &client.metadata, created),
-    )
+    ))
 }
 
 #[handler]
@@ -256,30 +223,19 @@ pub async fn update(
     Path(client_id): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let client = match authorized(req, state, &client_id).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let client = authorized(req, state, &client_id).await?;
     if !is_json(req) {
-        return metadata_error(&MetadataError::InvalidClientMetadata(
-            "the body must be application/json".into(),
-        ));
+        return Err(bad_metadata("the body must be application/json"));
     }
-    let Ok(bytes) = body.into_vec().await else {
-        return metadata_error(&MetadataError::InvalidClientMetadata(
-            "the body could not be read".into(),
-        ));
-    };
-    let request = match RegistrationRequest::parse(&bytes) {
-        Ok(r) => r,
-        Err(e) => return metadata_error(&e),
-    };
+    let bytes = body
+        .into_vec()
+        .await
+        .map_err(|_| bad_metadata("the body could not be read"))?;
+    let request = RegistrationRequest::parse(&bytes).map_err(ApiError::Registration)?;
     // RFC 7592 §2.2: the body names the client; a secret, if sent, must be the current one.
     if request.client_id.as_deref() != Some(client_id.as_str()) {
-        return metadata_error(&MetadataError::InvalidClientMetadata(
-            "client_id must be the client's own".into(),
-        ));
+        return Err(bad_metadata("client_id must be the client's own"));
     }
     if let Some(secret) = &request.client_secret {
         let ok = client.secret_digest.as_deref().is_some_and(|d| {
@@ -288,25 +244,18 @@ pub async fn update(
                 .verify(Purpose::ClientSecret, secret.as_bytes(), d)
         });
         if !ok {
-            return metadata_error(&MetadataError::InvalidClientMetadata(
-                "client_secret does not match".into(),
-            ));
+            return Err(bad_metadata("client_secret does not match"));
         }
     }
-    let mut metadata = match request.into_metadata() {
-        Ok(m) => m,
-        Err(e) => return metadata_error(&e),
-    };
+    let mut metadata = request.into_metadata().map_err(ApiError::Registration)?;
     // What only an administrator sets stays as it is now: read from the database, not the
     // per-instance cache, so a change made a moment ago (`client set-resources`) is kept.
-    let current: ClientMetadata = match state.store.client_by_id(&client_id).await {
-        Ok(Some(row)) => match serde_json::from_str(&row.metadata) {
-            Ok(m) => m,
-            Err(e) => return internal(e),
-        },
-        Ok(None) => return not_this_client(),
-        Err(e) => return internal(e),
-    };
+    let row = state
+        .store
+        .client_by_id(&client_id)
+        .await?
+        .ok_or_else(not_this_client)?;
+    let current: ClientMetadata = serde_json::from_str(&row.metadata).map_err(ApiError::server)?;
     metadata.first_party = current.first_party;
     metadata.token_exchange_impersonation = current.token_exchange_impersonation;
     metadata.resources = current.resources;
@@ -314,37 +263,25 @@ pub async fn update(
     let was_public = client.metadata.token_endpoint_auth_method == AuthMethod::None;
     let is_public = metadata.token_endpoint_auth_method == AuthMethod::None;
     if was_public != is_public {
-        return metadata_error(&MetadataError::InvalidClientMetadata(
-            "a client cannot change between public and confidential; register a new one".into(),
+        return Err(bad_metadata(
+            "a client cannot change between public and confidential; register a new one",
         ));
     }
     let now = state.clock.now();
-    let stored = match serde_json::to_string(&metadata) {
-        Ok(s) => s,
-        Err(e) => return internal(e),
-    };
-    match state
+    let stored = serde_json::to_string(&metadata).map_err(ApiError::server)?;
+    // Deleted meanwhile: the same 401 as for any client the token is not valid for.
+    if !state
         .store
         .update_client_metadata(&client_id, &stored, now)
-        .await
+        .await?
     {
-        Ok(true) => {}
-        // Deleted meanwhile: the same 401 as for any client the token is not valid for.
-        Ok(false) => return not_this_client(),
-        Err(e) => return internal(e),
+        return Err(not_this_client());
     }
     state.client_cache.forget(&client_id);
-    let created = state
-        .store
-        .client_by_id(&client_id)
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |c| c.created_at);
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
-        &described(state, &client_id, &metadata, created),
-    )
+        &described(state, &client_id, &metadata, row.created_at),
+    ))
 }
 
 #[handler]
@@ -352,20 +289,13 @@ pub async fn delete(
     req: &Request,
     Path(client_id): Path<String>,
     Data(state): Data<&AppState>,
-) -> Response {
-    if let Err(r) = authorized(req, state, &client_id).await {
-        return r;
-    }
+) -> Result<Response, ApiError> {
+    authorized(req, state, &client_id).await?;
     state.client_cache.forget(&client_id);
-    match state
+    state
         .store
         .delete_client(&client_id, state.clock.now())
-        .await
-    {
-        Ok(()) => {
-            tracing::info!(client = %client_id, "client deleted through RFC 7592");
-            Response::builder().status(StatusCode::NO_CONTENT).finish()
-        }
-        Err(e) => internal(e),
-    }
+        .await?;
+    tracing::info!(client = %client_id, "client deleted through RFC 7592");
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }

@@ -1,16 +1,14 @@
 //! The one place where protocol errors and pages become HTTP responses.
 
 use poem::Response;
-use poem::error::ResponseError as _;
 use poem::http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use serde_json::json;
 
-use super::error::ApiError;
 use crate::oauth::authorize::{
     ResponseMode, VerifiedRedirect, error_params, query_redirect_url, success_params,
 };
-use crate::oauth::error::{AuthorizeError, BearerError, TokenError};
+use crate::oauth::error::AuthorizeError;
 use crate::state::AppState;
 use crate::views::Msg;
 
@@ -92,29 +90,6 @@ pub fn json_error(status: StatusCode, message: &str) -> Response {
 pub fn json_ok(body: &impl Serialize) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
     json_no_store(StatusCode::OK).body(text)
-}
-
-/// RFC 6749 §5.2 (see [`ApiError::Token`]).
-pub fn token_error(err: &TokenError, basic_used: bool) -> Response {
-    ApiError::Token {
-        error: err.clone(),
-        basic: basic_used,
-    }
-    .as_response()
-}
-
-/// RFC 6750 §3 (see [`ApiError::Bearer`]).
-pub fn bearer_error(err: &BearerError, scope: Option<&'static str>) -> Response {
-    ApiError::Bearer {
-        error: err.clone(),
-        scope,
-    }
-    .as_response()
-}
-
-/// A bare 401 for a request that presented no token at all (RFC 6750 §3.1: no error code).
-pub fn bearer_missing() -> Response {
-    ApiError::NoToken.as_response()
 }
 
 pub fn authorize_success(state: &AppState, redirect: &VerifiedRedirect, code: &str) -> Response {

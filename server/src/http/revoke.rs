@@ -8,85 +8,83 @@ use poem::{Request, Response, handler};
 use serde_json::json;
 
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
-use super::respond::{json_ok, token_error};
+use super::error::ApiError;
+use super::respond::json_ok;
 use crate::access::Audience;
+use crate::oauth::client::Client;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
+use crate::oauth::params::Params;
 use crate::secrets::Purpose;
 use crate::state::AppState;
 
 #[handler]
-pub async fn revoke(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    if let Some(closed) = gate_closed(req, state).await {
-        return closed;
-    }
-    let (client, params) = match authenticated_client(req, body, state, false).await {
-        Ok(x) => x,
-        Err(e) => return failed_request(req, state, &e).await,
-    };
-    let Some(token) = params.get("token") else {
-        return token_error(
-            &TokenError::new(T::InvalidRequest, "token is required"),
-            false,
-        );
-    };
+pub async fn revoke(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let (client, params) = authenticated(req, body, state).await?;
+    let token = required_token(&params)?;
     let now = state.clock.now();
-    let result = async {
-        let digests = state
-            .pepper
-            .lookup_digests(Purpose::RefreshToken, token.as_bytes());
-        if let Some(row) = state.store.refresh_token_grant(&digests, now).await? {
-            if row.client_id == client.client_id {
-                state.store.revoke_grant(&row.grant_id, now).await?;
-            }
-            return Ok(());
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::RefreshToken, token.as_bytes());
+    if let Some(row) = state.store.refresh_token_grant(&digests, now).await? {
+        if row.client_id == client.client_id {
+            state.store.revoke_grant(&row.grant_id, now).await?;
         }
-        if let Some((jti, exp, owner)) = state.access_tokens().to_revoke(token, now).await
-            && owner == client.client_id
-        {
-            state.store.revoke_access_token(&jti, exp).await?;
-        }
-        Ok::<(), crate::store::StoreError>(())
+    } else if let Some((jti, exp, owner)) = state.access_tokens().to_revoke(token, now).await
+        && owner == client.client_id
+    {
+        state.store.revoke_access_token(&jti, exp).await?;
     }
-    .await;
-    match result {
-        // RFC 7009 §2.2: 200 whether or not the token was valid.
-        Ok(()) => Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CACHE_CONTROL, "no-store")
-            .finish(),
-        Err(e) => {
-            tracing::error!(error = %e, "revocation failed");
-            token_error(&TokenError::new(T::ServerError, "server error"), false)
-        }
+    // RFC 7009 §2.2: 200 whether or not the token was valid.
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish())
+}
+
+/// The gate, then client authentication, as at the token endpoint.
+async fn authenticated(
+    req: &Request,
+    body: poem::Body,
+    state: &AppState,
+) -> Result<(Client, Params), ApiError> {
+    gate_closed(req, state).await?;
+    match authenticated_client(req, body, state, false).await {
+        Ok(x) => Ok(x),
+        Err(e) => Err(failed_request(req, state, e).await),
     }
 }
 
+/// RFC 7009 §2.1, RFC 7662 §2.1: `token` is required.
+fn required_token(params: &Params) -> Result<&str, ApiError> {
+    params.get("token").ok_or(ApiError::Token {
+        error: TokenError::new(T::InvalidRequest, "token is required"),
+        basic: false,
+    })
+}
+
 #[handler]
-pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    if let Some(closed) = gate_closed(req, state).await {
-        return closed;
-    }
-    let (client, params) = match authenticated_client(req, body, state, false).await {
-        Ok(x) => x,
-        Err(e) => return failed_request(req, state, &e).await,
-    };
-    let Some(token) = params.get("token") else {
-        return token_error(
-            &TokenError::new(T::InvalidRequest, "token is required"),
-            false,
-        );
-    };
+pub async fn introspect(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let (client, params) = authenticated(req, body, state).await?;
+    let token = required_token(&params)?;
     let now = state.clock.now();
     let inactive = json!({ "active": false });
 
     let digests = state
         .pepper
         .lookup_digests(Purpose::RefreshToken, token.as_bytes());
-    match state.store.refresh_token_grant(&digests, now).await {
+    match state.store.refresh_token_grant(&digests, now).await? {
         // A refresh token is only described to the client that holds it: to anyone else it
         // is just not an active token (RFC 7662 §2.2 leaves this to the server).
-        Ok(Some(row)) if row.client_id == client.client_id => {
-            return json_ok(&json!({
+        Some(row) if row.client_id == client.client_id => {
+            return Ok(json_ok(&json!({
                 "active": true,
                 "token_type": "refresh_token",
                 "scope": row.scope,
@@ -94,14 +92,10 @@ pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppS
                 "sub": row.authn.user_id,
                 "exp": row.expires_at,
                 "iss": state.config.issuer,
-            }));
+            })));
         }
-        Ok(Some(_)) => return json_ok(&inactive),
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "introspection failed");
-            return token_error(&TokenError::new(T::ServerError, "server error"), false);
-        }
+        Some(_) => return Ok(json_ok(&inactive)),
+        None => {}
     }
     match state
         .access_tokens()
@@ -127,8 +121,8 @@ pub async fn introspect(req: &Request, body: poem::Body, Data(state): Data<&AppS
                     out[name] = v.clone();
                 }
             }
-            json_ok(&out)
+            Ok(json_ok(&out))
         }
-        Err(_) => json_ok(&inactive),
+        Err(_) => Ok(json_ok(&inactive)),
     }
 }

@@ -7,6 +7,7 @@ use poem::{Request, Response, handler};
 
 use super::browser::{client_ip, user_agent};
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
+use super::error::ApiError;
 use super::respond::json_ok;
 use crate::grants::{self, TokenRequest, TokenResponse};
 use crate::oauth::error::TokenError;
@@ -17,13 +18,11 @@ pub async fn token_endpoint(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    if let Some(closed) = gate_closed(req, state).await {
-        return closed;
-    }
+) -> Result<Response, ApiError> {
+    gate_closed(req, state).await?;
     match handle(req, body, state).await {
-        Ok(tokens) => json_ok(&tokens),
-        Err(e) => failed_request(req, state, &e).await,
+        Ok(tokens) => Ok(json_ok(&tokens)),
+        Err(e) => Err(failed_request(req, state, e).await),
     }
 }
 

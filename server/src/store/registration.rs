@@ -26,6 +26,29 @@ impl Store {
         Ok(())
     }
 
+    /// Whether an initial access token is known, unexpired and not used up, without using it:
+    /// a registration checks it first and spends it ([`Store::use_initial_access_token`]) only
+    /// once the request is valid.
+    pub async fn initial_access_token_usable(
+        &self,
+        digests: &[String],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = digests.len();
+        let sql = format!(
+            "SELECT 1 AS ok FROM initial_access_tokens \
+             WHERE token_digest IN ({}) AND (expires_at IS NULL OR expires_at > ${}) \
+             AND (max_uses IS NULL OR uses < max_uses)",
+            placeholders(1, n),
+            n + 1
+        );
+        let mut q = sqlx::query(&sql);
+        for d in digests {
+            q = q.bind(d);
+        }
+        Ok(q.bind(now).fetch_optional(&self.pool).await?.is_some())
+    }
+
     /// Uses an initial access token once, atomically: false if unknown, expired or used up.
     pub async fn use_initial_access_token(
         &self,
