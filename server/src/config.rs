@@ -29,9 +29,12 @@ pub enum LogFormat {
     Json,
 }
 
+/// The configuration as read: built-in defaults, then the TOML file, the environment and the
+/// command line, merged by figment and deserialised with unknown keys refused. Not used by
+/// the server until [`Config::validate`] has turned it into a [`Config`].
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct RawConfig {
     /// The issuer identifier: the URL relying parties compare tokens and discovery against.
     pub issuer: String,
     /// Address the HTTP server binds.
@@ -60,6 +63,139 @@ pub struct Config {
     pub clients: ClientsConfig,
     pub mail: MailConfig,
     pub exchange: ExchangeConfig,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            issuer: DEFAULT_ISSUER.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./latchkey-data"),
+            database_url: None,
+            log_format: LogFormat::Text,
+            danger_allow_insecure_issuer: false,
+            danger_allow_private_jwks_uri: false,
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            secrets: SecretsConfig::default(),
+            keys: KeysConfig::default(),
+            tokens: TokensConfig::default(),
+            sessions: SessionsConfig::default(),
+            signin: SigninConfig::default(),
+            passkeys: PasskeysConfig::default(),
+            mail: MailConfig::default(),
+            signup: SignupConfig::default(),
+            registration: RegistrationConfig::default(),
+            clients: ClientsConfig::default(),
+            exchange: ExchangeConfig::default(),
+        }
+    }
+}
+
+/// The issuer identifier (RFC 8414 §2, OIDC Discovery §3): an https URL (http only on a
+/// loopback host or with `danger_allow_insecure_issuer`), without a trailing slash, no query or
+/// fragment. Made only by [`Config::validate`]; compared and printed as the string it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issuer(String);
+
+impl Issuer {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Issuer {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Issuer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for Issuer {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Issuer {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Issuer {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<Issuer> for String {
+    fn eq(&self, other: &Issuer) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<Issuer> for str {
+    fn eq(&self, other: &Issuer) -> bool {
+        self == other.0
+    }
+}
+
+impl PartialEq<Issuer> for &str {
+    fn eq(&self, other: &Issuer) -> bool {
+        *self == other.0
+    }
+}
+
+/// The configuration the server runs with: made from a [`RawConfig`] by [`Config::validate`]
+/// only, so holding one means every rule held. Values are the raw ones, checked, with what is
+/// derived from them (the issuer normalised, proxy networks parsed, trusted issuers' keys read).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The issuer identifier: the URL relying parties compare tokens and discovery against.
+    pub issuer: Issuer,
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Where the embedded database and generated secrets live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; defaults to `<data_dir>/latchkey.db`.
+    pub database_url: Option<String>,
+    pub log_format: LogFormat,
+    /// Allow an `http://` issuer on a non-loopback host. Tokens and cookies then cross the
+    /// network in clear: for a lab behind a TLS-terminating proxy that rewrites nothing, only.
+    pub danger_allow_insecure_issuer: bool,
+    /// Let clients' `jwks_uri` resolve to loopback or private addresses. The server then fetches
+    /// URLs a registrant chose inside your network (SSRF): only for closed test setups.
+    pub danger_allow_private_jwks_uri: bool,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub secrets: SecretsConfig,
+    pub keys: KeysConfig,
+    pub tokens: TokensConfig,
+    pub sessions: SessionsConfig,
+    pub signin: SigninConfig,
+    pub passkeys: PasskeysConfig,
+    pub signup: SignupConfig,
+    pub registration: RegistrationConfig,
+    pub clients: ClientsConfig,
+    pub mail: MailConfig,
+    /// Every trusted issuer checked, its inline `jwks` parsed and its `audiences` defaulted to
+    /// our issuer.
+    pub exchange: ExchangeConfig,
+    /// `http.trusted_proxies`, parsed.
+    pub trusted_proxy_nets: Vec<ipnet::IpNet>,
 }
 
 /// RFC 8693 token exchange.
@@ -160,6 +296,20 @@ pub struct MailConfig {
     pub smtp: SmtpConfig,
 }
 
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            transport: MailTransport::Outbox,
+            from: "Latchkey <no-reply@localhost>".into(),
+            outbox_dir: None,
+            reset_link_lifetime: Duration::from_secs(20 * 60),
+            verify_link_lifetime: Duration::from_secs(24 * 60 * 60),
+            signin_link_lifetime: Duration::from_secs(15 * 60),
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SmtpConfig {
@@ -174,20 +324,6 @@ pub struct SmtpConfig {
     /// Longest a delivery attempt may take.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-}
-
-impl Default for MailConfig {
-    fn default() -> Self {
-        Self {
-            transport: MailTransport::Outbox,
-            from: "Latchkey <no-reply@localhost>".into(),
-            outbox_dir: None,
-            reset_link_lifetime: Duration::from_secs(20 * 60),
-            verify_link_lifetime: Duration::from_secs(24 * 60 * 60),
-            signin_link_lifetime: Duration::from_secs(15 * 60),
-            smtp: SmtpConfig::default(),
-        }
-    }
 }
 
 impl Default for SmtpConfig {
@@ -248,6 +384,15 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
 }
 
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
@@ -263,9 +408,17 @@ pub struct HttpConfig {
     /// `X-Forwarded-For` that is not itself a trusted proxy; from anyone else the header is
     /// ignored. Throttling, sessions and logs use that address.
     pub trusted_proxies: Vec<String>,
-    /// `trusted_proxies`, parsed.
-    #[serde(skip)]
-    pub trusted_proxy_nets: Vec<ipnet::IpNet>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+            templates_dir: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -293,6 +446,16 @@ pub struct KeysConfig {
     pub jwks_max_age: Duration,
 }
 
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            publish_lead: Duration::from_secs(15 * 60),
+            refresh_interval: Duration::from_secs(30),
+            jwks_max_age: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TokensConfig {
@@ -314,6 +477,19 @@ pub struct TokensConfig {
     pub resources: Vec<String>,
 }
 
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime: Duration::from_secs(10 * 60),
+            id_token_lifetime: Duration::from_secs(60 * 60),
+            code_lifetime: Duration::from_secs(60),
+            refresh_token_lifetime: Duration::from_secs(30 * 24 * 60 * 60),
+            refresh_requires_offline_access: false,
+            resources: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionsConfig {
@@ -329,6 +505,16 @@ pub struct SessionsConfig {
     pub recent_signin: Duration,
 }
 
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            idle_lifetime: Duration::from_secs(24 * 60 * 60),
+            absolute_lifetime: Duration::from_secs(14 * 24 * 60 * 60),
+            recent_signin: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasskeysConfig {
@@ -338,6 +524,15 @@ pub struct PasskeysConfig {
     pub rp_id: Option<String>,
     /// The name authenticators show next to the account.
     pub rp_name: String,
+}
+
+impl Default for PasskeysConfig {
+    fn default() -> Self {
+        Self {
+            rp_id: None,
+            rp_name: "Latchkey".into(),
+        }
+    }
 }
 
 /// Who may create an account at `/signup`. The first administrator's setup link works
@@ -373,15 +568,6 @@ impl Default for SignupConfig {
     }
 }
 
-impl Default for PasskeysConfig {
-    fn default() -> Self {
-        Self {
-            rp_id: None,
-            rp_name: "Latchkey".into(),
-        }
-    }
-}
-
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SigninConfig {
@@ -393,89 +579,6 @@ pub struct SigninConfig {
     pub email_links: bool,
 }
 
-pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            issuer: DEFAULT_ISSUER.into(),
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("./latchkey-data"),
-            database_url: None,
-            log_format: LogFormat::Text,
-            danger_allow_insecure_issuer: false,
-            danger_allow_private_jwks_uri: false,
-            database: DatabaseConfig::default(),
-            http: HttpConfig::default(),
-            secrets: SecretsConfig::default(),
-            keys: KeysConfig::default(),
-            tokens: TokensConfig::default(),
-            sessions: SessionsConfig::default(),
-            signin: SigninConfig::default(),
-            passkeys: PasskeysConfig::default(),
-            mail: MailConfig::default(),
-            signup: SignupConfig::default(),
-            registration: RegistrationConfig::default(),
-            clients: ClientsConfig::default(),
-            exchange: ExchangeConfig::default(),
-        }
-    }
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 64 * 1024,
-            shutdown_grace: Duration::from_secs(10),
-            templates_dir: None,
-            trusted_proxies: Vec::new(),
-            trusted_proxy_nets: Vec::new(),
-        }
-    }
-}
-
-impl Default for KeysConfig {
-    fn default() -> Self {
-        Self {
-            publish_lead: Duration::from_secs(15 * 60),
-            refresh_interval: Duration::from_secs(30),
-            jwks_max_age: Duration::from_secs(5 * 60),
-        }
-    }
-}
-
-impl Default for TokensConfig {
-    fn default() -> Self {
-        Self {
-            access_token_lifetime: Duration::from_secs(10 * 60),
-            id_token_lifetime: Duration::from_secs(60 * 60),
-            code_lifetime: Duration::from_secs(60),
-            refresh_token_lifetime: Duration::from_secs(30 * 24 * 60 * 60),
-            refresh_requires_offline_access: false,
-            resources: Vec::new(),
-        }
-    }
-}
-
-impl Default for SessionsConfig {
-    fn default() -> Self {
-        Self {
-            idle_lifetime: Duration::from_secs(24 * 60 * 60),
-            absolute_lifetime: Duration::from_secs(14 * 24 * 60 * 60),
-            recent_signin: Duration::from_secs(10 * 60),
-        }
-    }
-}
-
 impl Default for SigninConfig {
     fn default() -> Self {
         Self {
@@ -484,6 +587,8 @@ impl Default for SigninConfig {
         }
     }
 }
+
+pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
 
 /// Values given on the command line; they win over the file and the environment.
 #[derive(Debug, Default, Serialize)]
@@ -514,7 +619,7 @@ impl Config {
         overrides: &Overrides,
         env: Env,
     ) -> Result<Self, ConfigError> {
-        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
         if let Some(path) = file {
             if !path.is_file() {
                 return Err(ConfigError(format!(
@@ -531,23 +636,25 @@ impl Config {
             })
             .split("__");
         fig = fig.merge(env).merge(Serialized::defaults(overrides));
-        let mut config: Config = fig.extract().map_err(|e| {
+        let raw: RawConfig = fig.extract().map_err(|e| {
             let first = e.into_iter().next();
             ConfigError(first.map_or_else(|| "invalid configuration".into(), |e| e.to_string()))
         })?;
-        config.validate()?;
-        Ok(config)
+        Self::validate(raw)
     }
 
-    fn validate(&mut self) -> Result<(), ConfigError> {
-        self.issuer = validate_issuer(&self.issuer, self.danger_allow_insecure_issuer)?;
-        if let Some(db) = &self.database_url {
+    /// Checks every rule, each error naming its key, and makes the configuration the server
+    /// runs with. The raw values are not changed: what is derived from them (the normalised
+    /// issuer, the proxy networks, the trusted issuers' keys) is made anew.
+    pub fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let issuer = validate_issuer(&raw.issuer, raw.danger_allow_insecure_issuer)?;
+        if let Some(db) = &raw.database_url {
             validate_database_url(db)?;
         }
-        if self.database.max_connections == 0 {
+        if raw.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
-        if !(1024..=16 * 1024 * 1024).contains(&self.http.max_body_bytes) {
+        if !(1024..=16 * 1024 * 1024).contains(&raw.http.max_body_bytes) {
             return Err(invalid(
                 "http.max_body_bytes",
                 "must be between 1024 and 16777216",
@@ -562,28 +669,24 @@ impl Config {
         };
         positive(
             "tokens.access_token_lifetime",
-            self.tokens.access_token_lifetime,
+            raw.tokens.access_token_lifetime,
         )?;
-        positive("tokens.id_token_lifetime", self.tokens.id_token_lifetime)?;
-        positive("keys.jwks_max_age", self.keys.jwks_max_age)?;
+        positive("tokens.id_token_lifetime", raw.tokens.id_token_lifetime)?;
+        positive("keys.jwks_max_age", raw.keys.jwks_max_age)?;
         positive(
             "tokens.refresh_token_lifetime",
-            self.tokens.refresh_token_lifetime,
+            raw.tokens.refresh_token_lifetime,
         )?;
-        positive("sessions.idle_lifetime", self.sessions.idle_lifetime)?;
-        positive(
-            "sessions.absolute_lifetime",
-            self.sessions.absolute_lifetime,
-        )?;
-        if self.tokens.code_lifetime.is_zero()
-            || self.tokens.code_lifetime > Duration::from_secs(600)
+        positive("sessions.idle_lifetime", raw.sessions.idle_lifetime)?;
+        positive("sessions.absolute_lifetime", raw.sessions.absolute_lifetime)?;
+        if raw.tokens.code_lifetime.is_zero() || raw.tokens.code_lifetime > Duration::from_secs(600)
         {
             return Err(invalid(
                 "tokens.code_lifetime",
                 "must be between 1s and 10m (RFC 6749 §4.1.2)",
             ));
         }
-        for r in &self.tokens.resources {
+        for r in &raw.tokens.resources {
             let ok = Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.has_host());
             if !ok {
                 return Err(invalid(
@@ -592,15 +695,15 @@ impl Config {
                 ));
             }
         }
-        if self.signin.password_hash_concurrency == 0 {
+        if raw.signin.password_hash_concurrency == 0 {
             return Err(invalid(
                 "signin.password_hash_concurrency",
                 "must be at least 1",
             ));
         }
-        self.validate_mail()?;
-        self.validate_exchange()?;
-        self.http.trusted_proxy_nets = self
+        validate_mail(&raw.mail)?;
+        let exchange = validate_exchange(&raw.exchange, &issuer)?;
+        let trusted_proxy_nets = raw
             .http
             .trusted_proxies
             .iter()
@@ -615,132 +718,36 @@ impl Config {
                     })
             })
             .collect::<Result<_, _>>()?;
-        if self.keys.publish_lead < self.keys.refresh_interval + self.keys.jwks_max_age {
+        if raw.keys.publish_lead < raw.keys.refresh_interval + raw.keys.jwks_max_age {
             return Err(invalid(
                 "keys.publish_lead",
                 "must be at least keys.refresh_interval + keys.jwks_max_age, so every instance \
                  and every JWKS cache sees a new key before it signs",
             ));
         }
-        Ok(())
-    }
-
-    fn validate_exchange(&mut self) -> Result<(), ConfigError> {
-        const KEY: &str = "exchange.trusted_issuers";
-        let ours = self.issuer.clone();
-        let mut seen = std::collections::HashSet::new();
-        for t in &mut self.exchange.trusted_issuers {
-            let named = |why: &str| invalid(KEY, format!("{:?}: {why}", t.issuer));
-            let url = Url::parse(&t.issuer).map_err(|_| named("issuer is not a URL"))?;
-            if !matches!(url.scheme(), "https" | "http") || !url.has_host() {
-                return Err(named("issuer must be an http(s) URL"));
-            }
-            if t.issuer == ours {
-                return Err(named("our own issuer needs no trust entry"));
-            }
-            if !seen.insert(t.issuer.clone()) {
-                return Err(named("listed twice"));
-            }
-            match (&t.jwks_uri, &mut t.jwks) {
-                (Some(uri), None) => {
-                    let u = Url::parse(uri).map_err(|_| named("jwks_uri is not a URL"))?;
-                    let https = u.scheme() == "https";
-                    if !(https || t.danger_allow_insecure_jwks_uri && u.scheme() == "http") {
-                        return Err(named(
-                            "jwks_uri must be https (or set danger_allow_insecure_jwks_uri)",
-                        ));
-                    }
-                }
-                (None, Some(jwks)) => {
-                    if let serde_json::Value::String(text) = jwks {
-                        *jwks =
-                            serde_json::from_str(text).map_err(|_| named("jwks is not JSON"))?;
-                    }
-                    let keys = latchkey_jwks::PublicKeySet::from_jwks_value(jwks)
-                        .map_err(|e| named(&format!("jwks: {e}")))?;
-                    if keys.is_empty() {
-                        return Err(named("jwks holds no usable signing key"));
-                    }
-                }
-                _ => return Err(named("give exactly one of jwks_uri and jwks")),
-            }
-            if t.scopes.is_empty() {
-                return Err(named(
-                    "scopes must name what its tokens can be exchanged for",
-                ));
-            }
-            if t.clients.is_empty() {
-                return Err(named(
-                    "clients must name the clients that may exchange its tokens",
-                ));
-            }
-            if t.audiences.is_empty() {
-                t.audiences.push(ours.clone());
-            }
-        }
-        Ok(())
-    }
-
-    fn validate_mail(&self) -> Result<(), ConfigError> {
-        let mail = &self.mail;
-        if mail.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(invalid(
-                "mail.from",
-                format!("{:?} is not an address or `Name <address>`", mail.from),
-            ));
-        }
-        if mail.reset_link_lifetime.is_zero()
-            || mail.reset_link_lifetime > Duration::from_secs(60 * 60)
-        {
-            return Err(invalid(
-                "mail.reset_link_lifetime",
-                "must be between 1s and 1h: a reset link is a password",
-            ));
-        }
-        if mail.signin_link_lifetime.is_zero()
-            || mail.signin_link_lifetime > Duration::from_secs(60 * 60)
-        {
-            return Err(invalid(
-                "mail.signin_link_lifetime",
-                "must be between 1s and 1h: a sign-in link is a password",
-            ));
-        }
-        if mail.verify_link_lifetime.is_zero()
-            || mail.verify_link_lifetime > Duration::from_secs(7 * 24 * 60 * 60)
-        {
-            return Err(invalid(
-                "mail.verify_link_lifetime",
-                "must be between 1s and 7d",
-            ));
-        }
-        if mail.transport != MailTransport::Smtp {
-            return Ok(());
-        }
-        let smtp = &mail.smtp;
-        if smtp.host.trim().is_empty() {
-            return Err(invalid(
-                "mail.smtp.host",
-                "is required with mail.transport = \"smtp\"",
-            ));
-        }
-        let loopback = smtp.host == "localhost"
-            || smtp.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-        if smtp.security == SmtpSecurity::None && !loopback {
-            return Err(invalid(
-                "mail.smtp.security",
-                "\"none\" sends reset links in clear: allowed only to a relay on localhost",
-            ));
-        }
-        if smtp.username.is_some() != smtp.password_file.is_some() {
-            return Err(invalid(
-                "mail.smtp.password_file",
-                "mail.smtp.username and mail.smtp.password_file go together",
-            ));
-        }
-        if smtp.timeout.is_zero() {
-            return Err(invalid("mail.smtp.timeout", "must be longer than zero"));
-        }
-        Ok(())
+        Ok(Self {
+            issuer,
+            listen: raw.listen,
+            data_dir: raw.data_dir,
+            database_url: raw.database_url,
+            log_format: raw.log_format,
+            danger_allow_insecure_issuer: raw.danger_allow_insecure_issuer,
+            danger_allow_private_jwks_uri: raw.danger_allow_private_jwks_uri,
+            database: raw.database,
+            http: raw.http,
+            secrets: raw.secrets,
+            keys: raw.keys,
+            tokens: raw.tokens,
+            sessions: raw.sessions,
+            signin: raw.signin,
+            passkeys: raw.passkeys,
+            signup: raw.signup,
+            registration: raw.registration,
+            clients: raw.clients,
+            mail: raw.mail,
+            exchange,
+            trusted_proxy_nets,
+        })
     }
 
     /// Where the outbox writes.
@@ -794,9 +801,130 @@ impl Config {
     }
 }
 
+/// `exchange.trusted_issuers`, checked, as the server uses them: an inline `jwks` given as a
+/// JSON string parsed, and no `audiences` meaning our issuer (`ours`).
+fn validate_exchange(raw: &ExchangeConfig, ours: &str) -> Result<ExchangeConfig, ConfigError> {
+    const KEY: &str = "exchange.trusted_issuers";
+    let mut seen = std::collections::HashSet::new();
+    let mut checked = Vec::with_capacity(raw.trusted_issuers.len());
+    for t in &raw.trusted_issuers {
+        let mut t = t.clone();
+        let named = |why: &str| invalid(KEY, format!("{:?}: {why}", t.issuer));
+        let url = Url::parse(&t.issuer).map_err(|_| named("issuer is not a URL"))?;
+        if !matches!(url.scheme(), "https" | "http") || !url.has_host() {
+            return Err(named("issuer must be an http(s) URL"));
+        }
+        if t.issuer == ours {
+            return Err(named("our own issuer needs no trust entry"));
+        }
+        if !seen.insert(t.issuer.clone()) {
+            return Err(named("listed twice"));
+        }
+        match (&t.jwks_uri, &mut t.jwks) {
+            (Some(uri), None) => {
+                let u = Url::parse(uri).map_err(|_| named("jwks_uri is not a URL"))?;
+                let https = u.scheme() == "https";
+                if !(https || t.danger_allow_insecure_jwks_uri && u.scheme() == "http") {
+                    return Err(named(
+                        "jwks_uri must be https (or set danger_allow_insecure_jwks_uri)",
+                    ));
+                }
+            }
+            (None, Some(jwks)) => {
+                if let serde_json::Value::String(text) = jwks {
+                    *jwks = serde_json::from_str(text).map_err(|_| named("jwks is not JSON"))?;
+                }
+                let keys = latchkey_jwks::PublicKeySet::from_jwks_value(jwks)
+                    .map_err(|e| named(&format!("jwks: {e}")))?;
+                if keys.is_empty() {
+                    return Err(named("jwks holds no usable signing key"));
+                }
+            }
+            _ => return Err(named("give exactly one of jwks_uri and jwks")),
+        }
+        if t.scopes.is_empty() {
+            return Err(named(
+                "scopes must name what its tokens can be exchanged for",
+            ));
+        }
+        if t.clients.is_empty() {
+            return Err(named(
+                "clients must name the clients that may exchange its tokens",
+            ));
+        }
+        if t.audiences.is_empty() {
+            t.audiences.push(ours.to_owned());
+        }
+        checked.push(t);
+    }
+    Ok(ExchangeConfig {
+        trusted_issuers: checked,
+    })
+}
+
+fn validate_mail(mail: &MailConfig) -> Result<(), ConfigError> {
+    if mail.from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(invalid(
+            "mail.from",
+            format!("{:?} is not an address or `Name <address>`", mail.from),
+        ));
+    }
+    if mail.reset_link_lifetime.is_zero() || mail.reset_link_lifetime > Duration::from_secs(60 * 60)
+    {
+        return Err(invalid(
+            "mail.reset_link_lifetime",
+            "must be between 1s and 1h: a reset link is a password",
+        ));
+    }
+    if mail.signin_link_lifetime.is_zero()
+        || mail.signin_link_lifetime > Duration::from_secs(60 * 60)
+    {
+        return Err(invalid(
+            "mail.signin_link_lifetime",
+            "must be between 1s and 1h: a sign-in link is a password",
+        ));
+    }
+    if mail.verify_link_lifetime.is_zero()
+        || mail.verify_link_lifetime > Duration::from_secs(7 * 24 * 60 * 60)
+    {
+        return Err(invalid(
+            "mail.verify_link_lifetime",
+            "must be between 1s and 7d",
+        ));
+    }
+    if mail.transport != MailTransport::Smtp {
+        return Ok(());
+    }
+    let smtp = &mail.smtp;
+    if smtp.host.trim().is_empty() {
+        return Err(invalid(
+            "mail.smtp.host",
+            "is required with mail.transport = \"smtp\"",
+        ));
+    }
+    let loopback =
+        smtp.host == "localhost" || smtp.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if smtp.security == SmtpSecurity::None && !loopback {
+        return Err(invalid(
+            "mail.smtp.security",
+            "\"none\" sends reset links in clear: allowed only to a relay on localhost",
+        ));
+    }
+    if smtp.username.is_some() != smtp.password_file.is_some() {
+        return Err(invalid(
+            "mail.smtp.password_file",
+            "mail.smtp.username and mail.smtp.password_file go together",
+        ));
+    }
+    if smtp.timeout.is_zero() {
+        return Err(invalid("mail.smtp.timeout", "must be longer than zero"));
+    }
+    Ok(())
+}
+
 /// OIDC Discovery §3 / RFC 8414 §2: an https URL with no query or fragment. A trailing slash
 /// is removed so that `{issuer}/path` joins cleanly; the result is what tokens carry.
-fn validate_issuer(raw: &str, allow_insecure: bool) -> Result<String, ConfigError> {
+fn validate_issuer(raw: &str, allow_insecure: bool) -> Result<Issuer, ConfigError> {
     let url =
         Url::parse(raw).map_err(|e| invalid("issuer", format!("{raw:?} is not a URL: {e}")))?;
     if url.query().is_some() || url.fragment().is_some() {
@@ -827,7 +955,7 @@ fn validate_issuer(raw: &str, allow_insecure: bool) -> Result<String, ConfigErro
             ));
         }
     }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    Ok(Issuer(url.as_str().trim_end_matches('/').to_owned()))
 }
 
 pub fn is_loopback_host(host: &str) -> bool {

@@ -335,7 +335,7 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
         let stranger = client_key();
         let sister_jwks = serve_json(sister.public_jwks.to_string()).await;
         let env = Env::new(db, "");
-        let issuer = env.config().issuer;
+        let issuer = env.config().issuer.to_string();
         let f = fixture(&env, &[]).await;
         let a = service(&env, "Service A", &["orders:read", "orders:write"]).await;
         let b = service(&env, "Service B", &["orders:read"]).await;

@@ -205,7 +205,7 @@ async fn rfc7592_read_update_delete_with_the_registration_access_token() {
     let uri = c["registration_client_uri"]
         .as_str()
         .unwrap()
-        .replace(&server.state.config.issuer, &server.base);
+        .replace(server.state.config.issuer.as_str(), &server.base);
     let rat = c["registration_access_token"].as_str().unwrap();
     let client_id = c["client_id"].as_str().unwrap();
 
@@ -329,7 +329,7 @@ async fn a_client_deleted_on_one_instance_is_refused_by_another_within_the_cache
     let uri = c["registration_client_uri"]
         .as_str()
         .unwrap()
-        .replace(&a.state.config.issuer, &a.base);
+        .replace(a.state.config.issuer.as_str(), &a.base);
     let rat = c["registration_access_token"].as_str().unwrap();
     assert_eq!(
         http()

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::{TokenContext, TokenRequest, TokenResponse, redeem};
 use crate::access::{AccessTokens, Audience};
-use crate::config::Config;
+use crate::config::{Config, RawConfig};
 use crate::federation::TrustedIssuers;
 use crate::keys::KeyService;
 use crate::oauth::client::{AuthMethod, Client, ClientMetadata, GrantType};
@@ -55,11 +55,12 @@ async fn fixtures() -> Vec<Fixture> {
         };
         let keys = KeyService::new(store.clone(), keks, policy, 60);
         keys.ensure_keys(NOW).await.unwrap();
-        let mut config = Config {
+        let mut raw = RawConfig {
             issuer: ISSUER.into(),
-            ..Config::default()
+            ..RawConfig::default()
         };
-        config.tokens.resources = vec![API.into()];
+        raw.tokens.resources = vec![API.into()];
+        let config = Config::validate(raw).unwrap();
         out.push(Fixture {
             label: db.label,
             store,

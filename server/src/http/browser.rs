@@ -119,7 +119,7 @@ pub fn csrf_ok(state: &AppState, req: &Request, form_token: Option<&str>) -> boo
 /// proxy (entries to its left are the client's own claims and are not believed).
 pub fn client_ip(state: &AppState, req: &Request) -> Option<String> {
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
-    let trusted = &state.config.http.trusted_proxy_nets;
+    let trusted = &state.config.trusted_proxy_nets;
     Some(forwarded_client(peer, trusted, req.headers()).to_string())
 }
 
