@@ -2,6 +2,18 @@
 //! name) and email addresses. Used by sign-up, the account pages, the resource APIs and
 //! federation alike.
 
+/// Whether a JSON document holds a NUL character in any string or key: such a body is refused
+/// (a `\u0000` would otherwise reach the database, and PostgreSQL text cannot hold it).
+pub fn json_has_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        _ => false,
+    }
+}
+
 /// A name a person typed (a passkey's, a display name) as we keep it: trimmed, control
 /// characters out, at most `max_chars`; None when nothing is left.
 pub fn clean_label(raw: &str, max_chars: usize) -> Option<String> {

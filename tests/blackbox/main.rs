@@ -11,6 +11,7 @@ mod endpoints;
 mod exchange;
 mod flow;
 mod harness;
+mod input;
 mod keys;
 mod mail;
 mod messages;

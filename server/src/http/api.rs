@@ -133,7 +133,12 @@ pub(super) async fn json_body(req: &Request, body: poem::Body) -> Result<Value, 
     let Ok(bytes) = body.into_vec().await else {
         return Err(ApiError::invalid("the body could not be read"));
     };
-    serde_json::from_slice::<Value>(&bytes).map_err(|_| ApiError::invalid("the body is not JSON"))
+    let value = serde_json::from_slice::<Value>(&bytes)
+        .map_err(|_| ApiError::invalid("the body is not JSON"))?;
+    if crate::input::json_has_nul(&value) {
+        return Err(ApiError::invalid("the body holds a NUL character"));
+    }
+    Ok(value)
 }
 
 /// 204 for a resource that is gone.

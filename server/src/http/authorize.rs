@@ -67,6 +67,8 @@ fn params_error(state: &AppState, e: &ParamsError) -> String {
         ParamsError::Repeated(name) => state.views.msg_with(Msg::ParamRepeated, &[("name", name)]),
         ParamsError::TooLong(name) => state.views.msg_with(Msg::ParamTooLong, &[("name", name)]),
         ParamsError::TooMany => state.views.msg(Msg::ParamsTooMany).to_owned(),
+        ParamsError::NotUtf8(name) => state.views.msg_with(Msg::ParamNotUtf8, &[("name", name)]),
+        ParamsError::Nul(name) => state.views.msg_with(Msg::ParamNul, &[("name", name)]),
     }
 }
 

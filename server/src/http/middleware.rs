@@ -10,7 +10,10 @@ use poem::http::header::{self, HeaderValue};
 use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, PathPattern, Request, Response, Result};
 
+use poem::error::ResponseError as _;
+
 use crate::metrics::Metrics;
+use crate::views::{Msg, Views};
 
 /// Our pages load scripts and styles from our own origin only; nothing inline.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -45,6 +48,44 @@ fn too_large(max: usize) -> Response {
         .status(StatusCode::PAYLOAD_TOO_LARGE)
         .content_type("text/plain; charset=utf-8")
         .body(format!("request body is larger than {max} bytes"))
+}
+
+/// Refuses, before routing, a path that holds an encoded NUL or is not UTF-8 once decoded, so
+/// no path parameter (a client id, a stream id) carries either into a handler or the database
+/// (PostgreSQL text cannot hold a NUL). The answer is the 400 of the part of the site asked
+/// for: RFC 6749-style JSON for the protocol and API endpoints, the HTML error page for pages.
+pub async fn refuse_bad_path<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    views: Arc<Views>,
+) -> Result<Response> {
+    let path = req.uri().path();
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(path).collect();
+    if !decoded.contains(&0) && std::str::from_utf8(&decoded).is_ok() {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    }
+    const JSON_PATHS: &[&str] = &[
+        "/api/",
+        "/register",
+        "/token",
+        "/revoke",
+        "/introspect",
+        "/device_authorization",
+        "/userinfo",
+        "/.well-known/",
+        "/jwks.json",
+    ];
+    if JSON_PATHS.iter().any(|p| path.starts_with(p)) {
+        return Ok(super::error::ApiError::invalid("the request path is not valid").as_response());
+    }
+    let title = views.msg(Msg::InvalidRequestTitle).to_owned();
+    let message = views.msg(Msg::PathUnreadable).to_owned();
+    Ok(super::respond::page_of(
+        &views,
+        StatusCode::BAD_REQUEST,
+        "error.html",
+        minijinja::context! { title => title, message => message },
+    ))
 }
 
 pub async fn security_headers<E: Endpoint>(

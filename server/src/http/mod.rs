@@ -43,6 +43,7 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
     let max_body = state.config.http.max_body_bytes;
     let hsts = state.config.issuer_is_https();
     let metrics = state.metrics.clone();
+    let views = state.views.clone();
     Route::new()
         .at(
             "/.well-known/openid-configuration",
@@ -151,6 +152,7 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/static/:name", get(assets::asset))
         .data(state)
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))
+        .around(move |ep, req| middleware::refuse_bad_path(ep, req, views.clone()))
         .around(move |ep, req| middleware::security_headers(ep, req, hsts))
         .around(move |ep, req| middleware::observe(ep, req, metrics.clone()))
 }

@@ -10,7 +10,7 @@ use crate::oauth::authorize::{
 };
 use crate::oauth::error::AuthorizeError;
 use crate::state::AppState;
-use crate::views::Msg;
+use crate::views::{Msg, Views};
 
 /// A page with forms: `ctx` plus the `csrf_token` they carry (and its cookie, when the
 /// browser has none yet).
@@ -34,7 +34,12 @@ pub fn form_page(
 
 /// A page rendered from a template; pages carry user data, so they are never cached.
 pub fn page(state: &AppState, status: StatusCode, template: &str, ctx: impl Serialize) -> Response {
-    match state.views.render(template, ctx) {
+    page_of(&state.views, status, template, ctx)
+}
+
+/// [`page`] with the views alone, for middleware that has no state.
+pub fn page_of(views: &Views, status: StatusCode, template: &str, ctx: impl Serialize) -> Response {
+    match views.render(template, ctx) {
         Ok(html) => Response::builder()
             .status(status)
             .content_type("text/html; charset=utf-8")
@@ -45,7 +50,7 @@ pub fn page(state: &AppState, status: StatusCode, template: &str, ctx: impl Seri
             Response::builder()
                 .status(StatusCode::INTERNAL_SERVER_ERROR)
                 .content_type("text/plain; charset=utf-8")
-                .body(state.views.msg(Msg::RenderFailed).to_owned())
+                .body(views.msg(Msg::RenderFailed).to_owned())
         }
     }
 }

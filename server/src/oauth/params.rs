@@ -1,5 +1,8 @@
 //! Request parameters (RFC 6749 §3.1, §3.2): `application/x-www-form-urlencoded`, each at most
-//! once, and a parameter sent without a value is treated as omitted.
+//! once, and a parameter sent without a value is treated as omitted. Names and values must be
+//! UTF-8 once decoded (RFC 6749 Appendix B) and hold no NUL: such a request is refused here,
+//! with the endpoint's 400, instead of being read with replacement characters or reaching the
+//! database (PostgreSQL text cannot hold a NUL).
 
 use std::collections::BTreeMap;
 
@@ -19,22 +22,61 @@ pub enum ParamsError {
     TooLong(String),
     #[error("too many parameters")]
     TooMany,
+    #[error("parameter {0} is not UTF-8")]
+    NotUtf8(String),
+    #[error("parameter {0} holds a NUL character")]
+    Nul(String),
+}
+
+/// One name or value decoded (`+` is a space, then percent-decoding), or why it cannot be.
+enum Decoded {
+    Text(String),
+    NotUtf8,
+    Nul,
+}
+
+fn decode(raw: &[u8]) -> Decoded {
+    let plus: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    let bytes: Vec<u8> = percent_encoding::percent_decode(&plus).collect();
+    match String::from_utf8(bytes) {
+        Ok(s) if s.contains('\0') => Decoded::Nul,
+        Ok(s) => Decoded::Text(s),
+        Err(_) => Decoded::NotUtf8,
+    }
 }
 
 impl Params {
     pub fn parse(encoded: &[u8]) -> Result<Self, ParamsError> {
         let mut map = BTreeMap::new();
-        for (k, v) in url::form_urlencoded::parse(encoded) {
+        for pair in encoded.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let (raw_name, raw_value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, &[][..]),
+            };
+            let shown = || String::from_utf8_lossy(raw_name).into_owned();
+            let k = match decode(raw_name) {
+                Decoded::Text(k) => k,
+                Decoded::NotUtf8 => return Err(ParamsError::NotUtf8(shown())),
+                Decoded::Nul => return Err(ParamsError::Nul(shown())),
+            };
+            let v = match decode(raw_value) {
+                Decoded::Text(v) => v,
+                Decoded::NotUtf8 => return Err(ParamsError::NotUtf8(k)),
+                Decoded::Nul => return Err(ParamsError::Nul(k)),
+            };
             if v.len() > MAX_VALUE_LEN {
-                return Err(ParamsError::TooLong(k.into_owned()));
+                return Err(ParamsError::TooLong(k));
             }
             if map.len() >= MAX_PARAMS {
                 return Err(ParamsError::TooMany);
             }
-            if map.contains_key(k.as_ref()) {
-                return Err(ParamsError::Repeated(k.into_owned()));
+            if map.contains_key(&k) {
+                return Err(ParamsError::Repeated(k));
             }
-            map.insert(k.into_owned(), v.into_owned());
+            map.insert(k, v);
         }
         // A repeated name where one copy is empty still counts as repeated (checked above);
         // only now are empty values dropped.
@@ -88,6 +130,32 @@ mod tests {
         assert_eq!(p.get("state"), None);
         assert_eq!(p.get("scope"), Some("openid profile"));
         assert_eq!(Params::parse(p.encode().as_bytes()).unwrap(), p);
+    }
+
+    #[test]
+    fn rfc6749_appendix_b_non_utf8_and_nul_are_refused_not_replaced() {
+        assert_eq!(
+            Params::parse(b"email=a%FFb%40example.com"),
+            Err(ParamsError::NotUtf8("email".into()))
+        );
+        assert_eq!(
+            Params::parse(b"client_id=a%00b"),
+            Err(ParamsError::Nul("client_id".into()))
+        );
+        assert_eq!(
+            Params::parse(b"a%00=1"),
+            Err(ParamsError::Nul("a%00".into()))
+        );
+        assert!(matches!(
+            Params::parse(b"%C3=1"),
+            Err(ParamsError::NotUtf8(_))
+        ));
+        // A real U+FFFD, sent encoded, is just a character.
+        let p = Params::parse(b"x=%EF%BF%BD&y=a+b%2Bc&z").unwrap();
+        assert_eq!(
+            (p.get("x"), p.get("y"), p.get("z")),
+            (Some("\u{FFFD}"), Some("a b+c"), None)
+        );
     }
 
     #[test]

@@ -38,7 +38,12 @@ fn meta(why: impl Into<String>) -> MetadataError {
 
 impl RegistrationRequest {
     pub fn parse(body: &[u8]) -> Result<Self, MetadataError> {
-        serde_json::from_slice(body)
+        let value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| meta(format!("the body is not valid registration JSON: {e}")))?;
+        if crate::input::json_has_nul(&value) {
+            return Err(meta("the metadata holds a NUL character"));
+        }
+        serde_json::from_value(value)
             .map_err(|e| meta(format!("the body is not valid registration JSON: {e}")))
     }
 
@@ -140,6 +145,15 @@ impl RegistrationRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_holding_a_nul_is_invalid_client_metadata() {
+        let body = br#"{"redirect_uris": ["https://rp.example.com/cb"], "policy_uri": "https://rp.example.com/\u0000"}"#;
+        assert!(matches!(
+            RegistrationRequest::parse(body),
+            Err(MetadataError::InvalidClientMetadata(_))
+        ));
+    }
 
     fn reg(json: &str) -> Result<ClientMetadata, MetadataError> {
         RegistrationRequest::parse(json.as_bytes())?.into_metadata()
