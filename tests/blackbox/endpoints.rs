@@ -306,3 +306,103 @@ async fn sign_in_and_consent_pages_let_their_forms_end_at_the_client_only() {
     assert_eq!(form_action(&r), "form-action 'self'");
     server.stop().await;
 }
+
+/// Every RFC 8414 §2 and OIDC Discovery §3 rule a metadata document can be checked against by
+/// itself, for both well-known documents (on both backends, each serving its own issuer).
+#[tokio::test]
+async fn rfc8414_and_oidc_discovery_metadata_rules_hold_for_both_documents() {
+    use serde_json::Value;
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let server = Server::start(env.config()).await;
+        let issuer = server.state.config.issuer.to_string();
+        for path in [
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ] {
+            let m = get_json(&server.url(path)).await;
+            let ctx = format!("{path}: {m}");
+            // RFC 8414 §3.3: the issuer is the one the document was fetched for.
+            assert_eq!(m["issuer"], issuer.as_str(), "{ctx}");
+            let iss = url::Url::parse(&issuer).unwrap();
+            assert!(iss.query().is_none() && iss.fragment().is_none(), "{ctx}");
+            // Required members (RFC 8414 §2; OIDC Discovery §3).
+            for required in [
+                "issuer",
+                "authorization_endpoint",
+                "token_endpoint",
+                "jwks_uri",
+                "response_types_supported",
+                "subject_types_supported",
+                "id_token_signing_alg_values_supported",
+            ] {
+                assert!(m.get(required).is_some(), "{required} missing: {ctx}");
+            }
+            let obj = m.as_object().unwrap();
+            for (name, value) in obj {
+                // Endpoints and URIs: absolute URLs of the issuer's scheme, no fragment.
+                if name.ends_with("_endpoint") || name == "jwks_uri" {
+                    let u = url::Url::parse(value.as_str().unwrap()).unwrap();
+                    assert_eq!(u.scheme(), iss.scheme(), "{name}: {ctx}");
+                    assert!(u.fragment().is_none(), "{name}: {ctx}");
+                }
+                // *_supported lists: non-empty JSON arrays of strings.
+                if name.ends_with("_supported") && !value.is_boolean() {
+                    let list = value.as_array().unwrap_or_else(|| panic!("{name}: {ctx}"));
+                    assert!(!list.is_empty(), "{name}: {ctx}");
+                    assert!(list.iter().all(Value::is_string), "{name}: {ctx}");
+                }
+                // An endpoint advertised with *_auth_methods_supported naming a JWT method
+                // lists its *_auth_signing_alg_values_supported, without "none" (RFC 8414 §2).
+                if let Some(endpoint) = name.strip_suffix("_auth_methods_supported") {
+                    let methods: Vec<&str> = value
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    assert!(
+                        obj.contains_key(endpoint),
+                        "{endpoint} is not advertised but its auth methods are: {ctx}"
+                    );
+                    if methods
+                        .iter()
+                        .any(|m| *m == "private_key_jwt" || *m == "client_secret_jwt")
+                    {
+                        let algs = &m[format!("{endpoint}_auth_signing_alg_values_supported")];
+                        let algs = algs
+                            .as_array()
+                            .unwrap_or_else(|| panic!("{endpoint} lists no signing algs: {ctx}"));
+                        assert!(!algs.iter().any(|a| a == "none"), "{ctx}");
+                    }
+                }
+            }
+            // OIDC Discovery §3: RS256 is supported for id_tokens; scopes include openid.
+            assert!(
+                m["id_token_signing_alg_values_supported"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a == "RS256"),
+                "{ctx}"
+            );
+            assert!(
+                m["scopes_supported"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s == "openid"),
+                "{ctx}"
+            );
+            assert!(
+                m["response_types_supported"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s == "code"),
+                "{ctx}"
+            );
+        }
+        server.stop().await;
+    }
+}
