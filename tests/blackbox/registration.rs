@@ -355,3 +355,56 @@ async fn a_client_deleted_on_one_instance_is_refused_by_another_within_the_cache
     a.stop().await;
     b.stop().await;
 }
+
+/// A relying party that registers no `scope` (most OIDC libraries send none) may ask for the
+/// standard OIDC scopes, and gets the email claims it asks for.
+#[tokio::test]
+async fn registration_without_scope_allows_the_standard_oidc_scopes() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "[registration]\npolicy = \"open\"");
+        let f = crate::flow::fixture(&env, &[]).await;
+        let server = Server::start(env.config()).await;
+        let c: Value = register(
+            &server,
+            None,
+            &json!({"redirect_uris": [REDIRECT], "client_name": "Plain RP"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(c["scope"], "openid profile email", "{c}");
+        let rp = crate::flow::Fixture {
+            client_id: c["client_id"].as_str().unwrap().to_owned(),
+            client_secret: c["client_secret"].as_str().unwrap().to_owned(),
+            ..f.clone()
+        };
+        let b = browser();
+        let tokens =
+            crate::flow::code_flow_tokens(&b, &server, &rp, &[("scope", "openid email")]).await;
+        assert_eq!(tokens["scope"], "openid email", "{tokens}");
+        let info: Value = http()
+            .get(server.url("/userinfo"))
+            .bearer_auth(tokens["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(info["email"], f.email.as_str(), "{info}");
+
+        // One that names its scope gets exactly that.
+        let narrow: Value = register(
+            &server,
+            None,
+            &json!({"redirect_uris": [REDIRECT], "scope": "openid"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(narrow["scope"], "openid");
+        server.stop().await;
+    }
+}

@@ -32,6 +32,9 @@ pub struct RegistrationRequest {
     pub client_secret: Option<String>,
 }
 
+/// What a registered client of the code flow may ask for when it registers no `scope`.
+pub const DEFAULT_SCOPE: &str = "openid profile email";
+
 fn meta(why: impl Into<String>) -> MetadataError {
     MetadataError::InvalidClientMetadata(why.into())
 }
@@ -123,7 +126,14 @@ impl RegistrationRequest {
             grant_types,
             response_types,
             token_endpoint_auth_method: method,
-            scope: self.scope.unwrap_or_default(),
+            // OIDC relying parties seldom send `scope` when they register and expect the
+            // standard claims: without one, a client of the code flow may ask for the OIDC
+            // scopes this server offers everyone (openid, profile, email).
+            scope: match self.scope.filter(|s| !s.trim().is_empty()) {
+                Some(s) => s,
+                None if wants_code => DEFAULT_SCOPE.to_owned(),
+                None => String::new(),
+            },
             jwks_uri: self.jwks_uri,
             jwks: self.jwks,
             post_logout_redirect_uris: self.post_logout_redirect_uris,
