@@ -1115,3 +1115,63 @@ async fn concurrent_reuse_of_one_refresh_token_gives_one_success_and_revokes_the
         b_srv.stop().await;
     }
 }
+
+/// RFC 8252 §7.3: any loopback port only for native (public) clients; a confidential web
+/// client's loopback redirect URI must match exactly, port included.
+#[tokio::test]
+async fn rfc8252_7_3_loopback_port_may_differ_only_for_public_clients() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let registered = "http://127.0.0.1:3000/cb";
+        let mut ids = Vec::new();
+        for public in [false, true] {
+            let mut args = vec![
+                "client",
+                "create",
+                "--name",
+                "Loopback",
+                "--redirect-uri",
+                registered,
+            ];
+            if public {
+                args.push("--public");
+            }
+            let out: Value = serde_json::from_str(&env.cli(&args, "").await.unwrap()).unwrap();
+            ids.push(out["client_id"].as_str().unwrap().to_owned());
+        }
+        let server = Server::start(env.config()).await;
+        let url = |client_id: &str, redirect: &str| {
+            let mut u = url::Url::parse(&server.url("/authorize")).unwrap();
+            u.query_pairs_mut()
+                .append_pair("response_type", "code")
+                .append_pair("client_id", client_id)
+                .append_pair("redirect_uri", redirect)
+                .append_pair("scope", "openid")
+                .append_pair("state", "s")
+                .append_pair("code_challenge", &s256(VERIFIER))
+                .append_pair("code_challenge_method", "S256");
+            u.to_string()
+        };
+        let b = browser();
+        let (confidential, public) = (&ids[0], &ids[1]);
+        // Another port: refused for the web client (an error page, no redirect) ...
+        let r = b
+            .get(url(confidential, "http://127.0.0.1:4000/cb"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{:?}", server.state.store.backend());
+        assert!(r.headers().get("location").is_none());
+        // ... accepted for the native app (on to sign-in), and the exact one for both.
+        for (client, redirect) in [
+            (public, "http://127.0.0.1:4000/cb"),
+            (confidential, registered),
+            (public, registered),
+        ] {
+            let r = b.get(url(client, redirect)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{client} {redirect}");
+            assert!(r.text().await.unwrap().contains("current-password"));
+        }
+        server.stop().await;
+    }
+}

@@ -94,7 +94,8 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthzRequest
     let uri = params
         .get("redirect_uri")
         .ok_or(Rejection::Page(PageReason::NoRedirectUri))?;
-    if !matches_registered(uri, &client.metadata.redirect_uris) {
+    let native = client.metadata.token_endpoint_auth_method == super::client::AuthMethod::None;
+    if !matches_registered(uri, &client.metadata.redirect_uris, native) {
         return Err(Rejection::Page(PageReason::UnregisteredRedirectUri));
     }
 

@@ -1,13 +1,17 @@
 //! Redirect URI matching (RFC 6749 §3.1.2.3, OIDC Core §3.1.2.1): the requested URI must equal
-//! a registered one character for character. One exception, RFC 8252 §7.3: for a loopback IP
-//! literal over http the port may differ, since native apps bind whatever port is free.
+//! a registered one character for character. One exception, RFC 8252 §7.3: for a native app
+//! (a public client) and a loopback IP literal over http, the port may differ, since native
+//! apps bind whatever port is free. A confidential (web) client's loopback redirect is matched
+//! exactly like any other: a port it never registered may be another program's.
 
 use url::Url;
 
-pub fn matches_registered(requested: &str, registered: &[String]) -> bool {
+/// Whether `requested` is one of the `registered` redirect URIs; `native`: the client is a
+/// public one, for which the loopback port may differ.
+pub fn matches_registered(requested: &str, registered: &[String], native: bool) -> bool {
     registered
         .iter()
-        .any(|r| r == requested || loopback_port_match(requested, r))
+        .any(|r| r == requested || (native && loopback_port_match(requested, r)))
 }
 
 fn loopback_port_match(requested: &str, registered: &str) -> bool {
@@ -35,10 +39,32 @@ fn loopback_port_match(requested: &str, registered: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     fn reg(uris: &[&str]) -> Vec<String> {
         uris.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn matches_registered(requested: &str, registered: &[String]) -> bool {
+        super::matches_registered(requested, registered, true)
+    }
+
+    #[test]
+    fn rfc8252_7_3_any_port_only_for_native_clients() {
+        let r = reg(&["http://127.0.0.1:3000/cb"]);
+        assert!(super::matches_registered(
+            "http://127.0.0.1:4000/cb",
+            &r,
+            true
+        ));
+        assert!(!super::matches_registered(
+            "http://127.0.0.1:4000/cb",
+            &r,
+            false
+        ));
+        assert!(super::matches_registered(
+            "http://127.0.0.1:3000/cb",
+            &r,
+            false
+        ));
     }
 
     #[test]
