@@ -64,6 +64,26 @@ pub struct Replay {
     user_id: Option<String>,
 }
 
+/// A table of single-use artifacts: its digest column and the column that marks it used.
+/// Our constants, never input.
+#[derive(Clone, Copy)]
+struct SingleUse {
+    table: &'static str,
+    key: &'static str,
+    used: &'static str,
+}
+
+const CODES: SingleUse = SingleUse {
+    table: "authorization_codes",
+    key: "code_digest",
+    used: "consumed_at",
+};
+const REFRESH_TOKENS: SingleUse = SingleUse {
+    table: "refresh_tokens",
+    key: "token_digest",
+    used: "rotated_at",
+};
+
 const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at";
 const REFRESH_COLUMNS: &str =
     "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
@@ -165,31 +185,53 @@ impl Store {
         Ok(())
     }
 
-    /// What a code or refresh token that was not taken was: used already (a replay), or
-    /// unknown, expired or revoked.
-    async fn replay_of<T, E>(
+    /// A code or refresh token read by digest (`columns` and whether it was used), before it
+    /// is taken: None if unknown; else its row, with the replay it stands for if it was used.
+    async fn read_single_use(
         &self,
-        table: &str,
-        key: &str,
-        used: &str,
+        kind: SingleUse,
+        columns: &str,
         digests: &[String],
-    ) -> Result<Redeemed<T, E>, StoreError> {
+    ) -> Result<Option<(AnyRow, Option<Replay>)>, StoreError> {
+        let SingleUse { table, key, used } = kind;
         let sql = format!(
-            "SELECT grant_id, client_id, user_id FROM {table} WHERE {key} IN ({}) AND {used} IS NOT NULL",
+            "SELECT {columns}, {used} AS used_at FROM {table} WHERE {key} IN ({})",
             placeholders(1, digests.len())
         );
         let mut q = sqlx::query(&sql);
         for d in digests {
             q = q.bind(d);
         }
-        Ok(match q.fetch_optional(&self.pool).await? {
-            Some(row) => Redeemed::Replayed(Replay {
+        let Some(row) = q.fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let replay = match row.try_get::<Option<i64>, _>("used_at")? {
+            Some(_) => Some(Replay {
                 grant_id: row.try_get("grant_id")?,
                 client_id: row.try_get("client_id")?,
                 user_id: row.try_get("user_id")?,
             }),
-            None => Redeemed::Invalid,
-        })
+            None => None,
+        };
+        Ok(Some((row, replay)))
+    }
+
+    /// What a code or refresh token that was not taken was: used already (a replay), or
+    /// unknown, expired or revoked.
+    async fn replay_of<T, E>(
+        &self,
+        kind: SingleUse,
+        digests: &[String],
+    ) -> Result<Redeemed<T, E>, StoreError> {
+        Ok(
+            match self
+                .read_single_use(kind, "grant_id, client_id, user_id", digests)
+                .await?
+            {
+                Some((_, Some(replay))) => Redeemed::Replayed(replay),
+                _ => Redeemed::Invalid,
+            },
+        )
     }
 
     pub async fn insert_refresh_token(
@@ -217,23 +259,13 @@ impl Store {
         grant_expires_at: i64,
         check: impl FnOnce(&CodeRow) -> Result<Option<String>, E>,
     ) -> Result<Redeemed<CodeRow, E>, StoreError> {
-        let sql = format!(
-            "SELECT {CODE_COLUMNS}, consumed_at FROM authorization_codes WHERE code_digest IN ({})",
-            placeholders(1, digests.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for d in digests {
-            q = q.bind(d);
-        }
-        let Some(found) = q.fetch_optional(&self.pool).await? else {
-            return Ok(Redeemed::Invalid);
+        let found = self.read_single_use(CODES, CODE_COLUMNS, digests).await?;
+        let found = match found {
+            None => return Ok(Redeemed::Invalid),
+            Some((_, Some(replay))) => return Ok(Redeemed::Replayed(replay)),
+            Some((row, None)) => row,
         };
         let code = code_from_row(&found)?;
-        if found.try_get::<Option<i64>, _>("consumed_at")?.is_some() {
-            return self
-                .replay_of("authorization_codes", "code_digest", "consumed_at", digests)
-                .await;
-        }
         if code.client_id != client_id || code.expires_at <= now {
             return Ok(Redeemed::Invalid);
         }
@@ -301,8 +333,7 @@ impl Store {
             Ok(Redeemed::Fresh(code))
         } else {
             // Taken meanwhile by a concurrent redemption (a replay), or no longer live.
-            self.replay_of("authorization_codes", "code_digest", "consumed_at", digests)
-                .await
+            self.replay_of(CODES, digests).await
         }
     }
 
@@ -319,23 +350,15 @@ impl Store {
         now: i64,
         check: impl FnOnce(&RefreshRow) -> Result<Option<String>, E>,
     ) -> Result<Redeemed<RefreshRow, E>, StoreError> {
-        let sql = format!(
-            "SELECT {REFRESH_COLUMNS}, rotated_at FROM refresh_tokens WHERE token_digest IN ({})",
-            placeholders(1, digests.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for d in digests {
-            q = q.bind(d);
-        }
-        let Some(found) = q.fetch_optional(&self.pool).await? else {
-            return Ok(Redeemed::Invalid);
+        let found = self
+            .read_single_use(REFRESH_TOKENS, REFRESH_COLUMNS, digests)
+            .await?;
+        let found = match found {
+            None => return Ok(Redeemed::Invalid),
+            Some((_, Some(replay))) => return Ok(Redeemed::Replayed(replay)),
+            Some((row, None)) => row,
         };
         let taken = refresh_from_row(&found)?;
-        if found.try_get::<Option<i64>, _>("rotated_at")?.is_some() {
-            return self
-                .replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
-                .await;
-        }
         if taken.client_id != client_id || taken.expires_at <= now {
             return Ok(Redeemed::Invalid);
         }
@@ -382,8 +405,7 @@ impl Store {
         if self.write_batch(sql, args).await? {
             Ok(Redeemed::Fresh(taken))
         } else {
-            self.replay_of("refresh_tokens", "token_digest", "rotated_at", digests)
-                .await
+            self.replay_of(REFRESH_TOKENS, digests).await
         }
     }
 
