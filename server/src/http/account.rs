@@ -10,10 +10,11 @@ use poem::{Request, Response, handler};
 use serde::Serialize;
 
 use super::browser::{append_cookie, csrf_token, current_session, session_cookie_name, set_cookie};
+use super::error::PageError;
 use super::pages::{
     account_form, account_redirect, checked_form, recently_signed_in, see_other, signed_in_user,
 };
-use super::respond::{error_page, page};
+use super::respond::page;
 use crate::oauth::params::Params;
 use crate::state::{AppState, secs};
 use crate::store::{Session, User};
@@ -28,11 +29,13 @@ pub async fn recent_account_form(
     state: &AppState,
     req: &Request,
     body: poem::Body,
-) -> Result<(Params, Session, User), Response> {
+) -> Result<(Params, Session, User), PageError> {
     let (form, session, user) = account_form(state, req, body).await?;
     if !recently_signed_in(state, &session) {
         let error = state.views.msg(Msg::SignInAgain);
-        return Err(account_with_message(state, req, None, Some(error)).await);
+        return Err(PageError::page(
+            account_with_message(state, req, None, Some(error)).await?,
+        ));
     }
     Ok((form, session, user))
 }
@@ -43,7 +46,7 @@ pub async fn account_failed(
     req: &Request,
     action: &str,
     error: impl std::fmt::Display,
-) -> Response {
+) -> Result<Response, PageError> {
     tracing::error!(%error, action, "an account action failed");
     let error = state.views.msg(Msg::ErrorTryAgain);
     account_with_message(state, req, None, Some(error)).await
@@ -132,9 +135,9 @@ pub async fn account_with_message(
     req: &Request,
     notice: Option<&str>,
     error: Option<&str>,
-) -> Response {
+) -> Result<Response, PageError> {
     let Some((session, user)) = signed_in_user(state, req).await else {
-        return see_other("/login");
+        return Err(PageError::SignIn { location: "/login" });
     };
     let now = state.clock.now();
     let idle = secs(state.config.sessions.idle_lifetime);
@@ -150,18 +153,8 @@ pub async fn account_with_message(
         ))
     }
     .await;
-    let (passkeys, sessions, consents, totp, codes_left, password, devices) = match loaded {
-        Ok(all) => all,
-        Err(e) => {
-            tracing::error!(error = %e, "loading the account page failed");
-            return error_page(
-                state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Msg::ErrorTitle,
-                Msg::ErrorMessage,
-            );
-        }
-    };
+    let (passkeys, sessions, consents, totp, codes_left, password, devices) =
+        loaded.map_err(|e| PageError::server("loading the account page", e))?;
     let passkeys: Vec<PasskeyView> = passkeys
         .into_iter()
         .map(|p| PasskeyView {
@@ -235,11 +228,11 @@ pub async fn account_with_message(
         },
     );
     append_cookie(&mut resp, cookie);
-    resp
+    Ok(resp)
 }
 
 #[handler]
-pub async fn account(req: &Request, Data(state): Data<&AppState>) -> Response {
+pub async fn account(req: &Request, Data(state): Data<&AppState>) -> Result<Response, PageError> {
     account_with_message(state, req, None, None).await
 }
 
@@ -254,17 +247,19 @@ fn signed_out(state: &AppState) -> Response {
 }
 
 #[handler]
-pub async fn sign_out(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    if let Err(page) = checked_form(state, req, body).await {
-        return page;
-    }
+pub async fn sign_out(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    checked_form(state, req, body).await?;
     let now = state.clock.now();
     if let Some(session) = current_session(state, req, now).await
         && let Err(e) = state.store.revoke_session(&session.sid, now).await
     {
         tracing::error!(error = %e, "ending a session failed");
     }
-    signed_out(state)
+    Ok(signed_out(state))
 }
 
 #[handler]
@@ -273,24 +268,16 @@ pub async fn revoke_session(
     Path(sid): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (_, session, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (_, session, user) = account_form(state, req, body).await?;
     let now = state.clock.now();
     match state.store.revoke_user_session(&user.id, &sid, now).await {
-        Ok(true) if sid == session.sid => signed_out(state),
+        Ok(true) if sid == session.sid => Ok(signed_out(state)),
         Ok(true) => {
             tracing::info!(user = %user.id, "session ended from the account page");
-            account_redirect()
+            Ok(account_redirect())
         }
-        Ok(false) => error_page(
-            state,
-            StatusCode::NOT_FOUND,
-            Msg::NotFoundTitle,
-            Msg::SessionNotFound,
-        ),
+        Ok(false) => Err(PageError::not_found(Msg::SessionNotFound)),
         Err(e) => account_failed(state, req, "ending a session", e).await,
     }
 }
@@ -300,11 +287,8 @@ pub async fn revoke_all_sessions(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (_, _, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (_, _, user) = account_form(state, req, body).await?;
     match state
         .store
         .revoke_user_sessions(&user.id, state.clock.now())
@@ -312,7 +296,7 @@ pub async fn revoke_all_sessions(
     {
         Ok(n) => {
             tracing::info!(user = %user.id, sessions = n, "signed out everywhere");
-            signed_out(state)
+            Ok(signed_out(state))
         }
         Err(e) => account_failed(state, req, "signing out everywhere", e).await,
     }
@@ -324,11 +308,8 @@ pub async fn remove_device(
     Path(id): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (_, _, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (_, _, user) = account_form(state, req, body).await?;
     match state
         .store
         .delete_device(&user.id, &id, state.clock.now())
@@ -336,14 +317,9 @@ pub async fn remove_device(
     {
         Ok(true) => {
             tracing::info!(user = %user.id, device = %id, "device removed from the account page");
-            account_redirect()
+            Ok(account_redirect())
         }
-        Ok(false) => error_page(
-            state,
-            StatusCode::NOT_FOUND,
-            Msg::NotFoundTitle,
-            Msg::DeviceNotFound,
-        ),
+        Ok(false) => Err(PageError::not_found(Msg::DeviceNotFound)),
         Err(e) => account_failed(state, req, "removing a device", e).await,
     }
 }
@@ -354,11 +330,8 @@ pub async fn revoke_app(
     Path(client_id): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (_, _, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (_, _, user) = account_form(state, req, body).await?;
     match state
         .store
         .revoke_consent(&user.id, &client_id, state.clock.now())
@@ -366,14 +339,9 @@ pub async fn revoke_app(
     {
         Ok(true) => {
             tracing::info!(user = %user.id, client = %client_id, "application disconnected");
-            account_redirect()
+            Ok(account_redirect())
         }
-        Ok(false) => error_page(
-            state,
-            StatusCode::NOT_FOUND,
-            Msg::NotFoundTitle,
-            Msg::AppNotFound,
-        ),
+        Ok(false) => Err(PageError::not_found(Msg::AppNotFound)),
         Err(e) => account_failed(state, req, "disconnecting an application", e).await,
     }
 }

@@ -6,70 +6,39 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 
 use super::browser::{append_cookie, csrf_token, current_session};
-use super::respond::{
-    allow_form_redirect, authorize_error, authorize_success, error_page, error_page_text, page,
-};
+use super::error::PageError;
+use super::respond::{allow_form_redirect, authorize_error, authorize_success, page};
 use crate::oauth::authorize::{
     AuthzRequest, PageReason, Rejection, acr_satisfied, validate, wants_phishing_resistant,
 };
 use crate::oauth::client::Client;
 use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
-use crate::oauth::params::{Params, ParamsError};
+use crate::oauth::params::Params;
 use crate::secrets::{AuthorizationCode, Purpose, random_token};
 use crate::state::{AppState, secs};
 use crate::store::{Authn, CodeRow, Session};
 use crate::views::Msg;
 
 #[handler]
-pub async fn authorize(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
+pub async fn authorize(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
     let raw = if req.method() == Method::POST {
         if !is_form(req) {
-            return error_page(
-                state,
-                StatusCode::BAD_REQUEST,
-                Msg::InvalidRequestTitle,
-                Msg::AuthorizePostNotForm,
-            );
+            return Err(PageError::bad_request(Msg::AuthorizePostNotForm));
         }
-        match body.into_vec().await {
-            Ok(b) => b,
-            Err(_) => {
-                return error_page(
-                    state,
-                    StatusCode::BAD_REQUEST,
-                    Msg::InvalidRequestTitle,
-                    Msg::BodyUnreadable,
-                );
-            }
-        }
+        body.into_vec()
+            .await
+            .map_err(|_| PageError::bad_request(Msg::BodyUnreadable))?
     } else {
         req.uri().query().unwrap_or_default().as_bytes().to_vec()
     };
-    let params = match Params::parse(&raw) {
-        Ok(p) => p,
-        Err(e) => {
-            return error_page_text(
-                state,
-                StatusCode::BAD_REQUEST,
-                Msg::InvalidRequestTitle,
-                &params_error(state, &e),
-            );
-        }
-    };
+    let params = Params::parse(&raw)?;
     let now = state.clock.now();
     let session = current_session(state, req, now).await;
     run(state, req, params, session, None, now).await
-}
-
-/// What the user is told about a request whose parameters could not be read.
-fn params_error(state: &AppState, e: &ParamsError) -> String {
-    match e {
-        ParamsError::Repeated(name) => state.views.msg_with(Msg::ParamRepeated, &[("name", name)]),
-        ParamsError::TooLong(name) => state.views.msg_with(Msg::ParamTooLong, &[("name", name)]),
-        ParamsError::TooMany => state.views.msg(Msg::ParamsTooMany).to_owned(),
-        ParamsError::NotUtf8(name) => state.views.msg_with(Msg::ParamNotUtf8, &[("name", name)]),
-        ParamsError::Nul(name) => state.views.msg_with(Msg::ParamNul, &[("name", name)]),
-    }
 }
 
 pub fn is_form(req: &Request) -> bool {
@@ -77,19 +46,12 @@ pub fn is_form(req: &Request) -> bool {
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
 }
 
-pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, Response> {
-    match state.clients().find(client_id).await {
-        Ok(c) => Ok(c),
-        Err(e) => {
-            tracing::error!(error = %e, "client lookup failed");
-            Err(error_page(
-                state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Msg::ErrorTitle,
-                Msg::ErrorMessage,
-            ))
-        }
-    }
+pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, PageError> {
+    state
+        .clients()
+        .find(client_id)
+        .await
+        .map_err(|e| PageError::server("the client lookup", e))
 }
 
 /// Validates the request and moves it on: to sign-in, to consent, or to a code.
@@ -101,12 +63,9 @@ pub async fn run(
     session: Option<Session>,
     consent: Option<bool>,
     now: i64,
-) -> Response {
+) -> Result<Response, PageError> {
     let client = match params.get("client_id") {
-        Some(id) => match load_client(state, id).await {
-            Ok(c) => c,
-            Err(resp) => return resp,
-        },
+        Some(id) => load_client(state, id).await?,
         None => None,
     };
     let request = match validate(&params, client.as_ref()) {
@@ -118,25 +77,29 @@ pub async fn run(
                 PageReason::NoRedirectUri => Msg::NoRedirectUri,
                 PageReason::UnregisteredRedirectUri => Msg::RedirectUriUnregistered,
             };
-            return error_page(
-                state,
+            return Err(PageError::new(
                 StatusCode::BAD_REQUEST,
                 Msg::AuthorizeInvalidTitle,
                 why,
-            );
+            ));
         }
-        Err(Rejection::Redirect(redirect, err)) => return authorize_error(state, &redirect, &err),
+        Err(Rejection::Redirect(redirect, err)) => {
+            return Ok(authorize_error(state, &redirect, &err));
+        }
     };
     let Some(client) = client else {
-        return error_page(
-            state,
+        return Err(PageError::new(
             StatusCode::BAD_REQUEST,
             Msg::AuthorizeInvalidTitle,
             Msg::UnknownClient,
-        );
+        ));
     };
     let fail = |code: E, why: &'static str| {
-        authorize_error(state, &request.redirect, &AuthorizeError::new(code, why))
+        Ok(authorize_error(
+            state,
+            &request.redirect,
+            &AuthorizeError::new(code, why),
+        ))
     };
 
     // id_token_hint (OIDC Core §3.1.2.1): one of ours, for this client; expiry does not matter.
@@ -164,7 +127,15 @@ pub async fn run(
         if request.prompt.none {
             return fail(E::LoginRequired, "the user must sign in");
         }
-        return login_page(state, req, &params, &client, None, "", StatusCode::OK);
+        return Ok(login_page(
+            state,
+            req,
+            &params,
+            &client,
+            None,
+            "",
+            StatusCode::OK,
+        ));
     };
 
     // Consent, remembered per client and scope set.
@@ -201,11 +172,13 @@ pub async fn run(
             None if request.prompt.none => {
                 return fail(E::ConsentRequired, "the user must approve this application");
             }
-            None => return consent_page(state, req, &params, &client, &session, &request).await,
+            None => {
+                return Ok(consent_page(state, req, &params, &client, &session, &request).await);
+            }
         }
     }
 
-    issue_code(state, &client, &request, &session, now).await
+    Ok(issue_code(state, &client, &request, &session, now).await)
 }
 
 async fn hint_subject(state: &AppState, hint: &str, client_id: &str, now: i64) -> Option<String> {

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::browser::client_ip;
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
-use super::error::ApiError;
+use super::error::{ApiError, PageError};
 use super::login::plain_login_page;
 use super::pages::{CARRIED_USER_CODE, account_form, signed_in_user};
-use super::respond::{error_page, form_page, json_ok};
+use super::respond::{form_page, json_ok};
 use crate::oauth::client::GrantType;
 use crate::oauth::device::{self, Approval};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
@@ -121,7 +121,10 @@ fn enter_page(
 }
 
 #[handler]
-pub async fn device_page(req: &Request, Data(state): Data<&AppState>) -> Response {
+pub async fn device_page(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
     let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes()).unwrap_or_default();
     let typed = query.get("user_code").unwrap_or_default().to_owned();
     let Some((_, user)) = signed_in_user(state, req).await else {
@@ -130,10 +133,17 @@ pub async fn device_page(req: &Request, Data(state): Data<&AppState>) -> Respons
         if let Some(code) = device::normalize_user_code(&typed) {
             carried.insert(CARRIED_USER_CODE, code);
         }
-        return plain_login_page(state, req, &carried, None, "", StatusCode::OK);
+        return Ok(plain_login_page(
+            state,
+            req,
+            &carried,
+            None,
+            "",
+            StatusCode::OK,
+        ));
     };
     if typed.is_empty() {
-        return enter_page(state, req, StatusCode::OK, None);
+        return Ok(enter_page(state, req, StatusCode::OK, None));
     }
     confirm_page(state, req, &user, &typed).await
 }
@@ -141,7 +151,12 @@ pub async fn device_page(req: &Request, Data(state): Data<&AppState>) -> Respons
 /// The application and scopes a typed code stands for, with Approve and Deny; or the code
 /// page again. Wrong codes count per address and per user, like failed sign-ins, so codes
 /// cannot be guessed.
-async fn confirm_page(state: &AppState, req: &Request, user: &User, typed: &str) -> Response {
+async fn confirm_page(
+    state: &AppState,
+    req: &Request,
+    user: &User,
+    typed: &str,
+) -> Result<Response, PageError> {
     let now = state.clock.now();
     let throttle =
         throttle::Keys::device_code(&state.pepper, client_ip(state, req).as_deref(), &user.id);
@@ -151,7 +166,12 @@ async fn confirm_page(state: &AppState, req: &Request, user: &User, typed: &str)
             let msg = state
                 .views
                 .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
-            return enter_page(state, req, StatusCode::TOO_MANY_REQUESTS, Some(&msg));
+            return Ok(enter_page(
+                state,
+                req,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&msg),
+            ));
         }
         Err(e) => tracing::error!(error = %e, "device code throttle check failed"),
     }
@@ -170,17 +190,17 @@ async fn confirm_page(state: &AppState, req: &Request, user: &User, typed: &str)
                 tracing::error!(error = %e, "counting a wrong device code failed");
             }
             let msg = state.views.msg(Msg::DeviceCodeUnknown);
-            return enter_page(state, req, StatusCode::BAD_REQUEST, Some(msg));
+            return Ok(enter_page(state, req, StatusCode::BAD_REQUEST, Some(msg)));
         }
-        Err(e) => return failed(state, e),
+        Err(e) => return Err(failed(e)),
     };
     let client_name = match state.clients().find(&pending.client_id).await {
         Ok(Some(c)) if !c.metadata.client_name.is_empty() => c.metadata.client_name.clone(),
         Ok(_) => pending.client_id.clone(),
-        Err(e) => return failed(state, e),
+        Err(e) => return Err(failed(e)),
     };
     let scopes: Vec<&str> = pending.scope.split(' ').filter(|s| !s.is_empty()).collect();
-    form_page(
+    Ok(form_page(
         state,
         req,
         StatusCode::OK,
@@ -192,17 +212,11 @@ async fn confirm_page(state: &AppState, req: &Request, user: &User, typed: &str)
             scopes => scopes,
             email => user.email,
         },
-    )
+    ))
 }
 
-fn failed(state: &AppState, e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "the device page failed");
-    error_page(
-        state,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Msg::ErrorTitle,
-        Msg::ErrorMessage,
-    )
+fn failed(e: impl std::fmt::Display) -> PageError {
+    PageError::server("the device page", e)
 }
 
 /// Approve or Deny: answers the request once; the device learns it at its next poll.
@@ -211,22 +225,12 @@ pub async fn device_answer(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (form, session, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (form, session, user) = account_form(state, req, body).await?;
     let approve = match form.get("decision") {
         Some("allow") => true,
         Some("deny") => false,
-        _ => {
-            return error_page(
-                state,
-                StatusCode::BAD_REQUEST,
-                Msg::InvalidRequestTitle,
-                Msg::ConsentChoose,
-            );
-        }
+        _ => return Err(PageError::bad_request(Msg::ConsentChoose)),
     };
     // Answers count like lookups: wrong codes here are guesses too.
     let now = state.clock.now();
@@ -238,7 +242,12 @@ pub async fn device_answer(
             let msg = state
                 .views
                 .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
-            return enter_page(state, req, StatusCode::TOO_MANY_REQUESTS, Some(&msg));
+            return Ok(enter_page(
+                state,
+                req,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&msg),
+            ));
         }
         Err(e) => tracing::error!(error = %e, "device code throttle check failed"),
     }
@@ -247,7 +256,7 @@ pub async fn device_answer(
             tracing::error!(error = %e, "counting a wrong device code failed");
         }
         let msg = state.views.msg(Msg::DeviceCodeUnknown);
-        enter_page(state, req, StatusCode::BAD_REQUEST, Some(msg))
+        Ok(enter_page(state, req, StatusCode::BAD_REQUEST, Some(msg)))
     };
     let Some(code) = device::normalize_user_code(form.get("user_code").unwrap_or_default()) else {
         return wrong().await;
@@ -258,10 +267,7 @@ pub async fn device_answer(
         amr: session.amr.clone(),
         acr: session.acr.clone(),
     };
-    let approval = match serde_json::to_string(&approval) {
-        Ok(a) => a,
-        Err(e) => return failed(state, e),
-    };
+    let approval = serde_json::to_string(&approval).map_err(failed)?;
     let answer = approve.then_some((user.id.as_str(), approval.as_str()));
     match state
         .store
@@ -270,15 +276,15 @@ pub async fn device_answer(
     {
         Ok(true) => {
             tracing::info!(user = %user.id, approve, "device request answered");
-            form_page(
+            Ok(form_page(
                 state,
                 req,
                 StatusCode::OK,
                 "device.html",
                 minijinja::context! { done => true, approved => approve },
-            )
+            ))
         }
         Ok(false) => wrong().await,
-        Err(e) => failed(state, e),
+        Err(e) => Err(failed(e)),
     }
 }

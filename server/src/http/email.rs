@@ -10,9 +10,10 @@ use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
 use super::account::{account_failed, account_with_message};
+use super::error::PageError;
 use super::links::{TokenQuery, count_mail_request, failed, mail_allowed, unusable};
 use super::pages::{account_form, checked_form, recently_signed_in, signed_in_user};
-use super::respond::{error_page, form_page, page};
+use super::respond::{form_page, page};
 use crate::input::validate_email;
 use crate::signin::{email_link_digests, new_email_link};
 use crate::state::{AppState, secs};
@@ -20,11 +21,12 @@ use crate::store::{EMAIL_LINK_EMAIL, EMAIL_LINK_VERIFY, StoreError, email_key};
 use crate::views::Msg;
 
 #[handler]
-pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, session, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+pub async fn change(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (form, session, user) = account_form(state, req, body).await?;
     let Ok(new) = validate_email(form.get("email").unwrap_or_default()) else {
         let error = state.views.msg(Msg::InvalidEmail);
         return account_with_message(state, req, None, Some(error)).await;
@@ -134,9 +136,9 @@ pub async fn confirm_form(
     req: &Request,
     Query(q): Query<TokenQuery>,
     Data(state): Data<&AppState>,
-) -> Response {
+) -> Result<Response, PageError> {
     let Some(digests) = email_link_digests(&state.signin(), &q.token) else {
-        return unusable(state, Msg::EmailLinkUnusable);
+        return Err(unusable(Msg::EmailLinkUnusable));
     };
     let ctx = match read_link(state, req, &digests).await {
         Ok(Some(Link::Change { current, new })) => {
@@ -146,48 +148,54 @@ pub async fn confirm_form(
         Ok(Some(Link::Verify { email })) => {
             minijinja::context! { token => q.token, email => email }
         }
-        Ok(None) => return unusable(state, Msg::EmailLinkUnusable),
-        Err(e) => return failed(state, e),
+        Ok(None) => return Err(unusable(Msg::EmailLinkUnusable)),
+        Err(e) => return Err(failed(e)),
     };
-    form_page(state, req, StatusCode::OK, "email_confirm.html", ctx)
+    Ok(form_page(
+        state,
+        req,
+        StatusCode::OK,
+        "email_confirm.html",
+        ctx,
+    ))
 }
 
 #[handler]
-pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+pub async fn confirm(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let Some(digests) = email_link_digests(&state.signin(), form.get("token").unwrap_or_default())
     else {
-        return unusable(state, Msg::EmailLinkUnusable);
+        return Err(unusable(Msg::EmailLinkUnusable));
     };
     match read_link(state, req, &digests).await {
         Ok(Some(Link::SignInFirst)) => {
-            return form_page(
+            return Ok(form_page(
                 state,
                 req,
                 StatusCode::FORBIDDEN,
                 "email_confirm.html",
                 minijinja::context! { sign_in_first => true },
-            );
+            ));
         }
         Ok(Some(_)) => {}
-        Ok(None) => return unusable(state, Msg::EmailLinkUnusable),
-        Err(e) => return failed(state, e),
+        Ok(None) => return Err(unusable(Msg::EmailLinkUnusable)),
+        Err(e) => return Err(failed(e)),
     }
     let confirmed = match state.store.confirm_email(&digests, state.clock.now()).await {
         Ok(Some(c)) => c,
-        Ok(None) => return unusable(state, Msg::EmailLinkUnusable),
+        Ok(None) => return Err(unusable(Msg::EmailLinkUnusable)),
         Err(StoreError::Conflict(_)) => {
-            return error_page(
-                state,
+            return Err(PageError::new(
                 StatusCode::CONFLICT,
                 Msg::EmailTakenTitle,
                 Msg::EmailTakenMessage,
-            );
+            ));
         }
-        Err(e) => return failed(state, e),
+        Err(e) => return Err(failed(e)),
     };
     let changed = email_key(&confirmed.old) != email_key(&confirmed.new);
     if changed {
@@ -203,10 +211,10 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
         );
     }
     tracing::info!(user = %confirmed.user_id, changed, "address confirmed");
-    page(
+    Ok(page(
         state,
         StatusCode::OK,
         "email_confirm.html",
         minijinja::context! { done => true, email => confirmed.new, changed => changed },
-    )
+    ))
 }

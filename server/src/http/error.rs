@@ -1,19 +1,30 @@
-//! The errors of the protocol and API endpoints, and the one place they become HTTP: RFC 6749
-//! §5.2 JSON at the token, revocation, introspection and device authorization endpoints,
-//! RFC 6750 §3 challenges where a bearer token is presented, the RFC 9470 step-up challenge,
-//! and the resource APIs' JSON errors. Handlers return `Result<_, ApiError>` and use `?`;
-//! none builds an error body of its own. Any internal failure is logged where it happens and
-//! leaves as a bare `server_error`.
+//! The errors of every endpoint, and the one place they become HTTP.
+//!
+//! [`ApiError`]: RFC 6749 §5.2 JSON at the token, revocation, introspection and device
+//! authorization endpoints, RFC 6750 §3 challenges where a bearer token is presented, the
+//! RFC 9470 step-up challenge, and the resource APIs' JSON errors.
+//!
+//! [`PageError`]: the readable HTML error page of the pages, the way to sign-in for a browser
+//! without a session, and the small JSON answers of the pages' own scripts. Rendering the HTML
+//! needs the templates, so page errors travel out of the handler as errors and
+//! [`render_page_errors`] (middleware holding the views) turns them into pages.
+//!
+//! Handlers return `Result<_, ApiError>` or `Result<_, PageError>` and use `?`; none builds an
+//! error body of its own. Any internal failure is logged where it happens and leaves as a bare
+//! `server_error` or the generic error page.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use poem::error::ResponseError;
 use poem::http::{HeaderValue, StatusCode, header};
-use poem::{IntoResponse, Response};
+use poem::{Endpoint, IntoResponse, PathPattern, Request, Response};
 use serde_json::json;
 
 use crate::oauth::client::MetadataError;
 use crate::oauth::error::{BearerError, BearerErrorCode as B, TokenError};
+use crate::oauth::params::ParamsError;
+use crate::views::{Msg, Views};
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -201,6 +212,202 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a page answers instead of the page asked for.
+#[derive(Debug)]
+pub enum PageError {
+    /// The error page: a title and a message from the catalog.
+    Show {
+        status: StatusCode,
+        title: Msg,
+        message: Msg,
+    },
+    /// Parameters that could not be read (repeated, too long, not UTF-8, a NUL): 400, naming
+    /// the parameter.
+    Params(ParamsError),
+    /// A form whose CSRF token does not match: 403, "the form has expired".
+    FormExpired,
+    /// No signed-in session where one is needed: 303 to `location` (the account page, which
+    /// sends a signed-out browser on to sign in, or the sign-in page itself).
+    SignIn { location: &'static str },
+    /// The answer of the endpoints called by the pages' own scripts: `{"error": message}`.
+    /// The scripts show the page's own text on failure, never this one, so these are not in
+    /// `messages.toml`.
+    Script {
+        status: StatusCode,
+        message: Cow<'static, str>,
+    },
+    /// The page the handler could not show (the form again with its message, made by the page
+    /// itself): passed through as it is.
+    Page(Box<Response>),
+    /// An internal failure, already logged: the generic error page.
+    Server,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, title: Msg, message: Msg) -> Self {
+        Self::Show {
+            status,
+            title,
+            message,
+        }
+    }
+
+    /// 400 with the generic "invalid request" title.
+    pub fn bad_request(message: Msg) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Msg::InvalidRequestTitle, message)
+    }
+
+    /// 404: not the user's, or not there, the same answer for both.
+    pub fn not_found(message: Msg) -> Self {
+        Self::new(StatusCode::NOT_FOUND, Msg::NotFoundTitle, message)
+    }
+
+    /// An internal failure: the detail goes to the log only.
+    pub fn server(what: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "{what} failed");
+        Self::Server
+    }
+
+    /// Back to the account page, which sends a browser without a session on to sign in.
+    pub fn to_account() -> Self {
+        Self::SignIn {
+            location: "/account",
+        }
+    }
+
+    /// The page the handler shows instead (the form again with its message).
+    pub fn page(resp: Response) -> Self {
+        Self::Page(Box::new(resp))
+    }
+
+    pub fn script(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Script {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The response, rendered with `views`; [`render_page_errors`] calls this.
+    pub fn render(self, views: &Views) -> Response {
+        let (status, title, message) = match self {
+            Self::Show {
+                status,
+                title,
+                message,
+            } => (status, title, views.msg(message).to_owned()),
+            Self::Params(e) => (
+                StatusCode::BAD_REQUEST,
+                Msg::InvalidRequestTitle,
+                params_message(views, &e),
+            ),
+            Self::FormExpired => (
+                StatusCode::FORBIDDEN,
+                Msg::FormExpiredTitle,
+                views.msg(Msg::FormExpiredMessage).to_owned(),
+            ),
+            Self::Server => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Msg::ErrorTitle,
+                views.msg(Msg::ErrorMessage).to_owned(),
+            ),
+            Self::SignIn { location } => {
+                return Response::builder()
+                    .status(StatusCode::SEE_OTHER)
+                    .header(header::LOCATION, location)
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .finish();
+            }
+            Self::Script { status, message } => {
+                return json_no_store(status, json!({ "error": message }));
+            }
+            Self::Page(resp) => return *resp,
+        };
+        let title = views.msg(title).to_owned();
+        super::respond::page_of(
+            views,
+            status,
+            "error.html",
+            minijinja::context! { title => title, message => message },
+        )
+    }
+}
+
+/// What the user is told about parameters that could not be read.
+fn params_message(views: &Views, e: &ParamsError) -> String {
+    match e {
+        ParamsError::Repeated(name) => views.msg_with(Msg::ParamRepeated, &[("name", name)]),
+        ParamsError::TooLong(name) => views.msg_with(Msg::ParamTooLong, &[("name", name)]),
+        ParamsError::TooMany => views.msg(Msg::ParamsTooMany).to_owned(),
+        ParamsError::NotUtf8(name) => views.msg_with(Msg::ParamNotUtf8, &[("name", name)]),
+        ParamsError::Nul(name) => views.msg_with(Msg::ParamNul, &[("name", name)]),
+    }
+}
+
+impl From<ParamsError> for PageError {
+    fn from(e: ParamsError) -> Self {
+        Self::Params(e)
+    }
+}
+
+impl From<crate::store::StoreError> for PageError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::server("a store call", e)
+    }
+}
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Show { status, .. } | Self::Script { status, .. } => write!(f, "{status}"),
+            Self::Params(e) => write!(f, "unreadable parameters: {e:?}"),
+            Self::FormExpired => f.write_str("form expired"),
+            Self::SignIn { location } => write!(f, "sign in first ({location})"),
+            Self::Page(resp) => write!(f, "page ({})", resp.status()),
+            Self::Server => f.write_str("server error"),
+        }
+    }
+}
+
+impl std::error::Error for PageError {}
+
+impl ResponseError for PageError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Show { status, .. } | Self::Script { status, .. } => *status,
+            Self::Params(_) => StatusCode::BAD_REQUEST,
+            Self::FormExpired => StatusCode::FORBIDDEN,
+            Self::SignIn { .. } => StatusCode::SEE_OTHER,
+            Self::Page(resp) => resp.status(),
+            Self::Server => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Turns the [`PageError`] a page handler returned into its page; every other answer passes
+/// through untouched. The route's metrics label stays on the response.
+pub async fn render_page_errors<E: Endpoint>(
+    ep: Arc<E>,
+    req: Request,
+    views: Arc<Views>,
+) -> poem::Result<Response> {
+    match ep.call(req).await {
+        Ok(resp) => Ok(resp.into_response()),
+        Err(err) => {
+            let pattern = err.data::<PathPattern>().cloned();
+            match err.downcast::<PageError>() {
+                Ok(page) => {
+                    let mut resp = page.render(&views);
+                    if let Some(p) = pattern {
+                        resp.set_data(p);
+                    }
+                    Ok(resp)
+                }
+                Err(err) => Err(err),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +435,69 @@ mod tests {
         let resp = ApiError::server("secret detail").as_response();
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(resp.headers().get(header::WWW_AUTHENTICATE).is_none());
+    }
+
+    #[tokio::test]
+    async fn page_errors_become_pages_and_keep_their_route_label() {
+        use poem::{EndpointExt, Route, get, handler};
+
+        #[handler]
+        fn missing() -> Result<Response, PageError> {
+            Err(PageError::not_found(Msg::DeviceNotFound))
+        }
+        #[handler]
+        fn script() -> Result<Response, PageError> {
+            Err(PageError::script(
+                StatusCode::FORBIDDEN,
+                "the form has expired",
+            ))
+        }
+        #[handler]
+        fn signed_out() -> Result<Response, PageError> {
+            Err(PageError::to_account())
+        }
+        let views = Arc::new(Views::new(None).unwrap());
+        let app = Route::new()
+            .at("/things/:id", get(missing))
+            .at("/script", get(script))
+            .at("/out", get(signed_out))
+            .around(move |ep, req| render_page_errors(ep, req, views.clone()));
+        let call = |uri: &'static str| {
+            let req = Request::builder()
+                .uri(poem::http::Uri::from_static(uri))
+                .finish();
+            app.call(req)
+        };
+
+        let resp = call("/things/7").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            resp.data::<PathPattern>().map(|p| &*p.0),
+            Some("/things/:id")
+        );
+        assert!(resp.content_type().unwrap().starts_with("text/html"));
+        let html = resp.into_body().into_string().await.unwrap();
+        assert!(
+            html.contains("Not found") || html.contains("not found"),
+            "{html}"
+        );
+
+        let resp = call("/script").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        let body = resp.into_body().into_string().await.unwrap();
+        assert_eq!(body, r#"{"error":"the form has expired"}"#);
+
+        let resp = call("/out").await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(resp.headers()[header::LOCATION], "/account");
+    }
+
+    #[test]
+    fn unreadable_parameters_are_named_on_the_page() {
+        let views = Views::new(None).unwrap();
+        let resp = PageError::from(ParamsError::Repeated("scope".into())).render(&views);
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let server = PageError::server("a test", "secret detail").render(&views);
+        assert_eq!(server.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

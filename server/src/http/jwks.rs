@@ -5,16 +5,13 @@ use poem::http::{StatusCode, header};
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::server_error;
+use super::error::ApiError;
 use crate::state::AppState;
 
 #[handler]
-pub async fn jwks(req: &Request, Data(state): Data<&AppState>) -> Response {
+pub async fn jwks(req: &Request, Data(state): Data<&AppState>) -> Result<Response, ApiError> {
     let now = state.clock.now();
-    let ring = match state.keys.keyring(now).await {
-        Ok(r) => r,
-        Err(e) => return server_error(e),
-    };
+    let ring = state.keys.keyring(now).await.map_err(ApiError::server)?;
     let cache = format!(
         "public, max-age={}",
         state.config.keys.jwks_max_age.as_secs()
@@ -31,9 +28,9 @@ pub async fn jwks(req: &Request, Data(state): Data<&AppState>) -> Response {
         .header(header::ETAG, ring.etag())
         .header(header::CACHE_CONTROL, cache);
     if not_modified {
-        return builder.status(StatusCode::NOT_MODIFIED).finish();
+        return Ok(builder.status(StatusCode::NOT_MODIFIED).finish());
     }
-    builder
+    Ok(builder
         .content_type("application/jwk-set+json")
-        .body(ring.jwks_json().to_owned())
+        .body(ring.jwks_json().to_owned()))
 }

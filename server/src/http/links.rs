@@ -4,11 +4,10 @@
 use std::future::Future;
 
 use poem::Request;
-use poem::Response;
 use poem::http::StatusCode;
 
 use super::browser::client_ip;
-use super::respond::error_page;
+use super::error::PageError;
 use crate::signin::throttle;
 use crate::state::AppState;
 use crate::store::{StoreError, User};
@@ -75,22 +74,11 @@ pub struct TokenQuery {
 }
 
 /// A link that was used, expired, or never was; `message` says where to get a new one.
-pub fn unusable(state: &AppState, message: Msg) -> Response {
-    error_page(
-        state,
-        StatusCode::BAD_REQUEST,
-        Msg::LinkUnusableTitle,
-        message,
-    )
+pub fn unusable(message: Msg) -> PageError {
+    PageError::new(StatusCode::BAD_REQUEST, Msg::LinkUnusableTitle, message)
 }
 
 /// Our failure, logged; the visitor is asked to try again.
-pub fn failed(state: &AppState, error: impl std::fmt::Display) -> Response {
-    tracing::error!(%error, "a mailed link failed on our side");
-    error_page(
-        state,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Msg::ErrorTitle,
-        Msg::ErrorMessage,
-    )
+pub fn failed(error: impl std::fmt::Display) -> PageError {
+    PageError::server("a mailed link", error)
 }

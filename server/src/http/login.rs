@@ -7,8 +7,9 @@ use poem::{Request, Response, handler};
 
 use super::authorize::{load_client, login_page, run};
 use super::browser::{append_cookie, client_ip, current_session};
+use super::error::PageError;
 use super::pages::{checked_form, signed_in};
-use super::respond::{error_page, page};
+use super::respond::page;
 use crate::oauth::params::Params;
 use crate::signin::throttle;
 use crate::state::AppState;
@@ -24,11 +25,12 @@ pub async fn login_form(req: &Request, Data(state): Data<&AppState>) -> Response
 }
 
 #[handler]
-pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+pub async fn login(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let email = form.get("email").unwrap_or_default().trim().to_owned();
     let password = form.get("password").unwrap_or_default().to_owned();
     let request =
@@ -56,18 +58,11 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
         }
         Err(e) => tracing::error!(error = %e, "sign-in throttle check failed"),
     }
-    let user = match state.store.active_user_by_email(&email).await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::error!(error = %e, "user lookup failed");
-            return error_page(
-                state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Msg::ErrorTitle,
-                Msg::ErrorMessage,
-            );
-        }
-    };
+    let user = state
+        .store
+        .active_user_by_email(&email)
+        .await
+        .map_err(|e| PageError::server("the user lookup", e))?;
     let hash = match &user {
         Some(u) => state.store.password_hash(&u.id).await.ok().flatten(),
         None => None,
@@ -93,10 +88,10 @@ pub async fn login(req: &Request, body: poem::Body, Data(state): Data<&AppState>
         tracing::warn!(error = %e, "clearing the sign-in throttle failed");
     }
     if let Some(page) =
-        super::totp::second_factor_needed(state, req, &user.id, &request, PASSWORD_AMR).await
+        super::totp::second_factor_needed(state, req, &user.id, &request, PASSWORD_AMR).await?
     {
         tracing::info!(user = %user.id, "password accepted; asking for the second factor");
-        return page;
+        return Ok(page);
     }
 
     tracing::info!(user = %user.id, "signed in with a password");
@@ -121,18 +116,15 @@ pub async fn retry_page(
     message: &str,
     email: &str,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, PageError> {
     let client = match request.get("client_id") {
-        Some(id) => match load_client(state, id).await {
-            Ok(c) => c,
-            Err(resp) => return resp,
-        },
+        Some(id) => load_client(state, id).await?,
         None => None,
     };
-    match client {
+    Ok(match client {
         Some(c) => login_page(state, req, request, &c, Some(message), email, status),
         None => plain_login_page(state, req, request, Some(message), email, status),
-    }
+    })
 }
 
 /// The sign-in page on its own (no application asking); `request` is what the sign-in goes on
@@ -164,39 +156,27 @@ pub fn plain_login_page(
 }
 
 #[handler]
-pub async fn consent(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+pub async fn consent(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let now = state.clock.now();
     let Some(session) = current_session(state, req, now).await else {
-        return error_page(
-            state,
+        return Err(PageError::new(
             StatusCode::FORBIDDEN,
             Msg::SignedOutTitle,
             Msg::SignedOutMessage,
-        );
+        ));
     };
     let decision = match form.get("decision") {
         Some("allow") => true,
         Some("deny") => false,
-        _ => {
-            return error_page(
-                state,
-                StatusCode::BAD_REQUEST,
-                Msg::InvalidRequestTitle,
-                Msg::ConsentChoose,
-            );
-        }
+        _ => return Err(PageError::bad_request(Msg::ConsentChoose)),
     };
     let Ok(request) = Params::parse(form.get("request").unwrap_or_default().as_bytes()) else {
-        return error_page(
-            state,
-            StatusCode::BAD_REQUEST,
-            Msg::InvalidRequestTitle,
-            Msg::FormUnreadable,
-        );
+        return Err(PageError::bad_request(Msg::FormUnreadable));
     };
     run(state, req, request, Some(session), Some(decision), now).await
 }

@@ -15,14 +15,25 @@ use super::authorize::{is_form, load_client};
 use super::browser::{
     append_cookie, csrf_ok, csrf_token, current_session, session_cookie_name, set_cookie,
 };
-use super::respond::{error_page, page};
+use super::error::PageError;
+use super::respond::page;
 use crate::oauth::params::Params;
 use crate::state::AppState;
 use crate::views::Msg;
 
 #[handler]
-pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let bad = |msg: Msg| error_page(state, StatusCode::BAD_REQUEST, Msg::LogoutInvalidTitle, msg);
+pub async fn logout(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let bad = |msg: Msg| {
+        Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            Msg::LogoutInvalidTitle,
+            msg,
+        ))
+    };
     let raw = if req.method() == Method::POST {
         if !is_form(req) {
             return bad(Msg::LogoutPostNotForm);
@@ -38,12 +49,7 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
     let (params, confirmed) = if req.method() == Method::POST && outer.get("confirm") == Some("yes")
     {
         if !csrf_ok(state, req, outer.get("csrf_token")) {
-            return error_page(
-                state,
-                StatusCode::FORBIDDEN,
-                Msg::FormExpiredTitle,
-                Msg::FormExpiredMessage,
-            );
+            return Err(PageError::FormExpired);
         }
         match Params::parse(outer.get("request").unwrap_or_default().as_bytes()) {
             Ok(p) => (p, true),
@@ -66,10 +72,9 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
         .map(|(aud, _, _)| aud.clone())
         .or_else(|| params.get("client_id").map(str::to_owned));
     let client = match &client_id {
-        Some(id) => match load_client(state, id).await {
-            Ok(Some(c)) => Some(c),
-            Ok(None) => return bad(Msg::ClientNotRegistered),
-            Err(resp) => return resp,
+        Some(id) => match load_client(state, id).await? {
+            Some(c) => Some(c),
+            None => return bad(Msg::ClientNotRegistered),
         },
         None => None,
     };
@@ -110,19 +115,18 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
         if let Some(uri) = &redirect {
             super::respond::allow_form_redirect(&mut resp, uri);
         }
-        return resp;
+        return Ok(resp);
     }
     if let Some(s) = &session {
         let same_user = hint.as_ref().is_none_or(|(_, sub, _)| *sub == s.user_id);
         if same_user {
             if let Err(e) = state.store.revoke_session(&s.sid, now).await {
                 tracing::error!(error = %e, "ending the session failed");
-                return error_page(
-                    state,
+                return Err(PageError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     Msg::ErrorTitle,
                     Msg::ErrorPleaseTryAgain,
-                );
+                ));
             }
             tracing::info!(user = %s.user_id, "signed out");
         }
@@ -153,7 +157,7 @@ pub async fn logout(req: &Request, body: poem::Body, Data(state): Data<&AppState
         ),
     };
     append_cookie(&mut resp, Some(clear));
-    resp
+    Ok(resp)
 }
 
 /// `(client_id, sub, sid)` of a valid hint: our signature, our issuer; expiry does not matter

@@ -78,14 +78,7 @@ pub async fn refuse_bad_path<E: Endpoint>(
     if JSON_PATHS.iter().any(|p| path.starts_with(p)) {
         return Ok(super::error::ApiError::invalid("the request path is not valid").as_response());
     }
-    let title = views.msg(Msg::InvalidRequestTitle).to_owned();
-    let message = views.msg(Msg::PathUnreadable).to_owned();
-    Ok(super::respond::page_of(
-        &views,
-        StatusCode::BAD_REQUEST,
-        "error.html",
-        minijinja::context! { title => title, message => message },
-    ))
+    Ok(super::error::PageError::bad_request(Msg::PathUnreadable).render(&views))
 }
 
 pub async fn security_headers<E: Endpoint>(

@@ -151,18 +151,12 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         )
         .at("/static/:name", get(assets::asset))
         .data(state)
+        .around({
+            let views = views.clone();
+            move |ep, req| error::render_page_errors(ep, req, views.clone())
+        })
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))
         .around(move |ep, req| middleware::refuse_bad_path(ep, req, views.clone()))
         .around(move |ep, req| middleware::security_headers(ep, req, hsts))
         .around(move |ep, req| middleware::observe(ep, req, metrics.clone()))
-}
-
-/// Any internal failure leaves as a bare `server_error`; the detail goes to the log only.
-pub(crate) fn server_error(detail: impl std::fmt::Display) -> poem::Response {
-    tracing::error!(error = %detail, "internal error");
-    poem::Response::builder()
-        .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
-        .content_type("application/json")
-        .header("cache-control", "no-store")
-        .body(r#"{"error":"server_error"}"#)
 }

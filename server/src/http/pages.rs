@@ -9,7 +9,7 @@ use super::authorize::is_form;
 use super::browser::{
     client_ip, csrf_ok, current_session, session_cookie_name, set_cookie, user_agent,
 };
-use super::respond::error_page;
+use super::error::PageError;
 use crate::oauth::params::Params;
 use crate::secrets::{Purpose, SessionId, random_token};
 use crate::state::{AppState, secs};
@@ -19,32 +19,22 @@ use crate::views::Msg;
 /// The parameter that carries a user code through sign-in, back to `/device`.
 pub const CARRIED_USER_CODE: &str = "device_user_code";
 
-/// Reads a page form and checks its CSRF token; on failure, the page to show instead.
+/// Reads a page form and checks its CSRF token.
 pub async fn checked_form(
     state: &AppState,
     req: &Request,
     body: poem::Body,
-) -> Result<Params, Response> {
+) -> Result<Params, PageError> {
     let bytes = if is_form(req) {
         body.into_vec().await.ok()
     } else {
         None
     };
     let Some(form) = bytes.and_then(|b| Params::parse(&b).ok()) else {
-        return Err(error_page(
-            state,
-            StatusCode::BAD_REQUEST,
-            Msg::InvalidRequestTitle,
-            Msg::FormUnreadable,
-        ));
+        return Err(PageError::bad_request(Msg::FormUnreadable));
     };
     if !csrf_ok(state, req, form.get("csrf_token")) {
-        return Err(error_page(
-            state,
-            StatusCode::FORBIDDEN,
-            Msg::FormExpiredTitle,
-            Msg::FormExpiredMessage,
-        ));
+        return Err(PageError::FormExpired);
     }
     Ok(form)
 }
@@ -60,7 +50,7 @@ pub async fn signed_in(
     acr: &str,
     request: &Params,
     now: i64,
-) -> Response {
+) -> Result<Response, PageError> {
     if let Some(old) = current_session(state, req, now).await {
         let _ = state.store.revoke_session(&old.sid, now).await;
     }
@@ -88,13 +78,7 @@ pub async fn signed_in(
         })
         .await;
     if let Err(e) = created {
-        tracing::error!(error = %e, "creating the session failed");
-        return error_page(
-            state,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Msg::ErrorTitle,
-            Msg::ErrorMessage,
-        );
+        return Err(PageError::server("creating the session", e));
     }
     let location = if request.contains("client_id") {
         format!("/authorize?{}", request.encode())
@@ -112,12 +96,12 @@ pub async fn signed_in(
         id.expose(),
         Some(absolute),
     );
-    Response::builder()
+    Ok(Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location)
         .header(header::SET_COOKIE, cookie)
         .header(header::CACHE_CONTROL, "no-store")
-        .finish()
+        .finish())
 }
 
 /// The signed-in session and its user, if the browser has a live session.
@@ -134,17 +118,16 @@ pub async fn signed_in_user(state: &AppState, req: &Request) -> Option<(Session,
     }
 }
 
-/// A form post from the account page: CSRF-checked and from a signed-in user; otherwise the
-/// response to give instead.
+/// A form post from the account page: CSRF-checked and from a signed-in user.
 pub async fn account_form(
     state: &AppState,
     req: &Request,
     body: poem::Body,
-) -> Result<(Params, Session, User), Response> {
+) -> Result<(Params, Session, User), PageError> {
     let form = checked_form(state, req, body).await?;
     let (session, user) = signed_in_user(state, req)
         .await
-        .ok_or_else(account_redirect)?;
+        .ok_or_else(PageError::to_account)?;
     Ok((form, session, user))
 }
 

@@ -14,11 +14,12 @@ use serde_json::json;
 
 use super::account::{account_failed, account_with_message, recent_account_form};
 use super::browser::client_ip;
+use super::error::PageError;
 use super::login::retry_page;
 use super::pages::{
     account_form, account_redirect, checked_form, recently_signed_in, signed_in, signed_in_user,
 };
-use super::respond::{error_page, json_error, json_ok};
+use super::respond::json_ok;
 use crate::oauth::params::Params;
 use crate::signin::passkey::{self, PasskeyError};
 use crate::signin::throttle;
@@ -30,31 +31,41 @@ pub async fn signin_options(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(_) => return json_error(StatusCode::FORBIDDEN, "the form has expired"),
-    };
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body)
+        .await
+        .map_err(|_| expired())?;
     let email = form
         .get("email")
         .map(str::trim)
         .filter(|e| !e.is_empty() && e.len() <= 254);
     let conditional = form.get("mediation") == Some("conditional");
     match passkey::start_authentication(&state.signin(), email, conditional).await {
-        Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
-        Err(e) => {
-            tracing::error!(error = %e, "starting a passkey sign-in failed");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
-        }
+        Ok((ceremony, options)) => Ok(json_ok(
+            &json!({ "ceremony": ceremony, "options": options }),
+        )),
+        Err(e) => Err(script_failed("starting a passkey sign-in", e)),
     }
 }
 
+/// The scripts' answer to a form that has expired.
+fn expired() -> PageError {
+    PageError::script(StatusCode::FORBIDDEN, "the form has expired")
+}
+
+/// The scripts' answer to a failure on our side (logged).
+pub fn script_failed(what: &str, e: impl std::fmt::Display) -> PageError {
+    tracing::error!(error = %e, "{what} failed");
+    PageError::script(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
+}
+
 #[handler]
-pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+pub async fn signin(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let request =
         Params::parse(form.get("request").unwrap_or_default().as_bytes()).unwrap_or_default();
     let now = state.clock.now();
@@ -86,15 +97,7 @@ pub async fn signin(req: &Request, body: poem::Body, Data(state): Data<&AppState
     .await;
     let signed = match result {
         Ok(s) => s,
-        Err(PasskeyError::Store(e)) => {
-            tracing::error!(error = %e, "passkey sign-in failed on the store");
-            return error_page(
-                state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Msg::ErrorTitle,
-                Msg::ErrorMessage,
-            );
-        }
+        Err(PasskeyError::Store(e)) => return Err(PageError::server("a passkey sign-in", e)),
         Err(e) => {
             tracing::info!(reason = %e, "passkey sign-in refused");
             if let Err(e) = throttle.failed(&state.store, now).await {
@@ -114,33 +117,36 @@ pub async fn register_options(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    if checked_form(state, req, body).await.is_err() {
-        return json_error(StatusCode::FORBIDDEN, "the form has expired");
-    }
+) -> Result<Response, PageError> {
+    checked_form(state, req, body)
+        .await
+        .map_err(|_| expired())?;
     let Some((session, user)) = signed_in_user(state, req).await else {
-        return json_error(StatusCode::UNAUTHORIZED, "sign in first");
+        return Err(PageError::script(StatusCode::UNAUTHORIZED, "sign in first"));
     };
     // A new way in, which skips any second factor: only from a fresh sign-in, so a session
     // cookie stolen long after it was made cannot add the thief's passkey.
     if !recently_signed_in(state, &session) {
-        return json_error(StatusCode::FORBIDDEN, "sign in again first");
+        return Err(PageError::script(
+            StatusCode::FORBIDDEN,
+            "sign in again first",
+        ));
     }
     match passkey::start_registration(&state.signin(), &user).await {
-        Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
-        Err(e) => {
-            tracing::error!(error = %e, "starting a passkey registration failed");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
-        }
+        Ok((ceremony, options)) => Ok(json_ok(
+            &json!({ "ceremony": ceremony, "options": options }),
+        )),
+        Err(e) => Err(script_failed("starting a passkey registration", e)),
     }
 }
 
 #[handler]
-pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, _, user) = match recent_account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+pub async fn register(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (form, _, user) = recent_account_form(state, req, body).await?;
     let result = passkey::finish_registration(
         &state.signin(),
         &user.id,
@@ -152,7 +158,7 @@ pub async fn register(req: &Request, body: poem::Body, Data(state): Data<&AppSta
     match result {
         Ok(row) => {
             tracing::info!(user = %user.id, passkey = %row.id, "passkey added");
-            account_redirect()
+            Ok(account_redirect())
         }
         Err(PasskeyError::AlreadyRegistered) => {
             let error = state.views.msg(Msg::PasskeyAlreadyRegistered);
@@ -173,18 +179,15 @@ pub async fn rename(
     Path(id): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (form, _, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (form, _, user) = account_form(state, req, body).await?;
     let Some(name) = passkey::clean_name(form.get("name").unwrap_or_default()) else {
         let error = state.views.msg(Msg::PasskeyNameRequired);
         return account_with_message(state, req, None, Some(error)).await;
     };
     match state.store.rename_passkey(&user.id, &id, &name).await {
-        Ok(true) => account_redirect(),
-        Ok(false) => not_found(state),
+        Ok(true) => Ok(account_redirect()),
+        Ok(false) => Err(not_found()),
         Err(e) => account_failed(state, req, "renaming a passkey", e).await,
     }
 }
@@ -195,11 +198,8 @@ pub async fn delete(
     Path(id): Path<String>,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (_, session, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (_, session, user) = account_form(state, req, body).await?;
     let recent = recently_signed_in(state, &session);
     let has_password = matches!(state.store.password_hash(&user.id).await, Ok(Some(_)));
     // The last passkey goes only after a recent sign-in, and never when it is the only way in.
@@ -207,7 +207,7 @@ pub async fn delete(
     match state.store.delete_passkey(&user.id, &id, keep_one).await {
         Ok(true) => {
             tracing::info!(user = %user.id, passkey = %id, "passkey removed");
-            account_redirect()
+            Ok(account_redirect())
         }
         Ok(false) => {
             let owned = state
@@ -217,7 +217,7 @@ pub async fn delete(
                 .map(|all| all.iter().any(|p| p.id == id))
                 .unwrap_or(false);
             if !owned {
-                return not_found(state);
+                return Err(not_found());
             }
             let why = if !has_password {
                 Msg::PasskeyOnlyWayIn
@@ -230,11 +230,6 @@ pub async fn delete(
     }
 }
 
-fn not_found(state: &AppState) -> Response {
-    error_page(
-        state,
-        StatusCode::NOT_FOUND,
-        Msg::NotFoundTitle,
-        Msg::PasskeyNotFound,
-    )
+fn not_found() -> PageError {
+    PageError::not_found(Msg::PasskeyNotFound)
 }

@@ -6,6 +6,7 @@ use poem::{Request, Response, handler};
 
 use super::account::{account_failed, account_with_message};
 use super::browser::client_ip;
+use super::error::PageError;
 use super::pages::{account_form, recently_signed_in};
 use crate::signin::password::{self, PasswordError};
 use crate::signin::throttle;
@@ -13,11 +14,12 @@ use crate::state::AppState;
 use crate::views::Msg;
 
 #[handler]
-pub async fn change(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, session, user) = match account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+pub async fn change(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (form, session, user) = account_form(state, req, body).await?;
     let now = state.clock.now();
     let current = match state.store.password_hash(&user.id).await {
         Ok(h) => h,

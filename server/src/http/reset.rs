@@ -7,6 +7,7 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
+use super::error::PageError;
 use super::links::{
     TokenQuery, account_to_mail, after_answer, count_mail_request, failed, unusable,
 };
@@ -45,33 +46,30 @@ pub async fn reset_request(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let Ok(email) = validate_email(form.get("email").unwrap_or_default()) else {
-        return request_page(
+        return Ok(request_page(
             state,
             req,
             StatusCode::BAD_REQUEST,
             false,
             Some(state.views.msg(Msg::InvalidEmail)),
-        );
+        ));
     };
     if let Err(wait) = count_mail_request(state, req).await {
-        return request_page(
+        return Ok(request_page(
             state,
             req,
             StatusCode::TOO_MANY_REQUESTS,
             false,
             Some(&wait),
-        );
+        ));
     }
     after_answer(state, "password reset", |state| async move {
         send_reset_link(&state, &email).await
     });
-    request_page(state, req, StatusCode::OK, true, None)
+    Ok(request_page(state, req, StatusCode::OK, true, None))
 }
 
 /// Mails a reset link to `email` if an enabled account uses it; nothing otherwise.
@@ -137,43 +135,44 @@ pub async fn confirm_form(
     req: &Request,
     Query(q): Query<TokenQuery>,
     Data(state): Data<&AppState>,
-) -> Response {
+) -> Result<Response, PageError> {
     match live_link(state, &q.token).await {
-        Ok(true) => confirm_page(state, req, &q.token, StatusCode::OK, None),
-        Ok(false) => unusable(state, Msg::ResetLinkUnusable),
-        Err(e) => failed(state, e),
+        Ok(true) => Ok(confirm_page(state, req, &q.token, StatusCode::OK, None)),
+        Ok(false) => Err(unusable(Msg::ResetLinkUnusable)),
+        Err(e) => Err(failed(e)),
     }
 }
 
 #[handler]
-pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+pub async fn confirm(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let token = form.get("token").unwrap_or_default().to_owned();
     // Checked before hashing, so a dead link costs no argon2 time.
     match live_link(state, &token).await {
         Ok(true) => {}
-        Ok(false) => return unusable(state, Msg::ResetLinkUnusable),
-        Err(e) => return failed(state, e),
+        Ok(false) => return Err(unusable(Msg::ResetLinkUnusable)),
+        Err(e) => return Err(failed(e)),
     }
     let new = form.get("new_password").unwrap_or_default().to_owned();
     let hash = match state.hash_password(new).await {
         Ok(h) => h,
-        Err(PasswordError::Hash) => return failed(state, "argon2"),
+        Err(PasswordError::Hash) => return Err(failed("argon2")),
         Err(e) => {
-            return confirm_page(
+            return Ok(confirm_page(
                 state,
                 req,
                 &token,
                 StatusCode::BAD_REQUEST,
                 Some(state.views.msg(password::advice(&e))),
-            );
+            ));
         }
     };
     let Some(digests) = crate::signin::email_link_digests(&state.signin(), &token) else {
-        return unusable(state, Msg::ResetLinkUnusable);
+        return Err(unusable(Msg::ResetLinkUnusable));
     };
     match state
         .store
@@ -182,14 +181,14 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
     {
         Ok(Some(user_id)) => {
             tracing::info!(user = %user_id, "password reset by email link");
-            page(
+            Ok(page(
                 state,
                 StatusCode::OK,
                 "reset_confirm.html",
                 minijinja::context! { done => true },
-            )
+            ))
         }
-        Ok(None) => unusable(state, Msg::ResetLinkUnusable),
-        Err(e) => failed(state, e),
+        Ok(None) => Err(unusable(Msg::ResetLinkUnusable)),
+        Err(e) => Err(failed(e)),
     }
 }

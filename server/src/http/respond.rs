@@ -3,7 +3,6 @@
 use poem::Response;
 use poem::http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::oauth::authorize::{
     ResponseMode, VerifiedRedirect, error_params, query_redirect_url, success_params,
@@ -55,41 +54,12 @@ pub fn page_of(views: &Views, status: StatusCode, template: &str, ctx: impl Seri
     }
 }
 
-/// A readable HTML error page: for anything a browser shows, never a redirect.
-pub fn error_page(state: &AppState, status: StatusCode, title: Msg, message: Msg) -> Response {
-    error_page_text(state, status, title, state.views.msg(message))
-}
-
-/// An error page whose message is already made (a message with its placeholders filled in).
-pub fn error_page_text(
-    state: &AppState,
-    status: StatusCode,
-    title: Msg,
-    message: &str,
-) -> Response {
-    let title = state.views.msg(title);
-    page(
-        state,
-        status,
-        "error.html",
-        minijinja::context! { title => title, message => message },
-    )
-}
-
 fn json_no_store(status: StatusCode) -> poem::ResponseBuilder {
     Response::builder()
         .status(status)
         .content_type("application/json")
         .header(header::CACHE_CONTROL, "no-store")
         .header(header::PRAGMA, "no-cache")
-}
-
-/// A JSON error for the page scripts' endpoints: `{"error": message}`. The scripts show the
-/// page's own text on failure, never this one, so these are not in `messages.toml`.
-pub fn json_error(status: StatusCode, message: &str) -> Response {
-    let mut resp = json_ok(&json!({ "error": message }));
-    resp.set_status(status);
-    resp
 }
 
 pub fn json_ok(body: &impl Serialize) -> Response {

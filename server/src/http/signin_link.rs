@@ -10,11 +10,12 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
+use super::error::PageError;
 use super::links::{
     TokenQuery, account_to_mail, after_answer, count_mail_request, failed, unusable,
 };
 use super::pages::{checked_form, signed_in};
-use super::respond::{error_page, form_page};
+use super::respond::form_page;
 use crate::input::validate_email;
 use crate::oauth::params::Params;
 use crate::signin::{email_link_digests, new_email_link};
@@ -25,13 +26,13 @@ use crate::views::Msg;
 /// The `amr` value of a sign-in by mailed link (not in the RFC 8176 registry).
 pub const EMAIL_AMR: &str = "email";
 
-fn not_offered(state: &AppState) -> Response {
-    error_page(
-        state,
-        StatusCode::NOT_FOUND,
-        Msg::NotFoundTitle,
-        Msg::SigninLinksOff,
-    )
+/// Sign-in links are off: the pages are not there.
+fn offered(state: &AppState) -> Result<(), PageError> {
+    if state.config.signin.email_links {
+        Ok(())
+    } else {
+        Err(PageError::not_found(Msg::SigninLinksOff))
+    }
 }
 
 fn link_page(
@@ -48,14 +49,9 @@ pub async fn request_link(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    if !state.config.signin.email_links {
-        return not_offered(state);
-    }
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
+    offered(state)?;
+    let form = checked_form(state, req, body).await?;
     let request = form.get("request").unwrap_or_default().to_owned();
     let Ok(email) = validate_email(form.get("email").unwrap_or_default()) else {
         return super::login::retry_page(
@@ -69,23 +65,23 @@ pub async fn request_link(
         .await;
     };
     if let Err(wait) = count_mail_request(state, req).await {
-        return link_page(
+        return Ok(link_page(
             state,
             req,
             StatusCode::TOO_MANY_REQUESTS,
             minijinja::context! { error => wait },
-        );
+        ));
     }
     after_answer(state, "sign-in link", |state| async move {
         send_link(&state, &email, &request).await
     });
     let minutes = secs(state.config.mail.signin_link_lifetime) / 60;
-    link_page(
+    Ok(link_page(
         state,
         req,
         StatusCode::OK,
         minijinja::context! { sent => true, minutes => minutes },
-    )
+    ))
 }
 
 /// Mails a sign-in link to `email` if an enabled account uses it; nothing otherwise.
@@ -127,12 +123,10 @@ pub async fn confirm_form(
     req: &Request,
     Query(q): Query<TokenQuery>,
     Data(state): Data<&AppState>,
-) -> Response {
-    if !state.config.signin.email_links {
-        return not_offered(state);
-    }
+) -> Result<Response, PageError> {
+    offered(state)?;
     let Some(digests) = email_link_digests(&state.signin(), &q.token) else {
-        return unusable(state, Msg::ResetLinkUnusable);
+        return Err(unusable(Msg::ResetLinkUnusable));
     };
     match state
         .store
@@ -156,7 +150,7 @@ pub async fn confirm_form(
                 },
                 None => None,
             };
-            link_page(
+            Ok(link_page(
                 state,
                 req,
                 StatusCode::OK,
@@ -166,40 +160,39 @@ pub async fn confirm_form(
                     email => link.email,
                     client => client,
                 },
-            )
+            ))
         }
-        Ok(None) => unusable(state, Msg::ResetLinkUnusable),
-        Err(e) => failed(state, e),
+        Ok(None) => Err(unusable(Msg::ResetLinkUnusable)),
+        Err(e) => Err(failed(e)),
     }
 }
 
 #[handler]
-pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    if !state.config.signin.email_links {
-        return not_offered(state);
-    }
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+pub async fn confirm(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    offered(state)?;
+    let form = checked_form(state, req, body).await?;
     let Some(digests) = email_link_digests(&state.signin(), form.get("token").unwrap_or_default())
     else {
-        return unusable(state, Msg::ResetLinkUnusable);
+        return Err(unusable(Msg::ResetLinkUnusable));
     };
     let now = state.clock.now();
     let (user_id, request) = match state.store.use_signin_link(&digests, now).await {
         Ok(Some(used)) => used,
-        Ok(None) => return unusable(state, Msg::ResetLinkUnusable),
-        Err(e) => return failed(state, e),
+        Ok(None) => return Err(unusable(Msg::ResetLinkUnusable)),
+        Err(e) => return Err(failed(e)),
     };
     let request = request
         .and_then(|r| Params::parse(r.as_bytes()).ok())
         .unwrap_or_default();
     if let Some(page) =
-        super::totp::second_factor_needed(state, req, &user_id, &request, EMAIL_AMR).await
+        super::totp::second_factor_needed(state, req, &user_id, &request, EMAIL_AMR).await?
     {
         tracing::info!(user = %user_id, "sign-in link used; asking for the second factor");
-        return page;
+        return Ok(page);
     }
     tracing::info!(user = %user_id, "signed in with a mailed link");
     signed_in(

@@ -12,9 +12,11 @@ use poem::{Request, Response, handler};
 use serde_json::json;
 
 use super::browser::{append_cookie, client_ip, csrf_token};
+use super::error::PageError;
 use super::links::{after_answer, count_mail_request, mail_allowed};
 use super::pages::{checked_form, signed_in};
-use super::respond::{error_page, form_page, json_error, json_ok, page};
+use super::passkeys::script_failed;
+use super::respond::{form_page, json_ok, page};
 use crate::config::SignupPolicy;
 use crate::input::validate_email;
 use crate::oauth::params::Params;
@@ -102,19 +104,22 @@ fn signup_page(
     resp
 }
 
-fn refused(state: &AppState, why: Msg) -> Response {
-    error_page(state, StatusCode::FORBIDDEN, Msg::SignupRefusedTitle, why)
+fn refused(why: Msg) -> PageError {
+    PageError::new(StatusCode::FORBIDDEN, Msg::SignupRefusedTitle, why)
 }
 
 #[handler]
-pub async fn signup_form(req: &Request, Data(state): Data<&AppState>) -> Response {
+pub async fn signup_form(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
     let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes()).unwrap_or_default();
     let token = query.get("invite").unwrap_or_default();
     if token.is_empty() && state.config.signup.policy == SignupPolicy::Open {
-        return email_page(state, req, StatusCode::OK, false, None);
+        return Ok(email_page(state, req, StatusCode::OK, false, None));
     }
     match invite_for(state, req, token).await {
-        Ok(invite) => signup_page(
+        Ok(invite) => Ok(signup_page(
             state,
             req,
             invite.as_ref(),
@@ -125,8 +130,8 @@ pub async fn signup_form(req: &Request, Data(state): Data<&AppState>) -> Respons
                 error: None,
             },
             StatusCode::OK,
-        ),
-        Err(why) => refused(state, why),
+        )),
+        Err(why) => Err(refused(why)),
     }
 }
 
@@ -156,36 +161,33 @@ pub async fn signup_email(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     if state.config.signup.policy != SignupPolicy::Open {
-        return refused(state, Msg::InviteOnly);
+        return Err(refused(Msg::InviteOnly));
     }
     let Ok(email) = validate_email(form.get("email").unwrap_or_default()) else {
-        return email_page(
+        return Ok(email_page(
             state,
             req,
             StatusCode::BAD_REQUEST,
             false,
             Some(state.views.msg(Msg::InvalidEmail)),
-        );
+        ));
     };
     if let Err(wait) = count_mail_request(state, req).await {
-        return email_page(
+        return Ok(email_page(
             state,
             req,
             StatusCode::TOO_MANY_REQUESTS,
             false,
             Some(&wait),
-        );
+        ));
     }
     after_answer(state, "open sign-up", |state| async move {
         send_signup_link(&state, &email).await
     });
-    email_page(state, req, StatusCode::OK, true, None)
+    Ok(email_page(state, req, StatusCode::OK, true, None))
 }
 
 async fn send_signup_link(state: &AppState, email: &str) -> Result<(), crate::store::StoreError> {
@@ -235,46 +237,47 @@ pub async fn signup_options(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
+) -> Result<Response, PageError> {
     let Ok(form) = checked_form(state, req, body).await else {
-        return json_error(StatusCode::FORBIDDEN, "the form has expired");
+        return Err(PageError::script(
+            StatusCode::FORBIDDEN,
+            "the form has expired",
+        ));
     };
     let invite = match invite_for(state, req, form.get("invite").unwrap_or_default()).await {
         Ok(i) => i,
-        Err(why) => return json_error(StatusCode::FORBIDDEN, state.views.msg(why)),
+        Err(why) => {
+            let message = state.views.msg(why).to_owned();
+            return Err(PageError::script(StatusCode::FORBIDDEN, message));
+        }
     };
     let email = match invite.as_ref().and_then(|i| i.email.clone()) {
         Some(bound) => bound,
-        None => match validate_email(form.get("email").unwrap_or_default()) {
-            Ok(e) => e,
-            Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
-        },
+        None => validate_email(form.get("email").unwrap_or_default())
+            .map_err(|why| PageError::script(StatusCode::BAD_REQUEST, why))?,
     };
     let name = clean_name(form.get("name").unwrap_or_default());
     match passkey::start_signup(&state.signin(), &email, name.as_deref()).await {
-        Ok((ceremony, options)) => json_ok(&json!({ "ceremony": ceremony, "options": options })),
-        Err(e) => {
-            tracing::error!(error = %e, "starting a sign-up passkey failed");
-            json_error(StatusCode::INTERNAL_SERVER_ERROR, "try again later")
-        }
+        Ok((ceremony, options)) => Ok(json_ok(
+            &json!({ "ceremony": ceremony, "options": options }),
+        )),
+        Err(e) => Err(script_failed("starting a sign-up passkey", e)),
     }
 }
 
 #[handler]
-pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+pub async fn signup(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let token = form.get("invite").unwrap_or_default();
-    let invite = match invite_for(state, req, token).await {
-        Ok(i) => i,
-        Err(why) => return refused(state, why),
-    };
+    let invite = invite_for(state, req, token).await.map_err(refused)?;
     let typed_email = form.get("email").unwrap_or_default();
     let typed_name = form.get("name").unwrap_or_default();
     let again = |error: Msg, status: StatusCode| {
-        signup_page(
+        Ok(signup_page(
             state,
             req,
             invite.as_ref(),
@@ -285,7 +288,7 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
                 error: Some(state.views.msg(error)),
             },
             status,
-        )
+        ))
     };
     let id = random_token(16);
     let ceremony = form.get("ceremony").unwrap_or_default();
@@ -358,7 +361,7 @@ pub async fn signup(req: &Request, body: poem::Body, Data(state): Data<&AppState
             return again(Msg::InviteOtherEmail, StatusCode::BAD_REQUEST);
         }
         Err(AccountError::Invite) => {
-            return refused(state, Msg::InviteUnusable);
+            return Err(refused(Msg::InviteUnusable));
         }
         Err(AccountError::PasskeyTaken) => {
             return again(Msg::SignupPasskeyTaken, StatusCode::CONFLICT);

@@ -7,9 +7,10 @@ use poem::{Request, Response, handler};
 
 use super::account::{account_failed, account_with_message, recent_account_form};
 use super::browser::client_ip;
+use super::error::PageError;
 use super::pages::account_redirect;
 use super::pages::{checked_form, signed_in};
-use super::respond::{error_page, form_page};
+use super::respond::form_page;
 use crate::oauth::params::Params;
 use crate::signin::totp::{self, Enrolment, TotpError};
 use crate::signin::{ceremony, throttle};
@@ -59,13 +60,14 @@ fn recovery_codes_page(state: &AppState, req: &Request, codes: &[String]) -> Res
 }
 
 #[handler]
-pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (_, _, user) = match recent_account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+pub async fn setup(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (_, _, user) = recent_account_form(state, req, body).await?;
     match totp::start_enrolment(&state.signin(), &user.id, &user.email).await {
-        Ok(enrolment) => setup_page(state, req, &enrolment, None),
+        Ok(enrolment) => Ok(setup_page(state, req, &enrolment, None)),
         Err(TotpError::AlreadyEnabled) => {
             let error = state.views.msg(Msg::TotpAlreadyEnabled);
             account_with_message(state, req, None, Some(error)).await
@@ -75,23 +77,24 @@ pub async fn setup(req: &Request, body: poem::Body, Data(state): Data<&AppState>
 }
 
 #[handler]
-pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (form, _, user) = match recent_account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+pub async fn confirm(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (form, _, user) = recent_account_form(state, req, body).await?;
     let code = form.get("code").unwrap_or_default();
     match totp::verify(&state.signin(), &user.id, code, true).await {
         Ok(true) => {}
         Ok(false) => {
             return match totp::pending_enrolment(&state.signin(), &user.id, &user.email).await {
-                Ok(enrolment) => setup_page(
+                Ok(enrolment) => Ok(setup_page(
                     state,
                     req,
                     &enrolment,
                     Some(state.views.msg(Msg::WrongTotpCode)),
-                ),
-                Err(TotpError::NotEnrolling) => account_redirect(),
+                )),
+                Err(TotpError::NotEnrolling) => Ok(account_redirect()),
                 Err(e) => account_failed(state, req, "showing TOTP enrolment", e).await,
             };
         }
@@ -99,17 +102,18 @@ pub async fn confirm(req: &Request, body: poem::Body, Data(state): Data<&AppStat
     }
     tracing::info!(user = %user.id, "authenticator app set up");
     match totp::new_recovery_codes(&state.signin(), &user.id).await {
-        Ok(codes) => recovery_codes_page(state, req, &codes),
+        Ok(codes) => Ok(recovery_codes_page(state, req, &codes)),
         Err(e) => account_failed(state, req, "making recovery codes", e).await,
     }
 }
 
 #[handler]
-pub async fn disable(req: &Request, body: poem::Body, Data(state): Data<&AppState>) -> Response {
-    let (_, _, user) = match recent_account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+pub async fn disable(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (_, _, user) = recent_account_form(state, req, body).await?;
     match state.store.delete_totp(&user.id).await {
         Ok(_) => {
             tracing::info!(user = %user.id, "authenticator app turned off");
@@ -125,20 +129,17 @@ pub async fn regenerate_codes(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let (_, _, user) = match recent_account_form(state, req, body).await {
-        Ok(a) => a,
-        Err(resp) => return resp,
-    };
+) -> Result<Response, PageError> {
+    let (_, _, user) = recent_account_form(state, req, body).await?;
     match state.store.totp_enabled(&user.id).await {
         Ok(true) => {}
-        Ok(false) => return account_redirect(),
+        Ok(false) => return Ok(account_redirect()),
         Err(e) => return account_failed(state, req, "making recovery codes", e).await,
     }
     match totp::new_recovery_codes(&state.signin(), &user.id).await {
         Ok(codes) => {
             tracing::info!(user = %user.id, "recovery codes replaced");
-            recovery_codes_page(state, req, &codes)
+            Ok(recovery_codes_page(state, req, &codes))
         }
         Err(e) => account_failed(state, req, "making recovery codes", e).await,
     }
@@ -161,30 +162,32 @@ pub async fn second_factor_needed(
     user_id: &str,
     request: &Params,
     first: &'static str,
-) -> Option<Response> {
+) -> Result<Option<Response>, PageError> {
     match state.store.totp_enabled(user_id).await {
-        Ok(false) => return None,
+        Ok(false) => return Ok(None),
         Ok(true) => {}
-        Err(e) => return Some(failed(state, "checking for TOTP", e)),
+        Err(e) => return Err(failed("checking for TOTP", e)),
     }
     let pending = Pending {
         request: request.encode(),
         first: first.to_owned(),
     };
     match ceremony::create(&state.signin(), SECOND_FACTOR, Some(user_id), &pending).await {
-        Ok(id) => Some(second_factor_page(state, req, &id, None, StatusCode::OK)),
-        Err(e) => Some(failed(state, "starting the second step", e)),
+        Ok(id) => Ok(Some(second_factor_page(
+            state,
+            req,
+            &id,
+            None,
+            StatusCode::OK,
+        ))),
+        Err(e) => Err(failed("starting the second step", e)),
     }
 }
 
-fn failed(state: &AppState, action: &str, error: impl std::fmt::Display) -> Response {
+/// A sign-in that failed on our side: logged, the generic error page.
+fn failed(action: &str, error: impl std::fmt::Display) -> PageError {
     tracing::error!(%error, action, "sign-in failed on our side");
-    error_page(
-        state,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Msg::ErrorTitle,
-        Msg::ErrorMessage,
-    )
+    PageError::Server
 }
 
 fn second_factor_page(
@@ -203,9 +206,8 @@ fn second_factor_page(
     )
 }
 
-fn expired(state: &AppState) -> Response {
-    error_page(
-        state,
+fn expired() -> PageError {
+    PageError::new(
         StatusCode::BAD_REQUEST,
         Msg::SecondFactorExpiredTitle,
         Msg::SecondFactorExpiredMessage,
@@ -242,19 +244,16 @@ pub async fn second_factor(
     req: &Request,
     body: poem::Body,
     Data(state): Data<&AppState>,
-) -> Response {
-    let form = match checked_form(state, req, body).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<Response, PageError> {
+    let form = checked_form(state, req, body).await?;
     let id = form.get("pending").unwrap_or_default();
     let pending = match ceremony::peek(&state.signin(), id, &[SECOND_FACTOR]).await {
         Ok(Some(c)) => c,
-        Ok(None) => return expired(state),
-        Err(e) => return failed(state, "reading the second step", e),
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(failed("reading the second step", e)),
     };
     let Some(user_id) = pending.user_id else {
-        return expired(state);
+        return Err(expired());
     };
     let now = state.clock.now();
     let throttle =
@@ -265,7 +264,13 @@ pub async fn second_factor(
             let msg = state
                 .views
                 .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
-            return second_factor_page(state, req, id, Some(&msg), StatusCode::TOO_MANY_REQUESTS);
+            return Ok(second_factor_page(
+                state,
+                req,
+                id,
+                Some(&msg),
+                StatusCode::TOO_MANY_REQUESTS,
+            ));
         }
         Err(e) => tracing::error!(error = %e, "second-factor throttle check failed"),
     }
@@ -297,26 +302,32 @@ pub async fn second_factor(
             } else {
                 Msg::WrongRecoveryCode
             });
-            return second_factor_page(state, req, id, Some(msg), StatusCode::UNAUTHORIZED);
+            return Ok(second_factor_page(
+                state,
+                req,
+                id,
+                Some(msg),
+                StatusCode::UNAUTHORIZED,
+            ));
         }
-        Err(e) => return failed(state, "checking the second factor", e),
+        Err(e) => return Err(failed("checking the second factor", e)),
     }
     // The step is used once: a second submission of the same form finds nothing.
     let pending = match ceremony::take(&state.signin(), id, &[SECOND_FACTOR]).await {
         Ok(Some(c)) => c,
-        Ok(None) => return expired(state),
-        Err(e) => return failed(state, "finishing the second step", e),
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(failed("finishing the second step", e)),
     };
     if let Err(e) = throttle.succeeded(&state.store).await {
         tracing::warn!(error = %e, "clearing the second-factor throttle failed");
     }
     match state.store.active_user(&user_id).await {
         Ok(Some(_)) => {}
-        Ok(None) => return expired(state),
-        Err(e) => return failed(state, "loading the user", e),
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(failed("loading the user", e)),
     }
     let Ok(pending) = serde_json::from_str::<Pending>(&pending.state) else {
-        return expired(state);
+        return Err(expired());
     };
     let request = Params::parse(pending.request.as_bytes()).unwrap_or_default();
     let first = if pending.first == "email" {
