@@ -188,8 +188,17 @@ async fn invalid_metadata_gets_the_rfc7591_error_codes() {
 
 #[tokio::test]
 async fn rfc7592_read_update_delete_with_the_registration_access_token() {
+    for db in TestDb::all().await {
+        rfc7592_read_update_delete(db).await;
+    }
+}
+
+/// RFC 7592 §3 / OIDC Registration §3.2: every read and update answers the client's
+/// `registration_client_uri` and a new `registration_access_token` (only digests are stored,
+/// so the one in use cannot be answered again); the token it replaces stops working at once.
+async fn rfc7592_read_update_delete(db: TestDb) {
     let env = Env::new(
-        TestDb::sqlite(),
+        db,
         "[registration]\npolicy = \"open\"\n[tokens]\nresources = [\"https://api.example.com\"]",
     );
     let server = Server::start(env.config()).await;
@@ -202,26 +211,31 @@ async fn rfc7592_read_update_delete_with_the_registration_access_token() {
     .json()
     .await
     .unwrap();
-    let uri = c["registration_client_uri"]
-        .as_str()
-        .unwrap()
-        .replace(server.state.config.issuer.as_str(), &server.base);
-    let rat = c["registration_access_token"].as_str().unwrap();
+    let registered_uri = c["registration_client_uri"].as_str().unwrap().to_owned();
+    let uri = registered_uri.replace(server.state.config.issuer.as_str(), &server.base);
+    let first = c["registration_access_token"].as_str().unwrap().to_owned();
     let client_id = c["client_id"].as_str().unwrap();
 
-    let r = http().get(&uri).bearer_auth(rat).send().await.unwrap();
+    let r = http().get(&uri).bearer_auth(&first).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
     let read: Value = r.json().await.unwrap();
     assert_eq!(read["client_name"], "Before");
     assert!(read.get("client_secret").is_none());
+    assert_eq!(read["registration_client_uri"], registered_uri.as_str());
+    let second = read["registration_access_token"]
+        .as_str()
+        .expect("the read answer carries a registration_access_token")
+        .to_owned();
+    assert_ne!(second, first, "a new token replaces the one used");
+    let status = |r: reqwest::Response| r.status();
     assert_eq!(
-        http()
-            .get(&uri)
-            .bearer_auth("wrong")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(http().get(&uri).bearer_auth(&first).send().await.unwrap()),
+        401,
+        "the replaced token stops working"
+    );
+    assert_eq!(
+        status(http().get(&uri).bearer_auth("wrong").send().await.unwrap()),
         401
     );
 
@@ -240,7 +254,7 @@ async fn rfc7592_read_update_delete_with_the_registration_access_token() {
     .unwrap();
     let r = http()
         .put(&uri)
-        .bearer_auth(rat)
+        .bearer_auth(&second)
         .json(&json!({"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "After", "resources": []}))
         .send()
         .await
@@ -249,15 +263,26 @@ async fn rfc7592_read_update_delete_with_the_registration_access_token() {
     let updated: Value = r.json().await.unwrap();
     assert_eq!(updated["client_name"], "After");
     assert_eq!(updated["resources"], json!(["https://api.example.com"]));
+    assert_eq!(updated["registration_client_uri"], registered_uri.as_str());
+    let third = updated["registration_access_token"]
+        .as_str()
+        .expect("the update answer carries a registration_access_token")
+        .to_owned();
+    assert_ne!(third, second);
+    assert_eq!(
+        status(http().get(&uri).bearer_auth(&second).send().await.unwrap()),
+        401
+    );
     // set-resources names a client that exists.
     let e = env
         .cli(&["client", "set-resources", "no-such-client"], "")
         .await
         .unwrap_err();
     assert!(e.contains("no client"), "{e}");
+    // A refused update keeps the token it was sent with.
     let r = http()
         .put(&uri)
-        .bearer_auth(rat)
+        .bearer_auth(&third)
         .json(&json!({"client_id": "someone-else", "redirect_uris": [REDIRECT]}))
         .send()
         .await
@@ -265,23 +290,18 @@ async fn rfc7592_read_update_delete_with_the_registration_access_token() {
     assert_eq!(r.status(), 400);
 
     assert_eq!(
-        http()
-            .delete(&uri)
-            .bearer_auth(rat)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(
+            http()
+                .delete(&uri)
+                .bearer_auth(&third)
+                .send()
+                .await
+                .unwrap()
+        ),
         204
     );
     assert_eq!(
-        http()
-            .get(&uri)
-            .bearer_auth(rat)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(http().get(&uri).bearer_auth(&third).send().await.unwrap()),
         401
     );
     let r = browser()

@@ -1,6 +1,8 @@
 //! Dynamic client registration (RFC 7591) at `/register`, and the client configuration
 //! endpoint (RFC 7592) at `/register/{client_id}`, guarded by the client's registration access
 //! token. Registration needs an initial access token unless `registration.policy = "open"`.
+//! Every read and update answers a new registration access token (RFC 7592 §3): only its
+//! digest is stored, so the token in use cannot be answered again.
 
 use poem::http::{StatusCode, header};
 use poem::web::{Data, Path};
@@ -172,13 +174,14 @@ fn not_this_client() -> ApiError {
     )
 }
 
-/// The client named in the path, if the request carries its registration access token.
-/// Every failure is the same 401, so the answer does not tell which clients exist.
+/// The client named in the path and the stored digest of its registration access token, if
+/// the request carries that token. Every failure is the same 401, so the answer does not tell
+/// which clients exist.
 async fn authorized(
     req: &Request,
     state: &AppState,
     client_id: &str,
-) -> Result<crate::oauth::client::Client, ApiError> {
+) -> Result<(crate::oauth::client::Client, String), ApiError> {
     gate_closed(req, state).await?;
     let token = presented_token(req, None)?.ok_or(ApiError::NoToken)?;
     let Some(stored) = state.store.registration_token_digest(client_id).await? else {
@@ -192,11 +195,43 @@ async fn authorized(
         count_gate_failure(req, state).await;
         return Err(not_this_client());
     }
-    state
+    let client = state
         .clients()
         .find(client_id)
         .await?
-        .ok_or_else(not_this_client)
+        .ok_or_else(not_this_client)?;
+    Ok((client, stored))
+}
+
+/// The client configuration response (RFC 7592 §3), with a new registration access token:
+/// only a digest of the token is stored, so the one in use cannot be answered again. The
+/// token is replaced, and `metadata` (for an update) saved, in one statement; the old token
+/// stops working at once.
+async fn configuration_response(
+    state: &AppState,
+    client_id: &str,
+    old_digest: &str,
+    metadata: &ClientMetadata,
+    stored_metadata: Option<&str>,
+    created_at: i64,
+) -> Result<Response, ApiError> {
+    let token = random_token(32);
+    let digest = state
+        .pepper
+        .digest(Purpose::RegistrationAccessToken, token.as_bytes());
+    let now = state.clock.now();
+    if !state
+        .store
+        .rotate_registration_token(client_id, old_digest, &digest, stored_metadata, now)
+        .await?
+    {
+        return Err(not_this_client());
+    }
+    let mut out = described(state, client_id, metadata, created_at);
+    if let Some(o) = out.as_object_mut() {
+        o.insert("registration_access_token".into(), json!(token));
+    }
+    Ok(json_response(StatusCode::OK, &out))
 }
 
 #[handler]
@@ -205,16 +240,13 @@ pub async fn read(
     Path(client_id): Path<String>,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    let client = authorized(req, state, &client_id).await?;
+    let (client, digest) = authorized(req, state, &client_id).await?;
     let created = state
         .store
         .client_by_id(&client_id)
         .await?
         .map_or(0, |c| c.created_at);
-    Ok(json_response(
-        StatusCode::OK,
-        &described(state, &client_id, &client.metadata, created),
-    ))
+    configuration_response(state, &client_id, &digest, &client.metadata, None, created).await
 }
 
 #[handler]
@@ -224,7 +256,7 @@ pub async fn update(
     body: poem::Body,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    let client = authorized(req, state, &client_id).await?;
+    let (client, digest) = authorized(req, state, &client_id).await?;
     if !is_json(req) {
         return Err(bad_metadata("the body must be application/json"));
     }
@@ -267,21 +299,19 @@ pub async fn update(
             "a client cannot change between public and confidential; register a new one",
         ));
     }
-    let now = state.clock.now();
     let stored = serde_json::to_string(&metadata).map_err(ApiError::server)?;
-    // Deleted meanwhile: the same 401 as for any client the token is not valid for.
-    if !state
-        .store
-        .update_client_metadata(&client_id, &stored, now)
-        .await?
-    {
-        return Err(not_this_client());
-    }
+    // Deleted or rotated meanwhile: the same 401 as for any client the token is not valid for.
+    let resp = configuration_response(
+        state,
+        &client_id,
+        &digest,
+        &metadata,
+        Some(&stored),
+        row.created_at,
+    )
+    .await;
     state.client_cache.forget(&client_id);
-    Ok(json_response(
-        StatusCode::OK,
-        &described(state, &client_id, &metadata, row.created_at),
-    ))
+    resp
 }
 
 #[handler]

@@ -97,6 +97,33 @@ impl Store {
         })
     }
 
+    /// RFC 7592 §3: replaces the registration access token whose digest is `old` by `new`,
+    /// and the metadata too when given, in one statement. False when the client is gone or
+    /// its token has changed meanwhile (another read or update rotated it first): of two
+    /// requests racing with the same token, one gets the new token, the other a 401.
+    pub async fn rotate_registration_token(
+        &self,
+        client_id: &str,
+        old: &str,
+        new: &str,
+        metadata: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET registration_token_digest = $1, \
+             metadata = COALESCE($2, metadata), updated_at = $3 \
+             WHERE client_id = $4 AND registration_token_digest = $5",
+        )
+        .bind(new)
+        .bind(metadata)
+        .bind(now)
+        .bind(client_id)
+        .bind(old)
+        .execute_w(self)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Replaces a client's metadata; false when there is no such client (any more).
     pub async fn update_client_metadata(
         &self,
