@@ -281,6 +281,21 @@ pub async fn signed_in_browser(server: &Server, email: &str) -> reqwest::Client 
     b
 }
 
+/// Signs the browser out from the account page. Forms shown before its sign-in carry CSRF
+/// tokens bound to the browser without a session; signed out, it can send them again (to show
+/// that what they spend is spent).
+pub async fn sign_out(b: &reqwest::Client, server: &Server) {
+    let page = account_page(b, server).await;
+    let csrf = input_value(&page, "csrf_token").unwrap();
+    let r = b
+        .post(server.url("/account/signout"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+}
+
 pub async fn account_page(b: &reqwest::Client, server: &Server) -> String {
     let r = b.get(server.url("/account")).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -5,6 +5,7 @@
 
 mod cli;
 mod client_auth;
+mod csrf;
 mod device;
 mod email;
 mod endpoints;

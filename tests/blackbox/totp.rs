@@ -9,7 +9,7 @@ use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 use crate::flow::{
     PASSWORD, account_page, authorize_url, browser, browser_flow, claims, fixture, input_value,
-    location, query_param, redeem, sign_in, signed_in_browser, unescape,
+    location, query_param, redeem, sign_in, sign_out, signed_in_browser, unescape,
 };
 use crate::harness::{Env, Server};
 
@@ -175,7 +175,9 @@ async fn password_and_totp_sign_in_and_no_code_twice() {
         assert_eq!(id["amr"], serde_json::json!(["pwd", "otp", "mfa"]), "{id}");
         assert_eq!(id["acr"], "2");
 
-        // The same form again: that sign-in step is spent.
+        // The same form again (shown before the sign-in, so sent signed out): that sign-in
+        // step is spent.
+        sign_out(&b, &server).await;
         let r = second_factor(&b, &server, &page, "code", &code).await;
         assert_eq!(r.status(), 400);
         assert!(r.text().await.unwrap().contains("expired"));

@@ -2,8 +2,11 @@
 //!
 //! Cookies are HttpOnly, SameSite=Lax, and `__Host-` prefixed and Secure when the issuer is
 //! https. The session cookie holds 256 random bits; the database holds only their digest.
-//! CSRF: a random cookie, and a form field that must carry its HMAC; plus, when the browser
-//! sends one, an `Origin` equal to the issuer's.
+//! CSRF: a random cookie, and a form field that must carry its HMAC together with the
+//! browser's session cookie, once it has one; plus, when the browser sends one, an `Origin`
+//! equal to the issuer's. Binding the token to the session means a CSRF cookie planted in a
+//! victim's browser (possible on an http issuer, or from a sibling domain) cannot be paired with
+//! the attacker's own token: the attacker does not know the victim's session cookie.
 
 use poem::Request;
 use poem::http::header;
@@ -94,7 +97,20 @@ pub fn csrf_token(state: &AppState, req: &Request) -> (String, Option<String>) {
             (v, Some(set))
         }
     };
-    (state.pepper.digest(Purpose::Csrf, value.as_bytes()), set)
+    let bound = csrf_binding(&value, cookie(req, session_cookie_name(state)).as_deref());
+    (state.pepper.digest(Purpose::Csrf, bound.as_bytes()), set)
+}
+
+/// What a CSRF token is the HMAC of: the CSRF cookie and the session cookie, if any (each
+/// length-prefixed, so no two pairs make the same text). A form shown before a sign-in is
+/// spent by it: the sign-in sets a new session cookie, and the pages after it carry new tokens.
+fn csrf_binding(csrf_cookie: &str, session_cookie: Option<&str>) -> String {
+    let session = session_cookie.unwrap_or_default();
+    format!(
+        "{}:{csrf_cookie}:{}:{session}",
+        csrf_cookie.len(),
+        session.len()
+    )
 }
 
 /// Whether a form post carries a valid CSRF token and, if sent, a same-origin `Origin`.
@@ -107,10 +123,11 @@ pub fn csrf_ok(state: &AppState, req: &Request, form_token: Option<&str>) -> boo
     {
         return false;
     }
-    let (Some(cookie), Some(token)) = (cookie(req, csrf_cookie_name(state)), form_token) else {
+    let (Some(csrf), Some(token)) = (cookie(req, csrf_cookie_name(state)), form_token) else {
         return false;
     };
-    state.pepper.verify(Purpose::Csrf, cookie.as_bytes(), token)
+    let bound = csrf_binding(&csrf, cookie(req, session_cookie_name(state)).as_deref());
+    state.pepper.verify(Purpose::Csrf, bound.as_bytes(), token)
 }
 
 /// The client's address as the socket saw it.
