@@ -472,6 +472,11 @@ pub struct TokensConfig {
     /// Issue refresh tokens only when the `offline_access` scope was granted (otherwise to
     /// every client that has the refresh_token grant).
     pub refresh_requires_offline_access: bool,
+    /// RFC 9700 §4.14.2 retry grace: a refresh token presented again by its client this soon
+    /// after its rotation, while its successor is unused, answers that same successor (the
+    /// client lost the answer) instead of revoking the family. `0s` turns it off; at most 60s.
+    #[serde(with = "humantime_serde")]
+    pub refresh_retry_grace: Duration,
     /// Resource servers a client may name with RFC 8707 `resource` at the token endpoint; the
     /// access token's `aud` is then that resource instead of the issuer.
     pub resources: Vec<String>,
@@ -485,6 +490,7 @@ impl Default for TokensConfig {
             code_lifetime: Duration::from_secs(60),
             refresh_token_lifetime: Duration::from_secs(30 * 24 * 60 * 60),
             refresh_requires_offline_access: false,
+            refresh_retry_grace: Duration::from_secs(10),
             resources: Vec::new(),
         }
     }
@@ -684,6 +690,13 @@ impl Config {
             return Err(invalid(
                 "tokens.code_lifetime",
                 "must be between 1s and 10m (RFC 6749 §4.1.2)",
+            ));
+        }
+        let max_grace = crate::store::MAX_REFRESH_RETRY_GRACE;
+        if raw.tokens.refresh_retry_grace > Duration::from_secs(max_grace.unsigned_abs()) {
+            return Err(invalid(
+                "tokens.refresh_retry_grace",
+                format!("must be at most {max_grace}s"),
             ));
         }
         for r in &raw.tokens.resources {

@@ -208,6 +208,7 @@ impl AppState {
             store: &self.store,
             pepper: &self.pepper,
             keys: &self.keys,
+            keks: &self.keks,
             trusted_issuers: &self.trusted_issuers,
             issuer: &self.config.issuer,
             tokens: &self.config.tokens,

@@ -233,10 +233,14 @@ async fn code_is_bound_to_redirect_uri_pkce_and_client() {
     server.stop().await;
 }
 
+/// Without the retry grace (see the test after this one for it), any reuse of a rotated
+/// refresh token revokes its family at once.
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
     for db in TestDb::all().await {
-        let (_env, server, f) = setup(db).await;
+        let env = Env::new(db, "[tokens]\nrefresh_retry_grace = \"0s\"");
+        let f = fixture(&env, &[]).await;
+        let server = Server::start(env.config()).await;
         let code = code_for(&server, &f, &browser()).await;
         let first: Value = redeem(&server, &f, &code).await.json().await.unwrap();
         let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
@@ -284,6 +288,55 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         .await;
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
         assert_eq!(introspect(&server, &f, &at2).await["active"], false);
+        server.stop().await;
+    }
+}
+
+/// RFC 9700 §4.14.2 retry grace: the client lost the answer to a refresh and sends it again;
+/// within `tokens.refresh_retry_grace` it gets the same successor (never a second new token)
+/// and the login lives. Once the successor is used, the old token again is a replay.
+#[tokio::test]
+async fn a_refresh_retried_after_a_lost_answer_gets_the_same_successor() {
+    for db in TestDb::all().await {
+        let (_env, server, f) = setup(db).await;
+        let code = code_for(&server, &f, &browser()).await;
+        let first: Value = redeem(&server, &f, &code).await.json().await.unwrap();
+        let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+        let refresh = |rt: String| {
+            let (server, f) = (&server, &f);
+            async move {
+                token_request(
+                    server,
+                    f,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+                )
+                .await
+            }
+        };
+        let lost: Value = refresh(rt1.clone()).await.json().await.unwrap();
+        let rt2 = lost["refresh_token"].as_str().unwrap().to_owned();
+        let r = refresh(rt1.clone()).await;
+        assert_eq!(r.status(), 200, "the retry is answered");
+        let retried: Value = r.json().await.unwrap();
+        assert_eq!(retried["refresh_token"], rt2.as_str(), "the same successor");
+        let at = retried["access_token"].as_str().unwrap();
+        assert_eq!(introspect(&server, &f, at).await["active"], true);
+
+        // The successor works once; then the first token is a replay again.
+        let r = refresh(rt2.clone()).await;
+        assert_eq!(r.status(), 200);
+        let rt3 = r.json::<Value>().await.unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let r = refresh(rt1).await;
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+        let r = refresh(rt3).await;
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"],
+            "invalid_grant",
+            "the replay revoked the family"
+        );
         server.stop().await;
     }
 }
@@ -1057,10 +1110,30 @@ async fn refresh_tokens_can_require_offline_access() {
     server.stop().await;
 }
 
+/// Twenty requests with one refresh token, at once, on two instances. With the retry grace
+/// (the default) they are one client's retries: all are answered, with one and the same
+/// successor, and the family lives. Without it (`refresh_retry_grace = "0s"`), exactly one
+/// rotation wins and the others, reuses, revoke the family.
 #[tokio::test]
 async fn concurrent_reuse_of_one_refresh_token_gives_one_success_and_revokes_the_family() {
     for db in TestDb::all().await {
-        let env = Env::new(db, "");
+        concurrent_refreshes(db, true).await;
+    }
+    for db in TestDb::all().await {
+        concurrent_refreshes(db, false).await;
+    }
+}
+
+async fn concurrent_refreshes(db: TestDb, grace: bool) {
+    {
+        let env = Env::new(
+            db,
+            if grace {
+                ""
+            } else {
+                "[tokens]\nrefresh_retry_grace = \"0s\""
+            },
+        );
         let f = fixture(&env, &[]).await;
         let a = Server::start(env.config()).await;
         let b_srv = Server::start(env.config()).await;
@@ -1100,6 +1173,33 @@ async fn concurrent_reuse_of_one_refresh_token_gives_one_success_and_revokes_the
                 400 => assert_eq!(body["error"], "invalid_grant"),
                 other => panic!("unexpected status {other}"),
             }
+        }
+        if grace {
+            assert_eq!(
+                winners.len(),
+                20,
+                "every retry within the grace is answered"
+            );
+            let successors: std::collections::BTreeSet<&str> = winners
+                .iter()
+                .map(|w| w["refresh_token"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                successors.len(),
+                1,
+                "one successor, never a second new token"
+            );
+            let next = successors.first().unwrap();
+            let r = token_request(
+                &a,
+                &f,
+                &[("grant_type", "refresh_token"), ("refresh_token", next)],
+            )
+            .await;
+            assert_eq!(r.status(), 200, "the family lives");
+            a.stop().await;
+            b_srv.stop().await;
+            return;
         }
         assert_eq!(winners.len(), 1, "exactly one rotation wins");
         // The others were reuses: the family is revoked, the winner's new token included.

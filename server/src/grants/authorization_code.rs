@@ -69,7 +69,10 @@ pub async fn redeem(
                 "the code was already used; tokens issued from it are revoked",
             ));
         }
-        Redeemed::Invalid => return Err(err(T::InvalidGrant, "the code is invalid or expired")),
+        // Codes are never retried (RFC 6749 §4.1.2 denies every second use).
+        Redeemed::Invalid | Redeemed::Retried(..) => {
+            return Err(err(T::InvalidGrant, "the code is invalid or expired"));
+        }
     };
     issue::user_tokens(
         ctx,

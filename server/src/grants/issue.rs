@@ -14,7 +14,7 @@ use crate::oauth::tokens::{
     ACCESS_TOKEN_ALG, AccessTokenInput, IdTokenInput, Subject, access_token_claims, id_token_claims,
 };
 use crate::secrets::{Purpose, RefreshToken, random_token};
-use crate::store::{Authn, Replay};
+use crate::store::{Authn, Replay, Successor};
 
 /// What a user grant issues now.
 pub(super) struct Issue<'a> {
@@ -42,6 +42,42 @@ impl NewRefresh {
             .digest(Purpose::RefreshToken, token.expose().as_bytes());
         Self { token, digest }
     }
+
+    /// What the store keeps of a rotation's successor: its digest, and itself sealed under
+    /// the key-encryption key for the retry grace (the digest as associated data, so a box
+    /// cannot be moved to another row).
+    pub fn successor(&self, ctx: &TokenContext<'_>) -> Result<Successor, TokenError> {
+        use base64::Engine as _;
+        let (kek, sealed) = ctx
+            .keks
+            .seal(self.token.expose().as_bytes(), self.digest.as_bytes())
+            .map_err(server_error)?;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+        Ok(Successor {
+            digest: self.digest.clone(),
+            sealed: format!("{kek}.{sealed}"),
+        })
+    }
+}
+
+/// Opens a successor sealed by [`NewRefresh::successor`], to answer it again.
+pub(super) fn open_successor(
+    ctx: &TokenContext<'_>,
+    s: &Successor,
+) -> Result<RefreshToken, TokenError> {
+    use base64::Engine as _;
+    let opened = s
+        .sealed
+        .rsplit_once('.')
+        .and_then(|(kek, b64)| {
+            let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(b64)
+                .ok()?;
+            ctx.keks.open(kek, &sealed, s.digest.as_bytes()).ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| server_error("a sealed refresh token successor could not be opened"))?;
+    Ok(RefreshToken::new(opened))
 }
 
 /// Whether a grant of `client` with `granted_scope` comes with refresh tokens: the client has

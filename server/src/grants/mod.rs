@@ -39,6 +39,8 @@ pub struct TokenContext<'a> {
     pub store: &'a Store,
     pub pepper: &'a Pepper,
     pub keys: &'a KeyService,
+    /// Seals a rotated refresh token's successor for the retry grace.
+    pub keks: &'a latchkey_jwks::KekRing,
     pub trusted_issuers: &'a TrustedIssuers,
     pub issuer: &'a str,
     pub tokens: &'a TokensConfig,

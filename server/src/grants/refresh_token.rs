@@ -1,11 +1,15 @@
 //! RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use answers a new refresh token, of the
 //! same grant, scope and absolute expiry; the scope of what is issued now may be narrowed,
-//! never widened. A rotated token presented again revokes its whole family. Taking the token
-//! and storing its successor are one transaction, so a crash or a refused request never
-//! leaves a login without a live token.
+//! never widened. A rotated token presented again revokes its whole family, except for the
+//! retry grace: its client presenting it again within `tokens.refresh_retry_grace` (10 s)
+//! while the successor is still unused lost the answer, and gets the same successor again
+//! (with a newly signed access token), never a second new one. Taking the token and storing
+//! its successor are one transaction, so a crash or a refused request never leaves a login
+//! without a live token.
 
 use super::issue::{self, Issue, NewRefresh};
 use super::{TokenContext, TokenRequest, TokenResponse, err, invalid_scope, server_error};
+use crate::clock::secs;
 use crate::oauth::client::GrantType;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::oauth::scope;
@@ -25,9 +29,10 @@ pub async fn redeem(
         .lookup_digests(Purpose::RefreshToken, token.as_bytes());
     let mut narrowed = String::new();
     let mut successor = None;
+    let grace = secs(ctx.tokens.refresh_retry_grace);
     let rotated = ctx
         .store
-        .rotate_refresh_token(&digests, &client.client_id, req.now, |row| {
+        .rotate_refresh_token(&digests, &client.client_id, req.now, grace, |row| {
             narrowed =
                 scope::at_refresh(req.params.get("scope"), &row.scope).map_err(invalid_scope)?;
             // The client may have lost the refresh_token grant, or the offline_access rule
@@ -36,14 +41,21 @@ pub async fn redeem(
                 return Ok(None);
             }
             let next = NewRefresh::generate(ctx);
-            let digest = next.digest.clone();
+            let stored = next.successor(ctx)?;
             successor = Some(next.token);
-            Ok(Some(digest))
+            Ok(Some(stored))
         })
         .await
         .map_err(server_error)?;
     let row = match rotated {
         Redeemed::Fresh(row) => row,
+        Redeemed::Retried(row, stored) => {
+            narrowed =
+                scope::at_refresh(req.params.get("scope"), &row.scope).map_err(invalid_scope)?;
+            successor = Some(issue::open_successor(ctx, &stored)?);
+            tracing::info!(client = %client.client_id, "refresh retried within the grace; the same successor is answered");
+            row
+        }
         Redeemed::Refused(e) => return Err(e),
         Redeemed::Replayed(replay) => {
             issue::revoke_replayed(ctx, &replay, req.now).await?;

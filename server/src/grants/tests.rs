@@ -32,6 +32,7 @@ struct Fixture {
     store: Store,
     pepper: Pepper,
     keys: KeyService,
+    keks: Arc<KekRing>,
     trusted: TrustedIssuers,
     config: Config,
     _db: TestDb,
@@ -53,7 +54,7 @@ async fn fixtures() -> Vec<Fixture> {
             publish_lead: 0,
             retain_retired: 3600,
         };
-        let keys = KeyService::new(store.clone(), keks, policy, 60);
+        let keys = KeyService::new(store.clone(), keks.clone(), policy, 60);
         keys.ensure_keys(NOW).await.unwrap();
         let mut raw = RawConfig {
             issuer: ISSUER.into(),
@@ -66,6 +67,7 @@ async fn fixtures() -> Vec<Fixture> {
             store,
             pepper: Pepper::new(vec![("p1".into(), [1; 32])]).unwrap(),
             keys,
+            keks,
             trusted: TrustedIssuers::from_config(&config).unwrap(),
             config,
             _db: db,
@@ -92,6 +94,7 @@ impl Fixture {
             store: &self.store,
             pepper: &self.pepper,
             keys: &self.keys,
+            keks: &self.keks,
             trusted_issuers: &self.trusted,
             issuer: ISSUER,
             tokens: &self.config.tokens,
@@ -510,6 +513,65 @@ async fn rfc9700_4_14_2_refresh_rotates_and_reuse_revokes_the_family() {
             l,
         );
         assert!(!f.active(&third.access_token).await, "{l}");
+    }
+}
+
+#[tokio::test]
+async fn rfc9700_4_14_2_a_retry_within_the_grace_answers_the_same_successor() {
+    for f in fixtures().await {
+        let l = f.label;
+        let client = f.web_client().await;
+        let other = f.web_client().await;
+        let old = login(&f, &client, "openid email")
+            .await
+            .refresh_token
+            .unwrap();
+        let refresh_at = |token: String, now: i64| {
+            let client = client.clone();
+            let f = &f;
+            async move {
+                f.token_at(
+                    &client,
+                    &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                    now,
+                )
+                .await
+            }
+        };
+        let answered = refresh_at(old.clone(), NOW).await.unwrap();
+        let successor = answered.refresh_token.clone().unwrap();
+        // The answer was lost; the client sends the same request again, within the grace.
+        let retried = refresh_at(old.clone(), NOW + 5).await.unwrap();
+        assert_eq!(
+            retried.refresh_token.as_deref(),
+            Some(successor.as_str()),
+            "{l}: the same successor, never a second new token"
+        );
+        assert!(retried.id_token.is_some(), "{l}");
+        assert!(f.active(&retried.access_token).await, "{l}");
+        // Another client presenting it is a replay, retry grace or not.
+        refused(f.refresh(&other, &old).await, T::InvalidGrant, l);
+        // ...which revoked the family: the successor is dead too.
+        refused(
+            refresh_at(successor.clone(), NOW + 6).await,
+            T::InvalidGrant,
+            l,
+        );
+
+        // After the grace, the same retry is a replay and revokes the family.
+        let old = login(&f, &client, "openid").await.refresh_token.unwrap();
+        let successor = refresh_at(old.clone(), NOW)
+            .await
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        let grace = f.config.tokens.refresh_retry_grace.as_secs() as i64;
+        refused(refresh_at(old, NOW + grace + 1).await, T::InvalidGrant, l);
+        refused(
+            refresh_at(successor, NOW + grace + 2).await,
+            T::InvalidGrant,
+            l,
+        );
     }
 }
 

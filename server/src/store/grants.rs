@@ -42,11 +42,30 @@ pub struct RefreshRow {
     pub expires_at: i64,
 }
 
+/// The longest retry grace of a rotated refresh token (`tokens.refresh_retry_grace`, in
+/// seconds): housekeeping wipes sealed successors older than this.
+pub const MAX_REFRESH_RETRY_GRACE: i64 = 60;
+
+/// A refresh token's successor, stored with the rotation that takes its predecessor: its
+/// digest, and (for the retry grace) the successor itself sealed under the key-encryption key,
+/// as `<kek id>.<base64url box>` with the digest as associated data. The store never sees it
+/// in clear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Successor {
+    pub digest: String,
+    pub sealed: String,
+}
+
 /// The outcome of redeeming a code or rotating a refresh token in one transaction.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Redeemed<T, E> {
     /// Taken, checked, and its successors stored: here is what it carried.
     Fresh(T),
+    /// A refresh token rotated within the retry grace, by the same client, whose successor is
+    /// still unused: the client's retry of a request whose answer it lost (RFC 9700
+    /// §4.14.2). Here is what it carried and its successor, to be answered again. Never for a
+    /// code: RFC 6749 §4.1.2 denies every second use.
+    Retried(T, Successor),
     /// Taken, but the caller's check refused it (see each method for whether it stays used).
     Refused(E),
     /// It existed and was already used: a replay. Its grant should be revoked
@@ -87,6 +106,9 @@ const REFRESH_TOKENS: SingleUse = SingleUse {
 const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at";
 const REFRESH_COLUMNS: &str =
     "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
+/// What a rotation reads: the token, and what a retry within the grace needs.
+const REFRESH_READ_COLUMNS: &str = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, \
+     successor_digest, successor_sealed";
 
 /// The condition, in a statement that takes a code, refresh token or device code from
 /// `table` (one with a `user_id` column), that its user exists and is not disabled: a
@@ -339,23 +361,33 @@ impl Store {
 
     /// Rotates a refresh token (RFC 6749 §6, RFC 9700 §4.14.2): reads it, asks `check`
     /// whether the request fits it, and if so takes it (once, for its client, while its grant
-    /// stands and its user is enabled) and stores its successor under the digest `check`
-    /// answers (same grant, scope and expiry), in one atomic write. If `check` refuses, nothing
-    /// is written; if anything fails before the commit, the token stays as it was: a bad
-    /// request or a crash never costs the login.
+    /// stands and its user is enabled) and stores the successor `check` answers (same grant,
+    /// scope and expiry; its digest and sealed self also on the taken row, for a retry), in one
+    /// atomic write. If `check` refuses, nothing is written; if anything fails before the
+    /// commit, the token stays as it was: a bad request or a crash never costs the login.
+    ///
+    /// A token rotated no more than `retry_grace` seconds ago, presented again by its client
+    /// while its successor is unused and its grant stands, is [`Redeemed::Retried`]: the
+    /// client lost the answer (a dropped connection, a crash) and gets the same successor
+    /// again. Any other second use is [`Redeemed::Replayed`].
     pub async fn rotate_refresh_token<E>(
         &self,
         digests: &[String],
         client_id: &str,
         now: i64,
-        check: impl FnOnce(&RefreshRow) -> Result<Option<String>, E>,
+        retry_grace: i64,
+        check: impl FnOnce(&RefreshRow) -> Result<Option<Successor>, E>,
     ) -> Result<Redeemed<RefreshRow, E>, StoreError> {
         let found = self
-            .read_single_use(REFRESH_TOKENS, REFRESH_COLUMNS, digests)
+            .read_single_use(REFRESH_TOKENS, REFRESH_READ_COLUMNS, digests)
             .await?;
         let found = match found {
             None => return Ok(Redeemed::Invalid),
-            Some((_, Some(replay))) => return Ok(Redeemed::Replayed(replay)),
+            Some((row, Some(replay))) => {
+                return self
+                    .retry_or_replay(&row, replay, client_id, now, retry_grace)
+                    .await;
+            }
             Some((row, None)) => row,
         };
         let taken = refresh_from_row(&found)?;
@@ -367,8 +399,9 @@ impl Store {
             Err(e) => return Ok(Redeemed::Refused(e)),
         };
         let n = digests.len();
-        // $1..$n digests, then now, client, successor digest, whether to store it.
-        let (t, c, sd, want) = (n + 1, n + 2, n + 3, n + 4);
+        // $1..$n digests, then now, client, successor digest, whether to store it, and the
+        // sealed successor.
+        let (t, c, sd, want, ss) = (n + 1, n + 2, n + 3, n + 4, n + 5);
         let live = format!(
             "token_digest IN ({}) AND rotated_at IS NULL AND expires_at > ${t} AND client_id = ${c} \
              AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
@@ -376,18 +409,23 @@ impl Store {
             placeholders(1, n),
             user_enabled_locked(self.backend, "refresh_tokens")
         );
+        let take = format!(
+            "UPDATE refresh_tokens SET rotated_at = ${t}, \
+             successor_digest = CASE WHEN ${want} = 1 THEN ${sd} END, \
+             successor_sealed = CASE WHEN ${want} = 1 THEN ${ss} END WHERE {live}"
+        );
         let cols =
             "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
         let sql = match self.backend {
             super::Backend::Postgres => format!(
-                "WITH taken AS (UPDATE refresh_tokens SET rotated_at = ${t} WHERE {live} RETURNING {cols}), \
+                "WITH taken AS ({take} RETURNING {cols}), \
                  s AS (INSERT INTO refresh_tokens (token_digest, {cols}, created_at) \
                  SELECT ${sd}, {cols}, ${t} FROM taken WHERE ${want} = 1) \
                  SELECT grant_id FROM taken"
             ),
             super::Backend::Sqlite => format!(
                 "BEGIN IMMEDIATE; \
-                 UPDATE refresh_tokens SET rotated_at = ${t} WHERE {live} RETURNING grant_id; \
+                 {take} RETURNING grant_id; \
                  INSERT INTO refresh_tokens (token_digest, {cols}, created_at) \
                  SELECT ${sd}, {cols}, ${t} FROM refresh_tokens \
                  WHERE token_digest IN ({ids}) AND rotated_at = ${t} AND ${want} = 1 AND changes() = 1; \
@@ -396,17 +434,70 @@ impl Store {
             ),
         };
         let mut args: Vec<WriteArg> = digests.iter().cloned().map(WriteArg::Text).collect();
+        let (digest, sealed) = successor
+            .as_ref()
+            .map(|s| (s.digest.clone(), s.sealed.clone()))
+            .unwrap_or_default();
         args.extend([
             WriteArg::Int(now),
             WriteArg::Text(client_id.to_owned()),
-            WriteArg::Text(successor.clone().unwrap_or_default()),
+            WriteArg::Text(digest),
             WriteArg::Int(i64::from(successor.is_some())),
+            WriteArg::Text(sealed),
         ]);
         if self.write_batch(sql, args).await? {
-            Ok(Redeemed::Fresh(taken))
-        } else {
-            self.replay_of(REFRESH_TOKENS, digests).await
+            return Ok(Redeemed::Fresh(taken));
         }
+        // Taken meanwhile (by the same request sent twice, or a replay), or no longer live.
+        match self
+            .read_single_use(REFRESH_TOKENS, REFRESH_READ_COLUMNS, digests)
+            .await?
+        {
+            Some((row, Some(replay))) => {
+                self.retry_or_replay(&row, replay, client_id, now, retry_grace)
+                    .await
+            }
+            _ => Ok(Redeemed::Invalid),
+        }
+    }
+
+    /// A rotated refresh token presented again: a retry within the grace (its client, its
+    /// successor unused and live, its grant standing, its user enabled), or a replay.
+    async fn retry_or_replay<E>(
+        &self,
+        row: &AnyRow,
+        replay: Replay,
+        client_id: &str,
+        now: i64,
+        retry_grace: i64,
+    ) -> Result<Redeemed<RefreshRow, E>, StoreError> {
+        let rotated_at: i64 = row.try_get("used_at")?;
+        let digest: Option<String> = row.try_get("successor_digest")?;
+        let sealed: Option<String> = row.try_get("successor_sealed")?;
+        let (Some(digest), Some(sealed)) = (digest, sealed) else {
+            return Ok(Redeemed::Replayed(replay));
+        };
+        if replay.client_id != client_id || now - rotated_at > retry_grace || retry_grace <= 0 {
+            return Ok(Redeemed::Replayed(replay));
+        }
+        let live = sqlx::query(&format!(
+            "SELECT 1 AS live FROM refresh_tokens WHERE token_digest = $1 AND rotated_at IS NULL \
+             AND expires_at > $2 \
+             AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.id = refresh_tokens.grant_id AND g.revoked_at IS NOT NULL) \
+             AND {}",
+            user_enabled("refresh_tokens")
+        ))
+        .bind(&digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if live.is_none() {
+            return Ok(Redeemed::Replayed(replay));
+        }
+        Ok(Redeemed::Retried(
+            refresh_from_row(row)?,
+            Successor { digest, sealed },
+        ))
     }
 
     /// The grant and client of a live refresh token, for revocation and introspection.

@@ -18,12 +18,20 @@ impl Store {
         }
     }
 
-    /// Deletes what has expired: used assertion ids, codes, revoked access-token ids, refresh
+    /// Deletes what has expired: the sealed successors of refresh tokens rotated longer ago
+    /// than any retry grace, used assertion ids, codes, revoked access-token ids, refresh
     /// tokens and grants past their absolute lifetime, sessions ended a day ago, spent
     /// initial access tokens, expired mailed links and unused expired invitations. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 12] = [
+        let statements: [(&str, i64); 13] = [
+            // The retry grace of a rotated refresh token is over: its successor, sealed for
+            // the retry, goes (the digest stays, for replay detection).
+            (
+                "UPDATE refresh_tokens SET successor_sealed = NULL \
+                 WHERE successor_sealed IS NOT NULL AND rotated_at < $1",
+                now - super::MAX_REFRESH_RETRY_GRACE,
+            ),
             ("DELETE FROM ceremonies WHERE expires_at < $1", now),
             (
                 "DELETE FROM throttles WHERE blocked_until < $1 AND last_failure_at < $1",

@@ -73,6 +73,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "audit_act",
         include_str!("../../../migrations/sqlite/0013_audit_act.sql"),
     ),
+    (
+        14,
+        "refresh_retry",
+        include_str!("../../../migrations/sqlite/0014_refresh_retry.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -140,6 +145,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         13,
         "audit_act",
         include_str!("../../../migrations/postgres/0013_audit_act.sql"),
+    ),
+    (
+        14,
+        "refresh_retry",
+        include_str!("../../../migrations/postgres/0014_refresh_retry.sql"),
     ),
 ];
 

@@ -40,7 +40,9 @@ pub use email_links::{
     SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,
 };
 pub use federation::Provisioned;
-pub use grants::{Authn, CodeRow, Redeemed, RefreshRow, Replay};
+pub use grants::{
+    Authn, CodeRow, MAX_REFRESH_RETRY_GRACE, Redeemed, RefreshRow, Replay, Successor,
+};
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};

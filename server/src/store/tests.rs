@@ -637,16 +637,23 @@ async fn refresh_rotation_takes_and_stores_the_successor_in_one_transaction() {
             .insert_refresh_token("r-other", &row, NOW)
             .await
             .unwrap();
-        let rotate = |old: &'static str, next: Result<&'static str, &'static str>| {
-            let store = store.clone();
-            async move {
-                store
-                    .rotate_refresh_token(&[old.to_owned()], "c", NOW, |_| {
-                        next.map(|d| Some(d.to_owned()))
-                    })
-                    .await
-            }
-        };
+        let rotate_at =
+            |old: &'static str, next: Result<&'static str, &'static str>, now: i64, grace: i64| {
+                let store = store.clone();
+                async move {
+                    store
+                        .rotate_refresh_token(&[old.to_owned()], "c", now, grace, |_| {
+                            next.map(|d| {
+                                Some(Successor {
+                                    digest: d.to_owned(),
+                                    sealed: format!("sealed {d}"),
+                                })
+                            })
+                        })
+                        .await
+                }
+            };
+        let rotate = |old, next| rotate_at(old, next, NOW, 0);
         assert_eq!(
             rotate("r-1", Err("refused")).await.unwrap(),
             Redeemed::Refused("refused")
@@ -661,11 +668,49 @@ async fn refresh_rotation_takes_and_stores_the_successor_in_one_transaction() {
             rotate("r-1", Ok("r-3")).await.unwrap(),
             Redeemed::Replayed(_)
         ));
+        // Within a retry grace, by its client, while the successor is unused: the same
+        // successor again; after the grace, or by another client, a replay.
+        let again = Successor {
+            digest: "r-2".into(),
+            sealed: "sealed r-2".into(),
+        };
+        assert_eq!(
+            rotate_at("r-1", Ok("r-3"), NOW + 10, 10).await.unwrap(),
+            Redeemed::Retried(row.clone(), again.clone())
+        );
+        assert!(matches!(
+            rotate_at("r-1", Ok("r-3"), NOW + 11, 10).await.unwrap(),
+            Redeemed::Replayed(_)
+        ));
+        let other_client = store
+            .rotate_refresh_token(&["r-1".to_owned()], "c2", NOW + 1, 10, |_| {
+                Ok::<_, ()>(None)
+            })
+            .await
+            .unwrap();
+        assert!(matches!(other_client, Redeemed::Replayed(_)));
         assert_eq!(
             rotate("r-2", Ok("r-4")).await.unwrap(),
             Redeemed::Fresh(row.clone()),
             "the successor carries the grant on"
         );
+        // Once the successor is used, the first token's retry is a replay.
+        assert!(matches!(
+            rotate_at("r-1", Ok("r-5"), NOW + 1, 10).await.unwrap(),
+            Redeemed::Replayed(_)
+        ));
+        // Housekeeping wipes sealed successors once no grace can reach them.
+        store
+            .purge_expired(NOW + crate::store::MAX_REFRESH_RETRY_GRACE + 1)
+            .await
+            .unwrap();
+        let sealed: Option<String> = sqlx::query_scalar(
+            "SELECT successor_sealed FROM refresh_tokens WHERE token_digest = 'r-2'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(sealed, None);
     })
     .await;
 }
