@@ -22,6 +22,8 @@ pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod outbound;
+#[cfg(test)]
+mod proptests;
 pub mod secrets;
 pub mod server;
 pub mod signin;

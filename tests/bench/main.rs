@@ -19,19 +19,15 @@
 //!
 //! Peak memory is the server process's VmHWM from /proc after all scenarios.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use latchkey_tests::process::{
+    PASSWORD, REDIRECT, ServerProcess, VERIFIER, authorize_url, basic, code_flow, code_from,
+    session_cookie,
+};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-const REDIRECT: &str = "https://rp.bench.invalid/cb";
-const PASSWORD: &str = "benchmark-password-1";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
 struct Args {
     connections: usize,
@@ -65,120 +61,6 @@ fn args() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    _dir: TempDir,
-    pg_cleanup: Option<(String, String)>,
-}
-
-struct TempDir(std::path::PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some((admin, db)) = self.pg_cleanup.take() {
-            let _ = Command::new("psql")
-                .args([
-                    &admin,
-                    "-qc",
-                    &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-                ])
-                .status();
-        }
-    }
-}
-
-fn latchkey_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.with_file_name("latchkey")
-}
-
-fn cli(envs: &[(&str, String)], args: &[&str], stdin: &str) -> Result<Value, String> {
-    use std::io::Write as _;
-    let mut cmd = Command::new(latchkey_bin());
-    cmd.args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", latchkey_bin().display()))?;
-    if let Some(mut i) = child.stdin.take() {
-        let _ = i.write_all(stdin.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(format!("latchkey {args:?} failed"));
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
-}
-
-/// Environment variables that point the CLI at the benchmark's server.
-type Envs = Vec<(&'static str, String)>;
-
-fn start(args: &Args) -> Result<(Server, Envs), String> {
-    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let issuer = format!("http://localhost:{}", args.port);
-    let mut envs = vec![
-        ("LATCHKEY_DATA_DIR", dir.join("data").display().to_string()),
-        ("LATCHKEY_ISSUER", issuer.clone()),
-        ("LATCHKEY_LISTEN", format!("127.0.0.1:{}", args.port)),
-        ("LATCHKEY_LOG", "warn".to_owned()),
-        (
-            "LATCHKEY_DATABASE__MAX_CONNECTIONS",
-            std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "16".to_owned()),
-        ),
-    ];
-    let mut pg_cleanup = None;
-    if let Some(admin) = &args.postgres {
-        let db = format!("latchkey_bench_{}", std::process::id());
-        let ok = Command::new("psql")
-            .args([admin.as_str(), "-qc", &format!("CREATE DATABASE {db}")])
-            .status();
-        if !ok.is_ok_and(|s| s.success()) {
-            return Err("cannot create the PostgreSQL database (is psql installed?)".into());
-        }
-        let mut url = url::Url::parse(admin).map_err(|e| e.to_string())?;
-        url.set_path(&db);
-        envs.push(("LATCHKEY_DATABASE_URL", url.to_string()));
-        pg_cleanup = Some((admin.clone(), db));
-    }
-    let mut cmd = Command::new(latchkey_bin());
-    cmd.arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in &envs {
-        cmd.env(k, v);
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start the server: {e}"))?;
-    Ok((
-        Server {
-            child,
-            base: issuer,
-            _dir: TempDir(dir),
-            pg_cleanup,
-        },
-        envs,
-    ))
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
 struct Stats {
@@ -290,93 +172,6 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Signs in through the login form and consents once; returns the session cookie.
-async fn session_cookie(base: &str, client_id: &str, email: &str) -> Result<String, String> {
-    let b = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let url = authorize_url(base, client_id);
-    let html = b
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
-    let field = |html: &str, name: &str| -> Option<String> {
-        let m = format!("name=\"{name}\" value=\"");
-        let s = html.find(&m)? + m.len();
-        let e = html[s..].find('"')? + s;
-        Some(
-            html[s..e]
-                .replace("&amp;", "&")
-                .replace("&#x2f;", "/")
-                .replace("&quot;", "\""),
-        )
-    };
-    let csrf = field(&html, "csrf_token").ok_or("no login form")?;
-    let request = field(&html, "request").unwrap_or_default();
-    let r = b
-        .post(format!("{base}/login"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("request", request.as_str()),
-            ("email", email),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("latchkey_session="))
-        .and_then(|c| c.split(';').next())
-        .ok_or("no session cookie")?
-        .to_owned();
-    let html = b
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
-    let csrf = field(&html, "csrf_token").ok_or("no consent form")?;
-    let request = field(&html, "request").unwrap_or_default();
-    b.post(format!("{base}/consent"))
-        .form(&[
-            ("csrf_token", csrf.as_str()),
-            ("request", request.as_str()),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(cookie)
-}
-
-fn authorize_url(base: &str, client_id: &str) -> String {
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()));
-    format!(
-        "{base}/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=openid+profile+offline_access&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
-        url::form_urlencoded::byte_serialize(REDIRECT.as_bytes()).collect::<String>()
-    )
-}
-
-fn code_from(location: &str) -> Option<String> {
-    url::Url::parse(location)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-}
-
 async fn run() -> Result<(), String> {
     let args = args()?;
     let backend = if args.postgres.is_some() {
@@ -384,28 +179,21 @@ async fn run() -> Result<(), String> {
     } else {
         "SQLite"
     };
-    let (server, envs) = start(&args)?;
+    let db_connections = std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "16".to_owned());
+    let server = ServerProcess::start(
+        "bench",
+        args.port,
+        args.postgres.as_deref(),
+        &[("LATCHKEY_DATABASE__MAX_CONNECTIONS", db_connections)],
+    )?;
     let base = server.base.clone();
-    let http = reqwest::Client::new();
-    for _ in 0..100 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    server.wait_ready().await?;
     let email = "bench@example.com";
-    cli(
-        &envs,
+    server.cli(
         &["user", "create", "--email", email, "--password-stdin"],
         &format!("{PASSWORD}\n"),
     )?;
-    let cc = cli(
-        &envs,
+    let cc = server.cli(
         &[
             "client",
             "create",
@@ -418,8 +206,7 @@ async fn run() -> Result<(), String> {
         ],
         "",
     )?;
-    let rp = cli(
-        &envs,
+    let rp = server.cli(
         &[
             "client",
             "create",
@@ -430,8 +217,7 @@ async fn run() -> Result<(), String> {
         ],
         "",
     )?;
-    let es = cli(
-        &envs,
+    let es = server.cli(
         &[
             "client",
             "create",
@@ -552,33 +338,7 @@ async fn flows(
         .map_err(|e| e.to_string())?;
     let mut chains = Vec::new();
     for _ in 0..args.connections {
-        let r = http
-            .get(authorize_url(base, rp_id))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let code = r
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .and_then(code_from)
-            .ok_or("no code")?;
-        let t: Value = http
-            .post(format!("{base}/token"))
-            .header("authorization", rp_auth)
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", REDIRECT),
-                ("code_verifier", VERIFIER),
-            ])
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let t = code_flow(&http, base, rp_id, rp_auth, cookie).await?;
         chains.push(s(&t, "refresh_token"));
     }
     let shared = Arc::new((format!("{base}/token"), rp_auth.to_owned()));

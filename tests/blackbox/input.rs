@@ -163,3 +163,157 @@ async fn nul_bytes_and_invalid_utf8_are_refused_with_each_endpoints_400_on_both_
         server.stop().await;
     }
 }
+
+/// The RNG of the random-input test: `PROPTEST_RNG_SEED` (as the server's property tests
+/// read it; a fixed default), and the number of cases per backend from
+/// `PROPTEST_CASES` (default 48, each case a handful of requests).
+fn random_input_runner() -> (proptest::test_runner::TestRunner, u64, u32) {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let seed: u64 = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_b10c);
+    let cases: u32 = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(48, |n: u32| n.clamp(1, 256));
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&seed.to_le_bytes());
+    }
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+    (
+        TestRunner::new_with_rng(Config::default(), rng),
+        seed,
+        cases,
+    )
+}
+
+/// Random bytes where the endpoints read outside input (form bodies, JSON bodies, queries,
+/// path segments), on SQLite and PostgreSQL: never a 5xx, and the protocol endpoints answer
+/// with the error codes their RFCs name.
+#[tokio::test]
+async fn random_bytes_at_every_parser_never_answer_5xx_on_both_backends() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    const TOKEN_ERRORS: &[&str] = &[
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_target",
+        "unsupported_token_type",
+    ];
+    const REGISTRATION_ERRORS: &[&str] = &[
+        "invalid_client_metadata",
+        "invalid_redirect_uri",
+        "invalid_token",
+        "invalid_request",
+    ];
+    let piece = prop_oneof![
+        Just(b"=".to_vec()),
+        Just(b"&".to_vec()),
+        Just(b"%".to_vec()),
+        Just(b"%00".to_vec()),
+        Just(b"%FF".to_vec()),
+        Just(b"grant_type=".to_vec()),
+        Just(b"client_id=".to_vec()),
+        Just(b"{\"redirect_uris\":[".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    ];
+    let strategy = proptest::collection::vec(piece, 0..16).prop_map(|v| v.concat());
+    for db in TestDb::all().await {
+        let env = Env::new(db, "[registration]\npolicy = \"open\"");
+        let f = fixture(&env, &[]).await;
+        let server = Server::start(env.config()).await;
+        let label = format!("{:?}", server.state.store.backend());
+        let (mut runner, seed, cases) = random_input_runner();
+        eprintln!("{label}: PROPTEST_RNG_SEED={seed} PROPTEST_CASES={cases}");
+        let h = http();
+        let auth = basic(&f.client_id, &f.client_secret);
+        for case in 0..cases {
+            let bytes = strategy.new_tree(&mut runner).unwrap().current();
+            let what = |at: &str| format!("{label} case {case} (seed {seed}) {at}: {bytes:02x?}");
+            // Form bodies at the protocol endpoints, with and without client credentials.
+            for path in ["/token", "/revoke", "/introspect", "/device_authorization"] {
+                for with_auth in [false, true] {
+                    let mut req = h
+                        .post(server.url(path))
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .body(bytes.clone());
+                    if with_auth {
+                        req = req.header("authorization", &auth);
+                    }
+                    let r = req.send().await.unwrap();
+                    let status = r.status().as_u16();
+                    let body = r.text().await.unwrap();
+                    // RFC 7009 §2.2 / RFC 7662 §2.2: a token nobody knows is still a 200.
+                    if status == 200 {
+                        assert!(matches!(path, "/revoke" | "/introspect"), "{}", what(path));
+                        continue;
+                    }
+                    assert!(
+                        matches!(status, 400 | 401 | 429),
+                        "{} -> {status} {body}",
+                        what(path)
+                    );
+                    let v: serde_json::Value = serde_json::from_str(&body)
+                        .unwrap_or_else(|_| panic!("{}: not JSON: {body}", what(path)));
+                    let code = v["error"].as_str().unwrap_or_default();
+                    assert!(TOKEN_ERRORS.contains(&code), "{}: {code}", what(path));
+                }
+            }
+            // A JSON body at /register.
+            let r = h
+                .post(server.url("/register"))
+                .header("content-type", "application/json")
+                .body(bytes.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            if status != 201 {
+                assert!(
+                    matches!(status, 400 | 401 | 429),
+                    "{} -> {status}",
+                    what("/register")
+                );
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let code = v["error"].as_str().unwrap_or_default();
+                assert!(
+                    REGISTRATION_ERRORS.contains(&code),
+                    "{}: {code}",
+                    what("/register")
+                );
+            }
+            // The same bytes as a query and as a path segment (percent-encoded).
+            let encoded: String = bytes.iter().map(|b| format!("%{b:02X}")).collect();
+            let raw_query = String::from_utf8_lossy(&bytes)
+                .chars()
+                .filter(|c| c.is_ascii_graphic())
+                .collect::<String>();
+            for url in [
+                format!("/authorize?{raw_query}"),
+                format!("/authorize?client_id={encoded}&redirect_uri={encoded}"),
+                format!("/logout?{raw_query}"),
+                format!("/device?user_code={encoded}"),
+                format!("/register/{encoded}"),
+                format!("/api/streams/{encoded}"),
+                format!("/api/devices?after={encoded}"),
+                format!("/static/{encoded}"),
+            ] {
+                let r = h.get(server.url(&url)).send().await.unwrap();
+                assert!(
+                    r.status().as_u16() < 500,
+                    "{} -> {}",
+                    what(&url),
+                    r.status()
+                );
+            }
+        }
+        server.stop().await;
+    }
+}

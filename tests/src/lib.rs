@@ -1,1 +1,3 @@
-//! Black-box tests live in blackbox/.
+//! Black-box tests live in blackbox/; this library holds what the tools share.
+
+pub mod process;
