@@ -70,11 +70,24 @@ pub struct VerifyOptions<'a> {
     pub leeway: i64,
 }
 
-/// The verified claims of a token. Only [`PublicKeySet::verify`] makes one.
+/// The verified claims of a token, and the `typ` of its (verified) header. Only
+/// [`PublicKeySet::verify`] makes one.
 #[derive(Clone, PartialEq)]
-pub struct Claims(Map<String, Value>);
+pub struct Claims(Map<String, Value>, Option<String>);
 
 impl Claims {
+    /// The header's `typ`, if it has one (RFC 7515 §4.1.9).
+    pub fn typ(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
+    /// Whether the header's `typ` is `want`, compared as media types (case-insensitively,
+    /// with or without `application/`). A header without `typ` is an untyped JWT: it is `JWT`
+    /// here (RFC 7519 §5.1 names that value for a JWT that says what it is only by shape).
+    pub fn typ_is(&self, want: &str) -> bool {
+        media_type_eq(self.typ().unwrap_or("JWT"), want)
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
     }
@@ -263,7 +276,8 @@ impl PublicKeySet {
         // 5. claims
         let claims = decode_json(p64).ok_or(VerifyError::Malformed("payload"))?;
         check_claims(&claims, opts)?;
-        Ok(Claims(claims))
+        let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
+        Ok(Claims(claims, typ))
     }
 }
 

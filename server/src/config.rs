@@ -241,10 +241,19 @@ pub struct TrustedIssuerConfig {
     /// checks you trust as much as your own: it can then act for those accounts.
     #[serde(default)]
     pub link_verified_email: bool,
+    /// The `typ` header values its tokens may have (compared as media types). By default only
+    /// RFC 9068 access tokens (`at+jwt`): an id_token (typ `JWT`, or none, which counts as
+    /// `JWT`) is for the client it was issued to and is not exchanged unless listed here.
+    #[serde(default = "access_token_typ")]
+    pub typ: Vec<String>,
     /// Let `jwks_uri` be http:// or resolve to a loopback or private address: only for
     /// closed test setups.
     #[serde(default)]
     pub danger_allow_insecure_jwks_uri: bool,
+}
+
+fn access_token_typ() -> Vec<String> {
+    vec!["at+jwt".to_owned()]
 }
 
 fn yes() -> bool {
@@ -863,6 +872,11 @@ fn validate_exchange(raw: &ExchangeConfig, ours: &str) -> Result<ExchangeConfig,
         if t.clients.is_empty() {
             return Err(named(
                 "clients must name the clients that may exchange its tokens",
+            ));
+        }
+        if t.typ.is_empty() || t.typ.iter().any(|v| v.trim().is_empty()) {
+            return Err(named(
+                "typ must name the token types accepted (at+jwt for access tokens)",
             ));
         }
         if t.audiences.is_empty() {

@@ -100,6 +100,14 @@ impl TrustedIssuers {
                 .await?
                 .map_err(|e| e.to_string())?,
         };
+        // What kind of token: by default access tokens only, so a user's id_token (made for
+        // the client that signed them in) does not stand for them here.
+        if !trusted.config.typ.iter().any(|t| claims.typ_is(t)) {
+            return Err(format!(
+                "the token's typ {:?} is not one this issuer's tokens may have",
+                claims.typ().unwrap_or("(none)")
+            ));
+        }
         match claims.str("sub") {
             Some(s) if !s.is_empty() && s.len() <= MAX_SUBJECT => {}
             _ => return Err("sub is missing or unusable".into()),

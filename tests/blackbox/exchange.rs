@@ -345,7 +345,8 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
              scopes = [\"orders:read\", \"orders:write\"]\nclients = [\"{a_id}\"]\n\
              [[exchange.trusted_issuers]]\nissuer = \"{SISTER}\"\njwks_uri = \"{sister_jwks}\"\n\
              danger_allow_insecure_jwks_uri = true\nscopes = [\"orders:read\"]\n\
-             clients = [\"{a_id}\"]\nprovision = false\nlink_verified_email = true\n",
+             clients = [\"{a_id}\"]\nprovision = false\nlink_verified_email = true\n\
+             typ = [\"at+jwt\", \"JWT\"]\n",
             partner.public_jwks,
             a_id = a.id,
         );
@@ -363,7 +364,19 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
                 c[k] = v.clone();
             }
             key.ring
-                .sign(latchkey_jwks::Alg::Es256, "JWT", c.as_object().unwrap())
+                .sign(latchkey_jwks::Alg::Es256, "at+jwt", c.as_object().unwrap())
+                .unwrap()
+        };
+        // The same, with another `typ` header: an id_token says `JWT`.
+        let sign_typed = |key: &crate::client_auth::ClientKey, typ: &str, extra: Value| {
+            let mut c = serde_json::json!({
+                "iss": PARTNER, "aud": issuer, "iat": now, "exp": now + 300,
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            key.ring
+                .sign(latchkey_jwks::Alg::Es256, typ, c.as_object().unwrap())
                 .unwrap()
         };
         let swap = |jwt: String, extra: Vec<(&'static str, &'static str)>| {
@@ -536,6 +549,13 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
                 c
             }),
             "not.a.jwt".to_owned(),
+            // An id_token of the partner's (typ JWT, a nonce): by default only access tokens
+            // (typ at+jwt) stand for a user here.
+            sign_typed(&partner, "JWT", {
+                let mut c = newcomer.clone();
+                c["nonce"] = serde_json::json!("n-1");
+                c
+            }),
         ];
         for jwt in refused {
             let (status, e) = swap(jwt, vec![]).await;
@@ -588,7 +608,8 @@ async fn another_issuers_jwt_is_exchanged_for_a_linked_or_provisioned_account() 
         let sister_user = serde_json::json!({
             "iss": SISTER, "sub": "s-1", "email": f.email, "email_verified": true,
         });
-        let (status, t2) = swap(sign(&sister, sister_user), vec![]).await;
+        // The sister lists JWT among its token types: its plain JWTs pass.
+        let (status, t2) = swap(sign_typed(&sister, "JWT", sister_user), vec![]).await;
         assert_eq!(status, 200, "{t2}");
         let c2 = claims(t2["access_token"].as_str().unwrap());
         assert_eq!(c2["sub"], f.user_id);
