@@ -56,6 +56,8 @@ pub enum Purpose {
     UserCode,
     /// Links sent by email (password reset).
     EmailLink,
+    /// The browser a sign-in link was asked from (its CSRF cookie).
+    LinkBrowser,
 }
 
 impl Purpose {
@@ -77,6 +79,7 @@ impl Purpose {
             Purpose::DeviceCode => b"device_code",
             Purpose::UserCode => b"user_code",
             Purpose::EmailLink => b"email_link",
+            Purpose::LinkBrowser => b"link_browser",
         }
     }
 }

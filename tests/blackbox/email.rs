@@ -11,7 +11,7 @@ use crate::flow::{
 use crate::harness::{Env, Server};
 use crate::reset::{link_in, wait_for_mail};
 
-async fn post_form(
+pub async fn post_form(
     b: &reqwest::Client,
     server: &Server,
     page_path: &str,
@@ -392,6 +392,39 @@ async fn a_mailed_sign_in_link_signs_in_once_and_still_asks_for_totp() {
         assert!(known.contains("we have sent it a link"));
         let mails = wait_for_mail(&outbox, 1).await;
         let link = link_in(&mails[0], "/login/email/confirm?token=");
+
+        // Another browser (the link forwarded, or asked for someone else's address) can
+        // neither open nor use it, and spends nothing.
+        let elsewhere = browser();
+        let r = elsewhere.get(server.url(&link)).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("where you asked for it"));
+        let own = elsewhere
+            .get(server.url("/login"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let token_param = crate::flow::query_param(&server.url(&link), "token").unwrap();
+        let r = elsewhere
+            .post(server.url("/login/email/confirm"))
+            .form(&[
+                (
+                    "csrf_token",
+                    input_value(&own, "csrf_token").unwrap().as_str(),
+                ),
+                ("token", token_param.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "the other browser cannot use it");
+        assert!(
+            b.get(server.url("/account")).send().await.unwrap().status() == 303,
+            "nobody is signed in by it"
+        );
 
         // Opening the link changes nothing; its button signs in and goes on to the client.
         let page = b

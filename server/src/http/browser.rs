@@ -113,6 +113,12 @@ fn csrf_binding(csrf_cookie: &str, session_cookie: Option<&str>) -> String {
     )
 }
 
+/// What identifies this browser for as long as its session lasts: its CSRF cookie (random,
+/// HttpOnly, never shown to scripts). Binds a sign-in link to the browser that asked for it.
+pub fn browser_binding(state: &AppState, req: &Request) -> Option<String> {
+    cookie(req, csrf_cookie_name(state))
+}
+
 /// Whether a form post carries a valid CSRF token and, if sent, a same-origin `Origin`.
 pub fn csrf_ok(state: &AppState, req: &Request, form_token: Option<&str>) -> bool {
     if let Some(origin) = req

@@ -65,7 +65,16 @@ pub async fn change(
     } else {
         EMAIL_LINK_EMAIL
     };
-    let token = match new_email_link(&state.signin(), purpose, &user.id, &new, None, lifetime).await
+    let token = match new_email_link(
+        &state.signin(),
+        purpose,
+        &user.id,
+        &new,
+        None,
+        None,
+        lifetime,
+    )
+    .await
     {
         Ok(t) => t,
         Err(e) => return account_failed(state, req, "making an address link", e).await,

@@ -84,6 +84,7 @@ async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::sto
         &user.id,
         &user.email,
         None,
+        None,
         lifetime,
     )
     .await?;

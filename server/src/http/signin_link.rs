@@ -2,7 +2,9 @@
 //! address (the same answer, in about the same time, whether or not an account uses it);
 //! opening `/login/email/confirm` shows a button, so a mail scanner opening links signs no one
 //! in; confirming spends the link and signs in, or asks for the authenticator app first when
-//! the account has one. The link carries the authorization request it interrupts.
+//! the account has one. The link carries the authorization request it interrupts, and works
+//! only in the browser that asked for it (bound to that browser's CSRF cookie): a link
+//! forwarded, or asked for someone else's address, signs no one in elsewhere.
 //!
 //! RFC 8176 has no `amr` value for an emailed link: tokens say `email` (acr 1).
 
@@ -10,6 +12,7 @@ use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{Request, Response, handler};
 
+use super::browser::browser_binding;
 use super::error::PageError;
 use super::links::{
     TokenQuery, account_to_mail, after_answer, count_mail_request, failed, unusable,
@@ -18,7 +21,10 @@ use super::pages::{checked_form, signed_in};
 use super::respond::form_page;
 use crate::input::validate_email;
 use crate::oauth::params::Params;
-use crate::signin::{email_link_digests, new_email_link};
+use crate::signin::{
+    email_link_digests, link_browser_digest, link_browser_lookup, link_browser_matches,
+    new_email_link,
+};
 use crate::state::{AppState, secs};
 use crate::store::{EMAIL_LINK_SIGNIN, StoreError};
 use crate::views::Msg;
@@ -33,6 +39,15 @@ fn offered(state: &AppState) -> Result<(), PageError> {
     } else {
         Err(PageError::not_found(Msg::SigninLinksOff))
     }
+}
+
+/// A bound link opened in another browser than the one that asked: nothing is spent.
+fn other_browser() -> PageError {
+    PageError::new(
+        StatusCode::FORBIDDEN,
+        Msg::SigninLinkOtherBrowserTitle,
+        Msg::SigninLinkOtherBrowser,
+    )
 }
 
 fn link_page(
@@ -72,8 +87,10 @@ pub async fn request_link(
             minijinja::context! { error => wait },
         ));
     }
+    // The form passed the CSRF check, so the browser has its CSRF cookie.
+    let browser = browser_binding(state, req).map(|b| link_browser_digest(&state.signin(), &b));
     after_answer(state, "sign-in link", |state| async move {
-        send_link(&state, &email, &request).await
+        send_link(&state, &email, &request, browser.as_deref()).await
     });
     let minutes = secs(state.config.mail.signin_link_lifetime) / 60;
     Ok(link_page(
@@ -85,7 +102,12 @@ pub async fn request_link(
 }
 
 /// Mails a sign-in link to `email` if an enabled account uses it; nothing otherwise.
-async fn send_link(state: &AppState, email: &str, request: &str) -> Result<(), StoreError> {
+async fn send_link(
+    state: &AppState,
+    email: &str,
+    request: &str,
+    browser: Option<&str>,
+) -> Result<(), StoreError> {
     let Some(user) = account_to_mail(state, email).await? else {
         return Ok(());
     };
@@ -101,6 +123,7 @@ async fn send_link(state: &AppState, email: &str, request: &str) -> Result<(), S
         &user.id,
         &user.email,
         request.as_deref(),
+        browser,
         lifetime,
     )
     .await?;
@@ -133,6 +156,15 @@ pub async fn confirm_form(
         .email_link(&digests, EMAIL_LINK_SIGNIN, state.clock.now())
         .await
     {
+        Ok(Some(link))
+            if !link_browser_matches(
+                &state.signin(),
+                link.browser.as_deref(),
+                browser_binding(state, req).as_deref(),
+            ) =>
+        {
+            Err(other_browser())
+        }
         Ok(Some(link)) => {
             // Anyone can ask for a link to someone's address from any application's sign-in
             // page: the page names the application the sign-in goes on to.
@@ -180,7 +212,26 @@ pub async fn confirm(
         return Err(unusable(Msg::ResetLinkUnusable));
     };
     let now = state.clock.now();
-    let (user_id, request) = match state.store.use_signin_link(&digests, now).await {
+    let binding = browser_binding(state, req);
+    match state
+        .store
+        .email_link(&digests, EMAIL_LINK_SIGNIN, now)
+        .await
+    {
+        Ok(Some(link))
+            if !link_browser_matches(
+                &state.signin(),
+                link.browser.as_deref(),
+                binding.as_deref(),
+            ) =>
+        {
+            return Err(other_browser());
+        }
+        Ok(_) => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let browser = link_browser_lookup(&state.signin(), binding.as_deref());
+    let (user_id, request) = match state.store.use_signin_link(&digests, &browser, now).await {
         Ok(Some(used)) => used,
         Ok(None) => return Err(unusable(Msg::ResetLinkUnusable)),
         Err(e) => return Err(failed(e)),

@@ -71,12 +71,15 @@ async fn invite(
 
 /// Makes a link to mail: a 256-bit token for `purpose` (a `store::EMAIL_LINK_*`), bound to the
 /// user and the address it goes to; only its digest is stored. Returns the token.
+/// `browser`: for a sign-in link, the digest of the browser that asked for it
+/// ([`link_browser_digest`]), which alone may use it.
 pub async fn new_email_link(
     cx: &Signin<'_>,
     purpose: &str,
     user_id: &str,
     email: &str,
     request: Option<&str>,
+    browser: Option<&str>,
     lifetime: std::time::Duration,
 ) -> Result<String, StoreError> {
     let token = random_token(32);
@@ -88,11 +91,35 @@ pub async fn new_email_link(
             user_id,
             email,
             request,
+            browser,
             now,
             expires_at: now + crate::clock::secs(lifetime),
         })
         .await?;
     Ok(token)
+}
+
+/// What binds a sign-in link to the browser that asked for it: the digest of that browser's
+/// CSRF cookie (`binding`), which lasts as long as the browser session.
+pub fn link_browser_digest(cx: &Signin<'_>, binding: &str) -> String {
+    cx.pepper.digest(Purpose::LinkBrowser, binding.as_bytes())
+}
+
+/// The digests this browser's binding may be stored under (every pepper key); empty without
+/// a binding.
+pub fn link_browser_lookup(cx: &Signin<'_>, binding: Option<&str>) -> Vec<String> {
+    binding.map_or_else(Vec::new, |b| {
+        cx.pepper.lookup_digests(Purpose::LinkBrowser, b.as_bytes())
+    })
+}
+
+/// Whether a link bound to `stored` (a browser digest) may be used by this browser.
+pub fn link_browser_matches(cx: &Signin<'_>, stored: Option<&str>, binding: Option<&str>) -> bool {
+    match (stored, binding) {
+        (None, _) => true,
+        (Some(stored), Some(b)) => cx.pepper.verify(Purpose::LinkBrowser, b.as_bytes(), stored),
+        (Some(_), None) => false,
+    }
 }
 
 /// The digests a mailed link's token may be stored under; None for a token that cannot be

@@ -14,6 +14,8 @@ pub struct NewEmailLink<'a> {
     pub user_id: &'a str,
     pub email: &'a str,
     pub request: Option<&'a str>,
+    /// A sign-in link: the digest of the browser that asked ([`Purpose::LinkBrowser`]).
+    pub browser: Option<&'a str>,
     pub now: i64,
     pub expires_at: i64,
 }
@@ -25,6 +27,8 @@ pub struct EmailLink {
     pub email: String,
     /// A sign-in link's authorization request.
     pub request: Option<String>,
+    /// A sign-in link: the digest of the browser that asked for it.
+    pub browser: Option<String>,
 }
 
 pub const RESET: &str = "reset";
@@ -51,14 +55,15 @@ pub struct EmailChange {
 impl Store {
     pub async fn insert_email_link(&self, l: &NewEmailLink<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO email_links (token_digest, purpose, user_id, email, request, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO email_links (token_digest, purpose, user_id, email, request, browser_digest, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(l.digest)
         .bind(l.purpose)
         .bind(l.user_id)
         .bind(l.email)
         .bind(l.request)
+        .bind(l.browser)
         .bind(l.now)
         .bind(l.expires_at)
         .execute_w(self)
@@ -74,7 +79,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<EmailLink>, StoreError> {
         let sql = format!(
-            "SELECT user_id, email, request FROM email_links WHERE purpose = $1 AND used_at IS NULL \
+            "SELECT user_id, email, request, browser_digest FROM email_links WHERE purpose = $1 AND used_at IS NULL \
              AND expires_at > $2 AND token_digest IN ({})",
             placeholders(3, digests.len())
         );
@@ -88,27 +93,38 @@ impl Store {
                 user_id: r.try_get("user_id")?,
                 email: r.try_get("email")?,
                 request: r.try_get("request")?,
+                browser: r.try_get("browser_digest")?,
             })
         })
         .transpose()
     }
 
-    /// Uses a sign-in link: once, before it expires, for an enabled user. The user's id and
-    /// the authorization request it continues.
+    /// Uses a sign-in link: once, before it expires, for an enabled user, from the browser
+    /// that asked for it (`browser`: the lookup digests of this browser's binding). The user's
+    /// id and the authorization request it continues.
     pub async fn use_signin_link(
         &self,
         digests: &[String],
+        browser: &[String],
         now: i64,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let n = digests.len();
         let sql = format!(
             "UPDATE email_links SET used_at = $1 WHERE purpose = $2 AND used_at IS NULL \
              AND expires_at > $1 AND token_digest IN ({}) \
+             AND (browser_digest IS NULL OR browser_digest IN ({})) \
              AND user_id IN (SELECT id FROM users WHERE disabled_at IS NULL) \
              RETURNING user_id, request",
-            placeholders(3, digests.len())
+            placeholders(3, n),
+            // An empty list matches nothing: a browser without a binding cannot use a bound link.
+            if browser.is_empty() {
+                "NULL".to_owned()
+            } else {
+                placeholders(3 + n, browser.len())
+            }
         );
         let mut q = sqlx::query(&sql).bind(now).bind(SIGNIN);
-        for d in digests {
+        for d in digests.iter().chain(browser) {
             q = q.bind(d);
         }
         let row = q.fetch_optional_w(self).await?;

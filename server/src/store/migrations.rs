@@ -78,6 +78,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "refresh_retry",
         include_str!("../../../migrations/sqlite/0014_refresh_retry.sql"),
     ),
+    (
+        15,
+        "signin_link_browser",
+        include_str!("../../../migrations/sqlite/0015_signin_link_browser.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -150,6 +155,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         14,
         "refresh_retry",
         include_str!("../../../migrations/postgres/0014_refresh_retry.sql"),
+    ),
+    (
+        15,
+        "signin_link_browser",
+        include_str!("../../../migrations/postgres/0015_signin_link_browser.sql"),
     ),
 ];
 

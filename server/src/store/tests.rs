@@ -297,6 +297,7 @@ async fn put_link(
             user_id,
             email,
             request: None,
+            browser: None,
             now: created_at,
             expires_at,
         })

@@ -90,6 +90,8 @@ messages! {
     LinkUnusableTitle = "link.unusable.title",
     ResetLinkUnusable = "reset.link_unusable",
     SigninLinksOff = "signin_link.off",
+    SigninLinkOtherBrowserTitle = "signin_link.other_browser.title",
+    SigninLinkOtherBrowser = "signin_link.other_browser.message",
     DeviceCodeUnknown = "device.code_unknown",
     DeviceNotFound = "device.not_found",
 
