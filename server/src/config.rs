@@ -63,6 +63,17 @@ pub struct RawConfig {
     pub clients: ClientsConfig,
     pub mail: MailConfig,
     pub exchange: ExchangeConfig,
+    pub outbound: OutboundConfig,
+}
+
+/// Outbound TLS: what Latchkey trusts when it connects out (JWKS fetches, SMTP).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// A PEM file of extra trust anchors (CA certificates), trusted beside the system's for
+    /// every outbound TLS connection: a private CA for an internal issuer's `jwks_uri` or an
+    /// internal mail relay. Certificates are still verified, host names included.
+    pub extra_ca_file: Option<PathBuf>,
 }
 
 impl Default for RawConfig {
@@ -88,6 +99,7 @@ impl Default for RawConfig {
             registration: RegistrationConfig::default(),
             clients: ClientsConfig::default(),
             exchange: ExchangeConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -196,6 +208,10 @@ pub struct Config {
     pub exchange: ExchangeConfig,
     /// `http.trusted_proxies`, parsed.
     pub trusted_proxy_nets: Vec<ipnet::IpNet>,
+    pub outbound: OutboundConfig,
+    /// The certificates of `outbound.extra_ca_file`, read and checked (PEM, each a
+    /// certificate).
+    pub outbound_ca_pem: Vec<String>,
 }
 
 /// RFC 8693 token exchange.
@@ -254,6 +270,31 @@ pub struct TrustedIssuerConfig {
 
 fn access_token_typ() -> Vec<String> {
     vec!["at+jwt".to_owned()]
+}
+
+/// The certificates of a PEM file, each as its own PEM block; every block must parse.
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<String>, ConfigError> {
+    const KEY: &str = "outbound.extra_ca_file";
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    for block in text.split_inclusive(END).filter(|b| b.contains(END)) {
+        let pem = block
+            .get(block.find("-----BEGIN CERTIFICATE-----").unwrap_or(0)..)
+            .unwrap_or_default()
+            .to_owned();
+        reqwest::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| invalid(KEY, format!("{}: {e}", path.display())))?;
+        out.push(pem);
+    }
+    if out.is_empty() {
+        return Err(invalid(
+            KEY,
+            format!("{}: no PEM certificate in it", path.display()),
+        ));
+    }
+    Ok(out)
 }
 
 fn yes() -> bool {
@@ -747,6 +788,10 @@ impl Config {
                  and every JWKS cache sees a new key before it signs",
             ));
         }
+        let outbound_ca_pem = match &raw.outbound.extra_ca_file {
+            None => Vec::new(),
+            Some(path) => read_ca_file(path)?,
+        };
         Ok(Self {
             issuer,
             listen: raw.listen,
@@ -769,6 +814,8 @@ impl Config {
             mail: raw.mail,
             exchange,
             trusted_proxy_nets,
+            outbound: raw.outbound,
+            outbound_ca_pem,
         })
     }
 

@@ -11,7 +11,7 @@ use latchkey_jwks::{Alg, Claims, PublicKeySet, VerifyOptions};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, TrustedIssuerConfig};
-use crate::outbound::JwksFetcher;
+use crate::outbound::{JwksFetcher, extra_roots};
 use crate::secrets::random_token;
 use crate::store::{NewUser, Provisioned, Store, StoreError};
 
@@ -55,9 +55,9 @@ impl TrustedIssuers {
                     // `danger_allow_private_jwks_uri` is about clients' keys; an issuer's
                     // are fetched from public addresses unless its own danger_ option says.
                     fetcher: if t.danger_allow_insecure_jwks_uri {
-                        JwksFetcher::insecure()
+                        JwksFetcher::insecure(extra_roots(&config.outbound_ca_pem))
                     } else {
-                        JwksFetcher::new(false)
+                        JwksFetcher::new(false, extra_roots(&config.outbound_ca_pem))
                     },
                 },
                 (None, None) => return Err(format!("trusted issuer {} has no keys", t.issuer)),

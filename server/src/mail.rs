@@ -15,6 +15,7 @@ use lettre::Address;
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use crate::config::{Config, MailTransport, SmtpSecurity};
@@ -84,18 +85,28 @@ impl Smtp {
     pub fn new(config: &Config) -> Result<Self, String> {
         let smtp = &config.mail.smtp;
         let host = smtp.host.as_str();
-        let builder = match smtp.security {
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
-            SmtpSecurity::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
-            SmtpSecurity::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                host,
-            )),
-        }
-        .map_err(|e| format!("mail.smtp.host {host:?}: {e}"))?;
-        let mut builder = builder.timeout(Some(smtp.timeout));
-        if let Some(port) = smtp.port {
-            builder = builder.port(port);
-        }
+        // TLS as lettre's relay()/starttls_relay() set it up, with `outbound.extra_ca_file`'s
+        // trust anchors beside the system's: certificates and the host name are verified.
+        let tls = || {
+            let mut params = TlsParameters::builder(host.to_owned());
+            for pem in &config.outbound_ca_pem {
+                let cert = lettre::transport::smtp::client::Certificate::from_pem(pem.as_bytes())
+                    .map_err(|e| format!("outbound.extra_ca_file: {e}"))?;
+                params = params.add_root_certificate(cert);
+            }
+            params
+                .build()
+                .map_err(|e| format!("mail.smtp.host {host:?}: {e}"))
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
+        let (builder, default_port) = match smtp.security {
+            SmtpSecurity::Tls => (builder.tls(Tls::Wrapper(tls()?)), 465),
+            SmtpSecurity::Starttls => (builder.tls(Tls::Required(tls()?)), 587),
+            SmtpSecurity::None => (builder, 25),
+        };
+        let mut builder = builder
+            .timeout(Some(smtp.timeout))
+            .port(smtp.port.unwrap_or(default_port));
         if let (Some(user), Some(file)) = (&smtp.username, &smtp.password_file) {
             let password = std::fs::read_to_string(file)
                 .map_err(|e| format!("mail.smtp.password_file {}: {e}", file.display()))?;

@@ -1,7 +1,8 @@
 //! Fetching a client's JWKS from its `jwks_uri`. A request to a URL a client chose is a
 //! server-side request forgery risk, so: https only, no redirects, every resolved address must
 //! be public (no loopback, private, link-local, ...) and the connection is pinned to the
-//! address checked, bounded size and time, and results are cached.
+//! address checked, bounded size and time, and results are cached. TLS is always verified,
+//! against the system's trust anchors and `outbound.extra_ca_file`'s; no option turns it off.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,24 +27,35 @@ struct Cached {
 pub struct JwksFetcher {
     allow_private: bool,
     allow_http: bool,
+    /// Trust anchors beside the system's (`outbound.extra_ca_file`).
+    roots: Vec<reqwest::Certificate>,
     cache: Mutex<HashMap<String, Cached>>,
 }
 
+/// The certificates of `outbound.extra_ca_file` (checked by the configuration already).
+pub fn extra_roots(pems: &[String]) -> Vec<reqwest::Certificate> {
+    pems.iter()
+        .filter_map(|p| reqwest::Certificate::from_pem(p.as_bytes()).ok())
+        .collect()
+}
+
 impl JwksFetcher {
-    pub fn new(allow_private: bool) -> Self {
+    pub fn new(allow_private: bool, roots: Vec<reqwest::Certificate>) -> Self {
         Self {
             allow_private,
             allow_http: false,
+            roots,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
     /// A fetcher that also takes http:// and private addresses: only for closed test setups
-    /// (`danger_allow_insecure_jwks_uri`).
-    pub fn insecure() -> Self {
+    /// (`danger_allow_insecure_jwks_uri`). An https URI is still verified.
+    pub fn insecure(roots: Vec<reqwest::Certificate>) -> Self {
         Self {
             allow_private: true,
             allow_http: true,
+            roots,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -116,12 +128,14 @@ impl JwksFetcher {
         if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
             return Err("jwks_uri resolves to a non-public address".into());
         }
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
-            .resolve(&host, addr)
-            .build()
-            .map_err(|e| e.to_string())?;
+            .resolve(&host, addr);
+        for root in &self.roots {
+            client = client.add_root_certificate(root.clone());
+        }
+        let client = client.build().map_err(|e| e.to_string())?;
         let mut resp = client
             .get(url)
             .send()
@@ -243,7 +257,7 @@ mod tests {
 
     #[tokio::test]
     async fn fetching_refuses_http_and_loopback() {
-        let f = JwksFetcher::new(false);
+        let f = JwksFetcher::new(false, Vec::new());
         assert!(
             f.keys("http://example.com/jwks", 0, false)
                 .await

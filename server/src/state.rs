@@ -150,6 +150,7 @@ impl AppState {
             client_cache: Arc::new(crate::clients::ClientCache::default()),
             client_jwks: Arc::new(crate::outbound::JwksFetcher::new(
                 config.danger_allow_private_jwks_uri,
+                crate::outbound::extra_roots(&config.outbound_ca_pem),
             )),
             config: Arc::new(config),
             store,

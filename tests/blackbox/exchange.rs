@@ -10,17 +10,17 @@ use serde_json::Value;
 use crate::flow::{basic, browser, claims, fixture, introspect_as};
 use crate::harness::{Env, Server};
 
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
 const API_A: &str = "https://api.a.example";
 const API_B: &str = "https://api.b.example";
 
-struct Service {
-    id: String,
-    secret: String,
+pub struct Service {
+    pub id: String,
+    pub secret: String,
 }
 
-async fn service(env: &Env, name: &str, scopes: &[&str]) -> Service {
+pub async fn service(env: &Env, name: &str, scopes: &[&str]) -> Service {
     service_with(env, name, scopes, &[]).await
 }
 
@@ -47,7 +47,7 @@ async fn service_with(env: &Env, name: &str, scopes: &[&str], extra: &[&str]) ->
     }
 }
 
-async fn token(server: &Server, s: &Service, form: &[(&str, &str)]) -> (u16, Value) {
+pub async fn token(server: &Server, s: &Service, form: &[(&str, &str)]) -> (u16, Value) {
     let r = reqwest::Client::new()
         .post(server.url("/token"))
         .header("authorization", basic(&s.id, &s.secret))
@@ -58,7 +58,7 @@ async fn token(server: &Server, s: &Service, form: &[(&str, &str)]) -> (u16, Val
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-async fn own_token(server: &Server, s: &Service) -> String {
+pub async fn own_token(server: &Server, s: &Service) -> String {
     let (status, body) = token(server, s, &[("grant_type", "client_credentials")]).await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
@@ -322,7 +322,7 @@ async fn serve_json(body: String) -> String {
     format!("http://{addr}/jwks.json")
 }
 
-const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const PARTNER: &str = "https://partner.example";
 const SISTER: &str = "https://sister.example";
 

@@ -23,4 +23,5 @@ mod reset;
 mod signup;
 mod streams;
 mod throttle;
+mod tls;
 mod totp;
