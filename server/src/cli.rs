@@ -214,6 +214,9 @@ enum ClientCommand {
         /// A first-party client: users are not asked for consent.
         #[arg(long)]
         first_party: bool,
+        /// RFC 9126: this client's authorization requests must be pushed to /par first.
+        #[arg(long)]
+        require_par: bool,
         /// RFC 8693 impersonation: this client may exchange a user's token without an actor
         /// token, for a token that does not name the client in `act`.
         #[arg(long)]
@@ -443,6 +446,7 @@ where
             post_logout_redirect_uris,
             id_token_signed_response_alg,
             first_party,
+            require_par,
             allow_impersonation,
             resources,
             serves,
@@ -495,6 +499,7 @@ where
                 policy_uri: None,
                 tos_uri: None,
                 first_party,
+                require_pushed_authorization_requests: require_par,
                 token_exchange_impersonation: allow_impersonation,
                 resources,
                 serves,

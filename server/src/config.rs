@@ -64,6 +64,16 @@ pub struct RawConfig {
     pub mail: MailConfig,
     pub exchange: ExchangeConfig,
     pub outbound: OutboundConfig,
+    pub par: ParConfig,
+}
+
+/// RFC 9126 pushed authorization requests.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParConfig {
+    /// Every client's authorization requests must be pushed to `/par` first (discovery's
+    /// `require_pushed_authorization_requests`); otherwise only those of clients registered so.
+    pub required: bool,
 }
 
 /// Outbound TLS: what Latchkey trusts when it connects out (JWKS fetches, SMTP).
@@ -100,6 +110,7 @@ impl Default for RawConfig {
             clients: ClientsConfig::default(),
             exchange: ExchangeConfig::default(),
             outbound: OutboundConfig::default(),
+            par: ParConfig::default(),
         }
     }
 }
@@ -209,6 +220,7 @@ pub struct Config {
     /// `http.trusted_proxies`, parsed.
     pub trusted_proxy_nets: Vec<ipnet::IpNet>,
     pub outbound: OutboundConfig,
+    pub par: ParConfig,
     /// The certificates of `outbound.extra_ca_file`, read and checked (PEM, each a
     /// certificate).
     pub outbound_ca_pem: Vec<String>,
@@ -815,6 +827,7 @@ impl Config {
             exchange,
             trusted_proxy_nets,
             outbound: raw.outbound,
+            par: raw.par,
             outbound_ca_pem,
         })
     }

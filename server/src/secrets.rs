@@ -58,6 +58,11 @@ pub enum Purpose {
     EmailLink,
     /// The browser a sign-in link was asked from (its CSRF cookie).
     LinkBrowser,
+    /// RFC 9126 `request_uri`s.
+    PushedRequest,
+    /// The mark that an authorization request's parameters came from a pushed request, as
+    /// the sign-in and consent forms carry them.
+    PushedCarry,
 }
 
 impl Purpose {
@@ -80,6 +85,8 @@ impl Purpose {
             Purpose::UserCode => b"user_code",
             Purpose::EmailLink => b"email_link",
             Purpose::LinkBrowser => b"link_browser",
+            Purpose::PushedRequest => b"pushed_request",
+            Purpose::PushedCarry => b"pushed_carry",
         }
     }
 }

@@ -17,6 +17,7 @@ mod keys;
 mod mail;
 mod messages;
 mod oidc;
+mod par;
 mod passkeys;
 mod registration;
 mod reset;

@@ -1,5 +1,10 @@
 //! `/authorize` (GET and POST, OIDC Core §3.1.2.1), and the sign-in and consent steps that an
 //! authorization request may pass through before a code is issued.
+//!
+//! A pushed request (RFC 9126) arrives as `client_id` and `request_uri`: it is taken from the
+//! store once, and its parameters stand for the request. The sign-in and consent forms carry
+//! them on with a mark (an HMAC under the pepper, with an expiry) that says they were pushed,
+//! so a client that must push its requests is not refused halfway through its own.
 
 use poem::http::{Method, StatusCode};
 use poem::web::Data;
@@ -13,6 +18,7 @@ use crate::oauth::authorize::{
 };
 use crate::oauth::client::Client;
 use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
+use crate::oauth::par;
 use crate::oauth::params::Params;
 use crate::secrets::{AuthorizationCode, Purpose, random_token};
 use crate::state::{AppState, secs};
@@ -37,8 +43,81 @@ pub async fn authorize(
     };
     let params = Params::parse(&raw)?;
     let now = state.clock.now();
+    let params = match params.get("request_uri").and_then(par::random_part) {
+        Some(random) => pushed_request(state, &params, random, now).await?,
+        None => params,
+    };
     let session = current_session(state, req, now).await;
     run(state, req, params, session, None, now).await
+}
+
+/// The parameter that marks carried parameters as pushed.
+const PUSHED_MARK: &str = "pushed_mark";
+/// How long a pushed request's sign-in may take (a mailed sign-in link lives 15 minutes).
+const PUSHED_MARK_LIFETIME: i64 = 30 * 60;
+
+/// RFC 9126 §4: the pushed request named by `request_uri`, taken once, for the `client_id`
+/// that pushed it; other parameters of this request are ignored. Marked as pushed.
+async fn pushed_request(
+    state: &AppState,
+    params: &Params,
+    random: &str,
+    now: i64,
+) -> Result<Params, PageError> {
+    let Some(client_id) = params.get("client_id") else {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            Msg::AuthorizeInvalidTitle,
+            Msg::NoClientId,
+        ));
+    };
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::PushedRequest, random.as_bytes());
+    let stored = state
+        .store
+        .take_pushed_request(&digests, client_id, now)
+        .await?
+        .ok_or(PageError::new(
+            StatusCode::BAD_REQUEST,
+            Msg::AuthorizeInvalidTitle,
+            Msg::PushedRequestUnusable,
+        ))?;
+    let mut pushed = Params::parse(stored.as_bytes())?;
+    let mark = pushed_mark(state, &pushed, now + PUSHED_MARK_LIFETIME);
+    pushed.insert(PUSHED_MARK, mark);
+    Ok(pushed)
+}
+
+/// What the mark is made over: the parameters but the mark and `prompt` (the sign-in form
+/// takes `login` out of it), with the expiry.
+fn mark_input(params: &Params, expires_at: i64) -> String {
+    let mut covered = params.clone();
+    covered.remove(PUSHED_MARK);
+    covered.remove("prompt");
+    format!("{expires_at}|{}", covered.encode())
+}
+
+fn pushed_mark(state: &AppState, params: &Params, expires_at: i64) -> String {
+    let mac = state.pepper.digest(
+        Purpose::PushedCarry,
+        mark_input(params, expires_at).as_bytes(),
+    );
+    format!("{expires_at}.{mac}")
+}
+
+/// Takes the mark out of `params`: its expiry, if it was there, unexpired and made over them.
+fn take_pushed_mark(state: &AppState, params: &mut Params, now: i64) -> Option<i64> {
+    let mark = params.remove(PUSHED_MARK)?;
+    let (expires_at, mac) = mark.split_once('.')?;
+    let expires_at = expires_at.parse::<i64>().ok()?;
+    let valid = expires_at >= now
+        && state.pepper.verify(
+            Purpose::PushedCarry,
+            mark_input(params, expires_at).as_bytes(),
+            mac,
+        );
+    valid.then_some(expires_at)
 }
 
 pub fn is_form(req: &Request) -> bool {
@@ -59,11 +138,12 @@ pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Cli
 pub async fn run(
     state: &AppState,
     req: &Request,
-    params: Params,
+    mut params: Params,
     session: Option<Session>,
     consent: Option<bool>,
     now: i64,
 ) -> Result<Response, PageError> {
+    let pushed = take_pushed_mark(state, &mut params, now);
     let client = match params.get("client_id") {
         Some(id) => load_client(state, id).await?,
         None => None,
@@ -101,6 +181,24 @@ pub async fn run(
             &AuthorizeError::new(code, why),
         ))
     };
+    // RFC 9126 §5, §6: a client (or a server) that requires pushed requests.
+    if pushed.is_none()
+        && (state.config.par.required || client.metadata.require_pushed_authorization_requests)
+    {
+        return fail(
+            E::InvalidRequest,
+            "authorization requests must be pushed to the pushed_authorization_request_endpoint first (RFC 9126)",
+        );
+    }
+    // What the sign-in and consent forms carry on: marked again (same expiry) when pushed.
+    let carried = match pushed {
+        Some(expires_at) => {
+            let mut marked = params.clone();
+            marked.insert(PUSHED_MARK, pushed_mark(state, &params, expires_at));
+            marked
+        }
+        None => params.clone(),
+    };
 
     // id_token_hint (OIDC Core §3.1.2.1): one of ours, for this client; expiry does not matter.
     let hint_sub = match &request.id_token_hint {
@@ -130,7 +228,7 @@ pub async fn run(
         return Ok(login_page(
             state,
             req,
-            &params,
+            &carried,
             &client,
             None,
             "",
@@ -173,7 +271,7 @@ pub async fn run(
                 return fail(E::ConsentRequired, "the user must approve this application");
             }
             None => {
-                return Ok(consent_page(state, req, &params, &client, &session, &request).await);
+                return Ok(consent_page(state, req, &carried, &client, &session, &request).await);
             }
         }
     }

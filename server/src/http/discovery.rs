@@ -16,6 +16,7 @@ fn document(state: &AppState) -> Response {
             metadata(
                 &state.config.issuer,
                 state.config.registration.policy != crate::config::RegistrationPolicy::Closed,
+                state.config.par.required,
             )
             .to_string(),
         )

@@ -22,7 +22,7 @@ use poem::{Endpoint, IntoResponse, PathPattern, Request, Response};
 use serde_json::json;
 
 use crate::oauth::client::MetadataError;
-use crate::oauth::error::{BearerError, BearerErrorCode as B, TokenError};
+use crate::oauth::error::{AuthorizeError, BearerError, BearerErrorCode as B, TokenError};
 use crate::oauth::params::ParamsError;
 use crate::views::{Msg, Views};
 
@@ -45,6 +45,9 @@ pub enum ApiError {
     TooMany { wait: i64, why: String },
     /// RFC 7591 §3.2.2: `invalid_client_metadata`, `invalid_redirect_uri` and the rest.
     Registration(MetadataError),
+    /// RFC 9126 §2.3: a pushed authorization request refused with an authorization error code
+    /// (RFC 6749 §4.1.2.1), in the token endpoint's JSON format.
+    Pushed(AuthorizeError),
     /// A request body or query the resource APIs cannot take (400 `invalid_request`).
     Invalid(Cow<'static, str>),
     /// Not the caller's, or not there (404): the same answer for both.
@@ -93,6 +96,7 @@ impl std::fmt::Display for ApiError {
             Self::StepUp { .. } => f.write_str("insufficient_user_authentication"),
             Self::TooMany { .. } => f.write_str("too many requests"),
             Self::Registration(e) => write!(f, "{}", e.code()),
+            Self::Pushed(e) => write!(f, "{}", e.code.as_str()),
             Self::Invalid(why) => write!(f, "invalid_request: {why}"),
             Self::NotFound => f.write_str("not_found"),
             Self::Server => f.write_str("server_error"),
@@ -135,6 +139,10 @@ impl ResponseError for ApiError {
             Self::NoToken | Self::StepUp { .. } => StatusCode::UNAUTHORIZED,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Invalid(_) | Self::Registration(_) => StatusCode::BAD_REQUEST,
+            Self::Pushed(e) if e.code == crate::oauth::error::AuthorizeErrorCode::ServerError => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::Pushed(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Server => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -195,6 +203,10 @@ impl ResponseError for ApiError {
             Self::Registration(e) => json_no_store(
                 status,
                 json!({ "error": e.code(), "error_description": e.description() }),
+            ),
+            Self::Pushed(e) => json_no_store(
+                status,
+                json!({ "error": e.code.as_str(), "error_description": e.description() }),
             ),
             Self::Invalid(why) => json_no_store(
                 status,

@@ -68,6 +68,7 @@ pub async fn refuse_bad_path<E: Endpoint>(
         "/api/",
         "/register",
         "/token",
+        "/par",
         "/revoke",
         "/introspect",
         "/device_authorization",

@@ -20,6 +20,7 @@ mod logout;
 mod metrics;
 mod middleware;
 mod pages;
+mod par;
 mod passkeys;
 mod password;
 mod register;
@@ -62,6 +63,7 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             get(authorize::authorize).post(authorize::authorize),
         )
         .at("/token", post(token::token_endpoint))
+        .at("/par", post(par::push))
         .at(
             "/userinfo",
             get(userinfo::userinfo).post(userinfo::userinfo),

@@ -344,6 +344,7 @@ mod tests {
                 policy_uri: None,
                 tos_uri: None,
                 first_party: false,
+                require_pushed_authorization_requests: false,
                 token_exchange_impersonation: false,
                 resources: Vec::new(),
                 serves: Vec::new(),

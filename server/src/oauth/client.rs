@@ -81,6 +81,9 @@ pub struct ClientMetadata {
     /// A first-party client skips the consent page. Set by an administrator only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub first_party: bool,
+    /// RFC 9126 §6: this client's authorization requests must be pushed (`/par`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
     /// RFC 8693 impersonation: the client may exchange a subject token without an actor
     /// token and get a token that does not name it. Set by an administrator only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -338,6 +341,7 @@ mod tests {
             policy_uri: None,
             tos_uri: None,
             first_party: false,
+            require_pushed_authorization_requests: false,
             token_exchange_impersonation: false,
             resources: Vec::new(),
             serves: Vec::new(),

@@ -4,8 +4,9 @@
 use serde_json::{Value, json};
 
 /// The metadata document for `issuer`; `registration` when `/register` is open to anyone
-/// or to holders of an initial access token.
-pub fn metadata(issuer: &str, registration: bool) -> Value {
+/// or to holders of an initial access token; `par_required` when every authorization request
+/// must be pushed (RFC 9126 §5).
+pub fn metadata(issuer: &str, registration: bool, par_required: bool) -> Value {
     let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -20,6 +21,8 @@ pub fn metadata(issuer: &str, registration: bool) -> Value {
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code", "urn:ietf:params:oauth:grant-type:token-exchange"],
         "device_authorization_endpoint": format!("{issuer}/device_authorization"),
+        "pushed_authorization_request_endpoint": format!("{issuer}/par"),
+        "require_pushed_authorization_requests": par_required,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
@@ -51,7 +54,7 @@ mod tests {
 
     #[test]
     fn endpoints_are_derived_from_the_issuer() {
-        let m = metadata("https://id.example.com", false);
+        let m = metadata("https://id.example.com", false, false);
         assert!(m.get("registration_endpoint").is_none());
         assert_eq!(m["issuer"], "https://id.example.com");
         assert_eq!(m["jwks_uri"], "https://id.example.com/jwks.json");

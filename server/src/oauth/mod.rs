@@ -8,6 +8,7 @@ pub mod device;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod par;
 pub mod params;
 pub mod pkce;
 pub mod redirect;

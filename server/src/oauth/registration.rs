@@ -27,6 +27,9 @@ pub struct RegistrationRequest {
     pub logo_uri: Option<String>,
     pub policy_uri: Option<String>,
     pub tos_uri: Option<String>,
+    /// RFC 9126 §6.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
     /// Present in RFC 7592 updates.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -143,6 +146,7 @@ impl RegistrationRequest {
             tos_uri: self.tos_uri,
             // Only an administrator makes a client first-party.
             first_party: false,
+            require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             token_exchange_impersonation: false,
             // Nor gives it resource servers.
             resources: Vec::new(),

@@ -24,7 +24,8 @@ impl Store {
     /// initial access tokens, expired mailed links and unused expired invitations. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 13] = [
+        let statements: [(&str, i64); 14] = [
+            ("DELETE FROM pushed_requests WHERE expires_at < $1", now),
             // The retry grace of a rotated refresh token is over: its successor, sealed for
             // the retry, goes (the digest stays, for replay detection).
             (

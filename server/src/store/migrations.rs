@@ -83,6 +83,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "signin_link_browser",
         include_str!("../../../migrations/sqlite/0015_signin_link_browser.sql"),
     ),
+    (
+        16,
+        "pushed_requests",
+        include_str!("../../../migrations/sqlite/0016_pushed_requests.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -160,6 +165,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         15,
         "signin_link_browser",
         include_str!("../../../migrations/postgres/0015_signin_link_browser.sql"),
+    ),
+    (
+        16,
+        "pushed_requests",
+        include_str!("../../../migrations/postgres/0016_pushed_requests.sql"),
     ),
 ];
 

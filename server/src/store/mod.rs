@@ -13,6 +13,7 @@ mod keys;
 mod migrations;
 mod passkeys;
 mod pepper;
+mod pushed;
 mod registration;
 mod sessions;
 mod streams;

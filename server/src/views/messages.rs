@@ -90,6 +90,7 @@ messages! {
     LinkUnusableTitle = "link.unusable.title",
     ResetLinkUnusable = "reset.link_unusable",
     SigninLinksOff = "signin_link.off",
+    PushedRequestUnusable = "authorize.pushed_unusable",
     SigninLinkOtherBrowserTitle = "signin_link.other_browser.title",
     SigninLinkOtherBrowser = "signin_link.other_browser.message",
     DeviceCodeUnknown = "device.code_unknown",

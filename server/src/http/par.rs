@@ -1,0 +1,83 @@
+//! `/par` (RFC 9126): a client pushes its authorization request, authenticated as at `/token`;
+//! the request is validated at once by the same pipeline as `/authorize` (errors as JSON here,
+//! never redirects) and stored by the digest of a one-time `request_uri` that lives 60 s.
+//! `/authorize` takes it with `client_id` and `request_uri` (see `authorize`).
+
+use poem::http::StatusCode;
+use poem::web::Data;
+use poem::{Request, Response, handler};
+use serde_json::json;
+
+use super::client_auth::{authenticated_client, failed_request, gate_closed};
+use super::error::ApiError;
+use super::respond::json_ok;
+use crate::oauth::authorize::{PageReason, Rejection, validate};
+use crate::oauth::client::Client;
+use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
+use crate::oauth::par;
+use crate::oauth::params::Params;
+use crate::secrets::{Purpose, random_token};
+use crate::state::AppState;
+
+#[handler]
+pub async fn push(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    gate_closed(req, state).await?;
+    let (client, params) = match authenticated_client(req, body, state, false).await {
+        Ok(found) => found,
+        Err(e) => return Err(failed_request(req, state, e).await),
+    };
+    let pushed = pushable(&client, params)?;
+    let now = state.clock.now();
+    let random = random_token(32);
+    let digest = state
+        .pepper
+        .digest(Purpose::PushedRequest, random.as_bytes());
+    state
+        .store
+        .insert_pushed_request(
+            &digest,
+            &client.client_id,
+            &pushed.encode(),
+            now,
+            now + par::LIFETIME,
+        )
+        .await?;
+    let mut resp = json_ok(&json!({
+        "request_uri": format!("{}{random}", par::REQUEST_URI_PREFIX),
+        "expires_in": par::LIFETIME,
+    }));
+    resp.set_status(StatusCode::CREATED);
+    Ok(resp)
+}
+
+/// The parameters to store: the authenticated client's own request, checked as `/authorize`
+/// checks it, without the credentials it authenticated with.
+fn pushable(client: &Client, mut params: Params) -> Result<Params, ApiError> {
+    let bad = |why: &'static str| ApiError::Pushed(AuthorizeError::new(E::InvalidRequest, why));
+    if params.contains("request_uri") {
+        return Err(bad("request_uri cannot be pushed (RFC 9126 §2.1)"));
+    }
+    match params.get("client_id") {
+        Some(id) if id != client.client_id => {
+            return Err(bad("client_id is not the client that authenticated"));
+        }
+        Some(_) => {}
+        None => params.insert("client_id", client.client_id.clone()),
+    }
+    for credential in par::CREDENTIALS {
+        params.remove(credential);
+    }
+    match validate(&params, Some(client)) {
+        Ok(_) => Ok(params),
+        Err(Rejection::Page(reason)) => Err(bad(match reason {
+            PageReason::NoClientId | PageReason::UnknownClient => "client_id is not known",
+            PageReason::NoRedirectUri => "redirect_uri is required",
+            PageReason::UnregisteredRedirectUri => "redirect_uri is not registered for this client",
+        })),
+        Err(Rejection::Redirect(_, e)) => Err(ApiError::Pushed(e)),
+    }
+}
