@@ -534,7 +534,7 @@ pub struct TokensConfig {
     /// Issue refresh tokens only when the `offline_access` scope was granted (otherwise to
     /// every client that has the refresh_token grant).
     pub refresh_requires_offline_access: bool,
-    /// RFC 9700 §4.14.2 retry grace: a refresh token presented again by its client this soon
+    /// Retry grace (beside RFC 9700 §4.14.2 rotation): a refresh token of a confidential client presented again by it this soon
     /// after its rotation, while its successor is unused, answers that same successor (the
     /// client lost the answer) instead of revoking the family. `0s` turns it off; at most 60s.
     #[serde(with = "humantime_serde")]

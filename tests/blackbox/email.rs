@@ -421,9 +421,15 @@ async fn a_mailed_sign_in_link_signs_in_once_and_still_asks_for_totp() {
             .await
             .unwrap();
         assert_eq!(r.status(), 403, "the other browser cannot use it");
-        assert!(
-            b.get(server.url("/account")).send().await.unwrap().status() == 303,
-            "nobody is signed in by it"
+        assert_eq!(
+            elsewhere
+                .get(server.url("/account"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            303,
+            "the other browser is not signed in by it"
         );
 
         // Opening the link changes nothing; its button signs in and goes on to the client.

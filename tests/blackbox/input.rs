@@ -234,6 +234,9 @@ async fn random_bytes_at_every_parser_never_answer_5xx_on_both_backends() {
         let h = http();
         let auth = basic(&f.client_id, &f.client_secret);
         for case in 0..cases {
+            // Every case counts failed client authentications against the address: an hour
+            // later the gate is open again, so each case reaches the parsers, not a 429.
+            server.clock.advance(3600);
             let bytes = strategy.new_tree(&mut runner).unwrap().current();
             let what = |at: &str| format!("{label} case {case} (seed {seed}) {at}: {bytes:02x?}");
             // Form bodies at the protocol endpoints, with and without client credentials.
@@ -255,7 +258,7 @@ async fn random_bytes_at_every_parser_never_answer_5xx_on_both_backends() {
                         continue;
                     }
                     assert!(
-                        matches!(status, 400 | 401 | 429),
+                        matches!(status, 400 | 401),
                         "{} -> {status} {body}",
                         what(path)
                     );
@@ -277,7 +280,7 @@ async fn random_bytes_at_every_parser_never_answer_5xx_on_both_backends() {
             let body = r.text().await.unwrap();
             if status != 201 {
                 assert!(
-                    matches!(status, 400 | 401 | 429),
+                    matches!(status, 400 | 401),
                     "{} -> {status}",
                     what("/register")
                 );

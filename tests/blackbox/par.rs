@@ -128,7 +128,8 @@ async fn a_pushed_request_is_validated_at_push_time_and_used_once_by_reference()
             );
         }
 
-        // Another client's request_uri does not work for this one; an expired one not at all.
+        // Another client's request_uri does not work for this one, and is not spent by it;
+        // an expired one does not work at all.
         let (_, pushed) = push(
             &server,
             Some(&auth),
@@ -142,6 +143,19 @@ async fn a_pushed_request_is_validated_at_push_time_and_used_once_by_reference()
             .await
             .unwrap();
         assert_eq!(r.status(), 400);
+        let r = browser()
+            .get(by_reference(&server, &f.client_id, &request_uri))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "still there for its own client");
+        let (_, pushed) = push(
+            &server,
+            Some(&auth),
+            &pushed_form(&server, &f.client_id, &[]),
+        )
+        .await;
+        let request_uri = pushed["request_uri"].as_str().unwrap().to_owned();
         server.clock.advance(61);
         let r = browser()
             .get(by_reference(&server, &f.client_id, &request_uri))
@@ -181,10 +195,46 @@ async fn clients_and_servers_that_require_pushed_requests() {
         )
         .await;
         let request_uri = pushed["request_uri"].as_str().unwrap();
+        let b = browser();
+        let login = b
+            .get(by_reference(&server, &f.client_id, request_uri))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let carried = crate::flow::input_value(&login, "request").unwrap();
+        assert!(carried.contains("pushed_mark="), "{carried}");
+        // The mark proves nothing in another browser, nor over other parameters.
+        let refused = |r: reqwest::Response| {
+            assert_eq!(r.status(), 303);
+            let to = crate::flow::location(&r);
+            assert_eq!(
+                query_param(&to, "error").as_deref(),
+                Some("invalid_request"),
+                "{to}"
+            );
+        };
+        refused(
+            browser()
+                .get(server.url(&format!("/authorize?{carried}")))
+                .send()
+                .await
+                .unwrap(),
+        );
+        refused(
+            b.get(server.url(&format!("/authorize?{carried}&prompt=none")))
+                .send()
+                .await
+                .unwrap(),
+        );
+        // In the browser that took it, the flow goes on to a code.
+        let r = crate::flow::sign_in(&b, &server, &login, &f.email, crate::flow::PASSWORD).await;
         let back = browser_flow(
-            &browser(),
+            &b,
             &server,
-            &by_reference(&server, &f.client_id, request_uri),
+            &server.url(&crate::flow::location(&r)),
             &f.email,
         )
         .await;

@@ -8,9 +8,9 @@
 //! would: either the rotation never committed and that token is still the live one, or it did
 //! and the retry grace (RFC 9700 §4.14.2) answers the same successor.
 //!
-//! At the end every chain must have exactly one working token: its last one is active at
-//! `/introspect` and rotates once more; every token it held before is inactive; no token was
-//! answered with two different successors. Then an old token of each chain is presented again
+//! At the end every chain's last token must be active at `/introspect`, every token it held
+//! before inactive, and no token answered twice with different successors (as far as the
+//! client saw answers: a second live token the client never received would not show here). Then an old token of each chain is presented again
 //! (a replay, its successor long used) and must revoke the chain. Exits non-zero on any chain
 //! lost or torn. Run by `.ci/run` on both backends:
 //!

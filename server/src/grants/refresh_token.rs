@@ -1,16 +1,17 @@
 //! RFC 6749 §6 with rotation (RFC 9700 §4.14.2): every use answers a new refresh token, of the
 //! same grant, scope and absolute expiry; the scope of what is issued now may be narrowed,
 //! never widened. A rotated token presented again revokes its whole family, except for the
-//! retry grace: its client presenting it again within `tokens.refresh_retry_grace` (10 s)
-//! while the successor is still unused lost the answer, and gets the same successor again
-//! (with a newly signed access token), never a second new one. Taking the token and storing
+//! retry grace: its (confidential) client presenting it again within
+//! `tokens.refresh_retry_grace` (10 s) while the successor is still unused lost the answer,
+//! and gets the same successor again (with a newly signed access token), never a second new
+//! one. Public clients get no grace. Taking the token and storing
 //! its successor are one transaction, so a crash or a refused request never leaves a login
 //! without a live token.
 
 use super::issue::{self, Issue, NewRefresh};
 use super::{TokenContext, TokenRequest, TokenResponse, err, invalid_scope, server_error};
 use crate::clock::secs;
-use crate::oauth::client::GrantType;
+use crate::oauth::client::{AuthMethod, GrantType};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::oauth::scope;
 use crate::secrets::Purpose;
@@ -29,7 +30,13 @@ pub async fn redeem(
         .lookup_digests(Purpose::RefreshToken, token.as_bytes());
     let mut narrowed = String::new();
     let mut successor = None;
-    let grace = secs(ctx.tokens.refresh_retry_grace);
+    // No grace for public clients: anyone holding their token is them, so a retry could
+    // not be told from a thief's replay.
+    let grace = if client.metadata.token_endpoint_auth_method == AuthMethod::None {
+        0
+    } else {
+        secs(ctx.tokens.refresh_retry_grace)
+    };
     let rotated = ctx
         .store
         .rotate_refresh_token(&digests, &client.client_id, req.now, grace, |row| {

@@ -576,6 +576,29 @@ async fn rfc9700_4_14_2_a_retry_within_the_grace_answers_the_same_successor() {
 }
 
 #[tokio::test]
+async fn a_public_clients_refresh_gets_no_retry_grace() {
+    for f in fixtures().await {
+        let l = f.label;
+        let mut m = metadata(
+            &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+            "openid profile email",
+        );
+        m.token_endpoint_auth_method = AuthMethod::None;
+        let client = f.client_with(m).await;
+        let old = login(&f, &client, "openid").await.refresh_token.unwrap();
+        let next = f
+            .refresh(&client, &old)
+            .await
+            .unwrap()
+            .refresh_token
+            .unwrap();
+        // At once, successor unused: still a replay for a public client.
+        refused(f.refresh(&client, &old).await, T::InvalidGrant, l);
+        refused(f.refresh(&client, &next).await, T::InvalidGrant, l);
+    }
+}
+
+#[tokio::test]
 async fn rfc6749_6_a_refresh_narrows_but_never_widens_and_a_refusal_costs_nothing() {
     for f in fixtures().await {
         let l = f.label;

@@ -3,14 +3,16 @@
 //!
 //! A pushed request (RFC 9126) arrives as `client_id` and `request_uri`: it is taken from the
 //! store once, and its parameters stand for the request. The sign-in and consent forms carry
-//! them on with a mark (an HMAC under the pepper, with an expiry) that says they were pushed,
-//! so a client that must push its requests is not refused halfway through its own.
+//! them on with a mark (an HMAC under the pepper over the parameters, an expiry and a random
+//! cookie set in the browser that took the request) that says they were pushed, so a client
+//! that must push its requests is not refused halfway through its own, and a mark copied to
+//! another browser, or onto other parameters, proves nothing.
 
 use poem::http::{Method, StatusCode};
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::browser::{append_cookie, csrf_token, current_session};
+use super::browser::{append_cookie, cookie, csrf_token, current_session, set_cookie};
 use super::error::PageError;
 use super::respond::{allow_form_redirect, authorize_error, authorize_success, page};
 use crate::oauth::authorize::{
@@ -43,12 +45,26 @@ pub async fn authorize(
     };
     let params = Params::parse(&raw)?;
     let now = state.clock.now();
-    let params = match params.get("request_uri").and_then(par::random_part) {
-        Some(random) => pushed_request(state, &params, random, now).await?,
-        None => params,
-    };
     let session = current_session(state, req, now).await;
-    run(state, req, params, session, None, now).await
+    let Some(random) = params.get("request_uri").and_then(par::random_part) else {
+        return run(state, req, params, session, None, now).await;
+    };
+    // A pushed request: its parameters stand for this one, and this browser gets the cookie
+    // its mark is bound to.
+    let pushed = pushed_request(state, &params, random, now).await?;
+    let flow = Pushed {
+        binding: random_token(16),
+        expires_at: now + PUSHED_MARK_LIFETIME,
+    };
+    let mut resp = run_with(state, req, pushed, session, None, now, Some(flow.clone())).await?;
+    let cookie = set_cookie(
+        state,
+        pushed_cookie_name(state),
+        &flow.binding,
+        Some(PUSHED_MARK_LIFETIME),
+    );
+    append_cookie(&mut resp, Some(cookie));
+    Ok(resp)
 }
 
 /// The parameter that marks carried parameters as pushed.
@@ -56,8 +72,24 @@ const PUSHED_MARK: &str = "pushed_mark";
 /// How long a pushed request's sign-in may take (a mailed sign-in link lives 15 minutes).
 const PUSHED_MARK_LIFETIME: i64 = 30 * 60;
 
+/// A pushed request's flow through sign-in and consent in one browser: the random value of
+/// the browser's pushed-flow cookie the mark is bound to, and when the mark runs out.
+#[derive(Clone)]
+struct Pushed {
+    binding: String,
+    expires_at: i64,
+}
+
+fn pushed_cookie_name(state: &AppState) -> &'static str {
+    if state.config.issuer_is_https() {
+        "__Host-latchkey_par"
+    } else {
+        "latchkey_par"
+    }
+}
+
 /// RFC 9126 §4: the pushed request named by `request_uri`, taken once, for the `client_id`
-/// that pushed it; other parameters of this request are ignored. Marked as pushed.
+/// that pushed it; other parameters of this request are ignored.
 async fn pushed_request(
     state: &AppState,
     params: &Params,
@@ -83,41 +115,68 @@ async fn pushed_request(
             Msg::AuthorizeInvalidTitle,
             Msg::PushedRequestUnusable,
         ))?;
-    let mut pushed = Params::parse(stored.as_bytes())?;
-    let mark = pushed_mark(state, &pushed, now + PUSHED_MARK_LIFETIME);
-    pushed.insert(PUSHED_MARK, mark);
-    Ok(pushed)
+    Ok(Params::parse(stored.as_bytes())?)
 }
 
-/// What the mark is made over: the parameters but the mark and `prompt` (the sign-in form
-/// takes `login` out of it), with the expiry.
-fn mark_input(params: &Params, expires_at: i64) -> String {
+/// What the mark is made over: every parameter but the mark, the expiry, and the browser's
+/// pushed-flow cookie, so a mark copied to another browser (or onto other parameters, or
+/// another `prompt`) proves nothing.
+fn mark_input(params: &Params, flow: &Pushed) -> String {
     let mut covered = params.clone();
     covered.remove(PUSHED_MARK);
-    covered.remove("prompt");
-    format!("{expires_at}|{}", covered.encode())
+    format!(
+        "{}|{}:{}|{}",
+        flow.expires_at,
+        flow.binding.len(),
+        flow.binding,
+        covered.encode()
+    )
 }
 
-fn pushed_mark(state: &AppState, params: &Params, expires_at: i64) -> String {
-    let mac = state.pepper.digest(
-        Purpose::PushedCarry,
-        mark_input(params, expires_at).as_bytes(),
-    );
-    format!("{expires_at}.{mac}")
+fn pushed_mark(state: &AppState, params: &Params, flow: &Pushed) -> String {
+    let mac = state
+        .pepper
+        .digest(Purpose::PushedCarry, mark_input(params, flow).as_bytes());
+    format!("{}.{mac}", flow.expires_at)
 }
 
-/// Takes the mark out of `params`: its expiry, if it was there, unexpired and made over them.
-fn take_pushed_mark(state: &AppState, params: &mut Params, now: i64) -> Option<i64> {
+/// Takes the mark out of `params`: the flow it belongs to, if it was there, unexpired, made
+/// over them and bound to this browser's pushed-flow cookie.
+fn take_pushed_mark(
+    state: &AppState,
+    req: &Request,
+    params: &mut Params,
+    now: i64,
+) -> Option<Pushed> {
     let mark = params.remove(PUSHED_MARK)?;
     let (expires_at, mac) = mark.split_once('.')?;
-    let expires_at = expires_at.parse::<i64>().ok()?;
-    let valid = expires_at >= now
+    let flow = Pushed {
+        binding: cookie(req, pushed_cookie_name(state))?,
+        expires_at: expires_at.parse::<i64>().ok()?,
+    };
+    let valid = flow.expires_at >= now
         && state.pepper.verify(
             Purpose::PushedCarry,
-            mark_input(params, expires_at).as_bytes(),
+            mark_input(params, &flow).as_bytes(),
             mac,
         );
-    valid.then_some(expires_at)
+    valid.then_some(flow)
+}
+
+/// The parameters the sign-in form carries: `prompt=login` is taken out, since signing in
+/// there is what it asked for.
+fn without_prompt_login(params: &Params) -> Params {
+    let mut carried = params.clone();
+    if let Some(prompt) = carried.remove("prompt") {
+        let rest: Vec<&str> = prompt
+            .split(' ')
+            .filter(|p| !p.is_empty() && *p != "login")
+            .collect();
+        if !rest.is_empty() {
+            carried.insert("prompt", rest.join(" "));
+        }
+    }
+    carried
 }
 
 pub fn is_form(req: &Request) -> bool {
@@ -138,12 +197,32 @@ pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Cli
 pub async fn run(
     state: &AppState,
     req: &Request,
-    mut params: Params,
+    params: Params,
     session: Option<Session>,
     consent: Option<bool>,
     now: i64,
 ) -> Result<Response, PageError> {
-    let pushed = take_pushed_mark(state, &mut params, now);
+    run_with(state, req, params, session, consent, now, None).await
+}
+
+/// [`run`], for a pushed request just taken (`fresh`), or else whatever the parameters'
+/// mark says.
+async fn run_with(
+    state: &AppState,
+    req: &Request,
+    mut params: Params,
+    session: Option<Session>,
+    consent: Option<bool>,
+    now: i64,
+    fresh: Option<Pushed>,
+) -> Result<Response, PageError> {
+    let pushed = match fresh {
+        Some(flow) => {
+            params.remove(PUSHED_MARK);
+            Some(flow)
+        }
+        None => take_pushed_mark(state, req, &mut params, now),
+    };
     let client = match params.get("client_id") {
         Some(id) => load_client(state, id).await?,
         None => None,
@@ -190,14 +269,14 @@ pub async fn run(
             "authorization requests must be pushed to the pushed_authorization_request_endpoint first (RFC 9126)",
         );
     }
-    // What the sign-in and consent forms carry on: marked again (same expiry) when pushed.
-    let carried = match pushed {
-        Some(expires_at) => {
+    // What the sign-in and consent forms carry on: marked again (same flow) when pushed.
+    let carry = |params: Params| match &pushed {
+        Some(flow) => {
             let mut marked = params.clone();
-            marked.insert(PUSHED_MARK, pushed_mark(state, &params, expires_at));
+            marked.insert(PUSHED_MARK, pushed_mark(state, &params, flow));
             marked
         }
-        None => params.clone(),
+        None => params,
     };
 
     // id_token_hint (OIDC Core §3.1.2.1): one of ours, for this client; expiry does not matter.
@@ -228,7 +307,7 @@ pub async fn run(
         return Ok(login_page(
             state,
             req,
-            &carried,
+            &carry(without_prompt_login(&params)),
             &client,
             None,
             "",
@@ -271,6 +350,7 @@ pub async fn run(
                 return fail(E::ConsentRequired, "the user must approve this application");
             }
             None => {
+                let carried = carry(params.clone());
                 return Ok(consent_page(state, req, &carried, &client, &session, &request).await);
             }
         }
@@ -344,16 +424,9 @@ pub fn login_page(
     email: &str,
     status: StatusCode,
 ) -> Response {
-    let mut carried = params.clone();
-    if let Some(prompt) = carried.remove("prompt") {
-        let rest: Vec<&str> = prompt
-            .split(' ')
-            .filter(|p| !p.is_empty() && *p != "login")
-            .collect();
-        if !rest.is_empty() {
-            carried.insert("prompt", rest.join(" "));
-        }
-    }
+    // Idempotent: a pushed request's parameters come here without it already, so their
+    // mark still holds.
+    let carried = without_prompt_login(params);
     let acr_values: Vec<String> = params
         .get("acr_values")
         .unwrap_or_default()

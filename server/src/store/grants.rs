@@ -416,11 +416,20 @@ impl Store {
         );
         let cols =
             "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
+        // The predecessor's sealed copy of this token is needed no more once it is taken
+        // (its retry would be a replay now): wiped in the same write. Harmless when the take
+        // fails, since this token was then used already.
+        let wipe = format!(
+            "UPDATE refresh_tokens SET successor_sealed = NULL \
+             WHERE successor_digest IN ({ids}) AND successor_sealed IS NOT NULL",
+            ids = placeholders(1, n)
+        );
         let sql = match self.backend {
             super::Backend::Postgres => format!(
                 "WITH taken AS ({take} RETURNING {cols}), \
                  s AS (INSERT INTO refresh_tokens (token_digest, {cols}, created_at) \
-                 SELECT ${sd}, {cols}, ${t} FROM taken WHERE ${want} = 1) \
+                 SELECT ${sd}, {cols}, ${t} FROM taken WHERE ${want} = 1), \
+                 w AS ({wipe} AND EXISTS (SELECT 1 FROM taken)) \
                  SELECT grant_id FROM taken"
             ),
             super::Backend::Sqlite => format!(
@@ -429,6 +438,7 @@ impl Store {
                  INSERT INTO refresh_tokens (token_digest, {cols}, created_at) \
                  SELECT ${sd}, {cols}, ${t} FROM refresh_tokens \
                  WHERE token_digest IN ({ids}) AND rotated_at = ${t} AND ${want} = 1 AND changes() = 1; \
+                 {wipe}; \
                  COMMIT",
                 ids = placeholders(1, n)
             ),

@@ -695,7 +695,15 @@ async fn refresh_rotation_takes_and_stores_the_successor_in_one_transaction() {
             Redeemed::Fresh(row.clone()),
             "the successor carries the grant on"
         );
-        // Once the successor is used, the first token's retry is a replay.
+        // Once the successor is used, the first token's retry is a replay, and the sealed
+        // copy of the successor kept for it is gone at once.
+        let sealed: Option<String> = sqlx::query_scalar(
+            "SELECT successor_sealed FROM refresh_tokens WHERE token_digest = 'r-1'",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(sealed, None);
         assert!(matches!(
             rotate_at("r-1", Ok("r-5"), NOW + 1, 10).await.unwrap(),
             Redeemed::Replayed(_)
