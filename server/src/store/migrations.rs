@@ -88,6 +88,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "pushed_requests",
         include_str!("../../../migrations/sqlite/0016_pushed_requests.sql"),
     ),
+    (
+        17,
+        "refresh_successor_index",
+        include_str!("../../../migrations/sqlite/0017_refresh_successor_index.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -170,6 +175,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         16,
         "pushed_requests",
         include_str!("../../../migrations/postgres/0016_pushed_requests.sql"),
+    ),
+    (
+        17,
+        "refresh_successor_index",
+        include_str!("../../../migrations/postgres/0017_refresh_successor_index.sql"),
     ),
 ];
 
