@@ -15,7 +15,7 @@ use crate::oauth::client::{AuthMethod, GrantType};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::oauth::scope;
 use crate::secrets::Purpose;
-use crate::store::Redeemed;
+use crate::store::{Redeemed, Successor};
 
 pub const PARAMETERS: &[&str] = &["refresh_token", "scope"];
 
@@ -48,7 +48,15 @@ pub async fn redeem(
                 return Ok(None);
             }
             let next = NewRefresh::generate(ctx);
-            let stored = next.successor(ctx)?;
+            // Without a grace nothing needs the successor again: only its digest is kept.
+            let stored = if grace > 0 {
+                next.successor(ctx)?
+            } else {
+                Successor {
+                    digest: next.digest.clone(),
+                    sealed: String::new(),
+                }
+            };
             successor = Some(next.token);
             Ok(Some(stored))
         })

@@ -48,8 +48,8 @@ pub const MAX_REFRESH_RETRY_GRACE: i64 = 60;
 
 /// A refresh token's successor, stored with the rotation that takes its predecessor: its
 /// digest, and (for the retry grace) the successor itself sealed under the key-encryption key,
-/// as `<kek id>.<base64url box>` with the digest as associated data. The store never sees it
-/// in clear.
+/// as `<kek id>.<base64url box>` with the digest as associated data (empty when no retry
+/// grace applies: then only the digest is kept). The store never sees it in clear.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Successor {
     pub digest: String,
@@ -412,7 +412,7 @@ impl Store {
         let take = format!(
             "UPDATE refresh_tokens SET rotated_at = ${t}, \
              successor_digest = CASE WHEN ${want} = 1 THEN ${sd} END, \
-             successor_sealed = CASE WHEN ${want} = 1 THEN ${ss} END WHERE {live}"
+             successor_sealed = CASE WHEN ${want} = 1 THEN NULLIF(${ss}, '') END WHERE {live}"
         );
         let cols =
             "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
