@@ -110,6 +110,35 @@ impl PrivateKey {
         &self.private
     }
 
+    /// Signs `claims` as a JWS whose header carries this key's public JWK (`jwk`, RFC 7515
+    /// §4.1.3) instead of a `kid`: what a client sends as an RFC 9449 DPoP proof (`typ`
+    /// `dpop+jwt`). The JWK is the public key only.
+    pub fn sign_with_embedded_key(
+        &self,
+        typ: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<String, crate::SignError> {
+        use crate::SignError;
+        let header = serde_json::json!({
+            "alg": self.alg.as_str(),
+            "typ": typ,
+            "jwk": Value::Object(self.public.as_ref().clone()),
+        });
+        let header = serde_json::to_vec(&header).map_err(|_| SignError::Claims)?;
+        let payload = serde_json::to_vec(claims).map_err(|_| SignError::Claims)?;
+        let mut token = b64::encode(header);
+        token.push('.');
+        token.push_str(&b64::encode(payload));
+        let sig = self
+            .alg
+            .signer(&self.private)
+            .and_then(|s| s.sign(token.as_bytes()))
+            .map_err(|_| SignError::Crypto)?;
+        token.push('.');
+        token.push_str(&b64::encode(sig));
+        Ok(token)
+    }
+
     /// Seals the private part for storage.
     pub fn seal(
         &self,

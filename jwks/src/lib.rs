@@ -17,7 +17,9 @@ pub use alg::{Alg, UnknownAlg as UnknownAlgError};
 pub use kek::{Kek, KekError, KekRing};
 pub use key::{KeyError, KeyRecord, PrivateKey, thumbprint};
 pub use keyring::{KeyPolicy, KeyState, KeyStatus, Keyring, SignError, activation_time};
-pub use verify::{Claims, PublicKeySet, VerifyError, VerifyOptions};
+pub use verify::{
+    Claims, PublicKeySet, SelfSigned, VerifyError, VerifyOptions, verify_embedded_key,
+};
 
 #[cfg(test)]
 mod tests;

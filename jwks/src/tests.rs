@@ -433,3 +433,122 @@ fn jwks_documents_bind_each_key_to_the_algorithm_its_type_implies() {
     private.insert("d".into(), json!("AAAA"));
     assert!(PublicKeySet::from_jwks_value(&json!({ "keys": [private] })).is_err());
 }
+
+/// A proof-shaped token: `header` gets the public JWK of `key` unless it has one.
+fn embedded(key: &PrivateKey, mut header: Value) -> String {
+    if header.get("jwk").is_none() {
+        header["jwk"] = Value::Object(key.public_jwk().as_ref().clone());
+    }
+    let input = format!(
+        "{}.{}",
+        b64::encode(header.to_string()),
+        b64::encode(json!({"jti": "j", "htm": "POST"}).to_string())
+    );
+    let sig = key
+        .alg()
+        .signer(key.private_jwk())
+        .unwrap()
+        .sign(input.as_bytes())
+        .unwrap();
+    format!("{input}.{}", b64::encode(sig))
+}
+
+#[test]
+fn embedded_key_tokens_verify_for_every_alg_and_name_the_key_by_thumbprint() {
+    for alg in Alg::ALL {
+        let key = PrivateKey::generate(alg).unwrap();
+        let claims = json!({"jti": "j1"}).as_object().unwrap().clone();
+        let token = key.sign_with_embedded_key("dpop+jwt", &claims).unwrap();
+        let got = verify_embedded_key(&token, &Alg::ALL, "dpop+jwt").unwrap();
+        assert_eq!(got.thumbprint, key.kid(), "{alg}");
+        assert_eq!(got.alg, alg);
+        assert_eq!(got.claims["jti"], "j1");
+        let header: Value =
+            serde_json::from_slice(&b64::decode(token.split('.').next().unwrap()).unwrap())
+                .unwrap();
+        for private in ["d", "p", "q"] {
+            assert!(header["jwk"].get(private).is_none());
+        }
+    }
+}
+
+#[test]
+fn embedded_key_tokens_refuse_each_broken_rule() {
+    let key = PrivateKey::generate(Alg::Es256).unwrap();
+    let ok = json!({"alg": "ES256", "typ": "dpop+jwt"});
+    assert!(verify_embedded_key(&embedded(&key, ok.clone()), &Alg::ALL, "dpop+jwt").is_ok());
+
+    // alg outside the allowlist, and `none`
+    assert!(matches!(
+        verify_embedded_key(&embedded(&key, ok.clone()), &[Alg::EdDsa], "dpop+jwt"),
+        Err(VerifyError::AlgNotAllowed(_))
+    ));
+    let none = format!(
+        "{}.{}.",
+        b64::encode(
+            json!({"alg": "none", "typ": "dpop+jwt", "jwk": key.public_jwk().as_ref()}).to_string()
+        ),
+        b64::encode("{}")
+    );
+    assert!(matches!(
+        verify_embedded_key(&none, &Alg::ALL, "dpop+jwt"),
+        Err(VerifyError::AlgNotAllowed(_))
+    ));
+    // typ
+    assert_eq!(
+        verify_embedded_key(
+            &embedded(&key, json!({"alg": "ES256", "typ": "JWT"})),
+            &Alg::ALL,
+            "dpop+jwt"
+        ),
+        Err(VerifyError::WrongType)
+    );
+    // crit
+    assert!(matches!(
+        verify_embedded_key(
+            &embedded(
+                &key,
+                json!({"alg": "ES256", "typ": "dpop+jwt", "crit": ["x"]})
+            ),
+            &Alg::ALL,
+            "dpop+jwt"
+        ),
+        Err(VerifyError::UnknownCrit(_))
+    ));
+    // no jwk; a jwk with the private key; a key of another type than alg
+    let no_jwk = embedded(
+        &key,
+        json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": "none"}),
+    );
+    assert_eq!(
+        verify_embedded_key(&no_jwk, &Alg::ALL, "dpop+jwt"),
+        Err(VerifyError::EmbeddedKey)
+    );
+    let private = embedded(
+        &key,
+        json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": key.private_jwk().as_ref()}),
+    );
+    assert_eq!(
+        verify_embedded_key(&private, &Alg::ALL, "dpop+jwt"),
+        Err(VerifyError::EmbeddedKey)
+    );
+    let ed = PrivateKey::generate(Alg::EdDsa).unwrap();
+    let mismatched = embedded(
+        &key,
+        json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": ed.public_jwk().as_ref()}),
+    );
+    assert_eq!(
+        verify_embedded_key(&mismatched, &Alg::ALL, "dpop+jwt"),
+        Err(VerifyError::EmbeddedKey)
+    );
+    // another key's jwk in the header of a token signed by this one
+    let other = PrivateKey::generate(Alg::Es256).unwrap();
+    let swapped = embedded(
+        &key,
+        json!({"alg": "ES256", "typ": "dpop+jwt", "jwk": other.public_jwk().as_ref()}),
+    );
+    assert_eq!(
+        verify_embedded_key(&swapped, &Alg::ALL, "dpop+jwt"),
+        Err(VerifyError::BadSignature)
+    );
+}

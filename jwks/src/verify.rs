@@ -53,6 +53,8 @@ pub enum VerifyError {
     WrongIssuer,
     #[error("audience does not match")]
     WrongAudience,
+    #[error("the header's jwk is missing, not a public key, or not a key for its alg")]
+    EmbeddedKey,
 }
 
 /// What a use of JWTs accepts. Every field is explicit; there is no default allowlist.
@@ -215,26 +217,15 @@ impl PublicKeySet {
     }
 
     pub fn verify(&self, token: &str, opts: &VerifyOptions<'_>) -> Result<Claims, VerifyError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(VerifyError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(h64), Some(p64), Some(s64), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::Malformed("not a compact JWS"));
-        };
-        let header = decode_json(h64).ok_or(VerifyError::Malformed("header"))?;
+        let Compact {
+            h64,
+            p64,
+            s64,
+            header,
+            alg,
+        } = Compact::parse(token, opts.algs)?;
 
         // 2. header
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or(VerifyError::Malformed("alg"))?;
-        let alg = match alg.parse::<Alg>() {
-            Ok(a) if opts.algs.contains(&a) => a,
-            _ => return Err(VerifyError::AlgNotAllowed(alg.to_owned())),
-        };
         if let Some(crit) = header.get("crit") {
             let names = crit.as_array().ok_or(VerifyError::Malformed("crit"))?;
             // RFC 7515 §4.1.11: an empty list is not allowed; we understand no extension.
@@ -281,6 +272,46 @@ impl PublicKeySet {
     }
 }
 
+/// A compact JWS taken apart: its three parts, its decoded header, and its `alg`, which is in
+/// the caller's allowlist (checks 1 and the first of 2).
+struct Compact<'t> {
+    h64: &'t str,
+    p64: &'t str,
+    s64: &'t str,
+    header: Map<String, Value>,
+    alg: Alg,
+}
+
+impl<'t> Compact<'t> {
+    fn parse(token: &'t str, algs: &[Alg]) -> Result<Self, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed("not a compact JWS"));
+        };
+        let header = decode_json(h64).ok_or(VerifyError::Malformed("header"))?;
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or(VerifyError::Malformed("alg"))?;
+        let alg = match alg.parse::<Alg>() {
+            Ok(a) if algs.contains(&a) => a,
+            _ => return Err(VerifyError::AlgNotAllowed(alg.to_owned())),
+        };
+        Ok(Self {
+            h64,
+            p64,
+            s64,
+            header,
+            alg,
+        })
+    }
+}
+
 fn check_claims(claims: &Map<String, Value>, opts: &VerifyOptions<'_>) -> Result<(), VerifyError> {
     let date = |name: &'static str| -> Result<Option<i64>, VerifyError> {
         match claims.get(name) {
@@ -322,6 +353,98 @@ fn numeric_date(v: &Value) -> Option<i64> {
         }),
         _ => None,
     }
+}
+
+/// A JWS verified with the public key in its own header (`jwk`, RFC 7515 §4.1.3), as RFC 9449
+/// DPoP proofs are: what it proves is possession of that key, named by its RFC 7638
+/// thumbprint. Claims are not checked here (a proof has no `exp`, `iss` or `aud`): that is the
+/// caller's protocol.
+#[derive(Clone, PartialEq)]
+pub struct SelfSigned {
+    /// RFC 7638 thumbprint of the header's key (SHA-256, base64url): `jkt`.
+    pub thumbprint: String,
+    pub alg: Alg,
+    pub claims: Map<String, Value>,
+}
+
+impl fmt::Debug for SelfSigned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelfSigned")
+            .field("thumbprint", &self.thumbprint)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// RSA keys shorter than this (in bytes of modulus) are refused (RFC 7518 §3.3: 2048 bits).
+const MIN_RSA_MODULUS: usize = 256;
+
+/// Verifies a JWS signed by the key its header carries. The order of checks: size and shape;
+/// `alg` in `algs` (never `none` or HMAC: [`Alg`] cannot name them); no `crit`; `typ` equal to
+/// `typ`; `jwk` a public key (no private or symmetric members) of the type `alg` needs, RSA at
+/// least 2048 bits; the signature; the payload a JSON object.
+pub fn verify_embedded_key(
+    token: &str,
+    algs: &[Alg],
+    typ: &str,
+) -> Result<SelfSigned, VerifyError> {
+    let Compact {
+        h64,
+        p64,
+        s64,
+        header,
+        alg,
+    } = Compact::parse(token, algs)?;
+    if header.contains_key("crit") {
+        return Err(VerifyError::UnknownCrit(String::new()));
+    }
+    let got_typ = header
+        .get("typ")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !media_type_eq(got_typ, typ) {
+        return Err(VerifyError::WrongType);
+    }
+    let Some(Value::Object(jwk)) = header.get("jwk") else {
+        return Err(VerifyError::EmbeddedKey);
+    };
+    if ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+        .iter()
+        .any(|m| jwk.contains_key(*m))
+    {
+        return Err(VerifyError::EmbeddedKey);
+    }
+    let kty = jwk.get("kty").and_then(Value::as_str);
+    let crv = jwk.get("crv").and_then(Value::as_str);
+    let fits = match alg {
+        Alg::Es256 => kty == Some("EC") && crv == Some("P-256"),
+        Alg::EdDsa => kty == Some("OKP") && crv == Some("Ed25519"),
+        Alg::Rs256 => {
+            kty == Some("RSA")
+                && jwk
+                    .get("n")
+                    .and_then(Value::as_str)
+                    .and_then(b64::decode)
+                    .is_some_and(|n| n.iter().skip_while(|b| **b == 0).count() >= MIN_RSA_MODULUS)
+        }
+    };
+    if !fits {
+        return Err(VerifyError::EmbeddedKey);
+    }
+    let jwk = Jwk::from_map(jwk.clone()).map_err(|_| VerifyError::EmbeddedKey)?;
+    let verifier = alg.verifier(&jwk).map_err(|_| VerifyError::EmbeddedKey)?;
+    let signature = b64::decode(s64).ok_or(VerifyError::Malformed("signature"))?;
+    let signing_input = &token[..h64.len() + 1 + p64.len()];
+    verifier
+        .verify(signing_input.as_bytes(), &signature)
+        .map_err(|_| VerifyError::BadSignature)?;
+    let claims = decode_json(p64).ok_or(VerifyError::Malformed("payload"))?;
+    let thumbprint = crate::key::thumbprint(&jwk).map_err(|_| VerifyError::EmbeddedKey)?;
+    Ok(SelfSigned {
+        thumbprint,
+        alg,
+        claims,
+    })
 }
 
 /// The payload of a compact JWS, NOT verified: only to route a token to the keys that will

@@ -217,6 +217,10 @@ enum ClientCommand {
         /// RFC 9126: this client's authorization requests must be pushed to /par first.
         #[arg(long)]
         require_par: bool,
+        /// RFC 9449: every token request of this client must carry a DPoP proof, so all its
+        /// access tokens are DPoP-bound (`dpop_bound_access_tokens`).
+        #[arg(long)]
+        require_dpop: bool,
         /// RFC 8693 impersonation: this client may exchange a user's token without an actor
         /// token, for a token that does not name the client in `act`.
         #[arg(long)]
@@ -447,6 +451,7 @@ where
             id_token_signed_response_alg,
             first_party,
             require_par,
+            require_dpop,
             allow_impersonation,
             resources,
             serves,
@@ -500,6 +505,7 @@ where
                 tos_uri: None,
                 first_party,
                 require_pushed_authorization_requests: require_par,
+                dpop_bound_access_tokens: require_dpop,
                 token_exchange_impersonation: allow_impersonation,
                 resources,
                 serves,

@@ -65,6 +65,34 @@ pub struct RawConfig {
     pub exchange: ExchangeConfig,
     pub outbound: OutboundConfig,
     pub par: ParConfig,
+    pub dpop: DpopConfig,
+}
+
+/// RFC 9449 DPoP proofs, at `/token`, `/par` and where access tokens are presented.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopConfig {
+    /// Require server-provided nonces in proofs (RFC 9449 §8, §9): a proof without a current
+    /// nonce is answered `use_dpop_nonce` with a fresh one in `DPoP-Nonce`.
+    pub require_nonce: bool,
+    /// How long a nonce we hand out stays valid: between this and twice this. Nonces are an
+    /// HMAC of the time window under the pepper, so every instance accepts every other's.
+    #[serde(with = "humantime_serde")]
+    pub nonce_lifetime: Duration,
+    /// How far a proof's `iat` may lie from our clock, either way; a proof's `jti` is
+    /// remembered (in the database) for that long, so a replay is refused by every instance.
+    #[serde(with = "humantime_serde")]
+    pub proof_window: Duration,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self {
+            require_nonce: false,
+            nonce_lifetime: Duration::from_secs(5 * 60),
+            proof_window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// RFC 9126 pushed authorization requests.
@@ -111,6 +139,7 @@ impl Default for RawConfig {
             exchange: ExchangeConfig::default(),
             outbound: OutboundConfig::default(),
             par: ParConfig::default(),
+            dpop: DpopConfig::default(),
         }
     }
 }
@@ -221,6 +250,7 @@ pub struct Config {
     pub trusted_proxy_nets: Vec<ipnet::IpNet>,
     pub outbound: OutboundConfig,
     pub par: ParConfig,
+    pub dpop: DpopConfig,
     /// The certificates of `outbound.extra_ca_file`, read and checked (PEM, each a
     /// certificate).
     pub outbound_ca_pem: Vec<String>,
@@ -761,6 +791,14 @@ impl Config {
                 format!("must be at most {max_grace}s"),
             ));
         }
+        for (name, d, max) in [
+            ("dpop.nonce_lifetime", raw.dpop.nonce_lifetime, 3600),
+            ("dpop.proof_window", raw.dpop.proof_window, 600),
+        ] {
+            if d < Duration::from_secs(5) || d > Duration::from_secs(max) {
+                return Err(invalid(name, format!("must be between 5s and {max}s")));
+            }
+        }
         for r in &raw.tokens.resources {
             let ok = Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.has_host());
             if !ok {
@@ -828,6 +866,7 @@ impl Config {
             trusted_proxy_nets,
             outbound: raw.outbound,
             par: raw.par,
+            dpop: raw.dpop,
             outbound_ca_pem,
         })
     }

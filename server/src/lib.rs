@@ -1,10 +1,10 @@
 //! Latchkey: an OAuth 2.0 / OpenID Connect authorization server with passkeys.
 //!
 //! Dependencies point one way: `server -> http -> state -> grants / signin / clients /
-//! federation / mail -> access / keys -> oauth, store, secrets, config, clock`. Only `http`
+//! federation / mail -> access / dpop / keys -> oauth, store, secrets, config, clock`. Only `http`
 //! knows poem; only `store` writes SQL; the protocol core (`oauth`) knows neither. Services
 //! below `state` take the narrow context they need (`grants::TokenContext`,
-//! `signin::Signin`, `clients::Clients`, `access::AccessTokens`), built by `AppState`, never
+//! `signin::Signin`, `clients::Clients`, `access::AccessTokens`, `dpop::DpopProofs`), built by `AppState`, never
 //! `AppState` itself. `tools/module-graph` lists the module graph and fails on any circle;
 //! CI runs it.
 
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod federation;
 pub mod grants;
 pub mod http;

@@ -1,8 +1,8 @@
 //! Property tests of every parser of outside input: form and query parameters, `Authorization:
-//! Basic`, JWTs and their JOSE headers, redirect URIs, scopes, the OIDC `claims` parameter and
-//! registration metadata. For any input: no panic, and a refusal is one of the errors the RFC
-//! names. The black-box half (random bytes through the HTTP endpoints, on SQLite and
-//! PostgreSQL) is in `tests/blackbox/input.rs`.
+//! Basic`, JWTs and their JOSE headers, DPoP proofs, redirect URIs, scopes, the OIDC `claims`
+//! parameter and registration metadata. For any input: no panic, and a refusal is one of the
+//! errors the RFC names. The black-box half (random bytes through the HTTP endpoints, on
+//! SQLite and PostgreSQL) is in `tests/blackbox/input.rs`.
 //!
 //! The case count and seed come from `PROPTEST_CASES` and `PROPTEST_RNG_SEED`
 //! (defaults 256 and a fixed seed), so a run is repeatable; `.ci/run` sets and prints both.
@@ -132,6 +132,21 @@ proptest! {
         for t in [token.as_str(), junk.as_str()] {
             prop_assert!(set.verify(t, &opts).is_err(), "an unsigned token verified: {}", t);
             let _ = latchkey_jwks::verify::unverified_payload(t);
+        }
+    }
+
+    #[test]
+    fn dpop_proofs(token in jwt_like(), junk in any::<String>()) {
+        // A proof that nobody signed never passes; nothing panics on the way.
+        let expect = crate::oauth::dpop::Expect {
+            method: "POST",
+            url: "https://issuer.example/token",
+            access_token: Some("at"),
+            now: 1_700_000_000,
+            window: 60,
+        };
+        for t in [token.as_str(), junk.as_str()] {
+            prop_assert!(crate::oauth::dpop::check(t, &expect).is_err(), "an unsigned proof passed: {}", t);
         }
     }
 

@@ -63,6 +63,8 @@ pub enum Purpose {
     /// The mark that an authorization request's parameters came from a pushed request, as
     /// the sign-in and consent forms carry them.
     PushedCarry,
+    /// RFC 9449 server nonces (an HMAC of the time window).
+    DpopNonce,
 }
 
 impl Purpose {
@@ -87,6 +89,7 @@ impl Purpose {
             Purpose::LinkBrowser => b"link_browser",
             Purpose::PushedRequest => b"pushed_request",
             Purpose::PushedCarry => b"pushed_carry",
+            Purpose::DpopNonce => b"dpop_nonce",
         }
     }
 }

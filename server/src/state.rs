@@ -241,6 +241,16 @@ impl AppState {
         }
     }
 
+    /// Checks RFC 9449 DPoP proofs and hands out server nonces.
+    pub fn dpop(&self) -> crate::dpop::DpopProofs<'_> {
+        crate::dpop::DpopProofs {
+            store: &self.store,
+            pepper: &self.pepper,
+            config: &self.config.dpop,
+            issuer: &self.config.issuer,
+        }
+    }
+
     /// Verifies our access tokens where they are presented.
     pub fn access_tokens(&self) -> crate::access::AccessTokens<'_> {
         crate::access::AccessTokens {

@@ -7,6 +7,7 @@ mod cli;
 mod client_auth;
 mod csrf;
 mod device;
+mod dpop;
 mod email;
 mod endpoints;
 mod exchange;

@@ -34,11 +34,21 @@ pub async fn redeem(
             &client.client_id,
             req.now,
             grant_expires_at,
+            req.refresh_binding().as_deref(),
             |row| {
                 if row.redirect_uri != redirect_uri {
                     return Err(err(
                         T::InvalidGrant,
                         "redirect_uri differs from the authorization request",
+                    ));
+                }
+                // RFC 9449 §10: a code bound to a key (dpop_jkt) is redeemed with its proof.
+                if let Some(jkt) = row.dpop_jkt.as_deref()
+                    && req.dpop_jkt != Some(jkt)
+                {
+                    return Err(err(
+                        T::InvalidGrant,
+                        "the code is bound to a DPoP key this request does not prove",
                     ));
                 }
                 if !pkce::verify_s256(verifier, &row.code_challenge) {

@@ -19,7 +19,7 @@ pub async fn redeem(
         .map_err(invalid_scope)?;
     let jti = random_token(16);
     let lifetime = secs(ctx.tokens.access_token_lifetime);
-    let claims = access_token_claims(&AccessTokenInput {
+    let mut claims = access_token_claims(&AccessTokenInput {
         issuer: ctx.issuer,
         audience: &req.audience,
         client_id: &client.client_id,
@@ -31,10 +31,11 @@ pub async fn redeem(
         now: req.now,
         lifetime,
     });
+    req.bind(&mut claims);
     let access_token = issue::sign_access_token(ctx, "at+jwt", &claims, req.now).await?;
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: req.token_type(),
         expires_in: lifetime,
         scope: (!scope.is_empty()).then_some(scope),
         id_token: None,

@@ -117,6 +117,7 @@ pub async fn redeem(
             claims: None,
             authn: authn.clone(),
             expires_at: grant_expires_at,
+            dpop_jkt: req.refresh_binding(),
         };
         ctx.store
             .insert_refresh_token(&next.digest, &first, now)

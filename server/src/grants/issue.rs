@@ -127,6 +127,7 @@ pub(super) async fn user_tokens(
     if let Some(names) = i.claims.map(|c| &c.userinfo).filter(|n| !n.is_empty()) {
         at_claims.insert("userinfo_claims".into(), json!(names));
     }
+    req.bind(&mut at_claims);
     let access_token = ring
         .sign(ACCESS_TOKEN_ALG, "at+jwt", &at_claims)
         .map_err(server_error)?;
@@ -169,7 +170,7 @@ pub(super) async fn user_tokens(
     };
     Ok(TokenResponse {
         access_token,
-        token_type: "Bearer",
+        token_type: req.token_type(),
         expires_in: at_lifetime,
         scope: Some(i.scope.to_owned()),
         id_token,

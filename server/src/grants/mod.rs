@@ -75,6 +75,9 @@ pub struct TokenRequest<'a> {
     /// The client's address (behind trusted proxies, the forwarded one), for device records.
     pub peer: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// RFC 9449: the thumbprint of the key of the request's DPoP proof (checked already),
+    /// which the access token is bound to (`cnf.jkt`, `token_type` `DPoP`).
+    pub dpop_jkt: Option<&'a str>,
     pub now: i64,
 }
 
@@ -88,6 +91,7 @@ impl<'a> TokenRequest<'a> {
         params: &'a Params,
         peer: Option<&'a str>,
         user_agent: Option<&'a str>,
+        dpop_jkt: Option<&'a str>,
         now: i64,
     ) -> Result<Self, TokenError> {
         let grant: GrantType = params
@@ -99,6 +103,13 @@ impl<'a> TokenRequest<'a> {
             return Err(err(
                 T::UnauthorizedClient,
                 "the client may not use this grant type",
+            ));
+        }
+        // RFC 9449 §5.2: a client registered with dpop_bound_access_tokens always proves.
+        if client.metadata.dpop_bound_access_tokens && dpop_jkt.is_none() {
+            return Err(err(
+                T::InvalidDpopProof,
+                "this client must send a DPoP proof with its token requests",
             ));
         }
         let audience = match params.get("resource") {
@@ -118,8 +129,33 @@ impl<'a> TokenRequest<'a> {
             params,
             peer,
             user_agent,
+            dpop_jkt,
             now,
         })
+    }
+
+    /// `token_type` of an access token issued now (RFC 9449 §5.1: `DPoP` when bound).
+    fn token_type(&self) -> &'static str {
+        if self.dpop_jkt.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        }
+    }
+
+    /// RFC 9449 §6.1: binds an access token to the proof's key, `cnf.jkt`.
+    fn bind(&self, claims: &mut serde_json::Map<String, serde_json::Value>) {
+        if let Some(jkt) = self.dpop_jkt {
+            claims.insert("cnf".into(), serde_json::json!({ "jkt": jkt }));
+        }
+    }
+
+    /// RFC 9449 §5.0: what a refresh token issued now is bound to: the proof's key, for a
+    /// public client (a confidential client's refresh tokens are bound to its credentials).
+    fn refresh_binding(&self) -> Option<String> {
+        (self.client.metadata.token_endpoint_auth_method == crate::oauth::client::AuthMethod::None)
+            .then(|| self.dpop_jkt.map(str::to_owned))
+            .flatten()
     }
 
     /// A parameter the grant requires (`invalid_request` when it is missing).

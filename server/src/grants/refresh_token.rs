@@ -19,6 +19,18 @@ use crate::store::{Redeemed, Successor};
 
 pub const PARAMETERS: &[&str] = &["refresh_token", "scope"];
 
+/// RFC 9449 §5.0: a refresh token bound to a DPoP key is used only with a proof by that key.
+/// Refused before anything is written: the token stays the holder's.
+fn bound_key_proven(bound: Option<&str>, req: &TokenRequest<'_>) -> Result<(), TokenError> {
+    match bound {
+        Some(jkt) if req.dpop_jkt != Some(jkt) => Err(err(
+            T::InvalidGrant,
+            "the refresh token is bound to a DPoP key this request does not prove",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub async fn redeem(
     ctx: &TokenContext<'_>,
     req: &TokenRequest<'_>,
@@ -40,6 +52,7 @@ pub async fn redeem(
     let rotated = ctx
         .store
         .rotate_refresh_token(&digests, &client.client_id, req.now, grace, |row| {
+            bound_key_proven(row.dpop_jkt.as_deref(), req)?;
             narrowed =
                 scope::at_refresh(req.params.get("scope"), &row.scope).map_err(invalid_scope)?;
             // The client may have lost the refresh_token grant, or the offline_access rule
@@ -65,6 +78,7 @@ pub async fn redeem(
     let row = match rotated {
         Redeemed::Fresh(row) => row,
         Redeemed::Retried(row, stored) => {
+            bound_key_proven(row.dpop_jkt.as_deref(), req)?;
             narrowed =
                 scope::at_refresh(req.params.get("scope"), &row.scope).map_err(invalid_scope)?;
             successor = Some(issue::open_successor(ctx, &stored)?);

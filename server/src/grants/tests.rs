@@ -156,6 +156,18 @@ impl Fixture {
 
     /// A code for `user` and `client`, as `/authorize` stores it; returns the code.
     async fn code(&self, client: &Client, user: &str, scope: &str, expires_at: i64) -> String {
+        self.code_bound(client, user, scope, expires_at, None).await
+    }
+
+    /// A code bound to a DPoP key (RFC 9449 §10 `dpop_jkt`).
+    async fn code_bound(
+        &self,
+        client: &Client,
+        user: &str,
+        scope: &str,
+        expires_at: i64,
+        dpop_jkt: Option<&str>,
+    ) -> String {
         let code = random_token(32);
         let row = CodeRow {
             grant_id: random_token(16),
@@ -173,6 +185,7 @@ impl Fixture {
                 acr: "1".into(),
             },
             expires_at,
+            dpop_jkt: dpop_jkt.map(str::to_owned),
         };
         let digest = self
             .pepper
@@ -188,12 +201,31 @@ impl Fixture {
         form: &[(&str, &str)],
         now: i64,
     ) -> Result<TokenResponse, TokenError> {
+        self.token_proven(client, form, now, None).await
+    }
+
+    /// A token request that came with a (checked) DPoP proof by the key `jkt`.
+    async fn token_proven(
+        &self,
+        client: &Client,
+        form: &[(&str, &str)],
+        now: i64,
+        jkt: Option<&str>,
+    ) -> Result<TokenResponse, TokenError> {
         let encoded = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
         let params = Params::parse(encoded.as_bytes()).unwrap();
         let ctx = self.ctx();
-        let req = TokenRequest::new(&ctx, client, &params, Some("192.0.2.1"), Some("test"), now)?;
+        let req = TokenRequest::new(
+            &ctx,
+            client,
+            &params,
+            Some("192.0.2.1"),
+            Some("test"),
+            jkt,
+            now,
+        )?;
         redeem(&ctx, &req).await
     }
 
@@ -911,5 +943,149 @@ async fn rfc8693_delegation_names_the_actor_and_narrows_scope_and_audience() {
             T::InvalidRequest,
             l,
         );
+    }
+}
+
+// ---- RFC 9449 DPoP (the proof itself is checked before the grant: oauth::dpop) ----
+
+const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+const OTHER_JKT: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";
+
+fn code_form(code: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ]
+}
+
+#[tokio::test]
+async fn rfc9449_5_tokens_of_a_proven_request_are_bound_to_its_key() {
+    for f in fixtures().await {
+        let l = f.label;
+        let client = f.web_client().await;
+        let user = f.user().await;
+        let code = f.code(&client, &user, "openid", NOW + 60).await;
+        let t = f
+            .token_proven(&client, &code_form(&code), NOW, Some(JKT))
+            .await
+            .unwrap();
+        assert_eq!(t.token_type, "DPoP", "{l}");
+        assert_eq!(f.claims(&t.access_token).await["cnf"]["jkt"], JKT, "{l}");
+        // Without a proof: Bearer, unbound.
+        let plain = login(&f, &client, "openid").await;
+        assert_eq!(plain.token_type, "Bearer", "{l}");
+        assert!(f.claims(&plain.access_token).await.get("cnf").is_none());
+        // client_credentials too.
+        let service = f.client(&[GrantType::ClientCredentials], "api:read").await;
+        let cc = f
+            .token_proven(
+                &service,
+                &[("grant_type", "client_credentials")],
+                NOW,
+                Some(JKT),
+            )
+            .await
+            .unwrap();
+        assert_eq!(cc.token_type, "DPoP", "{l}");
+        assert_eq!(f.claims(&cc.access_token).await["cnf"]["jkt"], JKT);
+    }
+}
+
+#[tokio::test]
+async fn rfc9449_5_2_a_client_registered_dpop_bound_must_prove() {
+    for f in fixtures().await {
+        let mut m = metadata(&[GrantType::ClientCredentials], "api:read");
+        m.dpop_bound_access_tokens = true;
+        let client = f.client_with(m).await;
+        let form = [("grant_type", "client_credentials")];
+        refused(f.token(&client, &form).await, T::InvalidDpopProof, f.label);
+        assert!(f.token_proven(&client, &form, NOW, Some(JKT)).await.is_ok());
+    }
+}
+
+#[tokio::test]
+async fn rfc9449_10_a_code_bound_by_dpop_jkt_needs_a_proof_by_that_key() {
+    for f in fixtures().await {
+        let l = f.label;
+        let client = f.web_client().await;
+        let user = f.user().await;
+        for jkt in [None, Some(OTHER_JKT)] {
+            let code = f
+                .code_bound(&client, &user, "openid", NOW + 60, Some(JKT))
+                .await;
+            refused(
+                f.token_proven(&client, &code_form(&code), NOW, jkt).await,
+                T::InvalidGrant,
+                l,
+            );
+        }
+        let code = f
+            .code_bound(&client, &user, "openid", NOW + 60, Some(JKT))
+            .await;
+        let t = f
+            .token_proven(&client, &code_form(&code), NOW, Some(JKT))
+            .await
+            .unwrap();
+        assert_eq!(t.token_type, "DPoP", "{l}");
+    }
+}
+
+#[tokio::test]
+async fn rfc9449_5_a_public_clients_refresh_token_is_bound_to_its_key() {
+    for f in fixtures().await {
+        let l = f.label;
+        let mut m = metadata(
+            &[GrantType::AuthorizationCode, GrantType::RefreshToken],
+            "openid",
+        );
+        m.token_endpoint_auth_method = AuthMethod::None;
+        let public = f.client_with(m).await;
+        let user = f.user().await;
+        let code = f.code(&public, &user, "openid", NOW + 60).await;
+        let first = f
+            .token_proven(&public, &code_form(&code), NOW, Some(JKT))
+            .await
+            .unwrap();
+        let rt = first.refresh_token.unwrap();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt.as_str()),
+        ];
+        // Without the key, or with another: refused, and the token stays usable.
+        refused(f.token(&public, &form).await, T::InvalidGrant, l);
+        refused(
+            f.token_proven(&public, &form, NOW, Some(OTHER_JKT)).await,
+            T::InvalidGrant,
+            l,
+        );
+        let next = f
+            .token_proven(&public, &form, NOW, Some(JKT))
+            .await
+            .unwrap();
+        assert_eq!(next.token_type, "DPoP", "{l}");
+        // The successor keeps the binding.
+        let rt2 = next.refresh_token.unwrap();
+        let form2 = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt2.as_str()),
+        ];
+        refused(f.token(&public, &form2).await, T::InvalidGrant, l);
+        assert!(
+            f.token_proven(&public, &form2, NOW, Some(JKT))
+                .await
+                .is_ok()
+        );
+
+        // A confidential client's refresh token is not bound (its credentials are enough).
+        let web = f.web_client().await;
+        let code = f.code(&web, &user, "openid", NOW + 60).await;
+        let t = f
+            .token_proven(&web, &code_form(&code), NOW, Some(JKT))
+            .await
+            .unwrap();
+        let bearer = f.refresh(&web, &t.refresh_token.unwrap()).await.unwrap();
+        assert_eq!(bearer.token_type, "Bearer", "{l}");
     }
 }

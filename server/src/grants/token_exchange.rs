@@ -60,7 +60,7 @@ pub async fn redeem(
         None => return Err(invalid("subject_token_type is required")),
     };
     let (typ, issued_type, token_type) = match params.get("requested_token_type") {
-        None | Some(ACCESS_TOKEN) => ("at+jwt", ACCESS_TOKEN, "Bearer"),
+        None | Some(ACCESS_TOKEN) => ("at+jwt", ACCESS_TOKEN, req.token_type()),
         Some(JWT) => ("JWT", JWT, "N_A"),
         Some(_) => {
             return Err(invalid(
@@ -124,7 +124,7 @@ pub async fn redeem(
         subject.insert("gid".into(), json!(grant_id));
         tracing::info!(client = %client.client_id, %issuer, user = %user_id, "exchanging another issuer's token");
     }
-    let claims = exchange::exchanged_claims(&exchange::Exchanged {
+    let mut claims = exchange::exchanged_claims(&exchange::Exchanged {
         issuer: ctx.issuer,
         audience: &audience,
         client_id: &client.client_id,
@@ -135,6 +135,10 @@ pub async fn redeem(
         subject: &subject,
         actor,
     });
+    // A plain JWT (N_A) is no access token of ours: it is not bound.
+    if typ == "at+jwt" {
+        req.bind(&mut claims);
+    }
     let access_token = issue::sign_access_token(ctx, typ, &claims, now).await?;
     tracing::info!(client = %client.client_id, delegation = actor.is_some(), "token exchanged");
     Ok(TokenResponse {

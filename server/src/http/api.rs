@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use latchkey_jwks::Claims;
 
-use super::bearer::presented_token;
+use super::bearer::access_token;
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::access::Audience;
-use crate::oauth::error::{BearerError, BearerErrorCode as B};
+use crate::oauth::error::BearerErrorCode as B;
 use crate::oauth::params::Params;
 use crate::state::AppState;
 use crate::store::{Device, User};
@@ -55,22 +55,7 @@ async fn scoped_token(
     req: &Request,
     scope: &'static str,
 ) -> Result<Claims, ApiError> {
-    let token = presented_token(req, None)?.ok_or(ApiError::NoToken)?;
-    let claims = state
-        .access_tokens()
-        .verify(&token, state.clock.now(), Audience::Issuer)
-        .await?;
-    let granted = claims.str("scope").unwrap_or_default();
-    if !granted.split(' ').any(|s| s == scope) {
-        return Err(ApiError::Bearer {
-            error: BearerError::new(
-                B::InsufficientScope,
-                "the access token lacks the scope needed",
-            ),
-            scope: Some(scope),
-        });
-    }
-    Ok(claims)
+    access_token(state, req, None, Audience::Issuer, scope).await
 }
 
 /// The client a request acts for by itself (a client_credentials token, no user) carrying

@@ -390,6 +390,7 @@ async fn issue_code(
         nonce: request.nonce.clone(),
         code_challenge: request.code_challenge.clone(),
         claims: request.claims.clone(),
+        dpop_jkt: request.dpop_jkt.clone(),
         authn: Authn {
             user_id: session.user_id.clone(),
             sid: Some(session.sid.clone()),

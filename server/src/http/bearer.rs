@@ -1,11 +1,131 @@
-//! Access tokens presented to us (RFC 6750 §2): where they may come from. Checking them is
-//! `access`'s.
+//! Access tokens presented to us (RFC 6750 §2, RFC 9449 §7): where they may come from, and
+//! the one way our protected resources take them ([`access_token`]). Checking the token is
+//! `access`'s, checking a DPoP proof `dpop`'s.
 
+use latchkey_jwks::Claims;
 use poem::Request;
 use poem::http::header;
 
+use super::dpop::resource_proof;
+use super::error::ApiError;
+use crate::access::Audience;
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
+use crate::state::AppState;
+
+/// How an access token was presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    /// `Authorization: Bearer`, or the form's `access_token` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP` with a `DPoP` proof header (RFC 9449 §7.1).
+    Dpop,
+}
+
+/// The verified claims of the access token a request to a protected resource presents
+/// (`Bearer`, the form's `access_token`, or `DPoP` with a proof), for an audience `which`
+/// accepts, carrying `scope` (else `insufficient_scope` naming it, in the challenge of the
+/// scheme used). A DPoP-bound token (`cnf.jkt`) is taken only with the DPoP scheme and a fresh
+/// proof by its key whose `ath` is its hash; a token presented with the DPoP scheme must be
+/// bound (RFC 9449 §7.1, §7.2).
+pub(super) async fn access_token(
+    state: &AppState,
+    req: &Request,
+    form: Option<&Params>,
+    which: Audience,
+    scope: &'static str,
+) -> Result<Claims, ApiError> {
+    let (token, scheme) = presented(req, form)?.ok_or(ApiError::NoToken)?;
+    let claims = state
+        .access_tokens()
+        .verify(&token, state.clock.now(), which)
+        .await?;
+    let bound = claims
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(serde_json::Value::as_str);
+    let dpop_error = |error: BearerError| ApiError::Dpop {
+        error,
+        nonce: state.dpop().nonce(state.clock.now()),
+        scope: None,
+    };
+    match (scheme, bound) {
+        (Scheme::Bearer, None) => {}
+        (Scheme::Bearer, Some(_)) => {
+            return Err(dpop_error(BearerError::new(
+                B::InvalidToken,
+                "a DPoP-bound access token must be presented with the DPoP scheme and a proof",
+            )));
+        }
+        (Scheme::Dpop, None) => {
+            return Err(dpop_error(BearerError::new(
+                B::InvalidToken,
+                "the access token is not DPoP-bound: present it as a Bearer token",
+            )));
+        }
+        (Scheme::Dpop, Some(jkt)) => {
+            let proof = resource_proof(req, state, &token)
+                .await
+                .map_err(dpop_error)?;
+            if proof.jkt != jkt {
+                return Err(dpop_error(BearerError::new(
+                    B::InvalidDpopProof,
+                    "the proof is not signed by the key the access token is bound to",
+                )));
+            }
+        }
+    }
+    let granted = claims.str("scope").unwrap_or_default();
+    if granted.split(' ').any(|s| s == scope) {
+        return Ok(claims);
+    }
+    let error = BearerError::new(
+        B::InsufficientScope,
+        "the access token lacks the scope needed",
+    );
+    Err(match scheme {
+        Scheme::Bearer => ApiError::Bearer {
+            error,
+            scope: Some(scope),
+        },
+        Scheme::Dpop => ApiError::Dpop {
+            error,
+            nonce: None,
+            scope: Some(scope),
+        },
+    })
+}
+
+/// The access token and its scheme: `Authorization: Bearer`, `Authorization: DPoP`, or the
+/// form's `access_token`. More than one is `invalid_request`.
+fn presented(
+    req: &Request,
+    form: Option<&Params>,
+) -> Result<Option<(String, Scheme)>, BearerError> {
+    if let Some(h) = authorization(req)
+        && let Some(p) = h.get(..5)
+        && p.eq_ignore_ascii_case("dpop ")
+    {
+        if form.and_then(|f| f.get("access_token")).is_some() {
+            return Err(BearerError::new(
+                B::InvalidRequest,
+                "present the token once",
+            ));
+        }
+        let token = h[5..].trim();
+        if token.is_empty() {
+            return Err(BearerError::new(B::InvalidRequest, "the token is empty"));
+        }
+        return Ok(Some((token.to_owned(), Scheme::Dpop)));
+    }
+    Ok(presented_token(req, form)?.map(|t| (t, Scheme::Bearer)))
+}
+
+fn authorization(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
 
 /// The token from `Authorization: Bearer` or, for a form POST, the `access_token` field
 /// (RFC 6750 §2.1, §2.2). Both at once is `invalid_request`. `Ok(None)`: none presented.
@@ -13,11 +133,7 @@ pub fn presented_token(
     req: &Request,
     form: Option<&Params>,
 ) -> Result<Option<String>, BearerError> {
-    let header_token = match req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
+    let header_token = match authorization(req) {
         Some(h) => match h.get(..7) {
             Some(p) if p.eq_ignore_ascii_case("bearer ") => Some(h[7..].trim().to_owned()),
             _ => return Err(BearerError::new(B::InvalidRequest, "use the Bearer scheme")),

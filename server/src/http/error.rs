@@ -36,7 +36,17 @@ pub enum ApiError {
         error: BearerError,
         scope: Option<&'static str>,
     },
-    /// RFC 6750 §3.1: no token was presented at all; a bare challenge, no error code.
+    /// RFC 9449 §7.1: a `WWW-Authenticate: DPoP` error (`invalid_dpop_proof`,
+    /// `use_dpop_nonce`, or `invalid_token` for a token in the wrong scheme), with the server
+    /// nonce when nonces are required.
+    Dpop {
+        error: BearerError,
+        nonce: Option<String>,
+        /// The scope an `insufficient_scope` asks for.
+        scope: Option<&'static str>,
+    },
+    /// RFC 6750 §3.1: no token was presented at all; a bare challenge (Bearer, and DPoP with
+    /// its algorithms, RFC 9449 §7.1), no error code.
     NoToken,
     /// RFC 9470 §3: the sign-in behind the token is older than `max_age` seconds.
     StepUp { max_age: i64 },
@@ -91,7 +101,9 @@ impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Token { error, .. } => write!(f, "{}", error.code.as_str()),
-            Self::Bearer { error, .. } => write!(f, "{}", error.code.as_str()),
+            Self::Bearer { error, .. } | Self::Dpop { error, .. } => {
+                write!(f, "{}", error.code.as_str())
+            }
             Self::NoToken => f.write_str("no token"),
             Self::StepUp { .. } => f.write_str("insufficient_user_authentication"),
             Self::TooMany { .. } => f.write_str("too many requests"),
@@ -115,6 +127,15 @@ fn json_no_store(status: StatusCode, body: serde_json::Value) -> Response {
         .body(body.to_string())
 }
 
+/// `algs` of a DPoP challenge: the proof algorithms we accept.
+fn dpop_algs() -> String {
+    crate::oauth::dpop::PROOF_ALGS
+        .iter()
+        .map(|a| a.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn with_challenge(mut resp: Response, challenge: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(challenge) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
@@ -131,9 +152,9 @@ impl ResponseError for ApiError {
                 T::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::BAD_REQUEST,
             },
-            Self::Bearer { error, .. } => match error.code {
+            Self::Bearer { error, .. } | Self::Dpop { error, .. } => match error.code {
                 B::InvalidRequest => StatusCode::BAD_REQUEST,
-                B::InvalidToken => StatusCode::UNAUTHORIZED,
+                B::InvalidToken | B::InvalidDpopProof | B::UseDpopNonce => StatusCode::UNAUTHORIZED,
                 B::InsufficientScope => StatusCode::FORBIDDEN,
             },
             Self::NoToken | Self::StepUp { .. } => StatusCode::UNAUTHORIZED,
@@ -177,11 +198,38 @@ impl ResponseError for ApiError {
                 let body = json!({ "error": error.code.as_str(), "error_description": error.description() });
                 with_challenge(json_no_store(status, body), &challenge)
             }
-            Self::NoToken => Response::builder()
-                .status(status)
-                .header(header::WWW_AUTHENTICATE, "Bearer realm=\"latchkey\"")
-                .header(header::CACHE_CONTROL, "no-store")
-                .finish(),
+            Self::Dpop {
+                error,
+                nonce,
+                scope,
+            } => {
+                let mut challenge = format!(
+                    "DPoP algs=\"{}\", error=\"{}\", error_description=\"{}\"",
+                    dpop_algs(),
+                    error.code.as_str(),
+                    error.description()
+                );
+                if let Some(scope) = scope {
+                    challenge.push_str(&format!(", scope=\"{scope}\""));
+                }
+                let body = json!({ "error": error.code.as_str(), "error_description": error.description() });
+                let mut resp = with_challenge(json_no_store(status, body), &challenge);
+                if let Some(n) = nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+                    resp.headers_mut().insert("dpop-nonce", n);
+                }
+                resp
+            }
+            Self::NoToken => {
+                let mut resp = Response::builder()
+                    .status(status)
+                    .header(header::WWW_AUTHENTICATE, "Bearer realm=\"latchkey\"")
+                    .header(header::CACHE_CONTROL, "no-store")
+                    .finish();
+                if let Ok(v) = HeaderValue::from_str(&format!("DPoP algs=\"{}\"", dpop_algs())) {
+                    resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                }
+                resp
+            }
             Self::StepUp { max_age } => {
                 const WHY: &str = "a more recent sign-in is required";
                 let challenge = format!(

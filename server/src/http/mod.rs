@@ -10,6 +10,7 @@ mod browser;
 mod client_auth;
 mod device;
 mod discovery;
+mod dpop;
 mod email;
 mod error;
 mod health;

@@ -5,15 +5,18 @@
 
 use poem::http::StatusCode;
 use poem::web::Data;
-use poem::{Request, Response, handler};
+use poem::{IntoResponse, Request, Response, handler};
 use serde_json::json;
 
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
+use super::dpop::{token_endpoint_proof, with_nonce};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::oauth::authorize::{PageReason, Rejection, validate};
 use crate::oauth::client::Client;
-use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
+use crate::oauth::error::{
+    AuthorizeError, AuthorizeErrorCode as E, TokenError, TokenErrorCode as T,
+};
 use crate::oauth::par;
 use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
@@ -26,10 +29,37 @@ pub async fn push(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     gate_closed(req, state).await?;
-    let (client, params) = match authenticated_client(req, body, state, false).await {
+    let resp = match accept(req, body, state).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    };
+    Ok(with_nonce(resp, state))
+}
+
+async fn accept(req: &Request, body: poem::Body, state: &AppState) -> Result<Response, ApiError> {
+    let (client, mut params, proof) = match authenticated(req, body, state).await {
         Ok(found) => found,
         Err(e) => return Err(failed_request(req, state, e).await),
     };
+    // RFC 9449 §10.1: a proof at /par binds the code to its key, as dpop_jkt would; both
+    // must name the same key.
+    if let Some(proof) = proof {
+        match params.get("dpop_jkt") {
+            Some(jkt) if jkt != proof.jkt => {
+                return Err(failed_request(
+                    req,
+                    state,
+                    TokenError::new(
+                        T::InvalidDpopProof,
+                        "dpop_jkt is not the thumbprint of the proof's key",
+                    ),
+                )
+                .await);
+            }
+            Some(_) => {}
+            None => params.insert("dpop_jkt", proof.jkt),
+        }
+    }
     let pushed = pushable(&client, params)?;
     let now = state.clock.now();
     let random = random_token(32);
@@ -52,6 +82,17 @@ pub async fn push(
     }));
     resp.set_status(StatusCode::CREATED);
     Ok(resp)
+}
+
+/// The client, its form, and the DPoP proof it sent, if any.
+async fn authenticated(
+    req: &Request,
+    body: poem::Body,
+    state: &AppState,
+) -> Result<(Client, Params, Option<crate::oauth::dpop::Proof>), TokenError> {
+    let (client, params) = authenticated_client(req, body, state, false).await?;
+    let proof = token_endpoint_proof(req, state).await?;
+    Ok((client, params, proof))
 }
 
 /// The parameters to store: the authenticated client's own request, checked as `/authorize`

@@ -103,7 +103,13 @@ pub async fn introspect(
         .await
     {
         Ok(claims) => {
-            let mut out = json!({ "active": true, "token_type": "Bearer" });
+            // RFC 9449 §6.2: a bound token says so, and names its key in `cnf`.
+            let token_type = if claims.get("cnf").is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            };
+            let mut out = json!({ "active": true, "token_type": token_type });
             for name in [
                 "scope",
                 "client_id",
@@ -116,6 +122,7 @@ pub async fn introspect(
                 "auth_time",
                 "acr",
                 "act",
+                "cnf",
             ] {
                 if let Some(v) = claims.get(name) {
                     out[name] = v.clone();

@@ -6,12 +6,12 @@ use poem::{Request, Response, handler};
 use serde_json::Value;
 
 use super::authorize::is_form;
-use super::bearer::presented_token;
+use super::bearer::access_token;
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::access::Audience;
 use crate::oauth::claims::{UserInfo, user_claims};
-use crate::oauth::error::{BearerError, BearerErrorCode as B};
+use crate::oauth::error::BearerErrorCode as B;
 use crate::oauth::params::Params;
 use crate::state::AppState;
 
@@ -34,20 +34,9 @@ pub async fn userinfo(
     } else {
         None
     };
-    let token = presented_token(req, form.as_ref())?.ok_or(ApiError::NoToken)?;
-    let now = state.clock.now();
-    let claims = state
-        .access_tokens()
-        .verify(&token, now, Audience::Issuer)
-        .await?;
+    let claims = access_token(state, req, form.as_ref(), Audience::Issuer, "openid").await?;
     let scope = claims.str("scope").unwrap_or_default();
     let scopes: Vec<&str> = scope.split(' ').collect();
-    if !scopes.contains(&"openid") {
-        return Err(ApiError::Bearer {
-            error: BearerError::new(B::InsufficientScope, "userinfo needs the openid scope"),
-            scope: Some("openid"),
-        });
-    }
     let sub = claims.str("sub").ok_or(ApiError::bearer(
         B::InvalidToken,
         "the token has no subject",

@@ -70,6 +70,8 @@ pub struct AuthzRequest {
     pub login_hint: Option<String>,
     pub acr_values: Vec<String>,
     pub claims: Option<ClaimsRequest>,
+    /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 impl AuthzRequest {
@@ -237,7 +239,26 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthzRequest
         })?),
     };
 
+    // 11. dpop_jkt (RFC 9449 §10): an RFC 7638 SHA-256 thumbprint, base64url (43 characters).
+    let dpop_jkt = match params.get("dpop_jkt") {
+        None => None,
+        Some(j)
+            if j.len() == 43
+                && j.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Some(j.to_owned())
+        }
+        Some(_) => {
+            return Err(fail(
+                E::InvalidRequest,
+                "dpop_jkt must be the base64url SHA-256 thumbprint of a key",
+            ));
+        }
+    };
+
     Ok(AuthzRequest {
+        dpop_jkt,
         scopes,
         nonce: params.get("nonce").map(str::to_owned),
         code_challenge: code_challenge.to_owned(),
@@ -345,6 +366,7 @@ mod tests {
                 tos_uri: None,
                 first_party: false,
                 require_pushed_authorization_requests: false,
+                dpop_bound_access_tokens: false,
                 token_exchange_impersonation: false,
                 resources: Vec::new(),
                 serves: Vec::new(),

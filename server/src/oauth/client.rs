@@ -84,6 +84,10 @@ pub struct ClientMetadata {
     /// RFC 9126 §6: this client's authorization requests must be pushed (`/par`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP proof, so every
+    /// access token it gets is DPoP-bound.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
     /// RFC 8693 impersonation: the client may exchange a subject token without an actor
     /// token and get a token that does not name it. Set by an administrator only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -342,6 +346,7 @@ mod tests {
             tos_uri: None,
             first_party: false,
             require_pushed_authorization_requests: false,
+            dpop_bound_access_tokens: false,
             token_exchange_impersonation: false,
             resources: Vec::new(),
             serves: Vec::new(),

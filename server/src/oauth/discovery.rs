@@ -42,6 +42,12 @@ pub fn metadata(issuer: &str, registration: bool, par_required: bool) -> Value {
         "frontchannel_logout_supported": false,
         "backchannel_logout_supported": false,
     });
+    doc["dpop_signing_alg_values_supported"] = json!(
+        super::dpop::PROOF_ALGS
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+    );
     if registration {
         doc["registration_endpoint"] = json!(format!("{issuer}/register"));
     }

@@ -52,6 +52,8 @@ error_codes!(
         SlowDown => "slow_down",
         AccessDenied => "access_denied",
         ExpiredToken => "expired_token",
+        InvalidDpopProof => "invalid_dpop_proof",
+        UseDpopNonce => "use_dpop_nonce",
         ServerError => "server_error",
     }
 );
@@ -62,6 +64,8 @@ error_codes!(
         InvalidRequest => "invalid_request",
         InvalidToken => "invalid_token",
         InsufficientScope => "insufficient_scope",
+        InvalidDpopProof => "invalid_dpop_proof",
+        UseDpopNonce => "use_dpop_nonce",
     }
 );
 

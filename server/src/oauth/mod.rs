@@ -6,6 +6,7 @@ pub mod client;
 pub mod client_auth;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod exchange;
 pub mod par;

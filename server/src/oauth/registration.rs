@@ -30,6 +30,9 @@ pub struct RegistrationRequest {
     /// RFC 9126 §6.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 §5.2.
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
     /// Present in RFC 7592 updates.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -147,6 +150,7 @@ impl RegistrationRequest {
             // Only an administrator makes a client first-party.
             first_party: false,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
+            dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             token_exchange_impersonation: false,
             // Nor gives it resource servers.
             resources: Vec::new(),

@@ -30,6 +30,8 @@ pub struct CodeRow {
     pub claims: Option<ClaimsRequest>,
     pub authn: Authn,
     pub expires_at: i64,
+    /// RFC 9449 §10: the DPoP key thumbprint the code is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct RefreshRow {
     pub claims: Option<ClaimsRequest>,
     pub authn: Authn,
     pub expires_at: i64,
+    /// RFC 9449 §5.0: the DPoP key thumbprint a public client's refresh token is bound to.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The longest retry grace of a rotated refresh token (`tokens.refresh_retry_grace`, in
@@ -103,11 +107,11 @@ const REFRESH_TOKENS: SingleUse = SingleUse {
     used: "rotated_at",
 };
 
-const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at";
+const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at, dpop_jkt";
 const REFRESH_COLUMNS: &str =
-    "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
+    "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, dpop_jkt";
 /// What a rotation reads: the token, and what a retry within the grace needs.
-const REFRESH_READ_COLUMNS: &str = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, \
+const REFRESH_READ_COLUMNS: &str = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, dpop_jkt, \
      successor_digest, successor_sealed";
 
 /// The condition, in a statement that takes a code, refresh token or device code from
@@ -185,7 +189,7 @@ impl Store {
     pub async fn insert_code(&self, digest: &str, c: &CodeRow, now: i64) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO authorization_codes (code_digest, {CODE_COLUMNS}, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(digest)
         .bind(&c.grant_id)
@@ -201,6 +205,7 @@ impl Store {
         .bind(&c.authn.acr)
         .bind(c.claims.as_ref().map(ClaimsRequest::to_json))
         .bind(c.expires_at)
+        .bind(&c.dpop_jkt)
         .bind(now)
         .execute_w(self)
         .await?;
@@ -272,13 +277,15 @@ impl Store {
     /// answers a digest, the grant's first refresh token, all in one atomic write (one
     /// statement on PostgreSQL, one transaction sent as one batch on SQLite). A code `check`
     /// refuses is spent: a stolen code gets one try at its PKCE verifier. A failure before the
-    /// commit leaves the code as it was.
+    /// commit leaves the code as it was. The refresh token is bound to `refresh_jkt` (a public
+    /// client's DPoP key), if given.
     pub async fn redeem_code<E>(
         &self,
         digests: &[String],
         client_id: &str,
         now: i64,
         grant_expires_at: i64,
+        refresh_jkt: Option<&str>,
         check: impl FnOnce(&CodeRow) -> Result<Option<String>, E>,
     ) -> Result<Redeemed<CodeRow, E>, StoreError> {
         let found = self.read_single_use(CODES, CODE_COLUMNS, digests).await?;
@@ -309,8 +316,9 @@ impl Store {
             }
         };
         let n = digests.len();
-        // $1..$n digests, then now, client, grant expiry, refresh digest, whether to store it.
-        let (t, c, exp, rd, want) = (n + 1, n + 2, n + 3, n + 4, n + 5);
+        // $1..$n digests, then now, client, grant expiry, refresh digest, whether to store it,
+        // the refresh token's DPoP binding ('' for none).
+        let (t, c, exp, rd, want, jkt) = (n + 1, n + 2, n + 3, n + 4, n + 5, n + 6);
         let live = format!(
             "code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${t} AND client_id = ${c} AND {}",
             placeholders(1, n),
@@ -324,8 +332,8 @@ impl Store {
                  RETURNING {refresh_cols}), \
                  g AS (INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
                  SELECT grant_id, client_id, user_id, ${t}, ${exp} FROM taken {grant_upsert}), \
-                 r AS (INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at) \
-                 SELECT ${rd}, {refresh_cols}, ${exp}, ${t} FROM taken WHERE ${want} = 1) \
+                 r AS (INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at, dpop_jkt) \
+                 SELECT ${rd}, {refresh_cols}, ${exp}, ${t}, NULLIF(${jkt}, '') FROM taken WHERE ${want} = 1) \
                  SELECT grant_id FROM taken"
             ),
             // changes(): rows changed by the statement before, so each insert happens only if
@@ -336,8 +344,8 @@ impl Store {
                  INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
                  SELECT grant_id, client_id, user_id, ${t}, ${exp} FROM authorization_codes \
                  WHERE code_digest IN ({ids}) AND consumed_at = ${t} AND changes() = 1 {grant_upsert}; \
-                 INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at) \
-                 SELECT ${rd}, {refresh_cols}, ${exp}, ${t} FROM authorization_codes \
+                 INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at, dpop_jkt) \
+                 SELECT ${rd}, {refresh_cols}, ${exp}, ${t}, NULLIF(${jkt}, '') FROM authorization_codes \
                  WHERE code_digest IN ({ids}) AND consumed_at = ${t} AND ${want} = 1 AND changes() = 1; \
                  COMMIT",
                 ids = placeholders(1, n)
@@ -350,6 +358,7 @@ impl Store {
             WriteArg::Int(grant_expires_at),
             WriteArg::Text(refresh_digest.clone().unwrap_or_default()),
             WriteArg::Int(i64::from(refresh_digest.is_some())),
+            WriteArg::Text(refresh_jkt.unwrap_or_default().to_owned()),
         ]);
         if self.write_batch(sql, args).await? {
             Ok(Redeemed::Fresh(code))
@@ -414,8 +423,7 @@ impl Store {
              successor_digest = CASE WHEN ${want} = 1 THEN ${sd} END, \
              successor_sealed = CASE WHEN ${want} = 1 THEN NULLIF(${ss}, '') END WHERE {live}"
         );
-        let cols =
-            "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at";
+        let cols = REFRESH_COLUMNS;
         // The predecessor's sealed copy of this token is needed no more once it is taken
         // (its retry would be a replay now): wiped in the same write. Harmless when the take
         // fails, since this token was then used already.
@@ -592,10 +600,11 @@ fn refresh_insert<'q>(
         .bind(r.claims.as_ref().map(ClaimsRequest::to_json))
         .bind(r.expires_at)
         .bind(now)
+        .bind(&r.dpop_jkt)
 }
 
-const REFRESH_INSERT: &str = "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const REFRESH_INSERT: &str = "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, created_at, dpop_jkt) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
 /// [`user_enabled`], holding the user's row `FOR SHARE` on PostgreSQL to the end of the
 /// statement's transaction, so a `user disable` (which locks the user, then the user's grants
@@ -642,6 +651,7 @@ fn code_from_row(row: &AnyRow) -> Result<CodeRow, StoreError> {
         claims: claims_from_row(row)?,
         authn: authn_from_row(row)?,
         expires_at: row.try_get("expires_at")?,
+        dpop_jkt: row.try_get("dpop_jkt")?,
     })
 }
 
@@ -653,5 +663,6 @@ fn refresh_from_row(row: &AnyRow) -> Result<RefreshRow, StoreError> {
         claims: claims_from_row(row)?,
         authn: authn_from_row(row)?,
         expires_at: row.try_get("expires_at")?,
+        dpop_jkt: row.try_get("dpop_jkt")?,
     })
 }

@@ -93,6 +93,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "refresh_successor_index",
         include_str!("../../../migrations/sqlite/0017_refresh_successor_index.sql"),
     ),
+    (
+        18,
+        "dpop_binding",
+        include_str!("../../../migrations/sqlite/0018_dpop_binding.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -180,6 +185,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         17,
         "refresh_successor_index",
         include_str!("../../../migrations/postgres/0017_refresh_successor_index.sql"),
+    ),
+    (
+        18,
+        "dpop_binding",
+        include_str!("../../../migrations/postgres/0018_dpop_binding.sql"),
     ),
 ];
 

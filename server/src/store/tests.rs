@@ -543,12 +543,13 @@ async fn a_code_is_redeemed_in_one_transaction_and_a_replay_revokes_its_grant() 
                 acr: "0".into(),
             },
             expires_at: NOW + 60,
+            dpop_jkt: None,
         };
         let redeem = |digest: &'static str, refresh: Option<&'static str>| {
             let store = store.clone();
             async move {
                 store
-                    .redeem_code(&[digest.to_owned()], "c", NOW, NOW + 600, |_| {
+                    .redeem_code(&[digest.to_owned()], "c", NOW, NOW + 600, None, |_| {
                         Ok::<_, ()>(refresh.map(str::to_owned))
                     })
                     .await
@@ -595,7 +596,9 @@ async fn a_code_is_redeemed_in_one_transaction_and_a_replay_revokes_its_grant() 
         // A refusal by the check spends the code and makes no grant.
         store.insert_code("d-3", &code("g-3"), NOW).await.unwrap();
         let refused = store
-            .redeem_code(&["d-3".to_owned()], "c", NOW, NOW + 600, |_| Err("no"))
+            .redeem_code(&["d-3".to_owned()], "c", NOW, NOW + 600, None, |_| {
+                Err("no")
+            })
             .await
             .unwrap();
         assert_eq!(refused, Redeemed::Refused("no"));
@@ -632,6 +635,7 @@ async fn refresh_rotation_takes_and_stores_the_successor_in_one_transaction() {
                 acr: "0".into(),
             },
             expires_at: NOW + 600,
+            dpop_jkt: None,
         };
         store.insert_refresh_token("r-1", &row, NOW).await.unwrap();
         store
