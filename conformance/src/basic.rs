@@ -137,7 +137,7 @@ pub async fn run(rp: &Rp, opts: &Options, report: &mut Report) {
     report.record("oidcc-claims-essential", done(claims_essential(rp).await));
     report.record(
         "oidcc-ensure-request-object-with-redirect-uri",
-        request_object_redirect_uri(rp),
+        done(request_object_redirect_uri(rp).await),
     );
     report.record("oidcc-refresh-token", done(refresh(rp).await));
     report.record(
@@ -665,13 +665,7 @@ async fn client_secret_post(rp: &Rp) -> R {
 }
 
 fn request_uri_unsigned(rp: &Rp) -> Outcome {
-    let algs = rp
-        .raw_metadata
-        .get("request_object_signing_alg_values_supported");
-    if algs
-        .and_then(Value::as_array)
-        .is_some_and(|a| a.iter().any(|v| v == "none"))
-    {
+    if none_advertised(rp) {
         Outcome::fail(
             "unsigned request_uri is advertised but this runner does not host request objects",
         )
@@ -680,8 +674,15 @@ fn request_uri_unsigned(rp: &Rp) -> Outcome {
     }
 }
 
+/// The suite skips this module unless `none` is advertised for request objects; when it is,
+/// the object must be processed (or `request_not_supported` answered).
 async fn unsigned_request_object(rp: &Rp) -> R {
     use base64::Engine as _;
+    if !none_advertised(rp) {
+        return Ok(Outcome::Skip(
+            "`none` is not in request_object_signing_alg_values_supported".into(),
+        ));
+    }
     let enc = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
     let client = rp.client()?;
     let a = rp.attempt(&client, &["openid"], &[], true);
@@ -711,14 +712,25 @@ async fn unsigned_request_object(rp: &Rp) -> R {
     }
 }
 
-fn request_object_redirect_uri(rp: &Rp) -> Outcome {
-    if rp.raw_metadata.get("request_parameter_supported") == Some(&Value::Bool(true)) {
-        Outcome::fail(
-            "request objects are advertised but this module is not implemented in the runner",
-        )
-    } else {
-        Outcome::Skip("request_parameter_supported is false".into())
+fn none_advertised(rp: &Rp) -> bool {
+    rp.raw_metadata
+        .get("request_object_signing_alg_values_supported")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|v| v == "none"))
+}
+
+async fn request_object_redirect_uri(rp: &Rp) -> R {
+    if rp.raw_metadata.get("request_parameter_supported") != Some(&Value::Bool(true)) {
+        return Ok(Outcome::Skip("request_parameter_supported is false".into()));
     }
+    let Some(key) = &rp.client_key else {
+        return Ok(Outcome::Skip(
+            "no key of the main client was given (--client-jwk) to sign request objects with"
+                .into(),
+        ));
+    };
+    rp.request_object_redirect_uri(key).await?;
+    Ok(Outcome::Pass)
 }
 
 async fn claims_essential(rp: &Rp) -> R {

@@ -5,7 +5,7 @@ use openidconnect::{OAuth2TokenResponse as _, TokenResponse as _};
 use serde_json::{Value, json};
 
 use crate::report::{Outcome, Report};
-use crate::rp::{Credentials, Rp, browser};
+use crate::rp::{Credentials, Rp, RunnerKey, browser};
 
 type R = Result<Outcome, String>;
 
@@ -99,7 +99,7 @@ pub async fn run(rp: &Rp, iat: Option<&str>, config: Outcome, report: &mut Repor
     );
     report.record(
         "oidcc-ensure-request-object-with-redirect-uri",
-        Outcome::Skip("request_parameter_supported is false".into()),
+        done(d.request_object_redirect_uri().await),
     );
     report.record("oidcc-refresh-token", done(d.refresh().await));
     report.record(
@@ -190,6 +190,7 @@ impl Dyn<'_> {
             post_client: None,
             second_client: None,
             mode: self.rp.mode,
+            client_key: None,
         })
     }
 
@@ -366,26 +367,12 @@ impl Dyn<'_> {
         {
             return Ok(Outcome::Skip("private_key_jwt is not advertised".into()));
         }
-        use latchkey_jwks::{Alg, Kek, KekRing, KeyPolicy, Keyring, PrivateKey};
-        let keks = KekRing::new(vec![Kek::new("runner", &[7; 32])]).map_err(|e| e.to_string())?;
-        let key = PrivateKey::generate(Alg::Es256).map_err(|e| e.to_string())?;
-        let record = key.seal(&keks, 0, 0).map_err(|e| e.to_string())?;
-        let public: Value = serde_json::from_str(&record.public_jwk).map_err(|e| e.to_string())?;
-        let ring = Keyring::load(
-            &[record],
-            &keks,
-            1,
-            &KeyPolicy {
-                publish_lead: 0,
-                retain_retired: 0,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+        let key = RunnerKey::generate()?;
         let (status, c) = self
             .register(json!({
                 "redirect_uris": [self.rp.redirect_uri],
                 "token_endpoint_auth_method": "private_key_jwt",
-                "jwks": { "keys": [public] },
+                "jwks": key.public_jwks,
                 "scope": "openid",
             }))
             .await?;
@@ -407,9 +394,7 @@ impl Dyn<'_> {
             "iss": client_id, "sub": client_id, "aud": rp.issuer, "iat": now, "exp": now + 60,
             "jti": format!("runner-{now}-{}", std::process::id()),
         });
-        let assertion = ring
-            .sign(Alg::Es256, "JWT", claims.as_object().ok_or("claims")?)
-            .map_err(|e| e.to_string())?;
+        let assertion = key.sign("JWT", &claims)?;
         let url = rp.endpoint("token_endpoint").ok_or("no token_endpoint")?;
         let resp = rp
             .http
@@ -438,6 +423,17 @@ impl Dyn<'_> {
         Ok(Outcome::Pass)
     }
 
+    /// A client registered with its `jwks`, sending its request as a signed request object.
+    async fn request_object_redirect_uri(&self) -> R {
+        if self.rp.raw_metadata.get("request_parameter_supported") != Some(&Value::Bool(true)) {
+            return Ok(Outcome::Skip("request_parameter_supported is false".into()));
+        }
+        let key = RunnerKey::generate()?;
+        let rp = self.rp_with(json!({ "jwks": key.public_jwks })).await?;
+        rp.request_object_redirect_uri(&key).await?;
+        Ok(Outcome::Pass)
+    }
+
     fn rp_with_existing(&self, client_id: &str) -> Rp {
         Rp {
             http: self.rp.http.clone(),
@@ -455,6 +451,7 @@ impl Dyn<'_> {
             post_client: None,
             second_client: None,
             mode: self.rp.mode,
+            client_key: None,
         }
     }
 

@@ -54,6 +54,10 @@ struct Args {
     /// An initial access token for dynamic registration (the oidcc-dynamic plan).
     #[arg(long, env = "CONFORMANCE_INITIAL_ACCESS_TOKEN", hide_env_values = true)]
     initial_access_token: Option<String>,
+    /// The main client's ES256 private key as a JWK file (its public half registered as the
+    /// client's `jwks`), for the request-object modules of the basic plan.
+    #[arg(long, env = "CONFORMANCE_CLIENT_JWK")]
+    client_jwk: Option<String>,
     /// Seconds oidcc-codereuse-30seconds waits, as the suite does.
     #[arg(long, default_value_t = 30)]
     reuse_wait: u64,
@@ -133,6 +137,12 @@ async fn run(args: Args) -> Result<Report, String> {
         post_client: creds(&args.post_client)?,
         second_client: creds(&args.second_client)?,
         mode: Mode::Query,
+        client_key: match &args.client_jwk {
+            Some(path) => Some(std::sync::Arc::new(rp::RunnerKey::from_private_jwk_file(
+                path,
+            )?)),
+            None => None,
+        },
     };
     let opts = basic::Options {
         reuse_wait: args.reuse_wait,

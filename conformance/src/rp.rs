@@ -65,6 +65,59 @@ pub struct Rp {
     pub post_client: Option<Credentials>,
     pub second_client: Option<Credentials>,
     pub mode: Mode,
+    /// The main client's signing key (registered as its `jwks`), for request objects.
+    pub client_key: Option<std::sync::Arc<RunnerKey>>,
+}
+
+/// A signing key of a client the runner plays (for private_key_jwt and request objects):
+/// ES256, its public JWKS to register, and a keyring to sign with.
+pub struct RunnerKey {
+    ring: latchkey_jwks::Keyring,
+    pub public_jwks: Value,
+}
+
+impl RunnerKey {
+    pub fn generate() -> Result<Self, String> {
+        let key = latchkey_jwks::PrivateKey::generate(latchkey_jwks::Alg::Es256)
+            .map_err(|e| e.to_string())?;
+        Self::from_key(key)
+    }
+
+    /// An ES256 key from a private JWK file (the static client's, made by local.sh).
+    pub fn from_private_jwk_file(path: &str) -> Result<Self, String> {
+        let json = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let key =
+            latchkey_jwks::PrivateKey::from_private_jwk_json(latchkey_jwks::Alg::Es256, &json)
+                .map_err(|e| format!("{path}: {e}"))?;
+        Self::from_key(key)
+    }
+
+    fn from_key(key: latchkey_jwks::PrivateKey) -> Result<Self, String> {
+        use latchkey_jwks::{Kek, KekRing, KeyPolicy, Keyring};
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let keks = KekRing::new(vec![Kek::new("runner", &[7; 32])]).map_err(|x| e(&x))?;
+        let record = key.seal(&keks, 0, 0).map_err(|x| e(&x))?;
+        let public: Value = serde_json::from_str(&record.public_jwk).map_err(|x| e(&x))?;
+        let policy = KeyPolicy {
+            publish_lead: 0,
+            retain_retired: 0,
+        };
+        let ring = Keyring::load(&[record], &keks, 1, &policy).map_err(|x| e(&x))?;
+        Ok(Self {
+            ring,
+            public_jwks: serde_json::json!({ "keys": [public] }),
+        })
+    }
+
+    pub fn sign(&self, typ: &str, claims: &Value) -> Result<String, String> {
+        self.ring
+            .sign(
+                latchkey_jwks::Alg::Es256,
+                typ,
+                claims.as_object().ok_or("claims must be an object")?,
+            )
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// What came back to the redirect URI, or the page the flow stopped on.
@@ -497,6 +550,53 @@ pub fn form_encode(s: &str) -> String {
 
 fn describe_token_error<E: std::fmt::Display>(e: &E) -> String {
     format!("token request failed: {e}")
+}
+
+impl Rp {
+    /// `oidcc-ensure-request-object-with-redirect-uri`: the request as a request object signed
+    /// by `key`, with a wrong `redirect_uri` beside it; the provider must use the object's.
+    pub async fn request_object_redirect_uri(&self, key: &RunnerKey) -> Result<(), String> {
+        let client = self.client()?;
+        let a = self.attempt(&client, &["openid"], &[], true);
+        let now = chrono_now();
+        let mut claims: serde_json::Map<String, Value> = a
+            .url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        for (k, v) in [
+            ("iss", Value::from(self.client.id.clone())),
+            ("aud", Value::from(self.issuer.clone())),
+            ("iat", Value::from(now)),
+            ("nbf", Value::from(now)),
+            ("exp", Value::from(now + 300)),
+            (
+                "jti",
+                Value::from(format!("ro-{now}-{}", std::process::id())),
+            ),
+        ] {
+            claims.insert(k.into(), v);
+        }
+        let object = key.sign("oauth-authz-req+jwt", &Value::Object(claims))?;
+        let mut url = a.url.clone();
+        url.set_query(None);
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.client.id)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid")
+            .append_pair(
+                "redirect_uri",
+                "https://rp.conformance.invalid/not-registered",
+            )
+            .append_pair("request", &object);
+        let r = self.run_browser(&browser(), url, false, true).await?;
+        self.check_response(&r, &a)?;
+        let tokens = self
+            .exchange(&client, r.code().ok_or("no code")?, a.verifier)
+            .await?;
+        self.id_token_claims(&client, &tokens, Some(&a.nonce))?;
+        Ok(())
+    }
 }
 
 pub fn chrono_now() -> i64 {

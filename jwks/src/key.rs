@@ -79,6 +79,25 @@ impl PrivateKey {
         Self::from_parts(alg, private, public).map_err(KeyError::Generate)
     }
 
+    /// A key from a private JWK (JSON) held by a client of ours, e.g. a relying party's
+    /// signing key in a test harness; the public half is derived from it. The JWK's type must
+    /// fit `alg`.
+    pub fn from_private_jwk_json(alg: Alg, json: &str) -> Result<Self, KeyError> {
+        let bad = |e: String| KeyError::Generate(format!("private JWK: {e}"));
+        let private = Jwk::from_bytes(json.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let public =
+            match alg {
+                Alg::Es256 => josekit::jwk::alg::ec::EcKeyPair::from_jwk(&private)
+                    .map(|k| k.to_jwk_public_key()),
+                Alg::Rs256 => josekit::jwk::alg::rsa::RsaKeyPair::from_jwk(&private)
+                    .map(|k| k.to_jwk_public_key()),
+                Alg::EdDsa => josekit::jwk::alg::ed::EdKeyPair::from_jwk(&private)
+                    .map(|k| k.to_jwk_public_key()),
+            }
+            .map_err(|e| bad(e.to_string()))?;
+        Self::from_parts(alg, private, public).map_err(bad)
+    }
+
     fn from_parts(alg: Alg, mut private: Jwk, mut public: Jwk) -> Result<Self, String> {
         let kid = thumbprint(&public)?;
         for jwk in [&mut private, &mut public] {

@@ -221,6 +221,10 @@ enum ClientCommand {
         /// access tokens are DPoP-bound (`dpop_bound_access_tokens`).
         #[arg(long)]
         require_dpop: bool,
+        /// RFC 9101: this client's authorization requests must be request objects signed with
+        /// its keys (`--jwks-file` or `--jwks-uri`), `require_signed_request_object`.
+        #[arg(long)]
+        require_signed_request_object: bool,
         /// RFC 8693 impersonation: this client may exchange a user's token without an actor
         /// token, for a token that does not name the client in `act`.
         #[arg(long)]
@@ -452,6 +456,7 @@ where
             first_party,
             require_par,
             require_dpop,
+            require_signed_request_object,
             allow_impersonation,
             resources,
             serves,
@@ -506,6 +511,7 @@ where
                 first_party,
                 require_pushed_authorization_requests: require_par,
                 dpop_bound_access_tokens: require_dpop,
+                require_signed_request_object,
                 token_exchange_impersonation: allow_impersonation,
                 resources,
                 serves,

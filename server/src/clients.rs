@@ -91,6 +91,10 @@ impl ClientCache {
     }
 }
 
+/// Longest span from `nbf` (or `iat`, or now) to `exp` of a request object (RFC 9101 §10.4;
+/// FAPI asks for at most 60 minutes).
+const MAX_REQUEST_OBJECT_LIFETIME: i64 = 3600;
+
 /// Longest lifetime accepted for a client assertion: its jti is remembered that long.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
 
@@ -161,6 +165,79 @@ impl Clients<'_> {
         if ok { Ok(client) } else { Err(fail()) }
     }
 
+    /// `check` run with the client's registered public keys: its `jwks`, or its `jwks_uri`
+    /// fetched (and refetched once for an unknown key) under the outbound rules. The outer
+    /// error says the keys could not be had; the inner one is `check`'s.
+    async fn signed_by_client(
+        &self,
+        client: &Client,
+        check: impl Fn(
+            &latchkey_jwks::PublicKeySet,
+        ) -> Result<latchkey_jwks::Claims, latchkey_jwks::VerifyError>,
+    ) -> Result<Result<latchkey_jwks::Claims, latchkey_jwks::VerifyError>, &'static str> {
+        match (&client.metadata.jwks, &client.metadata.jwks_uri) {
+            (Some(jwks), _) => {
+                let keys = latchkey_jwks::PublicKeySet::from_jwks_value(jwks)
+                    .map_err(|_| "the registered jwks is unusable")?;
+                Ok(check(&keys))
+            }
+            (None, Some(uri)) => self.jwks.check(uri, self.now, check).await.map_err(|e| {
+                tracing::warn!(client = %client.client_id, error = %e, "cannot fetch the client's jwks_uri");
+                "the client's jwks_uri cannot be fetched"
+            }),
+            (None, None) => Err("the client has no keys"),
+        }
+    }
+
+    /// RFC 9101 §6.3 (OIDC Core §6.3): a request object passed by value, signed by one of the
+    /// client's registered keys (never `none`), `iss` the client, `aud` our issuer, with an
+    /// `exp` no more than 60 minutes after its `nbf` (or `iat`, or now), and a `client_id`, if
+    /// it has one, that is the client. Its claims, which stand for the request's parameters.
+    pub async fn verify_request_object(
+        &self,
+        client: &Client,
+        jwt: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, &'static str> {
+        use latchkey_jwks::{Alg, VerifyOptions};
+        let now = self.now;
+        let check = |keys: &latchkey_jwks::PublicKeySet| {
+            keys.verify(
+                jwt,
+                &VerifyOptions {
+                    algs: &Alg::ALL,
+                    issuer: &client.client_id,
+                    audience: self.issuer,
+                    typ: None,
+                    now,
+                    leeway: 30,
+                },
+            )
+        };
+        let claims = self.signed_by_client(client, check).await?.map_err(|e| {
+            tracing::info!(client = %client.client_id, error = %e, "request object refused");
+            "the request object is not signed by the client, or not for this server, or expired"
+        })?;
+        if let Some(typ) = claims.typ()
+            && !claims.typ_is("oauth-authz-req+jwt")
+            && !claims.typ_is("JWT")
+        {
+            tracing::info!(client = %client.client_id, typ, "request object of another type refused");
+            return Err("the request object's typ is not oauth-authz-req+jwt");
+        }
+        let exp = claims.int("exp").ok_or("the request object has no exp")?;
+        let from = claims.int("nbf").or(claims.int("iat")).unwrap_or(now);
+        if exp - from > MAX_REQUEST_OBJECT_LIFETIME || exp - now > MAX_REQUEST_OBJECT_LIFETIME {
+            return Err("the request object lives longer than 60 minutes");
+        }
+        if claims
+            .get("client_id")
+            .is_some_and(|c| c.as_str() != Some(client.client_id.as_str()))
+        {
+            return Err("the request object's client_id is not the client");
+        }
+        Ok(claims.into_map())
+    }
+
     /// RFC 7523 §3 for `private_key_jwt`: signed by one of the client's keys, `iss` and `sub` are
     /// the client, `aud` is the issuer or the token endpoint, short-lived, and its `jti` is used
     /// once.
@@ -186,23 +263,10 @@ impl Clients<'_> {
                 other => other,
             }
         };
-        let claims = match (&client.metadata.jwks, &client.metadata.jwks_uri) {
-        (Some(jwks), _) => {
-            let keys = PublicKeySet::from_jwks_value(jwks)
-                .map_err(|_| "the registered jwks is unusable")?;
-            check(&keys).map_err(|_| "the assertion does not verify")?
-        }
-        (None, Some(uri)) => self
-            .jwks
-            .check(uri, now, check)
-            .await
-            .map_err(|e| {
-                tracing::warn!(client = %client.client_id, error = %e, "cannot fetch the client's jwks_uri");
-                "the client's jwks_uri cannot be fetched"
-            })?
-            .map_err(|_| "the assertion does not verify")?,
-        (None, None) => return Err("the client has no keys"),
-    };
+        let claims = self
+            .signed_by_client(client, check)
+            .await?
+            .map_err(|_| "the assertion does not verify")?;
         if claims.str("sub") != Some(client.client_id.as_str()) {
             return Err("sub is not the client");
         }

@@ -21,6 +21,7 @@ mod oidc;
 mod par;
 mod passkeys;
 mod registration;
+mod request_object;
 mod reset;
 mod signup;
 mod streams;

@@ -2,8 +2,9 @@
 //! authorization request may pass through before a code is issued.
 //!
 //! A pushed request (RFC 9126) arrives as `client_id` and `request_uri`: it is taken from the
-//! store once, and its parameters stand for the request. The sign-in and consent forms carry
-//! them on with a mark (an HMAC under the pepper over the parameters, an expiry and a random
+//! store once, and its parameters stand for the request; a request object (RFC 9101) arrives
+//! as `client_id` and `request`: once verified, its claims stand for the request. The sign-in
+//! and consent forms carry such vouched-for parameters on with a mark (an HMAC under the pepper over the parameters, an expiry and a random
 //! cookie set in the browser that took the request) that says they were pushed, so a client
 //! that must push its requests is not refused halfway through its own, and a mark copied to
 //! another browser, or onto other parameters, proves nothing.
@@ -22,6 +23,7 @@ use crate::oauth::client::Client;
 use crate::oauth::error::{AuthorizeError, AuthorizeErrorCode as E};
 use crate::oauth::par;
 use crate::oauth::params::Params;
+use crate::oauth::request_object;
 use crate::secrets::{AuthorizationCode, Purpose, random_token};
 use crate::state::{AppState, secs};
 use crate::store::{Authn, CodeRow, Session};
@@ -46,17 +48,32 @@ pub async fn authorize(
     let params = Params::parse(&raw)?;
     let now = state.clock.now();
     let session = current_session(state, req, now).await;
-    let Some(random) = params.get("request_uri").and_then(par::random_part) else {
-        return run(state, req, params, session, None, now).await;
-    };
-    // A pushed request: its parameters stand for this one, and this browser gets the cookie
-    // its mark is bound to.
-    let pushed = pushed_request(state, &params, random, now).await?;
+    if let Some(random) = params.get("request_uri").and_then(par::random_part) {
+        // A pushed request: its parameters stand for this one.
+        let pushed = pushed_request(state, &params, random, now).await?;
+        return run_vouched(state, req, pushed, session, now).await;
+    }
+    if params.contains("request") {
+        return signed_request(state, req, params, session, now).await;
+    }
+    run(state, req, params, session, None, now).await
+}
+
+/// [`run_with`] for parameters vouched for at the start of this flow (taken from a pushed
+/// request, or from a verified request object): this browser gets the cookie their mark is
+/// bound to, so the sign-in and consent steps still know them as vouched for.
+async fn run_vouched(
+    state: &AppState,
+    req: &Request,
+    params: Params,
+    session: Option<Session>,
+    now: i64,
+) -> Result<Response, PageError> {
     let flow = Pushed {
         binding: random_token(16),
         expires_at: now + PUSHED_MARK_LIFETIME,
     };
-    let mut resp = run_with(state, req, pushed, session, None, now, Some(flow.clone())).await?;
+    let mut resp = run_with(state, req, params, session, None, now, Some(flow.clone())).await?;
     let cookie = set_cookie(
         state,
         pushed_cookie_name(state),
@@ -65,6 +82,62 @@ pub async fn authorize(
     );
     append_cookie(&mut resp, Some(cookie));
     Ok(resp)
+}
+
+/// RFC 9101 §5, OIDC Core §6.1: a request object passed by value. Verified with the client's
+/// keys, its claims are the request (other parameters but `client_id` are dropped). Until it is
+/// verified only the parameters beside it can say where an error may go: to their
+/// `redirect_uri` if that is registered for the client, else on a page.
+async fn signed_request(
+    state: &AppState,
+    req: &Request,
+    mut params: Params,
+    session: Option<Session>,
+    now: i64,
+) -> Result<Response, PageError> {
+    let object = params.remove("request").unwrap_or_default();
+    let client = match params.get("client_id") {
+        Some(id) => load_client(state, id).await?,
+        None => None,
+    };
+    let Some(client) = client else {
+        // No client to verify with: the page that says so.
+        return run(state, req, params, session, None, now).await;
+    };
+    let verified = state
+        .clients()
+        .verify_request_object(&client, &object)
+        .await
+        .and_then(|claims| request_object::parameters(&client.client_id, claims));
+    match verified {
+        // RFC 9126 §6: a client that must push its requests sends its object to /par; here
+        // it is refused as any request not pushed (the mark is never made for it).
+        Ok(inner) if must_push(state, &client) => run(state, req, inner, session, None, now).await,
+        Ok(inner) => run_vouched(state, req, inner, session, now).await,
+        Err(why) => {
+            let redirect = match validate(&params, Some(&client)) {
+                Ok(r) => r.redirect,
+                Err(Rejection::Redirect(redirect, _)) => *redirect,
+                Err(Rejection::Page(_)) => {
+                    return Err(PageError::new(
+                        StatusCode::BAD_REQUEST,
+                        Msg::AuthorizeInvalidTitle,
+                        Msg::RequestObjectInvalid,
+                    ));
+                }
+            };
+            Ok(authorize_error(
+                state,
+                &redirect,
+                &AuthorizeError::new(E::InvalidRequestObject, why),
+            ))
+        }
+    }
+}
+
+/// RFC 9126 §5, §6: the server, or this client, requires pushed requests.
+fn must_push(state: &AppState, client: &Client) -> bool {
+    state.config.par.required || client.metadata.require_pushed_authorization_requests
 }
 
 /// The parameter that marks carried parameters as pushed.
@@ -260,13 +333,21 @@ async fn run_with(
             &AuthorizeError::new(code, why),
         ))
     };
-    // RFC 9126 §5, §6: a client (or a server) that requires pushed requests.
-    if pushed.is_none()
-        && (state.config.par.required || client.metadata.require_pushed_authorization_requests)
-    {
+    // RFC 9126 §5, §6: a client (or a server) that requires pushed requests. A request
+    // vouched for here was pushed, or was a request object of a client that need not push.
+    if pushed.is_none() && must_push(state, &client) {
         return fail(
             E::InvalidRequest,
             "authorization requests must be pushed to the pushed_authorization_request_endpoint first (RFC 9126)",
+        );
+    }
+    // RFC 9101 §10.5 (require_signed_request_object): vouched for here means it came as a
+    // verified request object, or was pushed (and /par takes such a client's requests only
+    // as request objects).
+    if pushed.is_none() && client.metadata.require_signed_request_object {
+        return fail(
+            E::InvalidRequest,
+            "this client's authorization requests must be signed request objects (RFC 9101)",
         );
     }
     // What the sign-in and consent forms carry on: marked again (same flow) when pushed.

@@ -19,6 +19,7 @@ use crate::oauth::error::{
 };
 use crate::oauth::par;
 use crate::oauth::params::Params;
+use crate::oauth::request_object;
 use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;
 
@@ -41,6 +42,21 @@ async fn accept(req: &Request, body: poem::Body, state: &AppState) -> Result<Res
         Ok(found) => found,
         Err(e) => return Err(failed_request(req, state, e).await),
     };
+    // RFC 9126 §3, RFC 9101: a request object pushed by value stands for the request.
+    if let Some(object) = params.remove("request") {
+        let claims = state
+            .clients()
+            .verify_request_object(&client, &object)
+            .await
+            .and_then(|claims| request_object::parameters(&client.client_id, claims));
+        params = claims
+            .map_err(|why| ApiError::Pushed(AuthorizeError::new(E::InvalidRequestObject, why)))?;
+    } else if client.metadata.require_signed_request_object {
+        return Err(ApiError::Pushed(AuthorizeError::new(
+            E::InvalidRequest,
+            "this client's authorization requests must be signed request objects (RFC 9101)",
+        )));
+    }
     // RFC 9449 §10.1: a proof at /par binds the code to its key, as dpop_jkt would; both
     // must name the same key.
     if let Some(proof) = proof {

@@ -123,7 +123,10 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthzRequest
         ));
     }
 
-    // 4. Request objects and registration are not supported (not advertised).
+    // 4. A request object (`request`) is verified and taken apart before this runs (its
+    //    claims are the parameters here), so one still here is not one we could verify; a
+    //    `request_uri` is taken only from /par (RFC 9126), never fetched; `registration` is
+    //    not supported.
     if params.contains("request") {
         return Err(fail(
             E::RequestNotSupported,
@@ -367,6 +370,7 @@ mod tests {
                 first_party: false,
                 require_pushed_authorization_requests: false,
                 dpop_bound_access_tokens: false,
+                require_signed_request_object: false,
                 token_exchange_impersonation: false,
                 resources: Vec::new(),
                 serves: Vec::new(),

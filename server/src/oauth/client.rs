@@ -88,6 +88,10 @@ pub struct ClientMetadata {
     /// access token it gets is DPoP-bound.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// RFC 9101 §10.5: this client's authorization requests must be request objects signed
+    /// with its registered keys (or pushed to `/par` as such).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signed_request_object: bool,
     /// RFC 8693 impersonation: the client may exchange a subject token without an actor
     /// token and get a token that does not name it. Set by an administrator only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -257,6 +261,11 @@ impl ClientMetadata {
         {
             return Err(meta("private_key_jwt needs jwks or jwks_uri"));
         }
+        if self.require_signed_request_object && self.jwks.is_none() && self.jwks_uri.is_none() {
+            return Err(meta(
+                "require_signed_request_object needs jwks or jwks_uri to verify them with",
+            ));
+        }
 
         for uri in &self.post_logout_redirect_uris {
             validate_redirect_uri(uri)
@@ -347,6 +356,7 @@ mod tests {
             first_party: false,
             require_pushed_authorization_requests: false,
             dpop_bound_access_tokens: false,
+            require_signed_request_object: false,
             token_exchange_impersonation: false,
             resources: Vec::new(),
             serves: Vec::new(),

@@ -33,6 +33,7 @@ error_codes!(
         InteractionRequired => "interaction_required",
         AccountSelectionRequired => "account_selection_required",
         RequestNotSupported => "request_not_supported",
+        InvalidRequestObject => "invalid_request_object",
         RequestUriNotSupported => "request_uri_not_supported",
         RegistrationNotSupported => "registration_not_supported",
     }

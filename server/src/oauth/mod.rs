@@ -14,5 +14,6 @@ pub mod params;
 pub mod pkce;
 pub mod redirect;
 pub mod registration;
+pub mod request_object;
 pub mod scope;
 pub mod tokens;

@@ -33,6 +33,9 @@ pub struct RegistrationRequest {
     /// RFC 9449 §5.2.
     #[serde(default)]
     pub dpop_bound_access_tokens: bool,
+    /// RFC 9101 §10.5.
+    #[serde(default)]
+    pub require_signed_request_object: bool,
     /// Present in RFC 7592 updates.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -151,6 +154,7 @@ impl RegistrationRequest {
             first_party: false,
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
+            require_signed_request_object: self.require_signed_request_object,
             token_exchange_impersonation: false,
             // Nor gives it resource servers.
             resources: Vec::new(),

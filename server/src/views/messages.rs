@@ -91,6 +91,7 @@ messages! {
     ResetLinkUnusable = "reset.link_unusable",
     SigninLinksOff = "signin_link.off",
     PushedRequestUnusable = "authorize.pushed_unusable",
+    RequestObjectInvalid = "authorize.request_object_invalid",
     SigninLinkOtherBrowserTitle = "signin_link.other_browser.title",
     SigninLinkOtherBrowser = "signin_link.other_browser.message",
     DeviceCodeUnknown = "device.code_unknown",
