@@ -552,3 +552,40 @@ fn embedded_key_tokens_refuse_each_broken_rule() {
         Err(VerifyError::BadSignature)
     );
 }
+
+#[test]
+fn embedded_rsa_keys_must_be_2048_to_4096_bits_with_a_small_odd_exponent() {
+    let key = PrivateKey::generate(Alg::Rs256).unwrap();
+    let ok = json!({"alg": "RS256", "typ": "dpop+jwt"});
+    assert!(verify_embedded_key(&embedded(&key, ok), &Alg::ALL, "dpop+jwt").is_ok());
+    let public = key.public_jwk().as_ref().clone();
+    let with = |name: &str, bytes: Vec<u8>| {
+        let mut jwk = public.clone();
+        jwk.insert(name.into(), json!(b64::encode(bytes)));
+        embedded(&key, json!({"alg": "RS256", "typ": "dpop+jwt", "jwk": jwk}))
+    };
+    for (label, token) in [
+        ("2040-bit modulus", with("n", vec![0xff; 255])),
+        ("4104-bit modulus", with("n", vec![0xff; 513])),
+        ("huge exponent", with("e", vec![0xff; 64])),
+        ("even exponent", with("e", vec![0x01, 0x00, 0x00])),
+        ("exponent 1", with("e", vec![0x01])),
+    ] {
+        assert_eq!(
+            verify_embedded_key(&token, &Alg::ALL, "dpop+jwt"),
+            Err(VerifyError::EmbeddedKey),
+            "{label}"
+        );
+    }
+    // Private members of an RSA or symmetric key in the header are refused too.
+    for member in ["p", "q", "dp", "dq", "qi", "oth", "k"] {
+        let mut jwk = public.clone();
+        jwk.insert(member.into(), json!("AQAB"));
+        let token = embedded(&key, json!({"alg": "RS256", "typ": "dpop+jwt", "jwk": jwk}));
+        assert_eq!(
+            verify_embedded_key(&token, &Alg::ALL, "dpop+jwt"),
+            Err(VerifyError::EmbeddedKey),
+            "{member}"
+        );
+    }
+}

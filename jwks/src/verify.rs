@@ -376,8 +376,18 @@ impl fmt::Debug for SelfSigned {
     }
 }
 
-/// RSA keys shorter than this (in bytes of modulus) are refused (RFC 7518 §3.3: 2048 bits).
-const MIN_RSA_MODULUS: usize = 256;
+/// RSA moduli accepted in a header's key, in bits: at least 2048 (RFC 7518 §3.3), and at most
+/// 4096, so a proof cannot be made arbitrarily expensive to verify.
+const RSA_MODULUS_BITS: std::ops::RangeInclusive<usize> = 2048..=4096;
+
+/// The number of significant bits of a big-endian unsigned integer.
+fn bit_length(bytes: &[u8]) -> usize {
+    let significant: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    match significant.first() {
+        None => 0,
+        Some(first) => (significant.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+    }
+}
 
 /// Verifies a JWS signed by the key its header carries. The order of checks: size and shape;
 /// `alg` in `algs` (never `none` or HMAC: [`Alg`] cannot name them); no `crit`; `typ` equal to
@@ -420,12 +430,15 @@ pub fn verify_embedded_key(
         Alg::Es256 => kty == Some("EC") && crv == Some("P-256"),
         Alg::EdDsa => kty == Some("OKP") && crv == Some("Ed25519"),
         Alg::Rs256 => {
+            let part = |name: &str| jwk.get(name).and_then(Value::as_str).and_then(b64::decode);
             kty == Some("RSA")
-                && jwk
-                    .get("n")
-                    .and_then(Value::as_str)
-                    .and_then(b64::decode)
-                    .is_some_and(|n| n.iter().skip_while(|b| **b == 0).count() >= MIN_RSA_MODULUS)
+                && part("n").is_some_and(|n| RSA_MODULUS_BITS.contains(&bit_length(&n)))
+                && part("e").is_some_and(|e| {
+                    // An odd public exponent of at most 32 bits (65537 in practice): a huge one
+                    // would make every check of a proof anyone can send expensive.
+                    let bits = bit_length(&e);
+                    (2..=32).contains(&bits) && e.last().is_some_and(|b| b & 1 == 1)
+                })
         }
     };
     if !fits {

@@ -18,6 +18,8 @@ pub enum DpopError {
     Invalid(&'static str),
     /// `use_dpop_nonce`: the proof lacks a current nonce of ours.
     UseNonce,
+    /// The store could not record the proof (logged): a server error, not the client's.
+    Server,
 }
 
 /// What checking proofs needs: the store (for `jti`s), the pepper (for nonces), the settings.
@@ -100,7 +102,8 @@ impl DpopProofs<'_> {
         {
             return Err(DpopError::UseNonce);
         }
-        // Remembered past the last instant the proof's iat would still pass.
+        // Remembered past the last instant the proof's iat would still pass (iat + window,
+        // which may be up to twice the window after it arrived).
         let key = format!("dpop:{}:{}", proof.jkt, proof.jti);
         match self
             .store
@@ -111,7 +114,7 @@ impl DpopProofs<'_> {
             Ok(false) => Err(DpopError::Invalid("the proof was used already")),
             Err(e) => {
                 tracing::error!(error = %e, "recording a DPoP proof jti failed");
-                Err(DpopError::Invalid("the proof cannot be checked now"))
+                Err(DpopError::Server)
             }
         }
     }

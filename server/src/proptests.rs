@@ -74,6 +74,58 @@ fn jwt_like() -> impl Strategy<Value = String> {
 }
 
 /// A key set with one ES256 key, for the JWT properties.
+/// The key random DPoP proofs are signed with, so their claims (not just their shape) are
+/// what the checks see.
+static PROOF_KEY: std::sync::LazyLock<latchkey_jwks::PrivateKey> = std::sync::LazyLock::new(|| {
+    latchkey_jwks::PrivateKey::generate(latchkey_jwks::Alg::Es256).expect("a key")
+});
+
+/// Claims of a proof: each claim missing, of the wrong type, or a value near or far from
+/// the right one.
+fn proof_claims() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{Value, json};
+    let text = |good: &'static str| {
+        prop_oneof![
+            Just(Value::Null),
+            Just(json!(good)),
+            any::<String>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+        ]
+    };
+    let iat = prop_oneof![
+        Just(Value::Null),
+        (-120i64..120).prop_map(|d| json!(1_700_000_000 + d)),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<String>().prop_map(Value::from),
+    ];
+    (
+        text("j-1"),
+        text("POST"),
+        text("https://issuer.example/token"),
+        iat,
+        text("ath-value"),
+        text("n"),
+    )
+        .prop_map(|(jti, htm, htu, iat, ath, nonce)| {
+            let mut c = serde_json::Map::new();
+            for (k, v) in [
+                ("jti", jti),
+                ("htm", htm),
+                ("htu", htu),
+                ("iat", iat),
+                ("ath", ath),
+                ("nonce", nonce),
+            ] {
+                if !v.is_null() {
+                    c.insert(k.into(), v);
+                }
+            }
+            Value::Object(c)
+        })
+}
+
 static KEYS: std::sync::LazyLock<latchkey_jwks::PublicKeySet> = std::sync::LazyLock::new(|| {
     let key = latchkey_jwks::PrivateKey::generate(latchkey_jwks::Alg::Es256).unwrap();
     let mut set = latchkey_jwks::PublicKeySet::new();
@@ -147,6 +199,27 @@ proptest! {
         };
         for t in [token.as_str(), junk.as_str()] {
             prop_assert!(crate::oauth::dpop::check(t, &expect).is_err(), "an unsigned proof passed: {}", t);
+        }
+    }
+
+    #[test]
+    fn signed_dpop_proofs(claims in proof_claims()) {
+        // Signed, so every claim check runs: no panic, and a proof that passes meets each rule.
+        let expect = crate::oauth::dpop::Expect {
+            method: "POST",
+            url: "https://issuer.example/token",
+            access_token: None,
+            now: 1_700_000_000,
+            window: 60,
+        };
+        let proof = PROOF_KEY
+            .sign_with_embedded_key("dpop+jwt", claims.as_object().expect("an object"))
+            .expect("signed");
+        if let Ok(p) = crate::oauth::dpop::check(&proof, &expect) {
+            prop_assert_eq!(claims["htm"].as_str(), Some("POST"));
+            prop_assert_eq!(claims["htu"].as_str(), Some("https://issuer.example/token"));
+            prop_assert!((p.iat - 1_700_000_000).abs() <= 60);
+            prop_assert!(!p.jti.is_empty() && p.jti.len() <= 128);
         }
     }
 

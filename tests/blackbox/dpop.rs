@@ -200,6 +200,24 @@ async fn a_public_client_gets_a_bound_token_through_par_that_only_its_key_can_us
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let code = pushed_code(&a, &f, &key, &form).await;
 
+        // dpop_jkt beside a proof by another key at /par: refused.
+        let mut mismatched = form.clone();
+        let thief_jkt = thief.kid().to_owned();
+        mismatched.push(("dpop_jkt", thief_jkt.as_str()));
+        let (status, body, _) = post(
+            &a,
+            "/par",
+            &[&proof(&a, &key, "POST", "/par", None, None)],
+            None,
+            &mismatched,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_dpop_proof")),
+            "{body}"
+        );
+
         // Another key cannot redeem the code (and a refusal spends it: RFC 6749 §10.5);
         // so a second flow gives the code the holder redeems.
         let (status, body, _) = post(
@@ -214,6 +232,19 @@ async fn a_public_client_gets_a_bound_token_through_par_that_only_its_key_can_us
             (status, body["error"].as_str()),
             (400, Some("invalid_grant")),
             "{body}"
+        );
+        let (status, body, _) = post(
+            &a,
+            "/token",
+            &[&proof(&a, &key, "POST", "/token", None, None)],
+            None,
+            &code_form(&f.client_id, &code),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "spent: {body}"
         );
         let code = pushed_code(&a, &f, &key, &form).await;
         let (status, tokens, _) = post(
@@ -415,6 +446,27 @@ async fn dpop_jkt_binding_required_clients_introspection_and_bad_proofs() {
         .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["token_type"], "Bearer");
+        // An unbound token presented with the DPoP scheme (and a proof): refused in that
+        // scheme, and so is a revoked one.
+        let plain = body["access_token"].as_str().unwrap();
+        let p = proof(&server, &key, "GET", "/userinfo", Some(plain), None);
+        let (status, challenge, _) =
+            get(&server, "/userinfo", &format!("DPoP {plain}"), Some(&p)).await;
+        assert_eq!(status, 401);
+        assert!(
+            challenge.starts_with("DPoP ") && challenge.contains("invalid_token"),
+            "{challenge}"
+        );
+        let (status, _, _) = post(&server, "/revoke", &[], Some(&auth), &[("token", at)]).await;
+        assert_eq!(status, 200);
+        let p = proof(&server, &key, "GET", "/userinfo", Some(at), None);
+        let (status, challenge, _) =
+            get(&server, "/userinfo", &format!("DPoP {at}"), Some(&p)).await;
+        assert_eq!(status, 401);
+        assert!(
+            challenge.starts_with("DPoP ") && challenge.contains("invalid_token"),
+            "{challenge}"
+        );
 
         // A client registered dpop_bound_access_tokens (--require-dpop).
         let out = env
@@ -634,9 +686,22 @@ async fn server_nonces_are_asked_for_shared_by_instances_and_expire() {
             "{challenge}"
         );
 
-        // Two windows later the nonce is stale.
+        // One window later the nonce still works (the window before the current one)...
         for s in [&a, &b_srv] {
-            s.clock.advance(121);
+            s.clock.advance(60);
+        }
+        let (status, body, _) = post(
+            &a,
+            "/token",
+            &[&proof(&a, &key, "POST", "/token", None, Some(&fresh))],
+            Some(&auth),
+            &cc,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        // ... two windows later it is stale.
+        for s in [&a, &b_srv] {
+            s.clock.advance(61);
         }
         let (status, body, _) = post(
             &a,

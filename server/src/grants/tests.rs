@@ -1089,3 +1089,39 @@ async fn rfc9449_5_a_public_clients_refresh_token_is_bound_to_its_key() {
         assert_eq!(bearer.token_type, "Bearer", "{l}");
     }
 }
+
+#[tokio::test]
+async fn rfc9449_a_bound_token_is_exchanged_only_with_a_proof_by_its_key() {
+    for f in fixtures().await {
+        let l = f.label;
+        let mut meta = metadata(
+            &[GrantType::AuthorizationCode, GrantType::TokenExchange],
+            "openid email",
+        );
+        meta.token_exchange_impersonation = true;
+        let client = f.client_with(meta).await;
+        let user = f.user().await;
+        let code = f.code(&client, &user, "openid email", NOW + 60).await;
+        let bound = f
+            .token_proven(&client, &code_form(&code), NOW, Some(JKT))
+            .await
+            .unwrap()
+            .access_token;
+        let form = [
+            ("grant_type", EXCHANGE),
+            ("subject_token", bound.as_str()),
+            ("subject_token_type", AT),
+        ];
+        refused(f.token(&client, &form).await, T::InvalidRequest, l);
+        refused(
+            f.token_proven(&client, &form, NOW, Some(OTHER_JKT)).await,
+            T::InvalidRequest,
+            l,
+        );
+        let t = f
+            .token_proven(&client, &form, NOW, Some(JKT))
+            .await
+            .unwrap();
+        assert_eq!(t.token_type, "DPoP", "{l}");
+    }
+}

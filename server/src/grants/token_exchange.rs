@@ -92,7 +92,7 @@ pub async fn redeem(
         held_scope,
         external,
     } = if ours {
-        our_subject(ctx, client, subject_token, now).await?
+        our_subject(ctx, client, subject_token, req.dpop_jkt, now).await?
     } else {
         external_subject(ctx, client, subject_token, now).await?
     };
@@ -152,6 +152,27 @@ pub async fn redeem(
     })
 }
 
+/// RFC 9449: a DPoP-bound token of ours is used only by the holder of its key, here as
+/// everywhere: the exchange must come with a proof by that key, or a bound token would turn
+/// into an unbound one.
+fn proven(
+    token: &latchkey_jwks::Claims,
+    dpop_jkt: Option<&str>,
+    what: &'static str,
+) -> Result<(), TokenError> {
+    let bound = token
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(serde_json::Value::as_str);
+    match bound {
+        Some(jkt) if dpop_jkt != Some(jkt) => Err(TokenError::new(
+            T::InvalidRequest,
+            format!("{what} is DPoP-bound: the request needs a DPoP proof by its key"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// One of our access tokens as the subject: a user's (with its grant), live, and meant for
 /// this client: issued to it, or for a resource server it is (`--serves`). A user's token
 /// that a client merely got hold of is not its to exchange.
@@ -159,6 +180,7 @@ async fn our_subject(
     ctx: &TokenContext<'_>,
     client: &Client,
     token: &str,
+    dpop_jkt: Option<&str>,
     now: i64,
 ) -> Result<SubjectToken, TokenError> {
     let subject = ctx
@@ -166,6 +188,7 @@ async fn our_subject(
         .verify(token, now, Audience::AnyOurs)
         .await
         .map_err(|_| invalid("the subject_token is invalid, expired or revoked"))?;
+    proven(&subject, dpop_jkt, "the subject_token")?;
     // A client's own token stands for no one to act for.
     if subject.str("gid").is_none() {
         return Err(invalid("the subject_token is not a user's token"));
@@ -252,6 +275,7 @@ async fn actor<'c>(
                 .verify(actor_token, req.now, Audience::AnyOurs)
                 .await
                 .map_err(|_| invalid("the actor_token is invalid, expired or revoked"))?;
+            proven(&actor, req.dpop_jkt, "the actor_token")?;
             // The actor is the client itself: its own token, not someone else's.
             if actor.str("sub") != Some(client.client_id.as_str()) {
                 return Err(invalid("the actor_token is not this client's"));

@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 
 use latchkey_jwks::Claims;
 
-use super::bearer::access_token;
+use super::bearer::{access_token, refuse};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::access::Audience;
-use crate::oauth::error::BearerErrorCode as B;
+use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
 use crate::state::AppState;
 use crate::store::{Device, User};
@@ -39,7 +39,13 @@ pub(super) async fn api_user(
     scope: &'static str,
 ) -> Result<(User, Claims), ApiError> {
     let claims = scoped_token(state, req, scope).await?;
-    let invalid = || ApiError::bearer(B::InvalidToken, "the access token is not a user's");
+    let invalid = || {
+        refuse(
+            state,
+            &claims,
+            BearerError::new(B::InvalidToken, "the access token is not a user's"),
+        )
+    };
     // Client-credentials tokens have no grant: they act for no user.
     if claims.str("gid").is_none() {
         return Err(invalid());
@@ -67,9 +73,10 @@ pub(super) async fn api_client(
 ) -> Result<String, ApiError> {
     let claims = scoped_token(state, req, scope).await?;
     if claims.str("gid").is_some() {
-        return Err(ApiError::bearer(
-            B::InvalidToken,
-            "this API takes a client's own token",
+        return Err(refuse(
+            state,
+            &claims,
+            BearerError::new(B::InvalidToken, "this API takes a client's own token"),
         ));
     }
     Ok(claims.str("client_id").unwrap_or_default().to_owned())

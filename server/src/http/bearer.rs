@@ -6,7 +6,7 @@ use latchkey_jwks::Claims;
 use poem::Request;
 use poem::http::header;
 
-use super::dpop::resource_proof;
+use super::dpop::{dpop_error, resource_proof};
 use super::error::ApiError;
 use crate::access::Audience;
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
@@ -36,39 +36,37 @@ pub(super) async fn access_token(
     scope: &'static str,
 ) -> Result<Claims, ApiError> {
     let (token, scheme) = presented(req, form)?.ok_or(ApiError::NoToken)?;
+    // Every error from here on is in the scheme the request used.
+    let in_scheme = |error: BearerError| match scheme {
+        Scheme::Bearer => ApiError::from(error),
+        Scheme::Dpop => dpop_error(state, error),
+    };
     let claims = state
         .access_tokens()
         .verify(&token, state.clock.now(), which)
-        .await?;
-    let bound = claims
-        .get("cnf")
-        .and_then(|c| c.get("jkt"))
-        .and_then(serde_json::Value::as_str);
-    let dpop_error = |error: BearerError| ApiError::Dpop {
-        error,
-        nonce: state.dpop().nonce(state.clock.now()),
-        scope: None,
-    };
-    match (scheme, bound) {
+        .await
+        .map_err(in_scheme)?;
+    match (scheme, bound_key(&claims)) {
         (Scheme::Bearer, None) => {}
         (Scheme::Bearer, Some(_)) => {
-            return Err(dpop_error(BearerError::new(
-                B::InvalidToken,
-                "a DPoP-bound access token must be presented with the DPoP scheme and a proof",
-            )));
+            return Err(dpop_error(
+                state,
+                BearerError::new(
+                    B::InvalidToken,
+                    "a DPoP-bound access token must be presented with the DPoP scheme and a proof",
+                ),
+            ));
         }
         (Scheme::Dpop, None) => {
-            return Err(dpop_error(BearerError::new(
+            return Err(in_scheme(BearerError::new(
                 B::InvalidToken,
                 "the access token is not DPoP-bound: present it as a Bearer token",
             )));
         }
         (Scheme::Dpop, Some(jkt)) => {
-            let proof = resource_proof(req, state, &token)
-                .await
-                .map_err(dpop_error)?;
+            let proof = resource_proof(req, state, &token).await?;
             if proof.jkt != jkt {
-                return Err(dpop_error(BearerError::new(
+                return Err(in_scheme(BearerError::new(
                     B::InvalidDpopProof,
                     "the proof is not signed by the key the access token is bound to",
                 )));
@@ -94,6 +92,24 @@ pub(super) async fn access_token(
             scope: Some(scope),
         },
     })
+}
+
+/// `cnf.jkt` of an access token: the key it is bound to (RFC 9449 §6.1).
+fn bound_key(claims: &Claims) -> Option<&str> {
+    claims
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(serde_json::Value::as_str)
+}
+
+/// A later refusal of a token [`access_token`] accepted, in the scheme it came with: a
+/// bound token came as DPoP (and only a bound one may).
+pub(super) fn refuse(state: &AppState, claims: &Claims, error: BearerError) -> ApiError {
+    if bound_key(claims).is_some() {
+        dpop_error(state, error)
+    } else {
+        ApiError::from(error)
+    }
 }
 
 /// The access token and its scheme: `Authorization: Bearer`, `Authorization: DPoP`, or the

@@ -5,6 +5,7 @@
 use poem::http::{HeaderValue, header::HeaderName};
 use poem::{Request, Response};
 
+use super::error::ApiError;
 use crate::dpop::DpopError;
 use crate::oauth::dpop::Proof;
 use crate::oauth::error::{BearerError, BearerErrorCode as B, TokenError, TokenErrorCode as T};
@@ -46,6 +47,7 @@ pub(super) async fn token_endpoint_proof(
                 T::UseDpopNonce,
                 "send the DPoP-Nonce of this response in the proof's nonce",
             ),
+            DpopError::Server => TokenError::new(T::ServerError, "server error"),
         })
 }
 
@@ -55,24 +57,36 @@ pub(super) async fn resource_proof(
     req: &Request,
     state: &AppState,
     access_token: &str,
-) -> Result<Proof, BearerError> {
+) -> Result<Proof, ApiError> {
+    let error = |e: BearerError| dpop_error(state, e);
     let proof = proof_header(req)
-        .map_err(|why| BearerError::new(B::InvalidDpopProof, why))?
+        .map_err(|why| error(BearerError::new(B::InvalidDpopProof, why)))?
         .ok_or_else(|| {
-            BearerError::new(
+            error(BearerError::new(
                 B::InvalidDpopProof,
                 "a DPoP access token needs a DPoP proof",
-            )
+            ))
         })?;
     verify(req, state, proof, Some(access_token))
         .await
         .map_err(|e| match e {
-            DpopError::Invalid(why) => BearerError::new(B::InvalidDpopProof, why),
-            DpopError::UseNonce => BearerError::new(
+            DpopError::Invalid(why) => error(BearerError::new(B::InvalidDpopProof, why)),
+            DpopError::UseNonce => error(BearerError::new(
                 B::UseDpopNonce,
                 "send the DPoP-Nonce of this response in the proof's nonce",
-            ),
+            )),
+            DpopError::Server => ApiError::Server,
         })
+}
+
+/// A protected resource's error for a request that used the DPoP scheme: a DPoP challenge,
+/// with the current nonce when nonces are required.
+pub(super) fn dpop_error(state: &AppState, error: BearerError) -> ApiError {
+    ApiError::Dpop {
+        error,
+        nonce: state.dpop().nonce(state.clock.now()),
+        scope: None,
+    }
 }
 
 /// `proof` checked for this request (its method and path), with `access_token` at a resource.

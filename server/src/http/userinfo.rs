@@ -6,12 +6,12 @@ use poem::{Request, Response, handler};
 use serde_json::Value;
 
 use super::authorize::is_form;
-use super::bearer::access_token;
+use super::bearer::{access_token, refuse};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::access::Audience;
 use crate::oauth::claims::{UserInfo, user_claims};
-use crate::oauth::error::BearerErrorCode as B;
+use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
 use crate::state::AppState;
 
@@ -37,14 +37,16 @@ pub async fn userinfo(
     let claims = access_token(state, req, form.as_ref(), Audience::Issuer, "openid").await?;
     let scope = claims.str("scope").unwrap_or_default();
     let scopes: Vec<&str> = scope.split(' ').collect();
-    let sub = claims.str("sub").ok_or(ApiError::bearer(
-        B::InvalidToken,
-        "the token has no subject",
-    ))?;
-    let user = state.store.active_user(sub).await?.ok_or(ApiError::bearer(
-        B::InvalidToken,
-        "the user is no longer active",
-    ))?;
+    let invalid =
+        |why: &'static str| refuse(state, &claims, BearerError::new(B::InvalidToken, why));
+    let sub = claims
+        .str("sub")
+        .ok_or_else(|| invalid("the token has no subject"))?;
+    let user = state
+        .store
+        .active_user(sub)
+        .await?
+        .ok_or_else(|| invalid("the user is no longer active"))?;
     // Claims asked for by name (the `claims` parameter) ride in the access token.
     let names: Vec<String> = claims
         .get("userinfo_claims")
