@@ -38,7 +38,15 @@ async fn discovery_names_the_issuer_and_jwks_and_both_metadata_paths_agree() {
         oidc["response_types_supported"],
         serde_json::json!(["code"])
     );
-    assert_eq!(oidc["request_parameter_supported"], false);
+    // Request objects only signed (RFC 9101), request_uri only from /par.
+    assert_eq!(oidc["request_parameter_supported"], true);
+    assert_eq!(oidc["request_uri_parameter_supported"], false);
+    assert!(
+        !oidc["request_object_signing_alg_values_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("none"))
+    );
     let algs = oidc["id_token_signing_alg_values_supported"]
         .as_array()
         .unwrap();
