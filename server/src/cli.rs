@@ -69,6 +69,8 @@ struct GlobalArgs {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of `client create`'s options does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the server until SIGTERM or SIGINT (migrations run first).
     Serve,
@@ -225,6 +227,13 @@ enum ClientCommand {
         /// its keys (`--jwks-file` or `--jwks-uri`), `require_signed_request_object`.
         #[arg(long)]
         require_signed_request_object: bool,
+        /// OpenID Connect Back-Channel Logout: where logout tokens are POSTed when a session
+        /// in which this client got a grant ends (https).
+        #[arg(long, value_name = "URI")]
+        backchannel_logout_uri: Option<String>,
+        /// The client needs `sid` in its logout tokens (they always carry it).
+        #[arg(long)]
+        backchannel_logout_session_required: bool,
         /// RFC 8693 impersonation: this client may exchange a user's token without an actor
         /// token, for a token that does not name the client in `act`.
         #[arg(long)]
@@ -457,6 +466,8 @@ where
             require_par,
             require_dpop,
             require_signed_request_object,
+            backchannel_logout_uri,
+            backchannel_logout_session_required,
             allow_impersonation,
             resources,
             serves,
@@ -512,6 +523,8 @@ where
                 require_pushed_authorization_requests: require_par,
                 dpop_bound_access_tokens: require_dpop,
                 require_signed_request_object,
+                backchannel_logout_uri,
+                backchannel_logout_session_required,
                 token_exchange_impersonation: allow_impersonation,
                 resources,
                 serves,

@@ -66,6 +66,27 @@ pub struct RawConfig {
     pub outbound: OutboundConfig,
     pub par: ParConfig,
     pub dpop: DpopConfig,
+    pub backchannel_logout: BackchannelLogoutConfig,
+}
+
+/// OpenID Connect Back-Channel Logout 1.0 deliveries.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackchannelLogoutConfig {
+    /// Attempts per logout before it is given up (logged and counted); the waits between
+    /// them double from 5 s, capped at an hour.
+    pub max_attempts: u32,
+    /// Also post to http:// and private or loopback addresses: only for closed test setups.
+    pub danger_allow_insecure_uri: bool,
+}
+
+impl Default for BackchannelLogoutConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            danger_allow_insecure_uri: false,
+        }
+    }
 }
 
 /// RFC 9449 DPoP proofs, at `/token`, `/par` and where access tokens are presented.
@@ -140,6 +161,7 @@ impl Default for RawConfig {
             outbound: OutboundConfig::default(),
             par: ParConfig::default(),
             dpop: DpopConfig::default(),
+            backchannel_logout: BackchannelLogoutConfig::default(),
         }
     }
 }
@@ -251,6 +273,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub par: ParConfig,
     pub dpop: DpopConfig,
+    pub backchannel_logout: BackchannelLogoutConfig,
     /// The certificates of `outbound.extra_ca_file`, read and checked (PEM, each a
     /// certificate).
     pub outbound_ca_pem: Vec<String>,
@@ -791,6 +814,12 @@ impl Config {
                 format!("must be at most {max_grace}s"),
             ));
         }
+        if !(1..=20).contains(&raw.backchannel_logout.max_attempts) {
+            return Err(invalid(
+                "backchannel_logout.max_attempts",
+                "must be between 1 and 20",
+            ));
+        }
         for (name, d, max) in [
             ("dpop.nonce_lifetime", raw.dpop.nonce_lifetime, 3600),
             ("dpop.proof_window", raw.dpop.proof_window, 600),
@@ -867,6 +896,7 @@ impl Config {
             outbound: raw.outbound,
             par: raw.par,
             dpop: raw.dpop,
+            backchannel_logout: raw.backchannel_logout,
             outbound_ca_pem,
         })
     }

@@ -1,7 +1,7 @@
 //! Latchkey: an OAuth 2.0 / OpenID Connect authorization server with passkeys.
 //!
 //! Dependencies point one way: `server -> http -> state -> grants / signin / clients /
-//! federation / mail -> access / dpop / keys -> oauth, store, secrets, config, clock`. Only `http`
+//! federation / mail / logout -> access / dpop / keys -> oauth, store, secrets, config, clock`. Only `http`
 //! knows poem; only `store` writes SQL; the protocol core (`oauth`) knows neither. Services
 //! below `state` take the narrow context they need (`grants::TokenContext`,
 //! `signin::Signin`, `clients::Clients`, `access::AccessTokens`, `dpop::DpopProofs`), built by `AppState`, never
@@ -19,6 +19,7 @@ pub mod grants;
 pub mod http;
 pub mod input;
 pub mod keys;
+pub mod logout;
 pub mod mail;
 pub mod metrics;
 pub mod oauth;

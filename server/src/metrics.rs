@@ -1,5 +1,6 @@
-//! Prometheus metrics: request counts and latencies by route, method and status. Recorded by
-//! the HTTP layer's middleware, served at `/metrics`; no HTTP framework here.
+//! Prometheus metrics: request counts and latencies by route, method and status (recorded by
+//! the HTTP layer's middleware), and back-channel logout deliveries by outcome; served at
+//! `/metrics`; no HTTP framework here.
 
 use std::time::Duration;
 
@@ -21,12 +22,18 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: HistogramFamily,
+    logouts: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -55,11 +62,23 @@ impl Metrics {
             "HTTP request latency by route",
             durations.clone(),
         );
+        let logouts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "backchannel_logouts",
+            "Back-channel logout delivery attempts by outcome (delivered, retry, failed)",
+            logouts.clone(),
+        );
         Self {
             registry,
             requests,
             durations,
+            logouts,
         }
+    }
+
+    /// One back-channel logout attempt: `delivered`, `retry` or `failed` (the last attempt).
+    pub fn observe_logout(&self, outcome: &'static str) {
+        self.logouts.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, took: Duration) {

@@ -1,8 +1,10 @@
-//! Fetching a client's JWKS from its `jwks_uri`. A request to a URL a client chose is a
-//! server-side request forgery risk, so: https only, no redirects, every resolved address must
-//! be public (no loopback, private, link-local, ...) and the connection is pinned to the
-//! address checked, bounded size and time, and results are cached. TLS is always verified,
-//! against the system's trust anchors and `outbound.extra_ca_file`'s; no option turns it off.
+//! Every request Latchkey makes to a URL someone else chose: fetching a client's or trusted
+//! issuer's JWKS (`jwks_uri`, cached) and posting back-channel logout tokens. Such a request is
+//! a server-side request forgery risk, so ([`Guard`]): https only, no redirects, every resolved
+//! address must be public (no loopback, private, link-local, ...) and the connection is pinned
+//! to the address checked, bounded size and time. A `danger_` option may allow http and
+//! private addresses for closed test setups. TLS is always verified, against the system's
+//! trust anchors and `outbound.extra_ca_file`'s; no option turns it off.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -24,11 +26,92 @@ struct Cached {
     fetched_at: i64,
 }
 
-pub struct JwksFetcher {
+/// The rules of one kind of outbound request.
+#[derive(Clone)]
+pub struct Guard {
     allow_private: bool,
     allow_http: bool,
     /// Trust anchors beside the system's (`outbound.extra_ca_file`).
     roots: Vec<reqwest::Certificate>,
+}
+
+impl Guard {
+    /// https only; private addresses only with `allow_private`.
+    pub fn new(allow_private: bool, roots: Vec<reqwest::Certificate>) -> Self {
+        Self {
+            allow_private,
+            allow_http: false,
+            roots,
+        }
+    }
+
+    /// Also http:// and private addresses: only for closed test setups (a `danger_` option).
+    /// An https URI is still verified.
+    pub fn insecure(roots: Vec<reqwest::Certificate>) -> Self {
+        Self {
+            allow_private: true,
+            allow_http: true,
+            roots,
+        }
+    }
+
+    /// A client for `uri` that connects only to the address checked here, and the URL.
+    async fn pinned(&self, uri: &str, what: &str) -> Result<(reqwest::Client, url::Url), String> {
+        let url = url::Url::parse(uri).map_err(|_| format!("{what} is not a URL"))?;
+        if url.scheme() != "https" && !(self.allow_http && url.scheme() == "http") {
+            return Err(format!("{what} must be https"));
+        }
+        let host = url
+            .host_str()
+            .ok_or(format!("{what} has no host"))?
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+                .map_err(|_| format!("resolving the {what} host timed out"))?
+                .map_err(|e| format!("cannot resolve the {what} host: {e}"))?
+                .collect();
+        let addr = *addrs
+            .first()
+            .ok_or(format!("the {what} host has no address"))?;
+        if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+            return Err(format!("{what} resolves to a non-public address"));
+        }
+        let mut client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .resolve(&host, addr);
+        for root in &self.roots {
+            client = client.add_root_certificate(root.clone());
+        }
+        Ok((client.build().map_err(|e| e.to_string())?, url))
+    }
+
+    /// POSTs `form` to `uri` (a back-channel logout); the status answered.
+    pub async fn post_form(
+        &self,
+        uri: &str,
+        what: &str,
+        form: &[(&str, &str)],
+    ) -> Result<u16, String> {
+        let (client, url) = self.pinned(uri, what).await?;
+        let resp = client
+            .post(url)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| format!("posting to {what}: {e}"))?;
+        Ok(resp.status().as_u16())
+    }
+}
+
+pub struct JwksFetcher {
+    guard: Guard,
     cache: Mutex<HashMap<String, Cached>>,
 }
 
@@ -42,9 +125,7 @@ pub fn extra_roots(pems: &[String]) -> Vec<reqwest::Certificate> {
 impl JwksFetcher {
     pub fn new(allow_private: bool, roots: Vec<reqwest::Certificate>) -> Self {
         Self {
-            allow_private,
-            allow_http: false,
-            roots,
+            guard: Guard::new(allow_private, roots),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -53,9 +134,7 @@ impl JwksFetcher {
     /// (`danger_allow_insecure_jwks_uri`). An https URI is still verified.
     pub fn insecure(roots: Vec<reqwest::Certificate>) -> Self {
         Self {
-            allow_private: true,
-            allow_http: true,
-            roots,
+            guard: Guard::insecure(roots),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -108,34 +187,7 @@ impl JwksFetcher {
     }
 
     async fn fetch(&self, uri: &str) -> Result<PublicKeySet, String> {
-        let url = url::Url::parse(uri).map_err(|_| "jwks_uri is not a URL".to_owned())?;
-        if url.scheme() != "https" && !(self.allow_http && url.scheme() == "http") {
-            return Err("jwks_uri must be https".into());
-        }
-        let host = url.host_str().ok_or("jwks_uri has no host")?.to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let addrs: Vec<SocketAddr> =
-            tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-                .await
-                .map_err(|_| "resolving the jwks_uri host timed out".to_owned())?
-                .map_err(|e| format!("cannot resolve the jwks_uri host: {e}"))?
-                .collect();
-        let addr = *addrs.first().ok_or("the jwks_uri host has no address")?;
-        if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
-            return Err("jwks_uri resolves to a non-public address".into());
-        }
-        let mut client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
-            .resolve(&host, addr);
-        for root in &self.roots {
-            client = client.add_root_certificate(root.clone());
-        }
-        let client = client.build().map_err(|e| e.to_string())?;
+        let (client, url) = self.guard.pinned(uri, "jwks_uri").await?;
         let mut resp = client
             .get(url)
             .send()

@@ -54,6 +54,7 @@ pub async fn start(
         .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     let grace = state.config.http.shutdown_grace;
     let housekeeping = spawn_housekeeping(state.clone());
+    let logouts = spawn_logout_sender(state.clone());
     let app = crate::http::app(state);
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -72,6 +73,7 @@ pub async fn start(
             .run_with_graceful_shutdown(app, shutdown, Some(grace))
             .await;
         housekeeping.abort();
+        logouts.abort();
         result
     });
     Ok(Running {
@@ -94,6 +96,20 @@ fn spawn_housekeeping(state: AppState) -> JoinHandle<()> {
                 Ok(n) => tracing::info!(rows = n, "expired records purged"),
                 Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
             }
+        }
+    })
+}
+
+/// Every two seconds, sends the back-channel logouts that are due (`logout`). Every instance
+/// runs it; a delivery claimed by one is left alone by the others.
+fn spawn_logout_sender(state: AppState) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // Batches until none is due, so a burst (a user disabled) drains quickly.
+            while state.logout_sender().deliver_due(state.clock.now()).await > 0 {}
         }
     })
 }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub token_gate: Arc<crate::signin::throttle::TokenGate>,
     /// Other issuers whose JWTs a client may exchange (`exchange.trusted_issuers`).
     pub trusted_issuers: Arc<crate::federation::TrustedIssuers>,
+    /// The outbound rules of back-channel logout deliveries.
+    pub logout_guard: Arc<crate::outbound::Guard>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -139,7 +141,14 @@ impl AppState {
 
         let trusted_issuers =
             crate::federation::TrustedIssuers::from_config(&config).map_err(StartError)?;
+        let roots = crate::outbound::extra_roots(&config.outbound_ca_pem);
+        let logout_guard = if config.backchannel_logout.danger_allow_insecure_uri {
+            crate::outbound::Guard::insecure(roots)
+        } else {
+            crate::outbound::Guard::new(false, roots)
+        };
         Ok(Self {
+            logout_guard: Arc::new(logout_guard),
             trusted_issuers: Arc::new(trusted_issuers),
             views,
             mailer: Arc::new(mailer),
@@ -238,6 +247,19 @@ impl AppState {
             jwks: &self.client_jwks,
             issuer: &self.config.issuer,
             now: self.clock.now(),
+        }
+    }
+
+    /// Sends the queued back-channel logouts.
+    pub fn logout_sender(&self) -> crate::logout::Sender<'_> {
+        crate::logout::Sender {
+            store: &self.store,
+            clients: self.clients(),
+            keys: &self.keys,
+            guard: &self.logout_guard,
+            issuer: &self.config.issuer,
+            config: &self.config.backchannel_logout,
+            metrics: &self.metrics,
         }
     }
 

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::flow::{
-    Fixture, REDIRECT, VERIFIER, authorize_url, basic, browser, browser_flow, fixture, query_param,
+    Fixture, REDIRECT, VERIFIER, authorize_url, basic, browser, browser_flow, claims, fixture,
+    query_param,
 };
 use crate::harness::{Env, Server, get_json, http};
 
@@ -51,12 +52,6 @@ fn unique() -> String {
         .unwrap()
         .as_nanos();
     URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{t}-{n}").as_bytes()))
-}
-
-/// The payload of a JWT (ours: read only to look at its claims).
-fn payload(jwt: &str) -> Value {
-    let p = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
 }
 
 /// A public client of the code flow with refresh tokens and the devices API.
@@ -258,7 +253,7 @@ async fn a_public_client_gets_a_bound_token_through_par_that_only_its_key_can_us
         assert_eq!(status, 200, "{tokens}");
         assert_eq!(tokens["token_type"], "DPoP");
         let at = tokens["access_token"].as_str().unwrap().to_owned();
-        assert_eq!(payload(&at)["cnf"]["jkt"], key.kid());
+        assert_eq!(claims(&at)["cnf"]["jkt"], key.kid());
 
         // /userinfo: with a fresh proof by the key, yes.
         let dpop_auth = format!("DPoP {at}");

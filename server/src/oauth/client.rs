@@ -69,6 +69,13 @@ pub struct ClientMetadata {
     pub jwks: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed when a session in which
+    /// the client got a grant ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// §2.2: the client needs `sid` in logout tokens (they always carry it here).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backchannel_logout_session_required: bool,
     /// OIDC Registration §2; RS256 when absent, as OIDC Core §3.1.3.7 says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_signed_response_alg: Option<String>,
@@ -261,6 +268,18 @@ impl ClientMetadata {
         {
             return Err(meta("private_key_jwt needs jwks or jwks_uri"));
         }
+        if let Some(uri) = &self.backchannel_logout_uri {
+            // §2.2: an absolute http(s) URI without a fragment; https is required when it is
+            // used (outbound rules), unless a danger_ option allows http for a test setup.
+            let ok = url::Url::parse(uri).is_ok_and(|u| {
+                matches!(u.scheme(), "https" | "http") && u.has_host() && u.fragment().is_none()
+            });
+            if !ok || uri.len() > 2048 {
+                return Err(meta(
+                    "backchannel_logout_uri must be an absolute https URL without a fragment",
+                ));
+            }
+        }
         if self.require_signed_request_object && self.jwks.is_none() && self.jwks_uri.is_none() {
             return Err(meta(
                 "require_signed_request_object needs jwks or jwks_uri to verify them with",
@@ -357,6 +376,8 @@ mod tests {
             require_pushed_authorization_requests: false,
             dpop_bound_access_tokens: false,
             require_signed_request_object: false,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
             token_exchange_impersonation: false,
             resources: Vec::new(),
             serves: Vec::new(),

@@ -41,7 +41,8 @@ pub fn metadata(issuer: &str, registration: bool, par_required: bool) -> Value {
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": true,
         "frontchannel_logout_supported": false,
-        "backchannel_logout_supported": false,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     });
     doc["dpop_signing_alg_values_supported"] = json!(
         super::dpop::PROOF_ALGS

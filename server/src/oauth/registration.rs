@@ -36,6 +36,10 @@ pub struct RegistrationRequest {
     /// RFC 9101 §10.5.
     #[serde(default)]
     pub require_signed_request_object: bool,
+    /// Back-Channel Logout 1.0 §2.2.
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
     /// Present in RFC 7592 updates.
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -155,6 +159,8 @@ impl RegistrationRequest {
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             require_signed_request_object: self.require_signed_request_object,
+            backchannel_logout_uri: self.backchannel_logout_uri,
+            backchannel_logout_session_required: self.backchannel_logout_session_required,
             token_exchange_impersonation: false,
             // Nor gives it resource servers.
             resources: Vec::new(),

@@ -113,6 +113,32 @@ pub fn access_token_claims(i: &AccessTokenInput<'_>) -> Map<String, Value> {
     c
 }
 
+/// The `events` member of a logout token (Back-Channel Logout 1.0 §2.4).
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// A logout token's claims (Back-Channel Logout 1.0 §2.4): `iss`, `aud` the client, `iat`,
+/// `exp` (two minutes), `jti`, `events`, `sub` and `sid`; never a `nonce`. Signed with
+/// `typ: logout+jwt` (§2.4, RFC 8417-style explicit typing).
+pub fn logout_token_claims(
+    issuer: &str,
+    client_id: &str,
+    sub: &str,
+    sid: &str,
+    jti: &str,
+    now: i64,
+) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("iss".into(), json!(issuer));
+    c.insert("aud".into(), json!(client_id));
+    c.insert("iat".into(), json!(now));
+    c.insert("exp".into(), json!(now + 120));
+    c.insert("jti".into(), json!(jti));
+    c.insert("sub".into(), json!(sub));
+    c.insert("sid".into(), json!(sid));
+    c.insert("events".into(), json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

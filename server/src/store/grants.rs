@@ -324,14 +324,15 @@ impl Store {
             placeholders(1, n),
             user_enabled_locked(self.backend, "authorization_codes")
         );
-        let grant_upsert = "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at";
+        let grant_upsert =
+            "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, sid = excluded.sid";
         let refresh_cols = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims";
         let sql = match self.backend {
             super::Backend::Postgres => format!(
                 "WITH taken AS (UPDATE authorization_codes SET consumed_at = ${t} WHERE {live} \
                  RETURNING {refresh_cols}), \
-                 g AS (INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
-                 SELECT grant_id, client_id, user_id, ${t}, ${exp} FROM taken {grant_upsert}), \
+                 g AS (INSERT INTO grants (id, client_id, user_id, created_at, expires_at, sid) \
+                 SELECT grant_id, client_id, user_id, ${t}, ${exp}, sid FROM taken {grant_upsert}), \
                  r AS (INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at, dpop_jkt) \
                  SELECT ${rd}, {refresh_cols}, ${exp}, ${t}, NULLIF(${jkt}, '') FROM taken WHERE ${want} = 1) \
                  SELECT grant_id FROM taken"
@@ -341,8 +342,8 @@ impl Store {
             super::Backend::Sqlite => format!(
                 "BEGIN IMMEDIATE; \
                  UPDATE authorization_codes SET consumed_at = ${t} WHERE {live} RETURNING grant_id; \
-                 INSERT INTO grants (id, client_id, user_id, created_at, expires_at) \
-                 SELECT grant_id, client_id, user_id, ${t}, ${exp} FROM authorization_codes \
+                 INSERT INTO grants (id, client_id, user_id, created_at, expires_at, sid) \
+                 SELECT grant_id, client_id, user_id, ${t}, ${exp}, sid FROM authorization_codes \
                  WHERE code_digest IN ({ids}) AND consumed_at = ${t} AND changes() = 1 {grant_upsert}; \
                  INSERT INTO refresh_tokens (token_digest, {refresh_cols}, expires_at, created_at, dpop_jkt) \
                  SELECT ${rd}, {refresh_cols}, ${exp}, ${t}, NULLIF(${jkt}, '') FROM authorization_codes \

@@ -24,7 +24,7 @@ impl Store {
     /// initial access tokens, expired mailed links and unused expired invitations. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 14] = [
+        let statements: [(&str, i64); 15] = [
             ("DELETE FROM pushed_requests WHERE expires_at < $1", now),
             // The retry grace of a rotated refresh token is over: its successor, sealed for
             // the retry, goes (the digest stays, for replay detection).
@@ -60,6 +60,12 @@ impl Store {
             (
                 "DELETE FROM invites WHERE expires_at < $1 AND used_at IS NULL",
                 now,
+            ),
+            // Back-channel logouts sent or given up, a week on (kept that long to look into).
+            (
+                "DELETE FROM logout_deliveries WHERE (delivered_at IS NOT NULL AND delivered_at < $1) \
+                 OR (failed_at IS NOT NULL AND failed_at < $1)",
+                now - 7 * 86_400,
             ),
         ];
         let mut removed = 0;

@@ -98,6 +98,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "dpop_binding",
         include_str!("../../../migrations/sqlite/0018_dpop_binding.sql"),
     ),
+    (
+        19,
+        "backchannel_logout",
+        include_str!("../../../migrations/sqlite/0019_backchannel_logout.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -190,6 +195,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         18,
         "dpop_binding",
         include_str!("../../../migrations/postgres/0018_dpop_binding.sql"),
+    ),
+    (
+        19,
+        "backchannel_logout",
+        include_str!("../../../migrations/postgres/0019_backchannel_logout.sql"),
     ),
 ];
 

@@ -10,6 +10,7 @@ mod grants;
 mod housekeeping;
 mod invites;
 mod keys;
+mod logout;
 mod migrations;
 mod passkeys;
 mod pepper;
@@ -45,6 +46,7 @@ pub use grants::{
     Authn, CodeRow, MAX_REFRESH_RETRY_GRACE, Redeemed, RefreshRow, Replay, Successor,
 };
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
+pub use logout::{LogoutDelivery, LogoutOutcome};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
 pub use streams::{AuditEntry, StreamRow};

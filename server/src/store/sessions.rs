@@ -1,6 +1,7 @@
 //! Browser sessions and remembered consents.
 
 use super::Write as _;
+use sqlx::Connection as _;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -113,13 +114,27 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a session, queueing a back-channel logout for every client with a grant in it,
+    /// in one transaction.
     pub async fn revoke_session(&self, sid: &str, now: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE sid = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(sid)
-            .execute_w(self)
-            .await?;
+        self.end_sessions("s.sid = $2", now, &[sid]).await?;
         Ok(())
+    }
+
+    /// Ends the live sessions `condition` names (a condition on `s`, a `sessions` row, with
+    /// `binds` from $2 on; $1 is now), queueing their back-channel logouts first, in one
+    /// transaction. The number of sessions ended.
+    pub(super) async fn end_sessions(
+        &self,
+        condition: &str,
+        now: i64,
+        binds: &[&str],
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.write_conn().await?;
+        let mut tx = conn.begin().await?;
+        let ended = end_sessions_in(&mut tx, condition, now, binds).await?;
+        tx.commit().await?;
+        Ok(ended)
     }
 
     /// The user's live sessions, most recently used first.
@@ -162,27 +177,15 @@ impl Store {
         sid: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE sid = $2 AND user_id = $3 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(sid)
-        .bind(user_id)
-        .execute_w(self)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let ended = self
+            .end_sessions("s.sid = $2 AND s.user_id = $3", now, &[sid, user_id])
+            .await?;
+        Ok(ended == 1)
     }
 
     /// Ends every session of the user ("sign out everywhere").
     pub async fn revoke_user_sessions(&self, user_id: &str, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(user_id)
-        .execute_w(self)
-        .await?;
-        Ok(done.rows_affected())
+        self.end_sessions("s.user_id = $2", now, &[user_id]).await
     }
 
     /// The clients the user has consented to, oldest first.
@@ -283,4 +286,28 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         last_seen_at: row.try_get("last_seen_at")?,
         expires_at: row.try_get("expires_at")?,
     })
+}
+
+/// [`Store::end_sessions`] inside a transaction of the caller's.
+pub(super) async fn end_sessions_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    condition: &str,
+    now: i64,
+    binds: &[&str],
+) -> Result<u64, StoreError> {
+    let enqueue = super::logout::enqueue_sql(condition);
+    let mut q = sqlx::query(&enqueue).bind(now);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.execute(&mut **tx).await?;
+    let end = format!(
+        "UPDATE sessions SET revoked_at = $1 WHERE sid IN \
+         (SELECT s.sid FROM sessions s WHERE s.revoked_at IS NULL AND ({condition}))"
+    );
+    let mut q = sqlx::query(&end).bind(now);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    Ok(q.execute(&mut **tx).await?.rows_affected())
 }

@@ -125,13 +125,8 @@ impl Store {
                 .await?
                 .rows_affected();
         if disabled {
-            sqlx::query(
-                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+            // Ends the sessions and queues their back-channel logouts.
+            super::sessions::end_sessions_in(&mut tx, "s.user_id = $2", now, &[user_id]).await?;
             sqlx::query(
                 "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
             )
@@ -175,14 +170,12 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
-             AND sid <> $3",
+        super::sessions::end_sessions_in(
+            &mut tx,
+            "s.user_id = $2 AND s.sid <> $3",
+            now,
+            &[user_id, keep_sid.unwrap_or_default()],
         )
-        .bind(now)
-        .bind(user_id)
-        .bind(keep_sid.unwrap_or_default())
-        .execute(&mut *tx)
         .await?;
         sqlx::query(super::email_links::SPEND_USER_LINKS)
             .bind(now)
