@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use josekit::jwk::Jwk;
-use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256};
+use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, PS256, RS256};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Alg {
@@ -17,16 +17,19 @@ pub enum Alg {
     Rs256,
     /// Ed25519 (RFC 8037).
     EdDsa,
+    /// RSASSA-PSS with SHA-256 and MGF1 (RFC 7518 §3.5): what FAPI 2.0 allows of RSA.
+    Ps256,
 }
 
 impl Alg {
-    pub const ALL: [Alg; 3] = [Alg::Es256, Alg::Rs256, Alg::EdDsa];
+    pub const ALL: [Alg; 4] = [Alg::Es256, Alg::Rs256, Alg::EdDsa, Alg::Ps256];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Alg::Es256 => "ES256",
             Alg::Rs256 => "RS256",
             Alg::EdDsa => "EdDSA",
+            Alg::Ps256 => "PS256",
         }
     }
 
@@ -35,6 +38,7 @@ impl Alg {
             Alg::Es256 => Box::new(ES256.signer_from_jwk(private)?),
             Alg::Rs256 => Box::new(RS256.signer_from_jwk(private)?),
             Alg::EdDsa => Box::new(EdDSA.signer_from_jwk(private)?),
+            Alg::Ps256 => Box::new(PS256.signer_from_jwk(private)?),
         })
     }
 
@@ -43,6 +47,7 @@ impl Alg {
             Alg::Es256 => Box::new(ES256.verifier_from_jwk(public)?),
             Alg::Rs256 => Box::new(RS256.verifier_from_jwk(public)?),
             Alg::EdDsa => Box::new(EdDSA.verifier_from_jwk(public)?),
+            Alg::Ps256 => Box::new(PS256.verifier_from_jwk(public)?),
         })
     }
 }
@@ -62,6 +67,7 @@ impl FromStr for Alg {
             "ES256" => Ok(Alg::Es256),
             "RS256" => Ok(Alg::Rs256),
             "EdDSA" => Ok(Alg::EdDsa),
+            "PS256" => Ok(Alg::Ps256),
             _ => Err(UnknownAlg),
         }
     }
@@ -72,7 +78,7 @@ pub struct UnknownAlg;
 
 impl fmt::Display for UnknownAlg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unknown algorithm (expected ES256, RS256 or EdDSA)")
+        f.write_str("unknown algorithm (expected ES256, RS256, PS256 or EdDSA)")
     }
 }
 

@@ -67,7 +67,8 @@ impl PrivateKey {
                 let kp = ES256.generate_key_pair().map_err(gen_err)?;
                 (kp.to_jwk_private_key(), kp.to_jwk_public_key())
             }
-            Alg::Rs256 => {
+            // A PS256 key is an RSA key like any other; only its use differs.
+            Alg::Rs256 | Alg::Ps256 => {
                 let kp = RS256.generate_key_pair(RSA_BITS).map_err(gen_err)?;
                 (kp.to_jwk_private_key(), kp.to_jwk_public_key())
             }
@@ -89,7 +90,7 @@ impl PrivateKey {
             match alg {
                 Alg::Es256 => josekit::jwk::alg::ec::EcKeyPair::from_jwk(&private)
                     .map(|k| k.to_jwk_public_key()),
-                Alg::Rs256 => josekit::jwk::alg::rsa::RsaKeyPair::from_jwk(&private)
+                Alg::Rs256 | Alg::Ps256 => josekit::jwk::alg::rsa::RsaKeyPair::from_jwk(&private)
                     .map(|k| k.to_jwk_public_key()),
                 Alg::EdDsa => josekit::jwk::alg::ed::EdKeyPair::from_jwk(&private)
                     .map(|k| k.to_jwk_public_key()),

@@ -4,8 +4,8 @@
 //! re-parse the DER ECDSA signature; on the token endpoint that was a third of the cost of an
 //! ES256 signature. ES256 and RS256 sign here through OpenSSL's key objects directly: SHA-256
 //! of the signing input, then ECDSA (RFC 7518 §3.4: `r || s`, 32 bytes each) or RSASSA-PKCS1
-//! v1.5 (RFC 8017 §8.2: the DigestInfo of the hash, padded with block type 1). EdDSA, seldom
-//! used for tokens, keeps josekit's signer.
+//! v1.5 (RFC 8017 §8.2: the DigestInfo of the hash, padded with block type 1). EdDSA and PS256,
+//! seldom used for tokens, keep josekit's signer.
 
 use josekit::jwk::Jwk;
 use josekit::jwk::alg::ec::EcKeyPair;
@@ -53,7 +53,7 @@ impl Prepared {
                 }
                 Prepared::Rs256(key)
             }
-            Alg::EdDsa => Prepared::Other(alg.signer(private).map_err(|x| e(&x))?),
+            Alg::EdDsa | Alg::Ps256 => Prepared::Other(alg.signer(private).map_err(|x| e(&x))?),
         })
     }
 

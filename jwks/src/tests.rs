@@ -381,11 +381,11 @@ fn jwks_has_distinct_kids_and_no_private_members() {
     let f = fixture();
     let doc: Value = serde_json::from_str(f.ring.jwks_json()).unwrap();
     let keys = doc["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 3);
+    assert_eq!(keys.len(), 4);
     let mut kids: Vec<&str> = keys.iter().map(|k| k["kid"].as_str().unwrap()).collect();
     kids.sort();
     kids.dedup();
-    assert_eq!(kids.len(), 3);
+    assert_eq!(kids.len(), 4);
     for k in keys {
         for private in ["d", "p", "q", "dp", "dq", "qi"] {
             assert!(
@@ -403,7 +403,7 @@ fn jwks_documents_bind_each_key_to_the_algorithm_its_type_implies() {
     let f = fixture();
     let doc: Value = serde_json::from_str(f.ring.jwks_json()).unwrap();
     let set = PublicKeySet::from_jwks_value(&doc).unwrap();
-    assert_eq!(set.len(), 3);
+    assert_eq!(set.len(), 4);
     // Without alg or kid, a lone EC key is ES256 under its thumbprint, and a token that names
     // no kid verifies against a set of one.
     let ec = doc["keys"]

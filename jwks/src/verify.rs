@@ -184,8 +184,10 @@ impl PublicKeySet {
                 _ => None,
             };
             let alg = match map.get("alg").and_then(Value::as_str) {
+                // An RSA key may name PS256 instead of the RS256 its type implies.
                 Some(a) => match a.parse::<Alg>() {
                     Ok(alg) if Some(alg) == implied => alg,
+                    Ok(Alg::Ps256) if implied == Some(Alg::Rs256) => Alg::Ps256,
                     _ => continue,
                 },
                 None => match implied {
@@ -429,7 +431,7 @@ pub fn verify_embedded_key(
     let fits = match alg {
         Alg::Es256 => kty == Some("EC") && crv == Some("P-256"),
         Alg::EdDsa => kty == Some("OKP") && crv == Some("Ed25519"),
-        Alg::Rs256 => {
+        Alg::Rs256 | Alg::Ps256 => {
             let part = |name: &str| jwk.get(name).and_then(Value::as_str).and_then(b64::decode);
             kty == Some("RSA")
                 && part("n").is_some_and(|n| RSA_MODULUS_BITS.contains(&bit_length(&n)))

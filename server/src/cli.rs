@@ -68,6 +68,12 @@ struct GlobalArgs {
     log_format: Option<LogFormat>,
 }
 
+/// `client create --profile`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Profile {
+    Fapi2,
+}
+
 #[derive(Subcommand, Debug)]
 // Parsed once per run: the size of `client create`'s options does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -178,6 +184,8 @@ enum UserCommand {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of `create`'s options does not matter.
+#[allow(clippy::large_enum_variant)]
 enum ClientCommand {
     /// Register a client; prints client_id, client_secret (confidential clients only, shown
     /// this once) and the registered metadata.
@@ -227,6 +235,11 @@ enum ClientCommand {
         /// its keys (`--jwks-file` or `--jwks-uri`), `require_signed_request_object`.
         #[arg(long)]
         require_signed_request_object: bool,
+        /// A security profile: `fapi2` (FAPI 2.0 Security Profile: needs
+        /// `--token-endpoint-auth-method private_key_jwt` and keys; turns on PAR and DPoP;
+        /// PS256, ES256 or EdDSA only; codes of at most 60 s).
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<Profile>,
         /// OpenID Connect Back-Channel Logout: where logout tokens are POSTed when a session
         /// in which this client got a grant ends (https).
         #[arg(long, value_name = "URI")]
@@ -468,6 +481,7 @@ where
             require_signed_request_object,
             backchannel_logout_uri,
             backchannel_logout_session_required,
+            profile,
             allow_impersonation,
             resources,
             serves,
@@ -525,6 +539,7 @@ where
                 require_signed_request_object,
                 backchannel_logout_uri,
                 backchannel_logout_session_required,
+                profile: profile.map(|Profile::Fapi2| crate::oauth::client::Profile::Fapi2),
                 token_exchange_impersonation: allow_impersonation,
                 resources,
                 serves,

@@ -198,13 +198,13 @@ impl Clients<'_> {
         client: &Client,
         jwt: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>, &'static str> {
-        use latchkey_jwks::{Alg, VerifyOptions};
+        use latchkey_jwks::VerifyOptions;
         let now = self.now;
         let check = |keys: &latchkey_jwks::PublicKeySet| {
             keys.verify(
                 jwt,
                 &VerifyOptions {
-                    algs: &Alg::ALL,
+                    algs: client.jws_algs(),
                     issuer: &client.client_id,
                     audience: self.issuer,
                     typ: None,
@@ -226,7 +226,9 @@ impl Clients<'_> {
         }
         let exp = claims.int("exp").ok_or("the request object has no exp")?;
         let from = claims.int("nbf").or(claims.int("iat")).unwrap_or(now);
-        if exp - from > MAX_REQUEST_OBJECT_LIFETIME || exp - now > MAX_REQUEST_OBJECT_LIFETIME {
+        if exp.saturating_sub(from) > MAX_REQUEST_OBJECT_LIFETIME
+            || exp.saturating_sub(now) > MAX_REQUEST_OBJECT_LIFETIME
+        {
             return Err("the request object lives longer than 60 minutes");
         }
         if claims
@@ -242,13 +244,13 @@ impl Clients<'_> {
     /// the client, `aud` is the issuer or the token endpoint, short-lived, and its `jti` is used
     /// once.
     async fn verify_assertion(&self, client: &Client, jwt: &str) -> Result<(), &'static str> {
-        use latchkey_jwks::{Alg, PublicKeySet, VerifyError, VerifyOptions};
+        use latchkey_jwks::{PublicKeySet, VerifyError, VerifyOptions};
         let now = self.now;
         let issuer = self.issuer;
         let token_endpoint = format!("{issuer}/token");
         let check = |keys: &PublicKeySet| -> Result<latchkey_jwks::Claims, VerifyError> {
             let mut opts = VerifyOptions {
-                algs: &Alg::ALL,
+                algs: client.jws_algs(),
                 issuer: &client.client_id,
                 audience: issuer,
                 typ: None,
@@ -267,6 +269,13 @@ impl Clients<'_> {
             .signed_by_client(client, check)
             .await?
             .map_err(|_| "the assertion does not verify")?;
+        // RFC 9101 §10.8: a request object (visible in browsers' URLs) is not an assertion.
+        if claims
+            .typ()
+            .is_some_and(|_| claims.typ_is("oauth-authz-req+jwt"))
+        {
+            return Err("a request object is not a client assertion");
+        }
         if claims.str("sub") != Some(client.client_id.as_str()) {
             return Err("sub is not the client");
         }

@@ -16,8 +16,9 @@ use crate::outbound::Guard;
 use crate::secrets::random_token;
 use crate::store::{LogoutDelivery, LogoutOutcome, Store};
 
-/// How long a claimed delivery is this instance's (seconds): longer than a batch can take.
-const LEASE: i64 = 120;
+/// How long a claimed delivery is this instance's (seconds): longer than a batch can take
+/// (10 sends of at most 5 s to resolve and 5 s to answer).
+const LEASE: i64 = 300;
 /// Deliveries claimed at once.
 const BATCH: i64 = 10;
 /// The first retry waits this long (seconds); each next one twice as long, up to an hour.
@@ -33,6 +34,8 @@ pub struct Sender<'a> {
     pub issuer: &'a str,
     pub config: &'a BackchannelLogoutConfig,
     pub metrics: &'a Metrics,
+    /// Read for each send, so a token late in a batch is as fresh as the first.
+    pub clock: &'a dyn crate::clock::Clock,
 }
 
 /// When the attempt after `attempts` failed ones is due.
@@ -52,6 +55,7 @@ impl Sender<'_> {
             }
         };
         for d in &claimed {
+            let now = self.clock.now();
             let outcome = self.send(d, now).await;
             let label = match &outcome {
                 LogoutOutcome::Delivered => {

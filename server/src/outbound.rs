@@ -82,7 +82,9 @@ impl Guard {
         if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
             return Err(format!("{what} resolves to a non-public address"));
         }
+        // No proxy: a proxy would resolve the host itself, past the address check.
         let mut client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(TIMEOUT)
             .resolve(&host, addr);

@@ -260,6 +260,7 @@ impl AppState {
             issuer: &self.config.issuer,
             config: &self.config.backchannel_logout,
             metrics: &self.metrics,
+            clock: &*self.clock,
         }
     }
 

@@ -13,7 +13,10 @@ use latchkey_jwks::{Alg, PublicKeySet, VerifyOptions};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::flow::{Fixture, browser, claims, code_for, fixture, input_value, redeem};
+use crate::flow::{
+    Fixture, authorize_url, browser, browser_flow, claims, code_for, fixture, input_value,
+    query_param, redeem,
+};
 use crate::harness::{Env, Server, get_json};
 
 const CONFIG: &str = "[backchannel_logout]\ndanger_allow_insecure_uri = true\n";
@@ -178,8 +181,31 @@ async fn rp_initiated_logout_and_sign_out_everywhere_reach_the_relying_party() {
         assert_eq!(meta["backchannel_logout_supported"], true);
         assert_eq!(meta["backchannel_logout_session_supported"], true);
 
+        // Signing in again in the same browser (prompt=login) keeps the session's sid and
+        // tells nobody of a logout.
+        let (b, sid, _) = signed_in(&server, &f).await;
+        let back = browser_flow(
+            &b,
+            &server,
+            &authorize_url(&server, &f.client_id, &[("prompt", "login")]),
+            &f.email,
+        )
+        .await;
+        let code = query_param(&back, "code").unwrap();
+        let t: Value = redeem(&server, &f, &code).await.json().await.unwrap();
+        let id_token = t["id_token"].as_str().unwrap().to_owned();
+        assert_eq!(claims(&id_token)["sid"], sid.as_str());
+        assert!(
+            server
+                .state
+                .store
+                .logout_deliveries(&f.client_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
         // RP-initiated logout: one token, for that session.
-        let (b, sid, id_token) = signed_in(&server, &f).await;
         rp_logout(&server, &b, &id_token).await;
         let got = receiver.wait_for(1).await;
         let c = verified(&server, &f, &got[0]).await;

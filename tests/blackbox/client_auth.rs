@@ -28,7 +28,7 @@ pub(crate) fn client_key() -> ClientKey {
     }
 }
 
-fn assertion(
+pub(crate) fn assertion(
     key: &ClientKey,
     client_id: &str,
     aud: &str,

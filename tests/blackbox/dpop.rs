@@ -19,7 +19,7 @@ use crate::harness::{Env, Server, get_json, http};
 
 /// A DPoP proof by `key` for `method` on our `path`, at the server's clock; `ath` for an
 /// access token, `nonce` when asked for one.
-fn proof(
+pub(crate) fn proof(
     server: &Server,
     key: &PrivateKey,
     method: &str,
@@ -178,7 +178,7 @@ async fn a_public_client_gets_a_bound_token_through_par_that_only_its_key_can_us
         let meta = get_json(&a.url("/.well-known/openid-configuration")).await;
         assert_eq!(
             meta["dpop_signing_alg_values_supported"],
-            json!(["ES256", "EdDSA", "RS256"])
+            json!(["ES256", "EdDSA", "PS256", "RS256"])
         );
 
         // Pushed with a proof: the code will be bound to this key.

@@ -75,10 +75,10 @@ async fn jwks_has_three_distinct_public_keys_an_etag_and_a_short_max_age() {
         .map(|k| k["alg"].as_str().unwrap())
         .collect();
     algs.sort();
-    assert_eq!(algs, ["ES256", "EdDSA", "RS256"]);
+    assert_eq!(algs, ["ES256", "EdDSA", "PS256", "RS256"]);
     let mut k = kids(&jwks);
     k.dedup();
-    assert_eq!(k.len(), 3);
+    assert_eq!(k.len(), 4);
     for key in jwks["keys"].as_array().unwrap() {
         assert!(key.get("d").is_none(), "private key material published");
     }

@@ -16,7 +16,7 @@ async fn cli_rotation_is_published_by_both_instances_and_tokens_signed_before_st
         let a = Server::start(env.config()).await;
         let b = Server::start(env.config()).await;
         let before = kids(&get_json(&a.url("/jwks.json")).await);
-        assert_eq!(before.len(), 3, "{label}");
+        assert_eq!(before.len(), 4, "{label}");
         assert_eq!(
             before,
             kids(&get_json(&b.url("/jwks.json")).await),
@@ -35,7 +35,7 @@ async fn cli_rotation_is_published_by_both_instances_and_tokens_signed_before_st
 
         let out = env.cli(&["keys", "rotate"], "").await.unwrap();
         let out: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(out["created"].as_array().unwrap().len(), 3, "{label}");
+        assert_eq!(out["created"].as_array().unwrap().len(), 4, "{label}");
 
         // Within the refresh interval an instance serves the keyring it has...
         assert_eq!(
@@ -49,7 +49,7 @@ async fn cli_rotation_is_published_by_both_instances_and_tokens_signed_before_st
         let after_a = get_json(&a.url("/jwks.json")).await;
         let after_b = get_json(&b.url("/jwks.json")).await;
         assert_eq!(kids(&after_a), kids(&after_b), "{label}");
-        assert_eq!(kids(&after_a).len(), 6, "{label}");
+        assert_eq!(kids(&after_a).len(), 8, "{label}");
         assert!(before.iter().all(|k| kids(&after_a).contains(k)), "{label}");
 
         // The pre-rotation token verifies against what is published now.
@@ -80,7 +80,7 @@ async fn cli_rotation_is_published_by_both_instances_and_tokens_signed_before_st
         );
         assert_eq!(
             kids(&get_json(&a.url("/jwks.json")).await).len(),
-            6,
+            8,
             "{label}"
         );
         a.clock.advance(retain);
@@ -104,14 +104,14 @@ async fn keys_list_shows_states() {
     let out = env.cli(&["keys", "list", "--json"], "").await.unwrap();
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     assert!(rows.iter().all(|r| r["state"] == "active"));
     env.cli(&["keys", "rotate", "--alg", "RS256"], "")
         .await
         .unwrap();
     let out = env.cli(&["keys", "list"], "").await.unwrap();
     assert_eq!(out.matches(" next ").count(), 1, "{out}");
-    assert_eq!(out.matches(" active ").count(), 3, "{out}");
+    assert_eq!(out.matches(" active ").count(), 4, "{out}");
     assert!(
         env.cli(&["keys", "rotate", "--alg", "HS256"], "")
             .await

@@ -12,6 +12,7 @@ mod dpop;
 mod email;
 mod endpoints;
 mod exchange;
+mod fapi;
 mod flow;
 mod harness;
 mod input;

@@ -81,7 +81,7 @@ async fn a_signed_request_object_is_the_request_and_a_bad_one_is_refused() {
         assert_eq!(meta["request_parameter_supported"], true);
         assert_eq!(
             meta["request_object_signing_alg_values_supported"],
-            json!(["RS256", "ES256", "EdDSA"])
+            json!(["RS256", "PS256", "ES256", "EdDSA"])
         );
         assert_eq!(meta["request_uri_parameter_supported"], false);
 

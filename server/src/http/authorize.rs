@@ -479,7 +479,13 @@ async fn issue_code(
             amr: session.amr.clone(),
             acr: session.acr.clone(),
         },
-        expires_at: now + secs(state.config.tokens.code_lifetime),
+        // FAPI 2.0 §5.3.2.1: a code lives at most 60 seconds.
+        expires_at: now
+            + if client.is_fapi2() {
+                secs(state.config.tokens.code_lifetime).min(60)
+            } else {
+                secs(state.config.tokens.code_lifetime)
+            },
     };
     let digest = state
         .pepper

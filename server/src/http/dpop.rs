@@ -51,6 +51,20 @@ pub(super) async fn token_endpoint_proof(
         })
 }
 
+/// FAPI 2.0 §5.4: a `fapi2` client's proofs are signed PS256, ES256 or EdDSA.
+pub(super) fn fapi2_proof_alg(
+    client: &crate::oauth::client::Client,
+    proof: Option<&Proof>,
+) -> Result<(), TokenError> {
+    match proof {
+        Some(p) if !client.jws_algs().contains(&p.alg) => Err(TokenError::new(
+            T::InvalidDpopProof,
+            "this client's DPoP proofs must be signed PS256, ES256 or EdDSA (FAPI 2.0)",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The checked proof presented with a DPoP-bound `access_token` at a protected resource,
 /// errors as RFC 9449 §7.1 `WWW-Authenticate: DPoP` errors.
 pub(super) async fn resource_proof(

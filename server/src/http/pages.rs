@@ -51,11 +51,26 @@ pub async fn signed_in(
     request: &Params,
     now: i64,
 ) -> Result<Response, PageError> {
+    // The same user signing in again (prompt=login, max_age, step-up) keeps the session's
+    // `sid` under a new cookie: the applications' sessions go on, and nobody is told of a
+    // logout. Another user's sign-in ends the old session, and its applications are told.
+    let mut sid = random_token(16);
     if let Some(old) = current_session(state, req, now).await {
-        let _ = state.store.revoke_session(&old.sid, now).await;
+        if old.user_id == user_id {
+            match state
+                .store
+                .retire_session(&old.sid, &random_token(8), now)
+                .await
+            {
+                Ok(true) => sid = old.sid.clone(),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "retiring the old session failed"),
+            }
+        } else if let Err(e) = state.store.revoke_session(&old.sid, now).await {
+            tracing::warn!(error = %e, "ending the old session failed");
+        }
     }
     let id = SessionId::generate();
-    let sid = random_token(16);
     let absolute = secs(state.config.sessions.absolute_lifetime);
     let amr = serde_json::json!(amr).to_string();
     let ip = client_ip(state, req);

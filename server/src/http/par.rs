@@ -9,7 +9,7 @@ use poem::{IntoResponse, Request, Response, handler};
 use serde_json::json;
 
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
-use super::dpop::{token_endpoint_proof, with_nonce};
+use super::dpop::{fapi2_proof_alg, token_endpoint_proof, with_nonce};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::oauth::authorize::{PageReason, Rejection, validate};
@@ -108,6 +108,7 @@ async fn authenticated(
 ) -> Result<(Client, Params, Option<crate::oauth::dpop::Proof>), TokenError> {
     let (client, params) = authenticated_client(req, body, state, false).await?;
     let proof = token_endpoint_proof(req, state).await?;
+    fapi2_proof_alg(&client, proof.as_ref())?;
     Ok((client, params, proof))
 }
 

@@ -7,7 +7,7 @@ use poem::{IntoResponse, Request, Response, handler};
 
 use super::browser::{client_ip, user_agent};
 use super::client_auth::{authenticated_client, failed_request, gate_closed};
-use super::dpop::{token_endpoint_proof, with_nonce};
+use super::dpop::{fapi2_proof_alg, token_endpoint_proof, with_nonce};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::grants::{self, TokenRequest, TokenResponse};
@@ -35,6 +35,7 @@ async fn handle(
 ) -> Result<TokenResponse, TokenError> {
     let (client, params) = authenticated_client(req, body, state, true).await?;
     let proof = token_endpoint_proof(req, state).await?;
+    fapi2_proof_alg(&client, proof.as_ref())?;
     let ctx = state.token_context();
     let peer = client_ip(state, req);
     let agent = user_agent(req);

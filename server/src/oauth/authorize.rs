@@ -371,6 +371,7 @@ mod tests {
                 require_pushed_authorization_requests: false,
                 dpop_bound_access_tokens: false,
                 require_signed_request_object: false,
+                profile: None,
                 backchannel_logout_uri: None,
                 backchannel_logout_session_required: false,
                 token_exchange_impersonation: false,

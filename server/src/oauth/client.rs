@@ -53,6 +53,22 @@ impl AuthMethod {
     }
 }
 
+/// A security profile a client is held to, beyond what its metadata says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// FAPI 2.0 Security Profile (§5): pushed requests, PKCE S256, private_key_jwt, DPoP, RFC
+    /// 9207 `iss`, codes of at most 60 s, and PS256, ES256 or EdDSA for every signature.
+    Fapi2,
+}
+
+/// The algorithms FAPI 2.0 §5.4 allows for every JWS (RS256 and `none` are not among them).
+pub const FAPI2_ALGS: [latchkey_jwks::Alg; 3] = [
+    latchkey_jwks::Alg::Ps256,
+    latchkey_jwks::Alg::Es256,
+    latchkey_jwks::Alg::EdDsa,
+];
+
 /// Registered metadata, as stored and as returned to the registrant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMetadata {
@@ -99,6 +115,9 @@ pub struct ClientMetadata {
     /// with its registered keys (or pushed to `/par` as such).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_signed_request_object: bool,
+    /// A security profile (`fapi2`), which sets and checks what it requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
     /// RFC 8693 impersonation: the client may exchange a subject token without an actor
     /// token and get a token that does not name it. Set by an administrator only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -141,11 +160,30 @@ impl Client {
     }
 
     pub fn id_token_alg(&self) -> latchkey_jwks::Alg {
+        let default = if self.is_fapi2() {
+            latchkey_jwks::Alg::Ps256
+        } else {
+            latchkey_jwks::Alg::Rs256
+        };
         self.metadata
             .id_token_signed_response_alg
             .as_deref()
             .and_then(|a| a.parse().ok())
-            .unwrap_or(latchkey_jwks::Alg::Rs256)
+            .unwrap_or(default)
+    }
+
+    pub fn is_fapi2(&self) -> bool {
+        self.metadata.profile == Some(Profile::Fapi2)
+    }
+
+    /// The algorithms this client's own JWTs (client assertions, request objects, DPoP
+    /// proofs) may be signed with: FAPI 2.0's for a `fapi2` client, else every one we know.
+    pub fn jws_algs(&self) -> &'static [latchkey_jwks::Alg] {
+        if self.is_fapi2() {
+            &FAPI2_ALGS
+        } else {
+            &latchkey_jwks::Alg::ALL
+        }
     }
 }
 
@@ -183,6 +221,34 @@ pub const MAX_URI_LEN: usize = 2000;
 impl ClientMetadata {
     /// Checks the rules and fills what RFC 7591 §2 says to derive (response types from
     /// grant types).
+    /// FAPI 2.0 Security Profile §5.3.2.1–2, §5.4: what a `fapi2` client must be. PAR and
+    /// DPoP are switched on; the rest must already hold.
+    fn fapi2(&mut self) -> Result<(), MetadataError> {
+        let fapi = |why: &str| meta(format!("profile fapi2: {why}"));
+        if self.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
+            return Err(fapi("token_endpoint_auth_method must be private_key_jwt"));
+        }
+        if self
+            .grant_types
+            .iter()
+            .any(|g| !matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken))
+        {
+            return Err(fapi(
+                "grant_types may be authorization_code and refresh_token only",
+            ));
+        }
+        if let Some(alg) = &self.id_token_signed_response_alg
+            && !FAPI2_ALGS.iter().any(|a| a.as_str() == alg)
+        {
+            return Err(fapi(
+                "id_token_signed_response_alg must be PS256, ES256 or EdDSA",
+            ));
+        }
+        self.require_pushed_authorization_requests = true;
+        self.dpop_bound_access_tokens = true;
+        Ok(())
+    }
+
     pub fn validate(mut self) -> Result<Self, MetadataError> {
         let name = self.client_name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
@@ -194,6 +260,9 @@ impl ClientMetadata {
 
         if self.grant_types.is_empty() {
             return Err(meta("grant_types must not be empty"));
+        }
+        if self.profile == Some(Profile::Fapi2) {
+            self.fapi2()?;
         }
         self.grant_types.dedup();
         for r in self.resources.iter().chain(&self.serves) {
@@ -259,7 +328,9 @@ impl ClientMetadata {
             let set = latchkey_jwks::PublicKeySet::from_jwks_value(jwks)
                 .map_err(|e| meta(format!("jwks: {e}")))?;
             if set.is_empty() {
-                return Err(meta("jwks has no signature key for RS256, ES256 or EdDSA"));
+                return Err(meta(
+                    "jwks has no signature key for RS256, PS256, ES256 or EdDSA",
+                ));
             }
         }
         if self.token_endpoint_auth_method == AuthMethod::PrivateKeyJwt
@@ -271,8 +342,17 @@ impl ClientMetadata {
         if let Some(uri) = &self.backchannel_logout_uri {
             // §2.2: an absolute http(s) URI without a fragment; https is required when it is
             // used (outbound rules), unless a danger_ option allows http for a test setup.
+            // http only on a loopback host (a relying party in development; sending to it
+            // still needs the danger_ option).
             let ok = url::Url::parse(uri).is_ok_and(|u| {
-                matches!(u.scheme(), "https" | "http") && u.has_host() && u.fragment().is_none()
+                let loopback = matches!(
+                    u.host(),
+                    Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+                ) || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                    || u.host_str() == Some("localhost");
+                (u.scheme() == "https" || (u.scheme() == "http" && loopback))
+                    && u.has_host()
+                    && u.fragment().is_none()
             });
             if !ok || uri.len() > 2048 {
                 return Err(meta(
@@ -294,7 +374,7 @@ impl ClientMetadata {
             && alg.parse::<latchkey_jwks::Alg>().is_err()
         {
             return Err(meta(
-                "id_token_signed_response_alg must be RS256, ES256 or EdDSA",
+                "id_token_signed_response_alg must be RS256, PS256, ES256 or EdDSA",
             ));
         }
         for (name, uri) in [
@@ -376,6 +456,7 @@ mod tests {
             require_pushed_authorization_requests: false,
             dpop_bound_access_tokens: false,
             require_signed_request_object: false,
+            profile: None,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             token_exchange_impersonation: false,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// The algorithms a proof may be signed with (`dpop_signing_alg_values_supported`): all
 /// asymmetric; `none` and HMAC cannot be named.
-pub const PROOF_ALGS: [Alg; 3] = [Alg::Es256, Alg::EdDsa, Alg::Rs256];
+pub const PROOF_ALGS: [Alg; 4] = [Alg::Es256, Alg::EdDsa, Alg::Ps256, Alg::Rs256];
 
 /// Longest `jti` accepted (it is stored until the proof is stale).
 pub const MAX_JTI_LEN: usize = 128;
@@ -37,6 +37,8 @@ pub struct Expect<'a> {
 pub struct Proof {
     /// RFC 7638 thumbprint of the proof's key: what tokens are bound to (`cnf.jkt`).
     pub jkt: String,
+    /// The algorithm the proof was signed with.
+    pub alg: Alg,
     pub jti: String,
     pub iat: i64,
     pub nonce: Option<String>,
@@ -96,6 +98,7 @@ pub fn check(proof: &str, expect: &Expect<'_>) -> Result<Proof, &'static str> {
         Some(_) => return Err("the proof's nonce is malformed"),
     };
     Ok(Proof {
+        alg: signed.alg,
         jkt: signed.thumbprint,
         jti: jti.to_owned(),
         iat,

@@ -36,6 +36,8 @@ pub struct RegistrationRequest {
     /// RFC 9101 §10.5.
     #[serde(default)]
     pub require_signed_request_object: bool,
+    /// A security profile (`fapi2`), a Latchkey extension.
+    pub profile: Option<super::client::Profile>,
     /// Back-Channel Logout 1.0 §2.2.
     pub backchannel_logout_uri: Option<String>,
     #[serde(default)]
@@ -159,6 +161,7 @@ impl RegistrationRequest {
             require_pushed_authorization_requests: self.require_pushed_authorization_requests,
             dpop_bound_access_tokens: self.dpop_bound_access_tokens,
             require_signed_request_object: self.require_signed_request_object,
+            profile: self.profile,
             backchannel_logout_uri: self.backchannel_logout_uri,
             backchannel_logout_session_required: self.backchannel_logout_session_required,
             token_exchange_impersonation: false,

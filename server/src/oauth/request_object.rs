@@ -11,7 +11,7 @@ use super::params::{MAX_PARAMS, MAX_VALUE_LEN, Params};
 const JWT_CLAIMS: [&str; 6] = ["iss", "aud", "exp", "nbf", "iat", "jti"];
 
 /// The algorithms request objects may be signed with (`none` is not one of them).
-pub const SIGNING_ALGS: [&str; 3] = ["RS256", "ES256", "EdDSA"];
+pub const SIGNING_ALGS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 
 /// The parameters of the request an object stands for: its claims (strings as they are,
 /// numbers and booleans as text, objects such as `claims` as JSON), and `client_id` from

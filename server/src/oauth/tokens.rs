@@ -63,7 +63,7 @@ pub fn id_token_claims(i: &IdTokenInput<'_>) -> Map<String, Value> {
 /// (SHA-256 for RS256/ES256; SHA-512 for EdDSA with Ed25519), base64url.
 pub fn left_half_hash(alg: Alg, value: &str) -> String {
     match alg {
-        Alg::Rs256 | Alg::Es256 => {
+        Alg::Rs256 | Alg::Es256 | Alg::Ps256 => {
             let h = Sha256::digest(value.as_bytes());
             URL_SAFE_NO_PAD.encode(&h[..16])
         }

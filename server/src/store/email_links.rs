@@ -164,8 +164,9 @@ impl Store {
             .bind(&user_id)
             .execute(&mut *tx)
             .await?;
+        // The sessions end (their back-channel logouts queued), then the grants.
+        super::sessions::end_sessions_in(&mut tx, "s.user_id = $2", now, &[&user_id]).await?;
         for sql in [
-            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
             "UPDATE grants SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
             SPEND_USER_LINKS,
         ] {

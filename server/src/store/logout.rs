@@ -19,6 +19,7 @@ pub(super) fn enqueue_sql(sessions: &str) -> String {
          FROM sessions s JOIN grants g ON g.sid = s.sid JOIN clients c ON c.client_id = g.client_id \
          WHERE s.revoked_at IS NULL AND ({sessions}) \
          AND c.metadata LIKE '%\"backchannel_logout_uri\"%' \
+         ORDER BY g.client_id, g.sid \
          ON CONFLICT (client_id, sid) DO NOTHING"
     )
 }
@@ -31,6 +32,8 @@ pub struct LogoutDelivery {
     pub user_id: String,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// The claim's end: recording the outcome needs it still to be this claim.
+    pub claimed_until: i64,
 }
 
 /// What a delivery came to.
@@ -69,7 +72,7 @@ impl Store {
              WHERE (client_id, sid) IN (SELECT client_id, sid FROM logout_deliveries \
                WHERE {free} AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $3 {lock}) \
              AND {free} \
-             RETURNING client_id, sid, user_id, attempts"
+             RETURNING client_id, sid, user_id, attempts, claimed_until"
         );
         let rows = {
             let mut conn = self.write_conn().await?;
@@ -87,12 +90,14 @@ impl Store {
                     sid: r.try_get("sid")?,
                     user_id: r.try_get("user_id")?,
                     attempts: r.try_get("attempts")?,
+                    claimed_until: r.try_get("claimed_until")?,
                 })
             })
             .collect()
     }
 
-    /// Records what became of a claimed delivery, and frees it.
+    /// Records what became of a claimed delivery, and frees it; nothing if the claim ran
+    /// out and the delivery was claimed again meanwhile (that instance records its own).
     pub async fn finish_logout(
         &self,
         d: &LogoutDelivery,
@@ -114,13 +119,14 @@ impl Store {
         };
         let sql = format!(
             "UPDATE logout_deliveries SET {set}, attempts = attempts + 1, claimed_until = NULL, \
-             last_error = $4 WHERE client_id = $2 AND sid = $3"
+             last_error = $4 WHERE client_id = $2 AND sid = $3 AND claimed_until = $5"
         );
         sqlx::query(&sql)
             .bind(at)
             .bind(&d.client_id)
             .bind(&d.sid)
             .bind(error)
+            .bind(d.claimed_until)
             .execute_w(self)
             .await?;
         Ok(())

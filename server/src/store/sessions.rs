@@ -114,6 +114,28 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a session that a new one of the same user takes over with the same `sid` (the
+    /// user signed in again in that browser): no back-channel logout is queued, and the old
+    /// row's `sid` is renamed (with `suffix`) so the new one can have it. False if there was
+    /// no such live session.
+    pub async fn retire_session(
+        &self,
+        sid: &str,
+        suffix: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1, sid = sid || '~' || $3 \
+             WHERE sid = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(sid)
+        .bind(suffix)
+        .execute_w(self)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Ends a session, queueing a back-channel logout for every client with a grant in it,
     /// in one transaction.
     pub async fn revoke_session(&self, sid: &str, now: i64) -> Result<(), StoreError> {

@@ -727,3 +727,70 @@ async fn refresh_rotation_takes_and_stores_the_successor_in_one_transaction() {
     })
     .await;
 }
+
+/// Two instances claiming back-channel logouts at once never take the same one, and a
+/// delivery is recorded only under the claim that took it.
+#[tokio::test]
+async fn two_instances_claim_disjoint_logout_deliveries() {
+    for db in TestDb::all().await {
+        let settings = || PoolSettings {
+            max_connections: 4,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let a = Store::open(&db.url, &settings()).await.unwrap();
+        let b = Store::open(&db.url, &settings()).await.unwrap();
+        for i in 0..40 {
+            sqlx::query(
+                "INSERT INTO logout_deliveries (client_id, sid, user_id, created_at, next_attempt_at) \
+                 VALUES ($1, $2, 'u', $3, $3)",
+            )
+            .bind("c")
+            .bind(format!("s{i:02}"))
+            .bind(NOW)
+            .execute(&a.pool)
+            .await
+            .unwrap();
+        }
+        let mut taken = Vec::new();
+        for _ in 0..4 {
+            let (x, y) = tokio::join!(a.claim_logouts(NOW, 60, 7), b.claim_logouts(NOW, 60, 7));
+            taken.extend(x.unwrap());
+            taken.extend(y.unwrap());
+        }
+        let mut sids: Vec<&str> = taken.iter().map(|d| d.sid.as_str()).collect();
+        let n = sids.len();
+        sids.sort_unstable();
+        sids.dedup();
+        assert_eq!(sids.len(), n, "{}: a delivery claimed twice", db.label);
+        assert_eq!(n, 40, "{}", db.label);
+        // Nothing left to claim while the claims hold; after they run out, all again.
+        assert!(a.claim_logouts(NOW + 59, 60, 100).await.unwrap().is_empty());
+        let again = b.claim_logouts(NOW + 60, 60, 100).await.unwrap();
+        assert_eq!(again.len(), 40, "{}", db.label);
+        // The first claim is over: recording under it changes nothing; under the new one it
+        // does.
+        let stale = &taken[0];
+        a.finish_logout(stale, &LogoutOutcome::Delivered, NOW + 61)
+            .await
+            .unwrap();
+        let fresh = again.iter().find(|d| d.sid == stale.sid).unwrap();
+        let rows = a.logout_deliveries("c").await.unwrap();
+        assert!(
+            rows.iter().all(|(_, _, delivered, _)| !delivered),
+            "{}",
+            db.label
+        );
+        b.finish_logout(fresh, &LogoutOutcome::Delivered, NOW + 61)
+            .await
+            .unwrap();
+        let rows = a.logout_deliveries("c").await.unwrap();
+        assert_eq!(
+            rows.iter().filter(|(_, _, d, _)| *d).count(),
+            1,
+            "{}",
+            db.label
+        );
+        a.close().await;
+        b.close().await;
+    }
+}
