@@ -38,6 +38,13 @@ json.dump({"keys": [public]}, open(sys.argv[2], "w"))
 ' "$keys/rp-private.json" "$keys/rp-jwks.json"
 main=$("$latchkey" client create --name "Conformance RP" --redirect-uri "$rp" \
   --post-logout-redirect-uri "$plr" --jwks-file "$keys/rp-jwks.json" | cred)
+fapi() { "$latchkey" client create --name "$1" --redirect-uri "$rp" --profile fapi2 \
+  --token-endpoint-auth-method private_key_jwt --jwks-file "$keys/rp-jwks.json" \
+  --grant-type authorization_code --grant-type refresh_token \
+  --scope openid --scope email --scope offline_access |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])'; }
+fapi_client=$(fapi "Conformance FAPI 2.0 RP")
+fapi_second=$(fapi "Conformance FAPI 2.0 RP (second)")
 post=$("$latchkey" client create --name "Conformance RP (client_secret_post)" --redirect-uri "$rp" \
   --token-endpoint-auth-method client_secret_post | cred)
 second=$("$latchkey" client create --name "Conformance RP (second)" --redirect-uri "$rp" | cred)
@@ -48,4 +55,6 @@ iat=$("$latchkey" registration-token create --expires-in 1h |
 "$runner" --issuer="$issuer" --username="$user" --password="$password" \
   --client="$main" --post-client="$post" --second-client="$second" \
   --redirect-uri="$rp" --post-logout-redirect-uri="$plr" --initial-access-token="$iat" \
-  --client-jwk="$keys/rp-private.json" "$@"
+  --client-jwk="$keys/rp-private.json" --fapi-client="$fapi_client" \
+  --fapi-second-client="$fapi_second" --fapi-expiry-wait="${FAPI_EXPIRY_WAIT:-62}" \
+  --backchannel-listen=127.0.0.1:0 "$@"

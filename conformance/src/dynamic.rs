@@ -140,10 +140,10 @@ enum Query {
     Added,
 }
 
-struct Dyn<'a> {
-    rp: &'a Rp,
-    endpoint: String,
-    iat: Option<&'a str>,
+pub(crate) struct Dyn<'a> {
+    pub(crate) rp: &'a Rp,
+    pub(crate) endpoint: String,
+    pub(crate) iat: Option<&'a str>,
 }
 
 impl Dyn<'_> {
@@ -158,7 +158,7 @@ impl Dyn<'_> {
     }
 
     /// Registers a client and returns an RP configured with it.
-    async fn rp_with(&self, mut body: Value) -> Result<Rp, String> {
+    pub(crate) async fn rp_with(&self, mut body: Value) -> Result<Rp, String> {
         if body.get("redirect_uris").is_none() {
             body["redirect_uris"] = json!([self.rp.redirect_uri]);
         }

@@ -203,7 +203,7 @@ async fn run_case(rp: &Rp, case: Case) -> R {
     }
 }
 
-async fn prompt_none_fails(rp: &Rp, b: &reqwest::Client) -> R {
+pub(crate) async fn prompt_none_fails(rp: &Rp, b: &reqwest::Client) -> R {
     let client = rp.client()?;
     let a = rp.attempt(&client, &["openid"], &[("prompt", "none")], true);
     let r = rp.run_browser(b, a.url, false, false).await?;

@@ -6,10 +6,12 @@
 //! redirect URI it names; the redirect URI is never loaded, the runner reads the response off
 //! the redirect or the form_post page. Exit status 1 when any module FAILs.
 
+mod backchannel;
 mod basic;
 mod checks;
 mod config;
 mod dynamic;
+mod fapi2;
 mod html;
 mod logout;
 mod report;
@@ -58,6 +60,21 @@ struct Args {
     /// client's `jwks`), for the request-object modules of the basic plan.
     #[arg(long, env = "CONFORMANCE_CLIENT_JWK")]
     client_jwk: Option<String>,
+    /// A client registered for the FAPI 2.0 Security Profile (private_key_jwt with the key of
+    /// --client-jwk, PAR, DPoP): the fapi2-security-profile-final plan runs with it.
+    #[arg(long, env = "CONFORMANCE_FAPI_CLIENT")]
+    fapi_client: Option<String>,
+    /// A second such client (codes and request_uris bound to their client).
+    #[arg(long, env = "CONFORMANCE_FAPI_SECOND_CLIENT")]
+    fapi_second_client: Option<String>,
+    /// Seconds the FAPI 2.0 expiry modules wait for a code and a request_uri to expire
+    /// (0 skips them).
+    #[arg(long, default_value_t = 0)]
+    fapi_expiry_wait: u64,
+    /// Where the runner listens for back-channel logout requests (e.g. 127.0.0.1:0); the
+    /// provider must be allowed to post there (Latchkey: `backchannel_logout.danger_allow_insecure_uri`).
+    #[arg(long, env = "CONFORMANCE_BACKCHANNEL_LISTEN")]
+    backchannel_listen: Option<String>,
     /// Seconds oidcc-codereuse-30seconds waits, as the suite does.
     #[arg(long, default_value_t = 30)]
     reuse_wait: u64,
@@ -158,6 +175,32 @@ async fn run(args: Args) -> Result<Report, String> {
 
     println!("== oidcc-rp-initiated-logout-certification-test-plan");
     logout::run(&rp, config_outcome, &mut report).await;
+
+    println!("== oidcc-backchannel-rp-initiated-logout-certification-test-plan (dynamic client)");
+    backchannel::run(
+        &rp,
+        args.initial_access_token.as_deref(),
+        args.backchannel_listen.as_deref(),
+        &mut report,
+    )
+    .await;
+
+    println!(
+        "== fapi2-security-profile-final-test-plan (private_key_jwt, DPoP, plain FAPI, unsigned requests)"
+    );
+    match (&args.fapi_client, &args.fapi_second_client, &rp.client_key) {
+        (Some(client), Some(second), Some(key)) => {
+            let f = fapi2::Fapi {
+                rp: &rp,
+                client: client.clone(),
+                second: second.clone(),
+                key,
+                expiry_wait: args.fapi_expiry_wait,
+            };
+            fapi2::run(&f, &mut report).await;
+        }
+        _ => println!("(not run: --fapi-client, --fapi-second-client and --client-jwk are needed)"),
+    }
 
     println!("== oidcc-dynamic-certification-test-plan");
     let config = config::discovery_endpoint_verification(&issuer, &content_type, &doc);

@@ -241,8 +241,8 @@ impl Clients<'_> {
     }
 
     /// RFC 7523 §3 for `private_key_jwt`: signed by one of the client's keys, `iss` and `sub` are
-    /// the client, `aud` is the issuer or the token endpoint, short-lived, and its `jti` is used
-    /// once.
+    /// the client, `aud` is the issuer or the token endpoint (a `fapi2` client: the issuer
+    /// only, FAPI 2.0 §5.3.2.1), short-lived, and its `jti` is used once.
     async fn verify_assertion(&self, client: &Client, jwt: &str) -> Result<(), &'static str> {
         use latchkey_jwks::{PublicKeySet, VerifyError, VerifyOptions};
         let now = self.now;
@@ -258,7 +258,7 @@ impl Clients<'_> {
                 leeway: 30,
             };
             match keys.verify(jwt, &opts) {
-                Err(VerifyError::WrongAudience) => {
+                Err(VerifyError::WrongAudience) if !client.is_fapi2() => {
                     opts.audience = &token_endpoint;
                     keys.verify(jwt, &opts)
                 }
