@@ -574,6 +574,30 @@ impl Fapi<'_> {
         if !["PS256", "ES256", "EdDSA"].contains(&header["alg"].as_str().unwrap_or_default()) {
             return Err(format!("the id_token is signed {}", header["alg"]));
         }
+        // Its signature, with the published keys.
+        let jwks: Value = self
+            .rp
+            .http
+            .get(self.url("jwks_uri")?)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        latchkey_jwks::PublicKeySet::from_jwks_value(&jwks)?
+            .verify(
+                id_token,
+                &latchkey_jwks::VerifyOptions {
+                    algs: &[Alg::Ps256, Alg::Es256, Alg::EdDsa],
+                    issuer: &self.rp.issuer,
+                    audience: &self.client,
+                    typ: None,
+                    now: chrono_now(),
+                    leeway: 60,
+                },
+            )
+            .map_err(|e| format!("the id_token does not verify with the JWKS: {e}"))?;
         let status = self.userinfo("DPoP", at, &key).await?;
         if status != 200 {
             return Err(format!("userinfo answered {status} with a DPoP proof"));
@@ -748,6 +772,8 @@ impl Fapi<'_> {
         expect_error(status, &body, &["invalid_client"])
     }
 
+    /// No proof at the token endpoint: refused (the suite accepts invalid_request or
+    /// invalid_dpop_proof).
     async fn holder_of_key_required(&self) -> R {
         let flow = self
             .flow(&self.client, self.request(&self.client, &[]), None)
@@ -1034,7 +1060,8 @@ impl Fapi<'_> {
         let token = self.url("token_endpoint")?;
         let aud = match aud {
             Aud::Par => json!(par),
-            Aud::ParArray => json!([par]),
+            // The suite's: the issuer, but in an array (FAPI 2.0 §5.3.2.1: a string).
+            Aud::ParArray => json!([self.rp.issuer, par]),
             Aud::Token => json!(token),
         };
         let r = self.request(&self.client, &[]);

@@ -269,6 +269,10 @@ impl Clients<'_> {
             .signed_by_client(client, check)
             .await?
             .map_err(|_| "the assertion does not verify")?;
+        // FAPI 2.0 §5.3.2.1: a fapi2 client sends the issuer as a string, not in an array.
+        if client.is_fapi2() && !claims.get("aud").is_some_and(serde_json::Value::is_string) {
+            return Err("a fapi2 client's assertion must name the issuer as a string aud");
+        }
         // RFC 9101 §10.8: a request object (visible in browsers' URLs) is not an assertion.
         if claims
             .typ()

@@ -490,7 +490,7 @@ async fn dpop_jkt_binding_required_clients_introspection_and_bad_proofs() {
         let (status, body, _) = post(&server, "/token", &[], Some(&sauth), &cc).await;
         assert_eq!(
             (status, body["error"].as_str()),
-            (400, Some("invalid_dpop_proof")),
+            (400, Some("invalid_request")),
             "{body}"
         );
         let (status, body, _) = post(

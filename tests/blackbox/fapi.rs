@@ -217,13 +217,14 @@ async fn a_fapi2_client_gets_bound_tokens_only_the_fapi2_way() {
         // The FAPI 2.0 way: PAR with private_key_jwt, DPoP at the token endpoint.
         let code = pushed_code(&server, &b, &key).await;
         let mut form = code_form(&code);
-        // Without DPoP: invalid_dpop_proof (and the code is not spent by that).
+        // Without DPoP: invalid_request (a proof is required; none is not an invalid one), and
+        // the code is not spent by that.
         let mut no_proof = form.clone();
         no_proof.extend(auth(&server, &b));
         let (status, body) = post(&server, "/token", None, None, &no_proof).await;
         assert_eq!(
             (status, body["error"].as_str()),
-            (400, Some("invalid_dpop_proof")),
+            (400, Some("invalid_request")),
             "{body}"
         );
         // With client_secret_basic: invalid_client.

@@ -105,10 +105,11 @@ impl<'a> TokenRequest<'a> {
                 "the client may not use this grant type",
             ));
         }
-        // RFC 9449 §5.2: a client registered with dpop_bound_access_tokens always proves.
+        // RFC 9449 §5.2: a client registered with dpop_bound_access_tokens always proves. No
+        // proof is not an invalid one: invalid_request (what the FAPI 2.0 suite expects).
         if client.metadata.dpop_bound_access_tokens && dpop_jkt.is_none() {
             return Err(err(
-                T::InvalidDpopProof,
+                T::InvalidRequest,
                 "this client must send a DPoP proof with its token requests",
             ));
         }

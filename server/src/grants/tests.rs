@@ -1000,7 +1000,7 @@ async fn rfc9449_5_2_a_client_registered_dpop_bound_must_prove() {
         m.dpop_bound_access_tokens = true;
         let client = f.client_with(m).await;
         let form = [("grant_type", "client_credentials")];
-        refused(f.token(&client, &form).await, T::InvalidDpopProof, f.label);
+        refused(f.token(&client, &form).await, T::InvalidRequest, f.label);
         assert!(f.token_proven(&client, &form, NOW, Some(JKT)).await.is_ok());
     }
 }

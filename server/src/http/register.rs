@@ -288,6 +288,13 @@ pub async fn update(
         .await?
         .ok_or_else(not_this_client)?;
     let current: ClientMetadata = serde_json::from_str(&row.metadata).map_err(ApiError::server)?;
+    // A security profile, once set, stays (RFC 7592 replaces the metadata as a whole; a
+    // client that leaves `profile` out must not slip out of FAPI 2.0).
+    if current.profile.is_some() && metadata.profile != current.profile {
+        return Err(bad_metadata(
+            "a client's profile cannot be removed or changed",
+        ));
+    }
     metadata.first_party = current.first_party;
     metadata.token_exchange_impersonation = current.token_exchange_impersonation;
     metadata.resources = current.resources;

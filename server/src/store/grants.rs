@@ -321,10 +321,14 @@ impl Store {
         let (t, c, exp, rd, want, jkt) = (n + 1, n + 2, n + 3, n + 4, n + 5, n + 6);
         // The session the code was issued in must still stand: a logout in between has
         // already told the clients with grants in it, and this one would never be told.
+        let session_lock = match self.backend {
+            super::Backend::Postgres => "FOR SHARE",
+            super::Backend::Sqlite => "",
+        };
         let live = format!(
             "code_digest IN ({}) AND consumed_at IS NULL AND expires_at > ${t} AND client_id = ${c} AND {} \
              AND (authorization_codes.sid IS NULL OR EXISTS (SELECT 1 FROM sessions s \
-               WHERE s.sid = authorization_codes.sid AND s.revoked_at IS NULL))",
+               WHERE s.sid = authorization_codes.sid AND s.revoked_at IS NULL {session_lock}))",
             placeholders(1, n),
             user_enabled_locked(self.backend, "authorization_codes")
         );

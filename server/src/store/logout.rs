@@ -9,15 +9,16 @@ use sqlx::Row;
 
 use super::{Backend, Store, StoreError};
 
-/// Rows of the queue for the sessions `sessions` (a condition on `s`, a `sessions` row, that
-/// names the sessions about to end; its binds start at $2, $1 is now): every client with a
-/// grant in one of them whose metadata names a `backchannel_logout_uri`.
+/// Rows of the queue for the sessions `sessions` (a condition on `s`, a `sessions` row; its
+/// binds start at $2, $1 is now) that were just ended (revoked at $1, by the statement before
+/// in the same transaction): every client with a grant in one of them whose metadata names a
+/// `backchannel_logout_uri`.
 pub(super) fn enqueue_sql(sessions: &str) -> String {
     format!(
         "INSERT INTO logout_deliveries (client_id, sid, user_id, created_at, next_attempt_at) \
          SELECT DISTINCT g.client_id, g.sid, s.user_id, $1, $1 \
          FROM sessions s JOIN grants g ON g.sid = s.sid JOIN clients c ON c.client_id = g.client_id \
-         WHERE s.revoked_at IS NULL AND ({sessions}) \
+         WHERE s.revoked_at = $1 AND ({sessions}) \
          AND c.metadata LIKE '%\"backchannel_logout_uri\"%' \
          ORDER BY g.client_id, g.sid \
          ON CONFLICT (client_id, sid) DO NOTHING"

@@ -317,12 +317,9 @@ pub(super) async fn end_sessions_in(
     now: i64,
     binds: &[&str],
 ) -> Result<u64, StoreError> {
-    let enqueue = super::logout::enqueue_sql(condition);
-    let mut q = sqlx::query(&enqueue).bind(now);
-    for b in binds {
-        q = q.bind(*b);
-    }
-    q.execute(&mut **tx).await?;
+    // The sessions end first: on PostgreSQL that locks their rows, so a code redemption in
+    // one of them (which takes the session's row FOR SHARE) either committed its grant before,
+    // and the queue below sees it, or waits and then finds the session ended.
     let end = format!(
         "UPDATE sessions SET revoked_at = $1 WHERE sid IN \
          (SELECT s.sid FROM sessions s WHERE s.revoked_at IS NULL AND ({condition}))"
@@ -331,5 +328,12 @@ pub(super) async fn end_sessions_in(
     for b in binds {
         q = q.bind(*b);
     }
-    Ok(q.execute(&mut **tx).await?.rows_affected())
+    let ended = q.execute(&mut **tx).await?.rows_affected();
+    let enqueue = super::logout::enqueue_sql(condition);
+    let mut q = sqlx::query(&enqueue).bind(now);
+    for b in binds {
+        q = q.bind(*b);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(ended)
 }
