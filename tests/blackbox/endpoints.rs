@@ -414,3 +414,130 @@ async fn rfc8414_and_oidc_discovery_metadata_rules_hold_for_both_documents() {
         server.stop().await;
     }
 }
+
+/// RFC 8414 §3.1: for an issuer with a path, the metadata also answers at the path-inserted
+/// location (both well-known names); another path there is 404.
+#[tokio::test]
+async fn discovery_answers_at_the_path_inserted_location_for_an_issuer_with_a_path() {
+    let env = Env::new(
+        TestDb::sqlite(),
+        "issuer = \"http://localhost:8080/tenant\"\n",
+    );
+    let server = Server::start(env.config()).await;
+    for name in ["oauth-authorization-server", "openid-configuration"] {
+        let r = http()
+            .get(server.url(&format!("/.well-known/{name}/tenant")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name}");
+        let doc: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(doc["issuer"], "http://localhost:8080/tenant");
+        assert_eq!(doc["token_endpoint"], "http://localhost:8080/tenant/token");
+        let r = http()
+            .get(server.url(&format!("/.well-known/{name}/other")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{name}");
+    }
+    let doc = get_json(&server.url("/.well-known/oauth-authorization-server")).await;
+    assert_eq!(
+        doc["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    assert!(
+        doc["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("none"))
+    );
+    server.stop().await;
+    // An issuer without a path has no path-inserted documents.
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    let r = http()
+        .get(server.url("/.well-known/oauth-authorization-server/tenant"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    server.stop().await;
+}
+
+/// CORS for browser-based clients where listed (any origin, never credentials, preflights
+/// answered), and not on pages or `/authorize`.
+#[tokio::test]
+async fn cors_is_open_on_discovery_jwks_token_register_revoke_and_absent_on_pages() {
+    let env = Env::new(TestDb::sqlite(), "");
+    let server = Server::start(env.config()).await;
+    let origin = "https://inspector.example";
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/jwks.json",
+    ] {
+        let r = http()
+            .get(server.url(path))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+        assert!(
+            r.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+    }
+    for path in ["/token", "/register", "/revoke"] {
+        let r = http()
+            .request(reqwest::Method::OPTIONS, server.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type, dpop",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{path}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+        let allowed = r.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap();
+        assert!(
+            allowed.contains("DPoP") && allowed.contains("Authorization"),
+            "{allowed}"
+        );
+        assert!(
+            r.headers()
+                .get("access-control-allow-credentials")
+                .is_none()
+        );
+        // The request itself, an error here, carries it too.
+        let r = http()
+            .post(server.url(path))
+            .header("origin", origin)
+            .form(&[("x", "y")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{path}");
+    }
+    for path in ["/authorize", "/login", "/account", "/userinfo", "/signup"] {
+        let r = http()
+            .get(server.url(path))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{path}"
+        );
+    }
+    server.stop().await;
+}

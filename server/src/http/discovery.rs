@@ -1,8 +1,12 @@
 //! OpenID Provider metadata (OIDC Discovery §4) and OAuth authorization server metadata
-//! (RFC 8414 §3): the same document, built by the protocol core from what is enabled.
+//! (RFC 8414 §3): the same document, built by the protocol core from what is enabled. For an
+//! issuer with a path (`https://id.example.com/tenant`) it is also answered where RFC 8414 §3.1
+//! inserts the path after the well-known prefix (`/.well-known/oauth-authorization-server/tenant`,
+//! and the same for `openid-configuration`, which MCP clients also try); any other path there
+//! is 404.
 
-use poem::http::header;
-use poem::web::Data;
+use poem::http::{StatusCode, header};
+use poem::web::{Data, Path};
 use poem::{Response, handler};
 
 use crate::oauth::discovery::metadata;
@@ -30,4 +34,17 @@ pub async fn openid_configuration(Data(state): Data<&AppState>) -> Response {
 #[handler]
 pub async fn oauth_authorization_server(Data(state): Data<&AppState>) -> Response {
     document(state)
+}
+
+/// The path-inserted locations: the document when `path` is the issuer's path.
+#[handler]
+pub async fn path_inserted(Path(path): Path<String>, Data(state): Data<&AppState>) -> Response {
+    let issuer_path = url::Url::parse(&state.config.issuer)
+        .map(|u| u.path().trim_matches('/').to_owned())
+        .unwrap_or_default();
+    if !issuer_path.is_empty() && path.trim_matches('/') == issuer_path {
+        document(state)
+    } else {
+        Response::builder().status(StatusCode::NOT_FOUND).finish()
+    }
 }

@@ -82,6 +82,58 @@ pub async fn refuse_bad_path<E: Endpoint>(
     Ok(super::error::PageError::bad_request(Msg::PathUnreadable).render(&views))
 }
 
+/// Where browser-based clients (MCP hosts, single-page apps, developer tools) may call from any
+/// origin: discovery, the JWKS, `/token`, `/register` and `/revoke`. Never pages or
+/// `/authorize`, which a browser reaches by navigation, not by script.
+fn cors_allowed(path: &str) -> bool {
+    matches!(
+        path,
+        "/.well-known/openid-configuration"
+            | "/.well-known/oauth-authorization-server"
+            | "/jwks.json"
+            | "/token"
+            | "/register"
+            | "/revoke"
+    ) || path.starts_with("/.well-known/oauth-authorization-server/")
+        || path.starts_with("/.well-known/openid-configuration/")
+        || path.starts_with("/.well-known/oauth-protected-resource")
+}
+
+/// CORS for [`cors_allowed`] paths: `Access-Control-Allow-Origin: *` and never credentials
+/// (these endpoints take no cookies: a client authenticates in the request itself), and a
+/// preflight (`OPTIONS`) answered here with what those requests may send.
+pub async fn cors<E: Endpoint>(ep: Arc<E>, req: Request) -> Result<Response> {
+    if !cors_allowed(req.uri().path()) {
+        return ep.call(req).await.map(IntoResponse::into_response);
+    }
+    if req.method() == poem::http::Method::OPTIONS {
+        return Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")
+            .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS")
+            .header(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "Authorization, Content-Type, DPoP",
+            )
+            .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
+            .finish());
+    }
+    let mut resp = match ep.call(req).await {
+        Ok(r) => r.into_response(),
+        Err(e) => e.into_response(),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("DPoP-Nonce, WWW-Authenticate"),
+    );
+    Ok(resp)
+}
+
 pub async fn security_headers<E: Endpoint>(
     ep: Arc<E>,
     req: Request,

@@ -55,6 +55,14 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             "/.well-known/oauth-authorization-server",
             get(discovery::oauth_authorization_server),
         )
+        .at(
+            "/.well-known/oauth-authorization-server/*path",
+            get(discovery::path_inserted),
+        )
+        .at(
+            "/.well-known/openid-configuration/*path",
+            get(discovery::path_inserted),
+        )
         .at("/jwks.json", get(jwks::jwks))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))
@@ -161,5 +169,6 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .around(move |ep, req| middleware::limit_body(ep, req, max_body))
         .around(move |ep, req| middleware::refuse_bad_path(ep, req, views.clone()))
         .around(move |ep, req| middleware::security_headers(ep, req, hsts))
+        .around(middleware::cors)
         .around(move |ep, req| middleware::observe(ep, req, metrics.clone()))
 }
