@@ -15,13 +15,15 @@ use crate::store::Store;
 const LEEWAY: i64 = 30;
 
 /// Which audiences an endpoint accepts in the access tokens presented to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Audience {
     /// Tokens for us (userinfo): `aud` is the issuer.
     Issuer,
-    /// Any token we issued: the issuer or a configured RFC 8707 resource (introspection,
-    /// revocation, token exchange).
+    /// Any token we issued: the issuer, a configured RFC 8707 resource or one of our own
+    /// APIs (introspection, revocation, token exchange).
     AnyOurs,
+    /// One of our own APIs (`oauth::resource`): tokens for the issuer, or for that API.
+    Api(&'static crate::oauth::resource::ApiResource),
 }
 
 /// What verifying our access tokens needs: the keys, the revocation records, and who we are.
@@ -44,8 +46,15 @@ impl AccessTokens<'_> {
             serde_json::Value::Array(list) => list.first()?.as_str()?.to_owned(),
             _ => return None,
         };
-        let ok =
-            aud == self.issuer || (which == Audience::AnyOurs && self.resources.contains(&aud));
+        let ok = aud == self.issuer
+            || match which {
+                Audience::Issuer => false,
+                Audience::AnyOurs => {
+                    self.resources.contains(&aud)
+                        || crate::oauth::resource::by_id(self.issuer, &aud).is_some()
+                }
+                Audience::Api(api) => api.id(self.issuer) == aud,
+            };
         ok.then_some(aud)
     }
 

@@ -337,3 +337,119 @@ async fn the_openapi_document_describes_the_apis() {
     }
     server.stop().await;
 }
+
+/// RFC 9728 for our own APIs: each has a metadata document naming us as its authorization
+/// server; its refusals point at it (`resource_metadata`); a token asked for one API with RFC
+/// 8707 `resource` has that `aud` and is taken by that API only.
+#[tokio::test]
+async fn our_apis_are_protected_resources_and_a_token_for_one_is_refused_by_the_other() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let mut args = vec![];
+        for s in ["openid", "devices:read", "streams:read"] {
+            args.extend_from_slice(&["--scope", s]);
+        }
+        let f = fixture(&env, &args).await;
+        let server = Server::start(env.config()).await;
+        let issuer = server.state.config.issuer.clone();
+        let devices = format!("{issuer}/api/devices");
+        let streams = format!("{issuer}/api/streams");
+
+        for (path, resource, scope) in [
+            ("/api/devices", &devices, "devices:read"),
+            ("/api/streams", &streams, "streams:read"),
+        ] {
+            let doc = crate::harness::get_json(
+                &server.url(&format!("/.well-known/oauth-protected-resource{path}")),
+            )
+            .await;
+            assert_eq!(doc["resource"], resource.as_str());
+            assert_eq!(doc["authorization_servers"], json!([issuer]));
+            assert!(
+                doc["scopes_supported"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(scope))
+            );
+            // A request without a token is told where that document is.
+            let r = reqwest::Client::new()
+                .get(server.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401);
+            let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+            assert!(
+                challenge.starts_with("Bearer ")
+                    && challenge.contains(&format!(
+                        "resource_metadata=\"{issuer}/.well-known/oauth-protected-resource{path}\""
+                    )),
+                "{challenge}"
+            );
+        }
+        let r = reqwest::Client::new()
+            .get(server.url("/.well-known/oauth-protected-resource/api/other"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+
+        // A token for the devices API: aud is that API; it works there, not at the streams API
+        // (which also says where to look) nor at userinfo.
+        let b = crate::flow::browser();
+        let back = crate::flow::browser_flow(
+            &b,
+            &server,
+            &crate::flow::authorize_url(
+                &server,
+                &f.client_id,
+                &[("scope", "openid devices:read streams:read")],
+            ),
+            &f.email,
+        )
+        .await;
+        let code = crate::flow::query_param(&back, "code").unwrap();
+        let t: Value = crate::flow::token_request(
+            &server,
+            &f,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", crate::flow::REDIRECT),
+                ("code_verifier", crate::flow::VERIFIER),
+                ("resource", devices.as_str()),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        let token = t["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(crate::flow::claims(&token)["aud"], devices.as_str());
+        let api = reqwest::Client::new();
+        let r = api
+            .get(server.url("/api/devices"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = api
+            .get(server.url("/api/streams"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("invalid_token") && challenge.contains("resource_metadata"));
+        let r = api
+            .get(server.url("/userinfo"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        server.stop().await;
+    }
+}

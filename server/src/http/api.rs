@@ -61,7 +61,14 @@ async fn scoped_token(
     req: &Request,
     scope: &'static str,
 ) -> Result<Claims, ApiError> {
-    access_token(state, req, None, Audience::Issuer, scope).await
+    // RFC 9728 §5.1: a refusal names the API's metadata, so a client can find out where to
+    // get a token for it.
+    match crate::oauth::resource::by_scope(scope) {
+        Some(api) => access_token(state, req, None, Audience::Api(api), scope)
+            .await
+            .map_err(|e| e.for_resource(api.metadata_url(&state.config.issuer))),
+        None => access_token(state, req, None, Audience::Issuer, scope).await,
+    }
 }
 
 /// The client a request acts for by itself (a client_credentials token, no user) carrying

@@ -36,6 +36,29 @@ pub async fn oauth_authorization_server(Data(state): Data<&AppState>) -> Respons
     document(state)
 }
 
+/// RFC 9728 §3: the metadata of one of our protected resources (`oauth::resource`), at the
+/// well-known prefix followed by the path of its identifier.
+#[handler]
+pub async fn protected_resource(
+    Path(path): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Response {
+    let issuer = &state.config.issuer;
+    match crate::oauth::resource::by_metadata_path(issuer, &path) {
+        Some(api) => {
+            let algs: Vec<&str> = crate::oauth::dpop::PROOF_ALGS
+                .iter()
+                .map(|a| a.as_str())
+                .collect();
+            Response::builder()
+                .content_type("application/json")
+                .header(header::CACHE_CONTROL, "public, max-age=300")
+                .body(api.metadata(issuer, &algs).to_string())
+        }
+        None => Response::builder().status(StatusCode::NOT_FOUND).finish(),
+    }
+}
+
 /// The path-inserted locations: the document when `path` is the issuer's path.
 #[handler]
 pub async fn path_inserted(Path(path): Path<String>, Data(state): Data<&AppState>) -> Response {

@@ -64,9 +64,23 @@ pub enum ApiError {
     NotFound,
     /// An internal failure, already logged.
     Server,
+    /// A refusal at one of our protected resources: its challenges also carry
+    /// `resource_metadata` (RFC 9728 §5.1), the URL of the resource's metadata.
+    AtResource {
+        error: Box<ApiError>,
+        metadata: String,
+    },
 }
 
 impl ApiError {
+    /// This refusal, at the protected resource whose metadata is at `metadata`.
+    pub fn for_resource(self, metadata: String) -> Self {
+        Self::AtResource {
+            error: Box::new(self),
+            metadata,
+        }
+    }
+
     /// An internal failure: the detail goes to the log only.
     pub fn server(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -112,6 +126,7 @@ impl std::fmt::Display for ApiError {
             Self::Invalid(why) => write!(f, "invalid_request: {why}"),
             Self::NotFound => f.write_str("not_found"),
             Self::Server => f.write_str("server_error"),
+            Self::AtResource { error, .. } => write!(f, "{error}"),
         }
     }
 }
@@ -166,6 +181,7 @@ impl ResponseError for ApiError {
             Self::Pushed(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Server => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::AtResource { error, .. } => error.status(),
         }
     }
 
@@ -262,6 +278,23 @@ impl ResponseError for ApiError {
             ),
             Self::NotFound => json_no_store(status, json!({ "error": "not_found" })),
             Self::Server => json_no_store(status, json!({ "error": "server_error" })),
+            Self::AtResource { error, metadata } => {
+                let mut resp = error.as_response();
+                let challenges: Vec<String> = resp
+                    .headers()
+                    .get_all(header::WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(|c| format!("{c}, resource_metadata=\"{metadata}\""))
+                    .collect();
+                resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+                for c in challenges {
+                    if let Ok(v) = HeaderValue::from_str(&c) {
+                        resp.headers_mut().append(header::WWW_AUTHENTICATE, v);
+                    }
+                }
+                resp
+            }
         }
     }
 }

@@ -63,6 +63,10 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             "/.well-known/openid-configuration/*path",
             get(discovery::path_inserted),
         )
+        .at(
+            "/.well-known/oauth-protected-resource/*path",
+            get(discovery::protected_resource),
+        )
         .at("/jwks.json", get(jwks::jwks))
         .at("/healthz", get(health::healthz))
         .at("/readyz", get(health::readyz))

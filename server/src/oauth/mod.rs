@@ -15,5 +15,6 @@ pub mod pkce;
 pub mod redirect;
 pub mod registration;
 pub mod request_object;
+pub mod resource;
 pub mod scope;
 pub mod tokens;
