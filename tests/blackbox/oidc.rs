@@ -1275,3 +1275,128 @@ async fn rfc8252_7_3_loopback_port_may_differ_only_for_public_clients() {
         server.stop().await;
     }
 }
+
+/// RFC 8707 at the authorization endpoint: the resource named there is recorded with the
+/// code; the token request may repeat it, not change it; refreshes keep it; an unknown one is
+/// `invalid_target` at /authorize (a redirect) and at /par (JSON).
+#[tokio::test]
+async fn rfc8707_a_resource_named_at_authorize_is_the_audience_of_the_whole_grant() {
+    for db in TestDb::all().await {
+        let env = Env::new(
+            db,
+            "[tokens]\nresources = [\"https://api.example.com\", \"https://admin.example.com\"]\n",
+        );
+        let f = fixture(
+            &env,
+            &[
+                "--resource",
+                "https://api.example.com",
+                "--resource",
+                "https://admin.example.com",
+                "--grant-type",
+                "authorization_code",
+                "--grant-type",
+                "refresh_token",
+            ],
+        )
+        .await;
+        let server = Server::start(env.config()).await;
+        let api = "https://api.example.com";
+        let flow = |extra: Vec<(&'static str, &'static str)>| {
+            let server = &server;
+            let f = &f;
+            async move {
+                browser_flow(
+                    &browser(),
+                    server,
+                    &authorize_url(server, &f.client_id, &extra),
+                    &f.email,
+                )
+                .await
+            }
+        };
+        let code_form = |code: &str, resource: Option<&str>| {
+            let mut form = vec![
+                ("grant_type", "authorization_code".to_owned()),
+                ("code", code.to_owned()),
+                ("redirect_uri", REDIRECT.to_owned()),
+                ("code_verifier", VERIFIER.to_owned()),
+            ];
+            if let Some(r) = resource {
+                form.push(("resource", r.to_owned()));
+            }
+            form
+        };
+        let post = |form: Vec<(&'static str, String)>| {
+            let server = &server;
+            let f = &f;
+            async move {
+                let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let r = token_request(server, f, &pairs).await;
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+
+        // Named at /authorize, not repeated at /token: the token is for it; so are refreshes.
+        let back = flow(vec![("resource", api)]).await;
+        let code = query_param(&back, "code").unwrap();
+        let (status, t) = post(code_form(&code, None)).await;
+        assert_eq!(status, 200, "{t}");
+        assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["aud"], api);
+        let rt = t["refresh_token"].as_str().unwrap().to_owned();
+        // A refresh asking for another resource is refused and spends nothing.
+        let (status, e) = post(vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", rt.clone()),
+            ("resource", "https://admin.example.com".to_owned()),
+        ])
+        .await;
+        assert_eq!((status, e["error"].as_str()), (400, Some("invalid_target")));
+        let (status, t) = post(vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", rt),
+        ])
+        .await;
+        assert_eq!(status, 200, "{t}");
+        assert_eq!(jwt_claims(t["access_token"].as_str().unwrap())["aud"], api);
+
+        // Repeated at /token: fine; another one: invalid_target.
+        let code = query_param(&flow(vec![("resource", api)]).await, "code").unwrap();
+        let (status, _) = post(code_form(&code, Some(api))).await;
+        assert_eq!(status, 200);
+        let code = query_param(&flow(vec![("resource", api)]).await, "code").unwrap();
+        let (status, e) = post(code_form(&code, Some("https://admin.example.com"))).await;
+        assert_eq!((status, e["error"].as_str()), (400, Some("invalid_target")));
+
+        // Unknown, or not an absolute URI: invalid_target at the redirect URI.
+        for bad in ["https://other.example.com", "not a uri"] {
+            let back = flow(vec![("resource", bad)]).await;
+            assert_eq!(
+                query_param(&back, "error").as_deref(),
+                Some("invalid_target"),
+                "{bad}"
+            );
+        }
+        // At /par: JSON.
+        let url = url::Url::parse(&authorize_url(
+            &server,
+            &f.client_id,
+            &[("resource", "https://other.example.com")],
+        ))
+        .unwrap();
+        let form: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let r = reqwest::Client::new()
+            .post(server.url("/par"))
+            .header("authorization", basic(&f.client_id, &f.client_secret))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_target");
+        server.stop().await;
+    }
+}

@@ -51,6 +51,8 @@ pub async fn redeem(
                         "the code is bound to a DPoP key this request does not prove",
                     ));
                 }
+                // RFC 8707: a token request may name the code's resource again, no other.
+                issue::grant_audience(row.resource.as_deref(), req)?;
                 if !pkce::verify_s256(verifier, &row.code_challenge) {
                     return Err(err(
                         T::InvalidGrant,
@@ -84,6 +86,7 @@ pub async fn redeem(
             return Err(err(T::InvalidGrant, "the code is invalid or expired"));
         }
     };
+    let audience = issue::grant_audience(row.resource.as_deref(), req)?;
     issue::user_tokens(
         ctx,
         req,
@@ -93,6 +96,7 @@ pub async fn redeem(
             authn: &row.authn,
             nonce: row.nonce.as_deref(),
             claims: row.claims.as_ref(),
+            audience,
         },
         refresh,
     )

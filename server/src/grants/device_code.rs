@@ -118,6 +118,7 @@ pub async fn redeem(
             authn: authn.clone(),
             expires_at: grant_expires_at,
             dpop_jkt: req.refresh_binding(),
+            resource: None,
         };
         ctx.store
             .insert_refresh_token(&next.digest, &first, now)
@@ -136,6 +137,7 @@ pub async fn redeem(
             authn: &authn,
             nonce: None,
             claims: None,
+            audience: &req.audience,
         },
         refresh,
     )

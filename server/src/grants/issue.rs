@@ -25,6 +25,8 @@ pub(super) struct Issue<'a> {
     pub nonce: Option<&'a str>,
     /// The OIDC `claims` request parameter the grant was given with.
     pub claims: Option<&'a ClaimsRequest>,
+    /// `aud` of the access token: the grant's resource, or the request's.
+    pub audience: &'a str,
 }
 
 /// A refresh token about to be issued: the secret for the response, and the digest the store
@@ -80,6 +82,23 @@ pub(super) fn open_successor(
     Ok(RefreshToken::new(opened))
 }
 
+/// RFC 8707: the audience of a grant's access token: the resource the authorization request
+/// named, which a token request may only repeat (`invalid_target` otherwise); without one,
+/// what the token request asked (the issuer by default).
+pub(super) fn grant_audience<'r>(
+    granted: Option<&'r str>,
+    req: &'r TokenRequest<'_>,
+) -> Result<&'r str, TokenError> {
+    match granted {
+        None => Ok(&req.audience),
+        Some(r) if req.params.get("resource").is_none_or(|asked| asked == r) => Ok(r),
+        Some(_) => Err(err(
+            T::InvalidTarget,
+            "the resource differs from the one the authorization was for",
+        )),
+    }
+}
+
 /// Whether a grant of `client` with `granted_scope` comes with refresh tokens: the client has
 /// the grant type and, with `tokens.refresh_requires_offline_access`, `offline_access` was
 /// granted (OIDC Core §11).
@@ -113,7 +132,7 @@ pub(super) async fn user_tokens(
     let jti = random_token(16);
     let mut at_claims = access_token_claims(&AccessTokenInput {
         issuer: ctx.issuer,
-        audience: &req.audience,
+        audience: i.audience,
         client_id: &client.client_id,
         sub: user_id,
         scope: i.scope,

@@ -53,6 +53,7 @@ pub async fn redeem(
         .store
         .rotate_refresh_token(&digests, &client.client_id, req.now, grace, |row| {
             bound_key_proven(row.dpop_jkt.as_deref(), req)?;
+            issue::grant_audience(row.resource.as_deref(), req)?;
             narrowed =
                 scope::at_refresh(req.params.get("scope"), &row.scope).map_err(invalid_scope)?;
             // The client may have lost the refresh_token grant, or the offline_access rule
@@ -112,6 +113,8 @@ pub async fn redeem(
             tracing::warn!(error = %e, "recording a device's last use failed");
         }
     }
+    // RFC 8707: a refresh keeps the grant's resource.
+    let audience = issue::grant_audience(row.resource.as_deref(), req)?;
     issue::user_tokens(
         ctx,
         req,
@@ -121,6 +124,7 @@ pub async fn redeem(
             authn: &row.authn,
             nonce: None,
             claims: row.claims.as_ref(),
+            audience,
         },
         successor,
     )

@@ -186,6 +186,7 @@ impl Fixture {
             },
             expires_at,
             dpop_jkt: dpop_jkt.map(str::to_owned),
+            resource: None,
         };
         let digest = self
             .pepper

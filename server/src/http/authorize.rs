@@ -341,6 +341,17 @@ async fn run_with(
             "authorization requests must be pushed to the pushed_authorization_request_endpoint first (RFC 9126)",
         );
     }
+    // RFC 8707 §2: a resource this client may have tokens for (configured and given to it,
+    // or one of our own APIs).
+    if let Some(r) = &request.resource
+        && !(client.may_have_audience(&state.config.issuer, &state.config.tokens.resources, r)
+            || crate::oauth::resource::by_id(&state.config.issuer, r).is_some())
+    {
+        return fail(
+            E::InvalidTarget,
+            "the requested resource is not one this client may have tokens for",
+        );
+    }
     // RFC 9101 §10.5 (require_signed_request_object): vouched for here means it came as a
     // verified request object, or was pushed (and /par takes such a client's requests only
     // as request objects).
@@ -472,6 +483,7 @@ async fn issue_code(
         code_challenge: request.code_challenge.clone(),
         claims: request.claims.clone(),
         dpop_jkt: request.dpop_jkt.clone(),
+        resource: request.resource.clone(),
         authn: Authn {
             user_id: session.user_id.clone(),
             sid: Some(session.sid.clone()),

@@ -72,6 +72,9 @@ pub struct AuthzRequest {
     pub claims: Option<ClaimsRequest>,
     /// RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
     pub dpop_jkt: Option<String>,
+    /// RFC 8707 §2: the resource the tokens are for (whether this client may have it is the
+    /// caller's to check: it needs the configuration).
+    pub resource: Option<String>,
 }
 
 impl AuthzRequest {
@@ -260,7 +263,23 @@ pub fn validate(params: &Params, client: Option<&Client>) -> Result<AuthzRequest
         }
     };
 
+    // 12. resource (RFC 8707 §2): an absolute URI without a fragment (one: a repeated
+    //     parameter was refused when the parameters were read).
+    let resource = match params.get("resource") {
+        None => None,
+        Some(r) if url::Url::parse(r).is_ok_and(|u| u.has_host() && u.fragment().is_none()) => {
+            Some(r.to_owned())
+        }
+        Some(_) => {
+            return Err(fail(
+                E::InvalidTarget,
+                "resource must be an absolute URI without a fragment",
+            ));
+        }
+    };
+
     Ok(AuthzRequest {
+        resource,
         dpop_jkt,
         scopes,
         nonce: params.get("nonce").map(str::to_owned),

@@ -36,6 +36,7 @@ error_codes!(
         InvalidRequestObject => "invalid_request_object",
         RequestUriNotSupported => "request_uri_not_supported",
         RegistrationNotSupported => "registration_not_supported",
+        InvalidTarget => "invalid_target",
     }
 );
 

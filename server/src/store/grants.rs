@@ -32,6 +32,8 @@ pub struct CodeRow {
     pub expires_at: i64,
     /// RFC 9449 §10: the DPoP key thumbprint the code is bound to.
     pub dpop_jkt: Option<String>,
+    /// RFC 8707: the resource the authorization request named.
+    pub resource: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct RefreshRow {
     pub expires_at: i64,
     /// RFC 9449 §5.0: the DPoP key thumbprint a public client's refresh token is bound to.
     pub dpop_jkt: Option<String>,
+    /// RFC 8707: the resource of the grant's access tokens (from the authorization request).
+    pub resource: Option<String>,
 }
 
 /// The longest retry grace of a rotated refresh token (`tokens.refresh_retry_grace`, in
@@ -107,11 +111,10 @@ const REFRESH_TOKENS: SingleUse = SingleUse {
     used: "rotated_at",
 };
 
-const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at, dpop_jkt";
-const REFRESH_COLUMNS: &str =
-    "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, dpop_jkt";
+const CODE_COLUMNS: &str = "grant_id, client_id, user_id, sid, redirect_uri, scope, nonce, code_challenge, auth_time, amr, acr, claims, expires_at, dpop_jkt, resource";
+const REFRESH_COLUMNS: &str = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, dpop_jkt, resource";
 /// What a rotation reads: the token, and what a retry within the grace needs.
-const REFRESH_READ_COLUMNS: &str = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, dpop_jkt, \
+const REFRESH_READ_COLUMNS: &str = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, dpop_jkt, resource, \
      successor_digest, successor_sealed";
 
 /// The condition, in a statement that takes a code, refresh token or device code from
@@ -189,7 +192,7 @@ impl Store {
     pub async fn insert_code(&self, digest: &str, c: &CodeRow, now: i64) -> Result<(), StoreError> {
         sqlx::query(&format!(
             "INSERT INTO authorization_codes (code_digest, {CODE_COLUMNS}, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(digest)
         .bind(&c.grant_id)
@@ -206,6 +209,7 @@ impl Store {
         .bind(c.claims.as_ref().map(ClaimsRequest::to_json))
         .bind(c.expires_at)
         .bind(&c.dpop_jkt)
+        .bind(&c.resource)
         .bind(now)
         .execute_w(self)
         .await?;
@@ -334,7 +338,8 @@ impl Store {
         );
         let grant_upsert =
             "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, sid = excluded.sid";
-        let refresh_cols = "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims";
+        let refresh_cols =
+            "grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, resource";
         let sql = match self.backend {
             super::Backend::Postgres => format!(
                 "WITH taken AS (UPDATE authorization_codes SET consumed_at = ${t} WHERE {live} \
@@ -610,10 +615,11 @@ fn refresh_insert<'q>(
         .bind(r.expires_at)
         .bind(now)
         .bind(&r.dpop_jkt)
+        .bind(&r.resource)
 }
 
-const REFRESH_INSERT: &str = "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, created_at, dpop_jkt) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+const REFRESH_INSERT: &str = "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, user_id, sid, scope, auth_time, amr, acr, claims, expires_at, created_at, dpop_jkt, resource) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 /// [`user_enabled`], holding the user's row `FOR SHARE` on PostgreSQL to the end of the
 /// statement's transaction, so a `user disable` (which locks the user, then the user's grants
@@ -661,6 +667,7 @@ fn code_from_row(row: &AnyRow) -> Result<CodeRow, StoreError> {
         authn: authn_from_row(row)?,
         expires_at: row.try_get("expires_at")?,
         dpop_jkt: row.try_get("dpop_jkt")?,
+        resource: row.try_get("resource")?,
     })
 }
 
@@ -673,5 +680,6 @@ fn refresh_from_row(row: &AnyRow) -> Result<RefreshRow, StoreError> {
         authn: authn_from_row(row)?,
         expires_at: row.try_get("expires_at")?,
         dpop_jkt: row.try_get("dpop_jkt")?,
+        resource: row.try_get("resource")?,
     })
 }

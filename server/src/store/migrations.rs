@@ -103,6 +103,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "backchannel_logout",
         include_str!("../../../migrations/sqlite/0019_backchannel_logout.sql"),
     ),
+    (
+        20,
+        "resource_indicators",
+        include_str!("../../../migrations/sqlite/0020_resource_indicators.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -200,6 +205,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         19,
         "backchannel_logout",
         include_str!("../../../migrations/postgres/0019_backchannel_logout.sql"),
+    ),
+    (
+        20,
+        "resource_indicators",
+        include_str!("../../../migrations/postgres/0020_resource_indicators.sql"),
     ),
 ];
 

@@ -544,6 +544,7 @@ async fn a_code_is_redeemed_in_one_transaction_and_a_replay_revokes_its_grant() 
             },
             expires_at: NOW + 60,
             dpop_jkt: None,
+            resource: None,
         };
         let redeem = |digest: &'static str, refresh: Option<&'static str>| {
             let store = store.clone();
@@ -636,6 +637,7 @@ async fn refresh_rotation_takes_and_stores_the_successor_in_one_transaction() {
             },
             expires_at: NOW + 600,
             dpop_jkt: None,
+            resource: None,
         };
         store.insert_refresh_token("r-1", &row, NOW).await.unwrap();
         store
