@@ -455,13 +455,8 @@ impl Fapi<'_> {
         r.code().map(str::to_owned).ok_or("no code".into())
     }
 
-    async fn token(
-        &self,
-        client_id: &str,
-        code: &str,
-        verifier: Option<&str>,
-        dpop: Option<&PrivateKey>,
-    ) -> Result<(u16, Value), String> {
+    /// The form of a code redemption (`code_verifier` left out when empty or absent).
+    fn code_form(&self, code: &str, verifier: Option<&str>) -> Vec<(String, String)> {
         let mut form: Vec<(String, String)> = vec![
             ("grant_type".into(), "authorization_code".into()),
             ("code".into(), code.into()),
@@ -470,6 +465,17 @@ impl Fapi<'_> {
         if let Some(v) = verifier.filter(|v| !v.is_empty()) {
             form.push(("code_verifier".into(), v.into()));
         }
+        form
+    }
+
+    async fn token(
+        &self,
+        client_id: &str,
+        code: &str,
+        verifier: Option<&str>,
+        dpop: Option<&PrivateKey>,
+    ) -> Result<(u16, Value), String> {
+        let mut form = self.code_form(code, verifier);
         form.extend(self.client_auth(client_id, json!({}))?);
         let proof = match dpop {
             Some(k) => Some(self.proof(k, "POST", &self.url("token_endpoint")?, None, 0)?),
@@ -655,12 +661,7 @@ impl Fapi<'_> {
             .flow(&self.client, self.request(&self.client, &[]), None)
             .await?;
         let code = self.code(&flow)?;
-        let mut form: Vec<(String, String)> = vec![
-            ("grant_type".into(), "authorization_code".into()),
-            ("code".into(), code),
-            ("redirect_uri".into(), self.rp.redirect_uri.clone()),
-            ("code_verifier".into(), flow.verifier),
-        ];
+        let mut form = self.code_form(&code, Some(&flow.verifier));
         form.extend(self.client_auth(&self.client, json!({}))?);
         let proof = self.proof(&key, "POST", &self.url("token_endpoint")?, None, skew)?;
         let (status, t) = self.post("token_endpoint", &form, Some(proof)).await?;
@@ -760,13 +761,8 @@ impl Fapi<'_> {
             .flow(&self.client, self.request(&self.client, &[]), Some(&key))
             .await?;
         let code = self.code(&flow)?;
-        let form: Vec<(String, String)> = vec![
-            ("grant_type".into(), "authorization_code".into()),
-            ("code".into(), code),
-            ("redirect_uri".into(), self.rp.redirect_uri.clone()),
-            ("code_verifier".into(), flow.verifier),
-            ("client_id".into(), self.client.clone()),
-        ];
+        let mut form = self.code_form(&code, Some(&flow.verifier));
+        form.push(("client_id".into(), self.client.clone()));
         let proof = self.proof(&key, "POST", &self.url("token_endpoint")?, None, 0)?;
         let (status, body) = self.post("token_endpoint", &form, Some(proof)).await?;
         expect_error(status, &body, &["invalid_client"])
@@ -855,12 +851,7 @@ impl Fapi<'_> {
             Bad::WrongAud => json!({"aud": "https://not-this-server.invalid"}),
             Bad::NoSub => json!({"sub": null}),
         };
-        let mut form: Vec<(String, String)> = vec![
-            ("grant_type".into(), "authorization_code".into()),
-            ("code".into(), code),
-            ("redirect_uri".into(), self.rp.redirect_uri.clone()),
-            ("code_verifier".into(), flow.verifier),
-        ];
+        let mut form = self.code_form(&code, Some(&flow.verifier));
         form.extend(self.client_auth(&self.client, over)?);
         let proof = self.proof(&key, "POST", &self.url("token_endpoint")?, None, 0)?;
         let (status, body) = self.post("token_endpoint", &form, Some(proof)).await?;
@@ -917,12 +908,7 @@ impl Fapi<'_> {
                 .flow(&self.client, self.request(&self.client, &[]), None)
                 .await?;
             let code = self.code(&flow)?;
-            let mut form: Vec<(String, String)> = vec![
-                ("grant_type".into(), "authorization_code".into()),
-                ("code".into(), code),
-                ("redirect_uri".into(), self.rp.redirect_uri.clone()),
-                ("code_verifier".into(), flow.verifier),
-            ];
+            let mut form = self.code_form(&code, Some(&flow.verifier));
             form.extend(self.client_auth(&self.client, json!({}))?);
             let (status, body) = self.post("token_endpoint", &form, Some(proof)).await?;
             expect_error(status, &body, &["invalid_dpop_proof"])

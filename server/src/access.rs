@@ -11,6 +11,14 @@ use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::tokens::ACCESS_TOKEN_ALG;
 use crate::store::Store;
 
+/// `cnf.jkt` of one of our access tokens: the DPoP key it is bound to (RFC 9449 §6.1).
+pub fn bound_key(claims: &Claims) -> Option<&str> {
+    claims
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(serde_json::Value::as_str)
+}
+
 /// Clock skew tolerated on access tokens, in seconds.
 const LEEWAY: i64 = 30;
 

@@ -61,7 +61,6 @@ impl<'a> TokenContext<'a> {
     /// configured and given to it (RFC 8707 `resource`, RFC 8693 `audience`).
     fn may_have(&self, client: &Client, aud: &str) -> bool {
         client.may_have_audience(self.issuer, &self.tokens.resources, aud)
-            || crate::oauth::resource::by_id(self.issuer, aud).is_some()
     }
 }
 

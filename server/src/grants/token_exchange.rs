@@ -160,11 +160,7 @@ fn proven(
     dpop_jkt: Option<&str>,
     what: &'static str,
 ) -> Result<(), TokenError> {
-    let bound = token
-        .get("cnf")
-        .and_then(|c| c.get("jkt"))
-        .and_then(serde_json::Value::as_str);
-    match bound {
+    match crate::access::bound_key(token) {
         Some(jkt) if dpop_jkt != Some(jkt) => Err(TokenError::new(
             T::InvalidRequest,
             format!("{what} is DPoP-bound: the request needs a DPoP proof by its key"),

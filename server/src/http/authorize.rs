@@ -344,8 +344,7 @@ async fn run_with(
     // RFC 8707 §2: a resource this client may have tokens for (configured and given to it,
     // or one of our own APIs).
     if let Some(r) = &request.resource
-        && !(client.may_have_audience(&state.config.issuer, &state.config.tokens.resources, r)
-            || crate::oauth::resource::by_id(&state.config.issuer, r).is_some())
+        && !client.may_have_audience(&state.config.issuer, &state.config.tokens.resources, r)
     {
         return fail(
             E::InvalidTarget,

@@ -8,7 +8,7 @@ use poem::http::header;
 
 use super::dpop::{dpop_error, resource_proof};
 use super::error::ApiError;
-use crate::access::Audience;
+use crate::access::{Audience, bound_key};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
 use crate::state::AppState;
@@ -92,14 +92,6 @@ pub(super) async fn access_token(
             scope: Some(scope),
         },
     })
-}
-
-/// `cnf.jkt` of an access token: the key it is bound to (RFC 9449 §6.1).
-fn bound_key(claims: &Claims) -> Option<&str> {
-    claims
-        .get("cnf")
-        .and_then(|c| c.get("jkt"))
-        .and_then(serde_json::Value::as_str)
 }
 
 /// A later refusal of a token [`access_token`] accepted, in the scheme it came with: a

@@ -104,7 +104,7 @@ pub async fn introspect(
     {
         Ok(claims) => {
             // RFC 9449 §6.2: a bound token says so, and names its key in `cnf`.
-            let token_type = if claims.get("cnf").is_some() {
+            let token_type = if crate::access::bound_key(&claims).is_some() {
                 "DPoP"
             } else {
                 "Bearer"

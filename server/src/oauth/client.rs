@@ -143,11 +143,13 @@ pub struct Client {
 
 impl Client {
     /// Whether a token of this client may have `aud` (a requested `resource` or
-    /// `audience`): the issuer, or a resource server both configured (`configured`) and given
-    /// to the client (`resources`), or one the client is (`serves`).
+    /// `audience`): the issuer, one of our own APIs (`oauth::resource`), or a resource server
+    /// both configured (`configured`) and given to the client (`resources`), or one the client
+    /// is (`serves`).
     pub fn may_have_audience(&self, issuer: &str, configured: &[String], aud: &str) -> bool {
         let mine = |list: &[String]| list.iter().any(|r| r == aud);
         aud == issuer
+            || super::resource::by_id(issuer, aud).is_some()
             || (mine(configured) && (mine(&self.metadata.resources) || mine(&self.metadata.serves)))
     }
 
