@@ -738,7 +738,11 @@ async fn create_client(
     stdout: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let now = state.clock.now();
-    let (client_id, secret) = state.clients().create(&metadata).await.map_err(failed)?;
+    let (client_id, secret) = state
+        .clients()
+        .create(&metadata, crate::oauth::client::ClientOrigin::Registered)
+        .await
+        .map_err(failed)?;
     // RFC 7591 §3.2.1 response shape.
     let mut out = serde_json::to_value(&metadata).map_err(failed)?;
     if let Some(obj) = out.as_object_mut() {

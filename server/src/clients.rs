@@ -1,14 +1,16 @@
 //! Registered clients: creating them (CLI and dynamic registration alike), loading them, and
 //! authenticating them at the token, revocation and introspection endpoints.
 
-use crate::oauth::client::{AuthMethod, Client, ClientMetadata};
+use crate::config::ClientIdMetadataConfig;
+use crate::oauth::client::{AuthMethod, Client, ClientMetadata, ClientOrigin};
 use crate::oauth::client_auth::Presented;
+use crate::oauth::client_document;
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
-use crate::outbound::JwksFetcher;
+use crate::outbound::{FetchError, Guard, JwksFetcher};
 use crate::secrets::Pepper;
 use crate::secrets::{ClientSecret, Purpose, random_token};
 use crate::store::Store;
-use crate::store::{NewClient, StoreError};
+use crate::store::{NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, StoreError, StoredClient};
 
 /// What working with clients needs: the store, the pepper (secrets are digests), the cache of
 /// recently read clients and its lifetime, the fetcher of clients' `jwks_uri`, who we are (an
@@ -22,6 +24,9 @@ pub struct Clients<'a> {
     /// `clients.cache_ttl` in seconds; 0 turns the cache off.
     pub cache_ttl: i64,
     pub jwks: &'a JwksFetcher,
+    /// Client ID metadata documents: the rules, and the fetcher.
+    pub documents: &'a ClientIdMetadataConfig,
+    pub document_guard: &'a Guard,
     pub issuer: &'a str,
     pub now: i64,
 }
@@ -32,6 +37,7 @@ impl Clients<'_> {
     pub async fn create(
         &self,
         metadata: &ClientMetadata,
+        origin: ClientOrigin,
     ) -> Result<(String, Option<ClientSecret>), StoreError> {
         let now = self.now;
         let client_id = random_token(16);
@@ -50,6 +56,11 @@ impl Clients<'_> {
                 client_id: &client_id,
                 secret_digest: digest.as_deref(),
                 metadata: &stored,
+                origin: match origin {
+                    ClientOrigin::Registered => None,
+                    ClientOrigin::Anonymous => Some(ORIGIN_ANONYMOUS),
+                    ClientOrigin::Document => Some(ORIGIN_DOCUMENT),
+                },
                 now,
             })
             .await?;
@@ -98,32 +109,166 @@ const MAX_REQUEST_OBJECT_LIFETIME: i64 = 3600;
 /// Longest lifetime accepted for a client assertion: its jti is remembered that long.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
 
+/// What a client id comes to.
+#[allow(clippy::large_enum_variant)] // Found is the common case; boxing it costs every lookup.
+pub enum Lookup {
+    Found(Client),
+    /// No client has this id.
+    Unknown,
+    /// The id is a client ID metadata document's URL that cannot be used, and why (a reason
+    /// about the public document, safe to show).
+    Refused(String),
+}
+
+fn client_from_row(row: StoredClient) -> Result<Client, StoreError> {
+    let metadata: ClientMetadata = serde_json::from_str(&row.metadata)
+        .map_err(|e| StoreError::Corrupt(format!("client {} metadata: {e}", row.client_id)))?;
+    Ok(Client {
+        client_id: row.client_id,
+        secret_digest: row.secret_digest,
+        metadata,
+        origin: match row.origin.as_deref() {
+            Some(ORIGIN_DOCUMENT) => ClientOrigin::Document,
+            Some(ORIGIN_ANONYMOUS) => ClientOrigin::Anonymous,
+            _ => ClientOrigin::Registered,
+        },
+    })
+}
+
 impl Clients<'_> {
+    /// The client of `client_id`, when there is one that may be used.
     pub async fn find(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        if client_id.len() > 256 {
-            return Ok(None);
+        Ok(match self.lookup(client_id).await? {
+            Lookup::Found(c) => Some(c),
+            Lookup::Unknown | Lookup::Refused(_) => None,
+        })
+    }
+
+    /// The client of `client_id`: a registered one, or one known by the client ID metadata
+    /// document at that URL (fetched when not cached, or refetched when its copy expired).
+    pub async fn lookup(&self, client_id: &str) -> Result<Lookup, StoreError> {
+        if client_id.len() > client_document::MAX_URL_LEN {
+            return Ok(Lookup::Unknown);
         }
         let now = self.now;
         let ttl = self.cache_ttl;
         if ttl > 0
             && let Some(c) = self.cache.get(client_id, now, ttl)
         {
-            return Ok(Some((*c).clone()));
+            return Ok(Lookup::Found((*c).clone()));
         }
-        let Some(row) = self.store.client_by_id(client_id).await? else {
-            return Ok(None);
+        let row = self.store.client_by_id(client_id).await?;
+        let is_document = row
+            .as_ref()
+            .is_some_and(|r| r.origin.as_deref() == Some(ORIGIN_DOCUMENT));
+        if is_document || (row.is_none() && client_document::is_document_url(client_id)) {
+            return self.by_document(client_id, row).await;
+        }
+        let Some(row) = row else {
+            return Ok(Lookup::Unknown);
         };
-        let metadata: ClientMetadata = serde_json::from_str(&row.metadata)
-            .map_err(|e| StoreError::Corrupt(format!("client {client_id} metadata: {e}")))?;
-        let client = Client {
-            client_id: row.client_id,
-            secret_digest: row.secret_digest,
-            metadata,
-        };
+        let client = client_from_row(row)?;
         if ttl > 0 {
             self.cache.put(std::sync::Arc::new(client.clone()), now);
         }
-        Ok(Some(client))
+        Ok(Lookup::Found(client))
+    }
+
+    /// A client known by its metadata document: the stored copy while it is fresh, else the
+    /// document fetched under the outbound rules, checked and stored for its cache lifetime.
+    /// Failures are not stored (§5.2): the next request fetches again.
+    async fn by_document(
+        &self,
+        client_id: &str,
+        stored: Option<StoredClient>,
+    ) -> Result<Lookup, StoreError> {
+        let rules = self.documents;
+        let refuse = |why: String| {
+            tracing::info!(client = %client_id, why, "client ID metadata document refused");
+            Ok(Lookup::Refused(why))
+        };
+        if !rules.enabled {
+            return refuse("client ID metadata documents are not accepted here".into());
+        }
+        let url = match client_document::check_url(client_id, rules.danger_allow_http_and_loopback)
+        {
+            Ok(u) => u,
+            Err(why) => return refuse(why.into()),
+        };
+        let host = url.host_str().unwrap_or_default();
+        if !client_document::host_allowed(host, &rules.allow_hosts, &rules.deny_hosts) {
+            return refuse(format!("documents from {host} are not accepted here"));
+        }
+        let now = self.now;
+        if let Some(row) = stored
+            && row.document_expires_at.is_some_and(|at| at > now)
+        {
+            return Ok(Lookup::Found(client_from_row(row)?));
+        }
+        let max = rules.max_bytes;
+        let fetched = match self
+            .document_guard
+            .get(client_id, "the client_id URL", "application/json", max)
+            .await
+        {
+            Ok(f) => f,
+            Err(FetchError::TooLarge) => {
+                return refuse(format!(
+                    "the client ID metadata document is larger than {max} bytes"
+                ));
+            }
+            Err(FetchError::TimedOut) => {
+                return refuse(format!(
+                    "the client ID metadata document did not arrive within {}",
+                    humantime::format_duration(rules.fetch_timeout)
+                ));
+            }
+            Err(FetchError::Refused(why)) => return refuse(why),
+            Err(FetchError::Failed(e)) => {
+                tracing::info!(client = %client_id, error = %e, "fetching a client ID metadata document failed");
+                return refuse("the client ID metadata document could not be fetched".into());
+            }
+        };
+        match fetched.status {
+            200 => {}
+            300..=399 => {
+                return refuse(
+                    "the client_id URL redirects, and redirects are not followed".into(),
+                );
+            }
+            s => return refuse(format!("the client_id URL answered HTTP {s}, not 200")),
+        }
+        let metadata = match client_document::parse(client_id, &fetched.body) {
+            Ok(m) => m,
+            Err(why) => {
+                return refuse(format!("the client ID metadata document is invalid: {why}"));
+            }
+        };
+        let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        let lifetime = client_document::lifetime(
+            fetched.cache_control.as_deref(),
+            secs(rules.min_cache),
+            secs(rules.max_cache),
+        );
+        let stored = serde_json::to_string(&metadata)
+            .map_err(|e| StoreError::Corrupt(format!("client metadata: {e}")))?;
+        if !self
+            .store
+            .put_document_client(client_id, &stored, now, now.saturating_add(lifetime))
+            .await?
+        {
+            // An administrator registered this id meanwhile: that client it is.
+            return match self.store.client_by_id(client_id).await? {
+                Some(row) => Ok(Lookup::Found(client_from_row(row)?)),
+                None => Ok(Lookup::Unknown),
+            };
+        }
+        Ok(Lookup::Found(Client {
+            client_id: client_id.to_owned(),
+            secret_digest: None,
+            metadata,
+            origin: ClientOrigin::Document,
+        }))
     }
 
     /// Authenticates the presented credentials against the registered client: the method must be
@@ -131,9 +276,11 @@ impl Clients<'_> {
     /// the answer does not tell which client ids exist.
     pub async fn authenticate(&self, presented: &Presented) -> Result<Client, TokenError> {
         let fail = || TokenError::new(T::InvalidClient, "client authentication failed");
-        let client = match self.find(presented.client_id()).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return Err(fail()),
+        let client = match self.lookup(presented.client_id()).await {
+            Ok(Lookup::Found(c)) => c,
+            Ok(Lookup::Unknown) => return Err(fail()),
+            // The document is public: saying what is wrong with it tells nothing secret.
+            Ok(Lookup::Refused(why)) => return Err(TokenError::new(T::InvalidClient, why)),
             Err(e) => {
                 tracing::error!(error = %e, "client lookup failed");
                 return Err(TokenError::new(T::ServerError, "server error"));

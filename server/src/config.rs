@@ -67,6 +67,52 @@ pub struct RawConfig {
     pub par: ParConfig,
     pub dpop: DpopConfig,
     pub backchannel_logout: BackchannelLogoutConfig,
+    pub client_id_metadata: ClientIdMetadataConfig,
+}
+
+/// Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document): a client
+/// whose `client_id` is an https URL is known by the JSON metadata served there, fetched
+/// under the outbound rules and cached in the database.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientIdMetadataConfig {
+    /// Accept such clients at all (discovery's `client_id_metadata_document_supported`).
+    pub enabled: bool,
+    /// Hosts whose documents are accepted (globs: `*.example.com`, `tools.example.org`);
+    /// empty means every host not denied.
+    pub allow_hosts: Vec<String>,
+    /// Hosts whose documents are refused, whatever `allow_hosts` says (globs).
+    pub deny_hosts: Vec<String>,
+    /// A document is used at least this long after it was fetched, whatever its
+    /// `Cache-Control` says (and this long when it says nothing).
+    #[serde(with = "humantime_serde")]
+    pub min_cache: Duration,
+    /// ... and at most this long.
+    #[serde(with = "humantime_serde")]
+    pub max_cache: Duration,
+    /// How long a fetch may take, connection included.
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    /// The largest document read, in bytes (the draft suggests 5 kB).
+    pub max_bytes: usize,
+    /// Also fetch http:// URLs and loopback addresses (never other private ones): only for
+    /// labs and tests, where the client runs on this machine.
+    pub danger_allow_http_and_loopback: bool,
+}
+
+impl Default for ClientIdMetadataConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_hosts: Vec::new(),
+            deny_hosts: Vec::new(),
+            min_cache: Duration::from_secs(5 * 60),
+            max_cache: Duration::from_secs(24 * 60 * 60),
+            fetch_timeout: Duration::from_secs(5),
+            max_bytes: 5 * 1024,
+            danger_allow_http_and_loopback: false,
+        }
+    }
 }
 
 /// OpenID Connect Back-Channel Logout 1.0 deliveries.
@@ -162,6 +208,7 @@ impl Default for RawConfig {
             par: ParConfig::default(),
             dpop: DpopConfig::default(),
             backchannel_logout: BackchannelLogoutConfig::default(),
+            client_id_metadata: ClientIdMetadataConfig::default(),
         }
     }
 }
@@ -274,6 +321,7 @@ pub struct Config {
     pub par: ParConfig,
     pub dpop: DpopConfig,
     pub backchannel_logout: BackchannelLogoutConfig,
+    pub client_id_metadata: ClientIdMetadataConfig,
     /// The certificates of `outbound.extra_ca_file`, read and checked (PEM, each a
     /// certificate).
     pub outbound_ca_pem: Vec<String>,
@@ -483,12 +531,30 @@ pub enum RegistrationPolicy {
     InitialAccessToken,
     /// Anyone may register a client.
     Open,
+    /// Anyone may register a public client of the code flow (AI agents, MCP hosts, native
+    /// apps): `token_endpoint_auth_method` `none`, loopback or https redirect URIs only,
+    /// authorization_code and refresh_token only.
+    #[serde(alias = "open-public")]
+    OpenPublic,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistrationConfig {
     pub policy: RegistrationPolicy,
+    /// A client registered by anyone (`open`, `open_public`) that got no grant for this long
+    /// and holds no live refresh token is removed by housekeeping; `0s` keeps them.
+    #[serde(with = "humantime_serde")]
+    pub unused_expiry: Duration,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            policy: RegistrationPolicy::default(),
+            unused_expiry: Duration::from_secs(30 * 24 * 60 * 60),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -595,6 +661,14 @@ pub struct TokensConfig {
     /// Resource servers a client may name with RFC 8707 `resource` at the token endpoint; the
     /// access token's `aud` is then that resource instead of the issuer.
     pub resources: Vec<String>,
+    /// Also take as `resource` any https resource server whose RFC 9728 metadata
+    /// (`/.well-known/oauth-protected-resource` + its path) names this issuer in
+    /// `authorization_servers` (fetched under the outbound rules, cached in the database for
+    /// `resource_metadata_cache`). For MCP servers and other resource servers that point
+    /// their users here without an operator listing them.
+    pub discover_resources: bool,
+    #[serde(with = "humantime_serde")]
+    pub resource_metadata_cache: Duration,
 }
 
 impl Default for TokensConfig {
@@ -607,6 +681,8 @@ impl Default for TokensConfig {
             refresh_requires_offline_access: false,
             refresh_retry_grace: Duration::from_secs(10),
             resources: Vec::new(),
+            discover_resources: false,
+            resource_metadata_cache: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -828,6 +904,44 @@ impl Config {
                 return Err(invalid(name, format!("must be between 5s and {max}s")));
             }
         }
+        let cimd = &raw.client_id_metadata;
+        if cimd.min_cache > cimd.max_cache {
+            return Err(invalid(
+                "client_id_metadata.min_cache",
+                "must not exceed client_id_metadata.max_cache",
+            ));
+        }
+        if cimd.fetch_timeout < Duration::from_millis(100)
+            || cimd.fetch_timeout > Duration::from_secs(30)
+        {
+            return Err(invalid(
+                "client_id_metadata.fetch_timeout",
+                "must be between 100ms and 30s",
+            ));
+        }
+        if !(512..=256 * 1024).contains(&cimd.max_bytes) {
+            return Err(invalid(
+                "client_id_metadata.max_bytes",
+                "must be between 512 and 262144",
+            ));
+        }
+        for (key, globs) in [
+            ("client_id_metadata.allow_hosts", &cimd.allow_hosts),
+            ("client_id_metadata.deny_hosts", &cimd.deny_hosts),
+        ] {
+            if let Some(g) = globs
+                .iter()
+                .find(|g| g.is_empty() || g.contains(['/', ':', '@']))
+            {
+                return Err(invalid(key, format!("{g:?} is not a host name glob")));
+            }
+        }
+        if raw.tokens.resource_metadata_cache > Duration::from_secs(7 * 86_400) {
+            return Err(invalid(
+                "tokens.resource_metadata_cache",
+                "must be at most 7d",
+            ));
+        }
         for r in &raw.tokens.resources {
             let ok = Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.has_host());
             if !ok {
@@ -897,6 +1011,7 @@ impl Config {
             par: raw.par,
             dpop: raw.dpop,
             backchannel_logout: raw.backchannel_logout,
+            client_id_metadata: raw.client_id_metadata,
             outbound_ca_pem,
         })
     }

@@ -1,5 +1,6 @@
 //! Every request Latchkey makes to a URL someone else chose: fetching a client's or trusted
-//! issuer's JWKS (`jwks_uri`, cached) and posting back-channel logout tokens. Such a request is
+//! issuer's JWKS (`jwks_uri`, cached), client ID metadata documents and resource servers'
+//! RFC 9728 metadata, and posting back-channel logout tokens. Such a request is
 //! a server-side request forgery risk, so ([`Guard`]): https only, no redirects, every resolved
 //! address must be public (no loopback, private, link-local, ...) and the connection is pinned
 //! to the address checked, bounded size and time. A `danger_` option may allow http and
@@ -30,9 +31,41 @@ struct Cached {
 #[derive(Clone)]
 pub struct Guard {
     allow_private: bool,
+    allow_loopback: bool,
     allow_http: bool,
     /// Trust anchors beside the system's (`outbound.extra_ca_file`).
     roots: Vec<reqwest::Certificate>,
+    timeout: Duration,
+}
+
+/// An answer to a GET: its status, its body (read up to the limit) and its `Cache-Control`.
+pub struct Fetched {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub cache_control: Option<String>,
+}
+
+/// Why a GET brought nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// The URL breaks the rules (scheme, address) and was not fetched.
+    Refused(String),
+    /// The answer was larger than the limit.
+    TooLarge,
+    /// No complete answer within the time allowed.
+    TimedOut,
+    /// Anything else: resolution, connection, TLS.
+    Failed(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Refused(why) | FetchError::Failed(why) => f.write_str(why),
+            FetchError::TooLarge => f.write_str("the answer is larger than allowed"),
+            FetchError::TimedOut => f.write_str("no answer in time"),
+        }
+    }
 }
 
 impl Guard {
@@ -40,8 +73,10 @@ impl Guard {
     pub fn new(allow_private: bool, roots: Vec<reqwest::Certificate>) -> Self {
         Self {
             allow_private,
+            allow_loopback: allow_private,
             allow_http: false,
             roots,
+            timeout: TIMEOUT,
         }
     }
 
@@ -50,9 +85,76 @@ impl Guard {
     pub fn insecure(roots: Vec<reqwest::Certificate>) -> Self {
         Self {
             allow_private: true,
+            allow_loopback: true,
             allow_http: true,
             roots,
+            timeout: TIMEOUT,
         }
+    }
+
+    /// Also http:// and loopback addresses, but no other private one: for a lab where the
+    /// other party runs on this machine (a `danger_` option).
+    pub fn loopback(roots: Vec<reqwest::Certificate>) -> Self {
+        Self {
+            allow_private: false,
+            allow_loopback: true,
+            allow_http: true,
+            roots,
+            timeout: TIMEOUT,
+        }
+    }
+
+    /// The same rules with another time limit for the whole request.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn address_allowed(&self, ip: IpAddr) -> bool {
+        self.allow_private || is_public(ip) || (self.allow_loopback && ip.is_loopback())
+    }
+
+    /// GETs `uri` with `accept`, reading at most `max_bytes` of the body; redirects are not
+    /// followed (a 3xx is answered as it is).
+    pub async fn get(
+        &self,
+        uri: &str,
+        what: &str,
+        accept: &str,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
+        let (client, url) = self.pinned(uri, what).await.map_err(FetchError::Refused)?;
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                FetchError::TimedOut
+            } else {
+                FetchError::Failed(format!("fetching {what}: {e}"))
+            }
+        };
+        let mut resp = client
+            .get(url)
+            .header(reqwest::header::ACCEPT, accept)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = resp.status().as_u16();
+        let cache_control = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status,
+            body,
+            cache_control,
+        })
     }
 
     /// A client for `uri` that connects only to the address checked here, and the URL.
@@ -71,7 +173,7 @@ impl Guard {
             .trim_end_matches(']')
             .to_owned();
         let addrs: Vec<SocketAddr> =
-            tokio::time::timeout(TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+            tokio::time::timeout(self.timeout, tokio::net::lookup_host((host.as_str(), port)))
                 .await
                 .map_err(|_| format!("resolving the {what} host timed out"))?
                 .map_err(|e| format!("cannot resolve the {what} host: {e}"))?
@@ -79,14 +181,14 @@ impl Guard {
         let addr = *addrs
             .first()
             .ok_or(format!("the {what} host has no address"))?;
-        if !self.allow_private && addrs.iter().any(|a| !is_public(a.ip())) {
+        if addrs.iter().any(|a| !self.address_allowed(a.ip())) {
             return Err(format!("{what} resolves to a non-public address"));
         }
         // No proxy: a proxy would resolve the host itself, past the address check.
         let mut client = reqwest::Client::builder()
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
+            .timeout(self.timeout)
             .resolve(&host, addr);
         for root in &self.roots {
             client = client.add_root_certificate(root.clone());
@@ -189,27 +291,20 @@ impl JwksFetcher {
     }
 
     async fn fetch(&self, uri: &str) -> Result<PublicKeySet, String> {
-        let (client, url) = self.guard.pinned(uri, "jwks_uri").await?;
-        let mut resp = client
-            .get(url)
-            .send()
+        let fetched = self
+            .guard
+            .get(uri, "jwks_uri", "application/json", MAX_BYTES)
             .await
-            .map_err(|e| format!("fetching jwks_uri: {e}"))?;
-        if resp.status() != 200 {
-            return Err(format!("jwks_uri answered {}", resp.status()));
+            .map_err(|e| match e {
+                FetchError::TooLarge => "the JWKS at jwks_uri is too large".to_owned(),
+                FetchError::TimedOut => "fetching jwks_uri timed out".to_owned(),
+                other => other.to_string(),
+            })?;
+        if fetched.status != 200 {
+            return Err(format!("jwks_uri answered {}", fetched.status));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("reading jwks_uri: {e}"))?
-        {
-            if body.len() + chunk.len() > MAX_BYTES {
-                return Err("the JWKS at jwks_uri is too large".into());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let text = String::from_utf8(body).map_err(|_| "the JWKS is not UTF-8".to_owned())?;
+        let text =
+            String::from_utf8(fetched.body).map_err(|_| "the JWKS is not UTF-8".to_owned())?;
         PublicKeySet::from_jwks_json(&text)
     }
 }

@@ -91,10 +91,21 @@ fn spawn_housekeeping(state: AppState) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match state.store.purge_expired(state.clock.now()).await {
+            let now = state.clock.now();
+            match state.store.purge_expired(now).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(rows = n, "expired records purged"),
                 Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+            }
+            // Self-registered clients nobody used for `registration.unused_expiry`.
+            let unused = state.config.registration.unused_expiry.as_secs();
+            if unused > 0 {
+                let cutoff = now.saturating_sub(i64::try_from(unused).unwrap_or(i64::MAX));
+                match state.store.purge_unused_clients(cutoff, now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(clients = n, "unused self-registered clients removed"),
+                    Err(e) => tracing::warn!(error = %e, "removing unused clients failed"),
+                }
             }
         }
     })

@@ -41,6 +41,8 @@ pub struct AppState {
     pub trusted_issuers: Arc<crate::federation::TrustedIssuers>,
     /// The outbound rules of back-channel logout deliveries.
     pub logout_guard: Arc<crate::outbound::Guard>,
+    /// Fetches client ID metadata documents (`client_id_metadata`).
+    pub document_guard: Arc<crate::outbound::Guard>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -142,6 +144,13 @@ impl AppState {
         let trusted_issuers =
             crate::federation::TrustedIssuers::from_config(&config).map_err(StartError)?;
         let roots = crate::outbound::extra_roots(&config.outbound_ca_pem);
+        let cimd = &config.client_id_metadata;
+        let document_guard = if cimd.danger_allow_http_and_loopback {
+            crate::outbound::Guard::loopback(roots.clone())
+        } else {
+            crate::outbound::Guard::new(false, roots.clone())
+        }
+        .with_timeout(cimd.fetch_timeout);
         let logout_guard = if config.backchannel_logout.danger_allow_insecure_uri {
             crate::outbound::Guard::insecure(roots)
         } else {
@@ -149,6 +158,7 @@ impl AppState {
         };
         Ok(Self {
             logout_guard: Arc::new(logout_guard),
+            document_guard: Arc::new(document_guard),
             trusted_issuers: Arc::new(trusted_issuers),
             views,
             mailer: Arc::new(mailer),
@@ -245,6 +255,8 @@ impl AppState {
             cache: &self.client_cache,
             cache_ttl: secs(self.config.clients.cache_ttl),
             jwks: &self.client_jwks,
+            documents: &self.config.client_id_metadata,
+            document_guard: &self.document_guard,
             issuer: &self.config.issuer,
             now: self.clock.now(),
         }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod backchannel;
+mod cimd;
 mod cli;
 mod client_auth;
 mod csrf;

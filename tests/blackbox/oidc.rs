@@ -902,7 +902,7 @@ async fn one_flow_across_two_instances() {
     }
 }
 
-fn jwt_claims(token: &str) -> Value {
+pub fn jwt_claims(token: &str) -> Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(

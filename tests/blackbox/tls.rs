@@ -27,7 +27,7 @@ use crate::harness::{Env, Server};
 /// A CA and a `localhost` server certificate it issued.
 pub struct TestCa {
     pub ca_pem: String,
-    acceptor: Arc<SslAcceptor>,
+    pub acceptor: Arc<SslAcceptor>,
 }
 
 fn key() -> PKey<Private> {

@@ -13,7 +13,7 @@ use crate::access::{AccessTokens, Audience};
 use crate::config::{Config, RawConfig};
 use crate::federation::TrustedIssuers;
 use crate::keys::KeyService;
-use crate::oauth::client::{AuthMethod, Client, ClientMetadata, GrantType};
+use crate::oauth::client::{AuthMethod, Client, ClientMetadata, ClientOrigin, GrantType};
 use crate::oauth::error::{TokenError, TokenErrorCode as T};
 use crate::oauth::params::Params;
 use crate::secrets::{Pepper, Purpose, random_token};
@@ -112,6 +112,7 @@ impl Fixture {
                 client_id: &client_id,
                 secret_digest: None,
                 metadata: &serde_json::to_string(&metadata).unwrap(),
+                origin: None,
                 now: NOW,
             })
             .await
@@ -120,6 +121,7 @@ impl Fixture {
             client_id,
             secret_digest: None,
             metadata,
+            origin: ClientOrigin::Registered,
         }
     }
 

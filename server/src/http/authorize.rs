@@ -257,12 +257,22 @@ pub fn is_form(req: &Request) -> bool {
         .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
 }
 
+/// The client of `client_id`; none when there is none. A client ID metadata document that
+/// cannot be used is an error page that says why (RFC 6749 §4.1.2.1: an invalid client is
+/// told to the user, never redirected to).
 pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, PageError> {
-    state
-        .clients()
-        .find(client_id)
-        .await
-        .map_err(|e| PageError::server("the client lookup", e))
+    use crate::clients::Lookup;
+    match state.clients().lookup(client_id).await {
+        Ok(Lookup::Found(c)) => Ok(Some(c)),
+        Ok(Lookup::Unknown) => Ok(None),
+        Ok(Lookup::Refused(why)) => Err(PageError::Why {
+            status: StatusCode::BAD_REQUEST,
+            title: Msg::AuthorizeInvalidTitle,
+            message: Msg::ClientDocumentRefused,
+            why,
+        }),
+        Err(e) => Err(PageError::server("the client lookup", e)),
+    }
 }
 
 /// Validates the request and moves it on: to sign-in, to consent, or to a code.
@@ -572,6 +582,29 @@ async fn consent_page(
     };
     let (csrf, set_cookie) = csrf_token(state, req);
     let m = &client.metadata;
+    // Who the user is dealing with, as far as anything vouches for it: where the answer
+    // goes, the host of a metadata document's URL, and where the logo lives.
+    let host_of = |uri: &str| {
+        url::Url::parse(uri)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| (h.to_owned(), u.port())))
+    };
+    let redirect = host_of(request.redirect.uri());
+    let redirect_loopback = redirect
+        .as_ref()
+        .is_some_and(|(h, _)| crate::config::is_loopback_host(h));
+    let redirect_host = redirect.map(|(h, port)| match port {
+        Some(p) => format!("{h}:{p}"),
+        None => h,
+    });
+    let client_host = (client.origin == crate::oauth::client::ClientOrigin::Document)
+        .then(|| host_of(&client.client_id).map(|(h, _)| h))
+        .flatten();
+    let logo_origin = m
+        .logo_uri
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization());
     let mut resp = page(
         state,
         StatusCode::OK,
@@ -581,6 +614,11 @@ async fn consent_page(
             logo_uri => m.logo_uri,
             policy_uri => m.policy_uri,
             tos_uri => m.tos_uri,
+            unverified => client.is_unverified(),
+            client_host => client_host,
+            redirect_host => redirect_host,
+            redirect_loopback => redirect_loopback,
+            logo_origin => logo_origin,
             user_email => email,
             scopes => request.scopes,
             csrf_token => csrf,

@@ -9,7 +9,7 @@ use poem::http::{StatusCode, header};
 use poem::web::{Data, Path};
 use poem::{Response, handler};
 
-use crate::oauth::discovery::metadata;
+use crate::oauth::discovery::{Offers, metadata};
 use crate::state::AppState;
 
 fn document(state: &AppState) -> Response {
@@ -19,8 +19,12 @@ fn document(state: &AppState) -> Response {
         .body(
             metadata(
                 &state.config.issuer,
-                state.config.registration.policy != crate::config::RegistrationPolicy::Closed,
-                state.config.par.required,
+                Offers {
+                    registration: state.config.registration.policy
+                        != crate::config::RegistrationPolicy::Closed,
+                    par_required: state.config.par.required,
+                    client_id_metadata_documents: state.config.client_id_metadata.enabled,
+                },
             )
             .to_string(),
         )

@@ -314,6 +314,13 @@ pub enum PageError {
         title: Msg,
         message: Msg,
     },
+    /// The error page with a catalog message that says `{why}`.
+    Why {
+        status: StatusCode,
+        title: Msg,
+        message: Msg,
+        why: String,
+    },
     /// Parameters that could not be read (repeated, too long, not UTF-8, a NUL): 400, naming
     /// the parameter.
     Params(ParamsError),
@@ -388,6 +395,12 @@ impl PageError {
                 title,
                 message,
             } => (status, title, views.msg(message).to_owned()),
+            Self::Why {
+                status,
+                title,
+                message,
+                why,
+            } => (status, title, views.msg_with(message, &[("why", &why)])),
             Self::Params(e) => (
                 StatusCode::BAD_REQUEST,
                 Msg::InvalidRequestTitle,
@@ -451,7 +464,9 @@ impl From<crate::store::StoreError> for PageError {
 impl std::fmt::Display for PageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Show { status, .. } | Self::Script { status, .. } => write!(f, "{status}"),
+            Self::Show { status, .. } | Self::Script { status, .. } | Self::Why { status, .. } => {
+                write!(f, "{status}")
+            }
             Self::Params(e) => write!(f, "unreadable parameters: {e:?}"),
             Self::FormExpired => f.write_str("form expired"),
             Self::SignIn { location } => write!(f, "sign in first ({location})"),
@@ -466,7 +481,9 @@ impl std::error::Error for PageError {}
 impl ResponseError for PageError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::Show { status, .. } | Self::Script { status, .. } => *status,
+            Self::Show { status, .. } | Self::Script { status, .. } | Self::Why { status, .. } => {
+                *status
+            }
             Self::Params(_) => StatusCode::BAD_REQUEST,
             Self::FormExpired => StatusCode::FORBIDDEN,
             Self::SignIn { .. } => StatusCode::SEE_OTHER,

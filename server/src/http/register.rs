@@ -13,9 +13,9 @@ use super::bearer::presented_token;
 use super::client_auth::{count_gate_failure, gate_closed};
 use super::error::ApiError;
 use crate::config::RegistrationPolicy;
-use crate::oauth::client::{AuthMethod, ClientMetadata, MetadataError};
+use crate::oauth::client::{AuthMethod, ClientMetadata, ClientOrigin, MetadataError};
 use crate::oauth::error::BearerErrorCode as B;
-use crate::oauth::registration::RegistrationRequest;
+use crate::oauth::registration::{RegistrationRequest, open_public};
 use crate::secrets::{Purpose, random_token};
 use crate::state::AppState;
 
@@ -74,7 +74,7 @@ pub async fn register(
             return Ok(Response::builder().status(StatusCode::NOT_FOUND).finish());
         }
         // Anyone may register, but one address only so many clients an hour.
-        RegistrationPolicy::Open => {
+        RegistrationPolicy::Open | RegistrationPolicy::OpenPublic => {
             use crate::signin::throttle::{self, OPEN_REGISTRATION_WINDOW, OPEN_REGISTRATIONS};
             let ip = super::browser::client_ip(state, req);
             let limit = (OPEN_REGISTRATIONS, OPEN_REGISTRATION_WINDOW);
@@ -127,6 +127,10 @@ pub async fn register(
     let metadata = RegistrationRequest::parse(&bytes)
         .and_then(RegistrationRequest::into_metadata)
         .map_err(ApiError::Registration)?;
+    let policy = state.config.registration.policy;
+    if policy == RegistrationPolicy::OpenPublic {
+        open_public(&metadata).map_err(ApiError::Registration)?;
+    }
     // Spent now, atomically: of two registrations racing for its last use, one gets it.
     if let Some(digests) = initial_token
         && !state.store.use_initial_access_token(&digests, now).await?
@@ -134,7 +138,13 @@ pub async fn register(
         return Err(spent_or_invalid());
     }
 
-    let (client_id, secret) = state.clients().create(&metadata).await?;
+    // Nobody vouches for a client anyone could register: the consent page says so, and
+    // housekeeping removes it when it goes unused (`registration.unused_expiry`).
+    let origin = match policy {
+        RegistrationPolicy::Open | RegistrationPolicy::OpenPublic => ClientOrigin::Anonymous,
+        _ => ClientOrigin::Registered,
+    };
+    let (client_id, secret) = state.clients().create(&metadata, origin).await?;
     let registration_token = random_token(32);
     let rat_digest = state.pepper.digest(
         Purpose::RegistrationAccessToken,
@@ -299,6 +309,12 @@ pub async fn update(
     metadata.token_exchange_impersonation = current.token_exchange_impersonation;
     metadata.resources = current.resources;
     metadata.serves = current.serves;
+    // A client anyone registered stays within what anyone may register.
+    if client.origin == ClientOrigin::Anonymous
+        && state.config.registration.policy == RegistrationPolicy::OpenPublic
+    {
+        open_public(&metadata).map_err(ApiError::Registration)?;
+    }
     let was_public = client.metadata.token_endpoint_auth_method == AuthMethod::None;
     let is_public = metadata.token_endpoint_auth_method == AuthMethod::None;
     if was_public != is_public {

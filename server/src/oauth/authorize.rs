@@ -397,6 +397,7 @@ mod tests {
                 resources: Vec::new(),
                 serves: Vec::new(),
             },
+            origin: crate::oauth::client::ClientOrigin::Registered,
         }
     }
 

@@ -139,9 +139,27 @@ pub struct Client {
     pub client_id: String,
     pub secret_digest: Option<String>,
     pub metadata: ClientMetadata,
+    pub origin: ClientOrigin,
+}
+
+/// Who vouches for a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientOrigin {
+    /// An administrator (the CLI), or a registrant holding an initial access token.
+    Registered,
+    /// Anyone: open dynamic registration. Shown as unverified; removed when unused.
+    Anonymous,
+    /// A client ID metadata document at the https URL that is its `client_id`: the host of
+    /// that URL is who it is.
+    Document,
 }
 
 impl Client {
+    /// Whether nobody we trust vouches for the client (the consent page says so).
+    pub fn is_unverified(&self) -> bool {
+        self.origin != ClientOrigin::Registered
+    }
+
     /// Whether a token of this client may have `aud` (a requested `resource` or
     /// `audience`): the issuer, one of our own APIs (`oauth::resource`), or a resource server
     /// both configured (`configured`) and given to the client (`resources`), or one the client

@@ -3,10 +3,24 @@
 
 use serde_json::{Value, json};
 
-/// The metadata document for `issuer`; `registration` when `/register` is open to anyone
-/// or to holders of an initial access token; `par_required` when every authorization request
-/// must be pushed (RFC 9126 §5).
-pub fn metadata(issuer: &str, registration: bool, par_required: bool) -> Value {
+/// What the configuration switches on, as discovery tells it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offers {
+    /// `/register` is open to anyone or to holders of an initial access token.
+    pub registration: bool,
+    /// Every authorization request must be pushed (RFC 9126 §5).
+    pub par_required: bool,
+    /// An https `client_id` is taken as a client ID metadata document's URL.
+    pub client_id_metadata_documents: bool,
+}
+
+/// The metadata document for `issuer`.
+pub fn metadata(issuer: &str, offers: Offers) -> Value {
+    let Offers {
+        registration,
+        par_required,
+        client_id_metadata_documents,
+    } = offers;
     let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}/authorize"),
@@ -43,6 +57,7 @@ pub fn metadata(issuer: &str, registration: bool, par_required: bool) -> Value {
         "frontchannel_logout_supported": false,
         "backchannel_logout_supported": true,
         "backchannel_logout_session_supported": true,
+        "client_id_metadata_document_supported": client_id_metadata_documents,
     });
     doc["dpop_signing_alg_values_supported"] = json!(
         super::dpop::PROOF_ALGS
@@ -62,7 +77,7 @@ mod tests {
 
     #[test]
     fn endpoints_are_derived_from_the_issuer() {
-        let m = metadata("https://id.example.com", false, false);
+        let m = metadata("https://id.example.com", Offers::default());
         assert!(m.get("registration_endpoint").is_none());
         assert_eq!(m["issuer"], "https://id.example.com");
         assert_eq!(m["jwks_uri"], "https://id.example.com/jwks.json");

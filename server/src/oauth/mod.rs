@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod claims;
 pub mod client;
 pub mod client_auth;
+pub mod client_document;
 pub mod device;
 pub mod discovery;
 pub mod dpop;

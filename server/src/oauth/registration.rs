@@ -173,6 +173,40 @@ impl RegistrationRequest {
     }
 }
 
+/// `registration.policy = "open_public"`: what anyone may register. A public client
+/// (`token_endpoint_auth_method` `none`) of the code flow, with refresh tokens, whose redirect
+/// URIs are https or on a loopback address (a native app or an agent on the user's machine).
+/// No client_credentials, device code or token exchange, no administrator scopes (those are
+/// refused for every registrant already).
+pub fn open_public(m: &ClientMetadata) -> Result<(), MetadataError> {
+    if m.token_endpoint_auth_method != AuthMethod::None {
+        return Err(meta(
+            "open registration takes public clients only: token_endpoint_auth_method must be none",
+        ));
+    }
+    if m.grant_types
+        .iter()
+        .any(|g| !matches!(g, GrantType::AuthorizationCode | GrantType::RefreshToken))
+    {
+        return Err(meta(
+            "open registration takes authorization_code and refresh_token only",
+        ));
+    }
+    for uri in m.redirect_uris.iter().chain(&m.post_logout_redirect_uris) {
+        let ok = url::Url::parse(uri).is_ok_and(|u| {
+            u.scheme() == "https"
+                || (u.scheme() == "http"
+                    && u.host_str().is_some_and(crate::config::is_loopback_host))
+        });
+        if !ok {
+            return Err(MetadataError::InvalidRedirectUri(format!(
+                "open registration takes https or loopback (http://127.0.0.1) redirect URIs only: {uri}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +222,23 @@ mod tests {
 
     fn reg(json: &str) -> Result<ClientMetadata, MetadataError> {
         RegistrationRequest::parse(json.as_bytes())?.into_metadata()
+    }
+
+    #[test]
+    fn open_public_takes_public_code_flow_clients_with_loopback_or_https_redirects() {
+        let ok = |json: &str| open_public(&reg(json).unwrap());
+        ok(r#"{"redirect_uris":["http://127.0.0.1:4711/cb","https://app.example/cb"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}"#).unwrap();
+        let e = ok(r#"{"redirect_uris":["https://app.example/cb"]}"#).unwrap_err();
+        assert!(e.description().contains("public clients only"), "{e}");
+        let e =
+            ok(r#"{"redirect_uris":["com.example.app:/cb"],"token_endpoint_auth_method":"none"}"#)
+                .unwrap_err();
+        assert_eq!(e.code(), "invalid_redirect_uri");
+        let e = ok(r#"{"grant_types":["urn:ietf:params:oauth:grant-type:device_code"],"token_endpoint_auth_method":"none"}"#).unwrap_err();
+        assert!(
+            e.description()
+                .contains("authorization_code and refresh_token only")
+        );
     }
 
     #[test]

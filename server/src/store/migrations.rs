@@ -108,6 +108,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "resource_indicators",
         include_str!("../../../migrations/sqlite/0020_resource_indicators.sql"),
     ),
+    (
+        21,
+        "agents",
+        include_str!("../../../migrations/sqlite/0021_agents.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -210,6 +215,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         20,
         "resource_indicators",
         include_str!("../../../migrations/postgres/0020_resource_indicators.sql"),
+    ),
+    (
+        21,
+        "agents",
+        include_str!("../../../migrations/postgres/0021_agents.sql"),
     ),
 ];
 

@@ -163,4 +163,22 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+
+    /// Removes the clients nobody vouches for (open registrations, copies of client ID
+    /// metadata documents) made before `cutoff` that got no grant since and hold no live
+    /// refresh token; their consents go with them. Returns how many.
+    pub async fn purge_unused_clients(&self, cutoff: i64, now: i64) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM clients WHERE origin IS NOT NULL AND created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM grants g \
+                 WHERE g.client_id = clients.client_id AND g.created_at >= $1) \
+             AND NOT EXISTS (SELECT 1 FROM refresh_tokens r \
+                 WHERE r.client_id = clients.client_id AND r.expires_at > $2 AND r.rotated_at IS NULL)",
+        )
+        .bind(cutoff)
+        .bind(now)
+        .execute_w(self)
+        .await?;
+        Ok(r.rows_affected())
+    }
 }

@@ -169,6 +169,7 @@ async fn clients_store_only_the_secret_digest() {
             client_id: "c1",
             secret_digest: Some("p1$digest"),
             metadata: r#"{"client_name":"App"}"#,
+            origin: None,
             now: NOW,
         };
         store.create_client(&c).await.unwrap();
@@ -181,6 +182,108 @@ async fn clients_store_only_the_secret_digest() {
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(store.client_by_id("c2").await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unused_self_registered_clients_are_removed_and_used_ones_kept() {
+    each_backend(|store| async move {
+        let day = 86_400;
+        let old = NOW - 40 * day;
+        for (id, origin) in [
+            ("admin", None),
+            ("anon-unused", Some(ORIGIN_ANONYMOUS)),
+            ("anon-granted", Some(ORIGIN_ANONYMOUS)),
+            ("anon-refreshing", Some(ORIGIN_ANONYMOUS)),
+        ] {
+            store
+                .create_client(&NewClient {
+                    client_id: id,
+                    secret_digest: None,
+                    metadata: "{}",
+                    origin,
+                    now: old,
+                })
+                .await
+                .unwrap();
+        }
+        assert!(store.put_document_client("https://a.example/doc", "{}", old, old + 60).await.unwrap());
+        let exec = |sql: &'static str, id: &'static str, at: i64| {
+            let pool = store.pool.clone();
+            async move {
+                sqlx::query(sql).bind(id).bind(at).execute(&pool).await.unwrap();
+            }
+        };
+        exec(
+            "INSERT INTO grants (id, client_id, user_id, created_at, expires_at) VALUES ('g1', $1, 'u', $2, $2 + 999999)",
+            "anon-granted",
+            NOW - day,
+        )
+        .await;
+        exec(
+            "INSERT INTO refresh_tokens (token_digest, grant_id, client_id, user_id, scope, auth_time, amr, acr, created_at, expires_at) \
+             VALUES ('rt', 'g0', $1, 'u', 'openid', 0, '[]', '1', $2 - 999999, $2 + 999999)",
+            "anon-refreshing",
+            NOW,
+        )
+        .await;
+        let removed = store.purge_unused_clients(NOW - 30 * day, NOW).await.unwrap();
+        assert_eq!(removed, 2, "the unused anonymous client and the document copy");
+        for (id, kept) in [
+            ("admin", true),
+            ("anon-unused", false),
+            ("anon-granted", true),
+            ("anon-refreshing", true),
+            ("https://a.example/doc", false),
+        ] {
+            assert_eq!(store.client_by_id(id).await.unwrap().is_some(), kept, "{id}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_document_never_overwrites_a_registered_client() {
+    each_backend(|store| async move {
+        let url = "https://app.example/client.json";
+        store
+            .create_client(&NewClient {
+                client_id: url,
+                secret_digest: None,
+                metadata: "registered",
+                origin: None,
+                now: NOW,
+            })
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .put_document_client(url, "doc", NOW, NOW + 60)
+                .await
+                .unwrap()
+        );
+        let got = store.client_by_id(url).await.unwrap().unwrap();
+        assert_eq!((got.metadata.as_str(), got.origin), ("registered", None));
+
+        let doc = "https://app.example/other.json";
+        assert!(
+            store
+                .put_document_client(doc, "v1", NOW, NOW + 60)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .put_document_client(doc, "v2", NOW + 61, NOW + 120)
+                .await
+                .unwrap()
+        );
+        let got = store.client_by_id(doc).await.unwrap().unwrap();
+        assert_eq!(got.metadata, "v2");
+        assert_eq!(got.origin.as_deref(), Some(ORIGIN_DOCUMENT));
+        assert_eq!(got.document_expires_at, Some(NOW + 120));
+        assert_eq!(got.created_at, NOW, "a refetch keeps the row");
     })
     .await;
 }

@@ -115,6 +115,7 @@ messages! {
     RedirectUriUnregistered = "authorize.redirect_uri_unregistered",
     UnknownClient = "authorize.unknown_client",
     ClientNotRegistered = "client.not_registered",
+    ClientDocumentRefused = "client.document_refused",
     ParamRepeated = "params.repeated",
     ParamTooLong = "params.too_long",
     ParamsTooMany = "params.too_many",
