@@ -144,7 +144,7 @@ fn authorize(server: &Server, client_id: &str, redirect: &str, resource: &str) -
 
 /// Signs in (once per browser) and returns the consent page's HTML, then allows and returns
 /// where the browser is sent.
-async fn consent_and_allow(
+pub async fn consent_and_allow(
     b: &reqwest::Client,
     server: &Server,
     url: &str,

@@ -428,3 +428,82 @@ async fn registration_without_scope_allows_the_standard_oidc_scopes() {
         server.stop().await;
     }
 }
+
+/// `registration.policy = "open-public"`: anyone may register a public client of the code
+/// flow with https or loopback redirect URIs, and nothing more; the consent page says nobody
+/// checked it, and it cannot update itself out of those bounds.
+#[tokio::test]
+async fn open_public_registration_takes_public_code_flow_clients_only() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "[registration]\npolicy = \"open-public\"");
+        let f = crate::flow::fixture(&env, &[]).await;
+        let server = Server::start(env.config()).await;
+        let refused = |body: Value, code: &'static str| {
+            let server = &server;
+            async move {
+                let r = register(server, None, &body).await;
+                assert_eq!(r.status(), 400, "{body}");
+                let e: Value = r.json().await.unwrap();
+                assert_eq!(e["error"], code, "{e}");
+                e["error_description"].as_str().unwrap().to_owned()
+            }
+        };
+        let why = refused(json!({"redirect_uris": [REDIRECT]}), "invalid_client_metadata").await;
+        assert!(why.contains("public clients only"), "{why}");
+        refused(
+            json!({"redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none"}),
+            "invalid_redirect_uri",
+        )
+        .await;
+        refused(
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            "invalid_client_metadata",
+        )
+        .await;
+
+        let r = register(
+            &server,
+            None,
+            &json!({
+                "client_name": "Some Agent",
+                "redirect_uris": [REDIRECT, "http://127.0.0.1:33418/callback"],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+            }),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        let c: Value = r.json().await.unwrap();
+        assert!(c.get("client_secret").is_none(), "{c}");
+        let client_id = c["client_id"].as_str().unwrap();
+
+        let (consent, back) = crate::cimd::consent_and_allow(
+            &browser(),
+            &server,
+            &authorize_url(&server, client_id, &[]),
+            &f.email,
+        )
+        .await;
+        assert!(consent.contains("Unverified application"), "{consent}");
+        assert!(consent.contains("It registered itself"), "{consent}");
+        assert!(consent.contains("rp.example.com"), "{consent}");
+        assert!(back.starts_with(REDIRECT), "{back}");
+
+        // RFC 7592: it cannot update itself into a confidential or client_credentials client.
+        let r = http()
+            .put(server.url(&format!("/register/{client_id}")))
+            .bearer_auth(c["registration_access_token"].as_str().unwrap())
+            .json(&json!({
+                "client_id": client_id,
+                "redirect_uris": ["https://evil.example/cb", "myapp:/cb"],
+                "token_endpoint_auth_method": "none",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"], "invalid_redirect_uri", "{e}");
+        server.stop().await;
+    }
+}
