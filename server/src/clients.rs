@@ -136,12 +136,23 @@ fn client_from_row(row: StoredClient) -> Result<Client, StoreError> {
 }
 
 impl Clients<'_> {
-    /// The client of `client_id`, when there is one that may be used.
+    /// The client of `client_id` as stored, for showing its name or sending it a
+    /// back-channel logout: a document client's stored copy is taken even when it is due for
+    /// a refetch, and nothing is fetched. Requests that act as the client use [`Self::lookup`].
     pub async fn find(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        Ok(match self.lookup(client_id).await? {
-            Lookup::Found(c) => Some(c),
-            Lookup::Unknown | Lookup::Refused(_) => None,
-        })
+        if client_id.len() > client_document::MAX_URL_LEN {
+            return Ok(None);
+        }
+        if self.cache_ttl > 0
+            && let Some(c) = self.cache.get(client_id, self.now, self.cache_ttl)
+        {
+            return Ok(Some((*c).clone()));
+        }
+        self.store
+            .client_by_id(client_id)
+            .await?
+            .map(client_from_row)
+            .transpose()
     }
 
     /// The client of `client_id`: a registered one, or one known by the client ID metadata

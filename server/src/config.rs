@@ -669,6 +669,9 @@ pub struct TokensConfig {
     pub discover_resources: bool,
     #[serde(with = "humantime_serde")]
     pub resource_metadata_cache: Duration,
+    /// Also fetch resource metadata over http:// and from loopback addresses (never other
+    /// private ones): only for labs and tests, where the resource server runs on this machine.
+    pub danger_allow_http_and_loopback_resources: bool,
 }
 
 impl Default for TokensConfig {
@@ -683,6 +686,7 @@ impl Default for TokensConfig {
             resources: Vec::new(),
             discover_resources: false,
             resource_metadata_cache: Duration::from_secs(60 * 60),
+            danger_allow_http_and_loopback_resources: false,
         }
     }
 }

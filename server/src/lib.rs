@@ -9,6 +9,7 @@
 //! CI runs it.
 
 pub mod access;
+pub mod audiences;
 pub mod cli;
 pub mod clients;
 pub mod clock;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub logout_guard: Arc<crate::outbound::Guard>,
     /// Fetches client ID metadata documents (`client_id_metadata`).
     pub document_guard: Arc<crate::outbound::Guard>,
+    /// Fetches resource servers' RFC 9728 metadata (`tokens.discover_resources`).
+    pub resource_guard: Arc<crate::outbound::Guard>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -151,6 +153,11 @@ impl AppState {
             crate::outbound::Guard::new(false, roots.clone())
         }
         .with_timeout(cimd.fetch_timeout);
+        let resource_guard = if config.tokens.danger_allow_http_and_loopback_resources {
+            crate::outbound::Guard::loopback(roots.clone())
+        } else {
+            crate::outbound::Guard::new(false, roots.clone())
+        };
         let logout_guard = if config.backchannel_logout.danger_allow_insecure_uri {
             crate::outbound::Guard::insecure(roots)
         } else {
@@ -159,6 +166,7 @@ impl AppState {
         Ok(Self {
             logout_guard: Arc::new(logout_guard),
             document_guard: Arc::new(document_guard),
+            resource_guard: Arc::new(resource_guard),
             trusted_issuers: Arc::new(trusted_issuers),
             views,
             mailer: Arc::new(mailer),
@@ -232,6 +240,18 @@ impl AppState {
             trusted_issuers: &self.trusted_issuers,
             issuer: &self.config.issuer,
             tokens: &self.config.tokens,
+            resource_guard: &self.resource_guard,
+        }
+    }
+
+    /// Which audiences a client's tokens may have, at this instant.
+    pub fn audiences(&self) -> crate::audiences::Audiences<'_> {
+        crate::audiences::Audiences {
+            store: &self.store,
+            guard: &self.resource_guard,
+            issuer: &self.config.issuer,
+            tokens: &self.config.tokens,
+            now: self.clock.now(),
         }
     }
 

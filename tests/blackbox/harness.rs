@@ -71,9 +71,14 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: Config) -> Self {
+        Self::start_at(config, "127.0.0.1:0").await
+    }
+
+    /// Listening on `addr`: for tests whose issuer must be where the server is.
+    pub async fn start_at(config: Config, addr: &str) -> Self {
         let clock = Arc::new(ManualClock::new(SystemClock.now()));
         let state = AppState::build(config, clock.clone()).await.unwrap();
-        let running = latchkey::server::start(state.clone(), "127.0.0.1:0".parse().unwrap(), false)
+        let running = latchkey::server::start(state.clone(), addr.parse().unwrap(), false)
             .await
             .unwrap();
         Self {

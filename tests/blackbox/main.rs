@@ -19,6 +19,7 @@ mod harness;
 mod input;
 mod keys;
 mod mail;
+mod mcp;
 mod messages;
 mod oidc;
 mod par;

@@ -448,7 +448,11 @@ async fn open_public_registration_takes_public_code_flow_clients_only() {
                 e["error_description"].as_str().unwrap().to_owned()
             }
         };
-        let why = refused(json!({"redirect_uris": [REDIRECT]}), "invalid_client_metadata").await;
+        let why = refused(
+            json!({"redirect_uris": [REDIRECT]}),
+            "invalid_client_metadata",
+        )
+        .await;
         assert!(why.contains("public clients only"), "{why}");
         refused(
             json!({"redirect_uris": ["com.example.app:/cb"], "token_endpoint_auth_method": "none"}),

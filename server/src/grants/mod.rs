@@ -44,6 +44,8 @@ pub struct TokenContext<'a> {
     pub trusted_issuers: &'a TrustedIssuers,
     pub issuer: &'a str,
     pub tokens: &'a TokensConfig,
+    /// Fetches resource servers' RFC 9728 metadata (`tokens.discover_resources`).
+    pub resource_guard: &'a crate::outbound::Guard,
 }
 
 impl<'a> TokenContext<'a> {
@@ -57,10 +59,22 @@ impl<'a> TokenContext<'a> {
         }
     }
 
-    /// Whether a token of `client` may have `aud`: the issuer, or a resource server that is
-    /// configured and given to it (RFC 8707 `resource`, RFC 8693 `audience`).
-    fn may_have(&self, client: &Client, aud: &str) -> bool {
-        client.may_have_audience(self.issuer, &self.tokens.resources, aud)
+    /// Whether a token of `client` may have `aud` (RFC 8707 `resource`, RFC 8693
+    /// `audience`): see [`crate::audiences`].
+    async fn may_have(&self, client: &Client, aud: &str, now: i64) -> Result<bool, TokenError> {
+        crate::audiences::Audiences {
+            store: self.store,
+            guard: self.resource_guard,
+            issuer: self.issuer,
+            tokens: self.tokens,
+            now,
+        }
+        .may_have(client, aud)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "checking a resource failed");
+            err(T::ServerError, "server error")
+        })
     }
 }
 
@@ -85,7 +99,7 @@ impl<'a> TokenRequest<'a> {
     /// RFC 6749 §4.1.3, §5.2: `grant_type` is required and must be one we support
     /// (`unsupported_grant_type`) and the client's (`unauthorized_client`); RFC 8707 §2.2: a
     /// `resource` must be one this client may have tokens for (`invalid_target`).
-    pub fn new(
+    pub async fn new(
         ctx: &TokenContext<'_>,
         client: &'a Client,
         params: &'a Params,
@@ -115,7 +129,7 @@ impl<'a> TokenRequest<'a> {
         }
         let audience = match params.get("resource") {
             None => ctx.issuer.to_owned(),
-            Some(r) if ctx.may_have(client, r) => r.to_owned(),
+            Some(r) if ctx.may_have(client, r, now).await? => r.to_owned(),
             Some(_) => {
                 return Err(err(
                     T::InvalidTarget,

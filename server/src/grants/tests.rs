@@ -35,6 +35,7 @@ struct Fixture {
     keks: Arc<KekRing>,
     trusted: TrustedIssuers,
     config: Config,
+    resource_guard: crate::outbound::Guard,
     _db: TestDb,
 }
 
@@ -70,6 +71,7 @@ async fn fixtures() -> Vec<Fixture> {
             keks,
             trusted: TrustedIssuers::from_config(&config).unwrap(),
             config,
+            resource_guard: crate::outbound::Guard::new(false, Vec::new()),
             _db: db,
         });
     }
@@ -98,6 +100,7 @@ impl Fixture {
             trusted_issuers: &self.trusted,
             issuer: ISSUER,
             tokens: &self.config.tokens,
+            resource_guard: &self.resource_guard,
         }
     }
 
@@ -228,7 +231,8 @@ impl Fixture {
             Some("test"),
             jkt,
             now,
-        )?;
+        )
+        .await?;
         redeem(&ctx, &req).await
     }
 

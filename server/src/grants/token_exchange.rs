@@ -79,7 +79,7 @@ pub async fn redeem(
     }
     let audience = match params.get("audience") {
         None => req.audience.clone(),
-        Some(a) if ctx.may_have(client, a) => a.to_owned(),
+        Some(a) if ctx.may_have(client, a, now).await? => a.to_owned(),
         Some(_) => {
             return Err(err(
                 T::InvalidTarget,

@@ -354,7 +354,7 @@ async fn run_with(
     // RFC 8707 §2: a resource this client may have tokens for (configured and given to it,
     // or one of our own APIs).
     if let Some(r) = &request.resource
-        && !client.may_have_audience(&state.config.issuer, &state.config.tokens.resources, r)
+        && !state.audiences().may_have(&client, r).await?
     {
         return fail(
             E::InvalidTarget,

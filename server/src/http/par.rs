@@ -79,7 +79,7 @@ async fn accept(req: &Request, body: poem::Body, state: &AppState) -> Result<Res
     let pushed = pushable(&client, params)?;
     // RFC 8707 §2: a resource this client may have tokens for, refused here as JSON.
     if let Some(r) = pushed.get("resource")
-        && !client.may_have_audience(&state.config.issuer, &state.config.tokens.resources, r)
+        && !state.audiences().may_have(&client, r).await?
     {
         return Err(ApiError::Pushed(AuthorizeError::new(
             E::InvalidTarget,

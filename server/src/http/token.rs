@@ -47,6 +47,7 @@ async fn handle(
         agent.as_deref(),
         proof.as_ref().map(|p| p.jkt.as_str()),
         state.clock.now(),
-    )?;
+    )
+    .await?;
     grants::redeem(&ctx, &request).await
 }

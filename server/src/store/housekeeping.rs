@@ -24,8 +24,12 @@ impl Store {
     /// initial access tokens, expired mailed links and unused expired invitations. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 15] = [
+        let statements: [(&str, i64); 16] = [
             ("DELETE FROM pushed_requests WHERE expires_at < $1", now),
+            (
+                "DELETE FROM discovered_resources WHERE expires_at < $1",
+                now,
+            ),
             // The retry grace of a rotated refresh token is over: its successor, sealed for
             // the retry, goes (the digest stays, for replay detection).
             (

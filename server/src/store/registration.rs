@@ -181,4 +181,43 @@ impl Store {
         .await?;
         Ok(r.rows_affected())
     }
+
+    /// What the RFC 9728 metadata of `resource` said (does it name this issuer?), while the
+    /// answer is still to be used.
+    pub async fn discovered_resource(
+        &self,
+        resource: &str,
+        now: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let row: Option<i64> = sqlx::query_scalar(
+            "SELECT authorized FROM discovered_resources WHERE resource = $1 AND expires_at > $2",
+        )
+        .bind(resource)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|a| a != 0))
+    }
+
+    pub async fn put_discovered_resource(
+        &self,
+        resource: &str,
+        authorized: bool,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO discovered_resources (resource, authorized, fetched_at, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (resource) DO UPDATE SET \
+             authorized = excluded.authorized, fetched_at = excluded.fetched_at, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(resource)
+        .bind(i64::from(authorized))
+        .bind(now)
+        .bind(expires_at)
+        .execute_w(self)
+        .await?;
+        Ok(())
+    }
 }
