@@ -71,10 +71,7 @@ fn document(Data(me): Data<&Arc<Me>>) -> Response {
 }
 
 #[handler]
-async fn callback(
-    Query(params): Query<Callback>,
-    Data(me): Data<&Arc<Me>>,
-) -> &'static str {
+async fn callback(Query(params): Query<Callback>, Data(me): Data<&Arc<Me>>) -> &'static str {
     if let Some(tx) = me.callback.lock().await.take() {
         let _ = tx.send(params).await;
     }
@@ -134,6 +131,10 @@ async fn main() -> Result<(), Error> {
     // 2. RFC 9728: the resource and its authorization server.
     let pr: Value = http.get(&metadata_url).send().await?.json().await?;
     let resource = pr["resource"].as_str().ok_or("no resource")?.to_owned();
+    // RFC 9728 §3.3: the metadata must be about the server we called.
+    if resource != mcp {
+        return Err(format!("the metadata describes {resource}, not {mcp}").into());
+    }
     let issuer = pr["authorization_servers"][0]
         .as_str()
         .ok_or("no authorization server")?

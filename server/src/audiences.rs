@@ -30,7 +30,12 @@ impl Audiences<'_> {
         if client.may_have_audience(self.issuer, &self.tokens.resources, aud) {
             return Ok(true);
         }
-        if !self.tokens.discover_resources {
+        // What is configured here is decided here: a configured resource not given to this
+        // client stays refused even though its own metadata names us.
+        let known = aud == self.issuer
+            || crate::oauth::resource::by_id(self.issuer, aud).is_some()
+            || self.tokens.resources.iter().any(|r| r == aud);
+        if known || !self.tokens.discover_resources {
             return Ok(false);
         }
         self.names_us(aud).await

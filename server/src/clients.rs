@@ -10,7 +10,9 @@ use crate::outbound::{FetchError, Guard, JwksFetcher};
 use crate::secrets::Pepper;
 use crate::secrets::{ClientSecret, Purpose, random_token};
 use crate::store::Store;
-use crate::store::{NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, StoreError, StoredClient};
+use crate::store::{
+    NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, ORIGIN_OPEN_PUBLIC, StoreError, StoredClient,
+};
 
 /// What working with clients needs: the store, the pepper (secrets are digests), the cache of
 /// recently read clients and its lifetime, the fetcher of clients' `jwks_uri`, who we are (an
@@ -27,6 +29,9 @@ pub struct Clients<'a> {
     /// Client ID metadata documents: the rules, and the fetcher.
     pub documents: &'a ClientIdMetadataConfig,
     pub document_guard: &'a Guard,
+    /// The address of the request, when one is being served: fetching documents is limited
+    /// per address ([`DOCUMENT_FETCHES`]).
+    pub peer: Option<&'a str>,
     pub issuer: &'a str,
     pub now: i64,
 }
@@ -59,6 +64,7 @@ impl Clients<'_> {
                 origin: match origin {
                     ClientOrigin::Registered => None,
                     ClientOrigin::Anonymous => Some(ORIGIN_ANONYMOUS),
+                    ClientOrigin::OpenPublic => Some(ORIGIN_OPEN_PUBLIC),
                     ClientOrigin::Document => Some(ORIGIN_DOCUMENT),
                 },
                 now,
@@ -109,6 +115,10 @@ const MAX_REQUEST_OBJECT_LIFETIME: i64 = 3600;
 /// Longest lifetime accepted for a client assertion: its jti is remembered that long.
 const MAX_ASSERTION_LIFETIME: i64 = 600;
 
+/// Client ID metadata documents one address may make us fetch per clock hour (a copy still
+/// fresh costs nothing): anyone can name any URL, so this bounds what they can make us do.
+pub const DOCUMENT_FETCHES: i64 = 120;
+
 /// What a client id comes to.
 #[allow(clippy::large_enum_variant)] // Found is the common case; boxing it costs every lookup.
 pub enum Lookup {
@@ -130,6 +140,7 @@ fn client_from_row(row: StoredClient) -> Result<Client, StoreError> {
         origin: match row.origin.as_deref() {
             Some(ORIGIN_DOCUMENT) => ClientOrigin::Document,
             Some(ORIGIN_ANONYMOUS) => ClientOrigin::Anonymous,
+            Some(ORIGIN_OPEN_PUBLIC) => ClientOrigin::OpenPublic,
             _ => ClientOrigin::Registered,
         },
     })
@@ -211,11 +222,33 @@ impl Clients<'_> {
             return refuse(format!("documents from {host} are not accepted here"));
         }
         let now = self.now;
-        if let Some(row) = stored
+        if let Some(row) = &stored
             && row.document_expires_at.is_some_and(|at| at > now)
         {
-            return Ok(Lookup::Found(client_from_row(row)?));
+            return Ok(Lookup::Found(client_from_row(row.clone())?));
         }
+        if self.peer.is_some() {
+            let limit = (DOCUMENT_FETCHES, 3600);
+            let wait = crate::signin::throttle::quota(
+                self.store,
+                self.pepper,
+                "document-fetch",
+                self.peer,
+                limit,
+                now,
+            )
+            .await?;
+            if wait > 0 {
+                return refuse(format!(
+                    "too many client ID metadata documents fetched for this address; retry in {wait} s"
+                ));
+            }
+        }
+        // What an administrator set on this client (resources it may have) outlives a refetch.
+        let admin_set = stored
+            .as_ref()
+            .and_then(|row| serde_json::from_str::<ClientMetadata>(&row.metadata).ok())
+            .map(|m| (m.resources, m.serves, m.first_party));
         let max = rules.max_bytes;
         let fetched = match self
             .document_guard
@@ -234,10 +267,14 @@ impl Clients<'_> {
                     humantime::format_duration(rules.fetch_timeout)
                 ));
             }
-            Err(FetchError::Refused(why)) => return refuse(why),
-            Err(FetchError::Failed(e)) => {
+            // What the host resolves to, or why it does not, stays in the log: the answer
+            // must not map names inside our network for whoever asks.
+            Err(FetchError::Refused(e) | FetchError::Failed(e)) => {
                 tracing::info!(client = %client_id, error = %e, "fetching a client ID metadata document failed");
-                return refuse("the client ID metadata document could not be fetched".into());
+                return refuse(
+                    "the client ID metadata document could not be fetched from a public address"
+                        .into(),
+                );
             }
         };
         match fetched.status {
@@ -249,12 +286,17 @@ impl Clients<'_> {
             }
             s => return refuse(format!("the client_id URL answered HTTP {s}, not 200")),
         }
-        let metadata = match client_document::parse(client_id, &fetched.body) {
+        let mut metadata = match client_document::parse(client_id, &fetched.body) {
             Ok(m) => m,
             Err(why) => {
                 return refuse(format!("the client ID metadata document is invalid: {why}"));
             }
         };
+        if let Some((resources, serves, first_party)) = admin_set {
+            metadata.resources = resources;
+            metadata.serves = serves;
+            metadata.first_party = first_party;
+        }
         let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let lifetime = client_document::lifetime(
             fetched.cache_control.as_deref(),

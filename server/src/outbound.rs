@@ -123,6 +123,19 @@ impl Guard {
         accept: &str,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
+        // One deadline for all of it: resolving, connecting, the answer.
+        tokio::time::timeout(self.timeout, self.get_within(uri, what, accept, max_bytes))
+            .await
+            .map_err(|_| FetchError::TimedOut)?
+    }
+
+    async fn get_within(
+        &self,
+        uri: &str,
+        what: &str,
+        accept: &str,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
         let (client, url) = self.pinned(uri, what).await.map_err(FetchError::Refused)?;
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {

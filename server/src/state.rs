@@ -277,6 +277,7 @@ impl AppState {
             jwks: &self.client_jwks,
             documents: &self.config.client_id_metadata,
             document_guard: &self.document_guard,
+            peer: None,
             issuer: &self.config.issuer,
             now: self.clock.now(),
         }

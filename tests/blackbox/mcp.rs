@@ -121,6 +121,40 @@ async fn an_mcp_client_goes_from_a_401_to_a_token_for_the_mcp_server_with_no_ope
             Some("invalid_target"),
             "{back}"
         );
+        // A resource configured here but given to no client stays refused, although its own
+        // metadata names this issuer: configuration decides, not the resource.
+        let mut config = env.config();
+        config.tokens.resources.push(resource.clone());
+        let strict = Server::start(config).await;
+        u.query_pairs_mut()
+            .clear()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair(
+                "redirect_uri",
+                &client_id.replace("client.json", "callback"),
+            )
+            .append_pair("scope", "mcp:tools")
+            .append_pair("state", "s")
+            .append_pair(
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            )
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", &resource);
+        let r = crate::flow::browser()
+            .get(strict.url(&format!("/authorize?{}", u.query().unwrap())))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let back = crate::flow::location(&r);
+        assert_eq!(
+            crate::flow::query_param(&back, "error").as_deref(),
+            Some("invalid_target"),
+            "{back}"
+        );
+        strict.stop().await;
         drop(mcp);
         server.stop().await;
     }

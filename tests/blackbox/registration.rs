@@ -493,21 +493,49 @@ async fn open_public_registration_takes_public_code_flow_clients_only() {
         assert!(consent.contains("rp.example.com"), "{consent}");
         assert!(back.starts_with(REDIRECT), "{back}");
 
-        // RFC 7592: it cannot update itself into a confidential or client_credentials client.
-        let r = http()
-            .put(server.url(&format!("/register/{client_id}")))
-            .bearer_auth(c["registration_access_token"].as_str().unwrap())
-            .json(&json!({
-                "client_id": client_id,
-                "redirect_uris": ["https://evil.example/cb", "myapp:/cb"],
-                "token_endpoint_auth_method": "none",
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400);
-        let e: Value = r.json().await.unwrap();
-        assert_eq!(e["error"], "invalid_redirect_uri", "{e}");
+        // RFC 7592: it cannot update itself out of open_public's bounds, even once the
+        // policy has changed (a custom scheme and the device grant are fine for others).
+        server.stop().await;
+        let mut config = env.config();
+        config.registration.policy = latchkey::config::RegistrationPolicy::InitialAccessToken;
+        let server = Server::start(config).await;
+        let update = |body: Value| {
+            let (server, client_id) = (&server, client_id.to_owned());
+            let token = c["registration_access_token"].as_str().unwrap().to_owned();
+            async move {
+                let mut body = body;
+                body["client_id"] = json!(client_id);
+                let r = http()
+                    .put(server.url(&format!("/register/{client_id}")))
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let (status, e) = update(json!({
+            "redirect_uris": ["com.example.app:/cb"],
+            "token_endpoint_auth_method": "none",
+        }))
+        .await;
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (400, Some("invalid_redirect_uri")),
+            "{e}"
+        );
+        let (status, e) = update(json!({
+            "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"],
+        }))
+        .await;
+        assert_eq!(
+            (status, e["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{e}"
+        );
         server.stop().await;
     }
 }

@@ -97,7 +97,7 @@ async fn signed_request(
 ) -> Result<Response, PageError> {
     let object = params.remove("request").unwrap_or_default();
     let client = match params.get("client_id") {
-        Some(id) => load_client(state, id).await?,
+        Some(id) => load_client(state, req, id).await?,
         None => None,
     };
     let Some(client) = client else {
@@ -260,9 +260,18 @@ pub fn is_form(req: &Request) -> bool {
 /// The client of `client_id`; none when there is none. A client ID metadata document that
 /// cannot be used is an error page that says why (RFC 6749 §4.1.2.1: an invalid client is
 /// told to the user, never redirected to).
-pub async fn load_client(state: &AppState, client_id: &str) -> Result<Option<Client>, PageError> {
+pub async fn load_client(
+    state: &AppState,
+    req: &Request,
+    client_id: &str,
+) -> Result<Option<Client>, PageError> {
     use crate::clients::Lookup;
-    match state.clients().lookup(client_id).await {
+    let ip = super::browser::client_ip(state, req);
+    let clients = crate::clients::Clients {
+        peer: ip.as_deref(),
+        ..state.clients()
+    };
+    match clients.lookup(client_id).await {
         Ok(Lookup::Found(c)) => Ok(Some(c)),
         Ok(Lookup::Unknown) => Ok(None),
         Ok(Lookup::Refused(why)) => Err(PageError::Why {
@@ -307,7 +316,7 @@ async fn run_with(
         None => take_pushed_mark(state, req, &mut params, now),
     };
     let client = match params.get("client_id") {
-        Some(id) => load_client(state, id).await?,
+        Some(id) => load_client(state, req, id).await?,
         None => None,
     };
     let request = match validate(&params, client.as_ref()) {

@@ -122,6 +122,11 @@ pub(super) async fn authenticated_client(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let creds = presented(authorization, &params)?;
-    let client = state.clients().authenticate(&creds).await?;
+    let ip = super::browser::client_ip(state, req);
+    let clients = crate::clients::Clients {
+        peer: ip.as_deref(),
+        ..state.clients()
+    };
+    let client = clients.authenticate(&creds).await?;
     Ok((client, params))
 }

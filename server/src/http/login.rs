@@ -118,7 +118,7 @@ pub async fn retry_page(
     status: StatusCode,
 ) -> Result<Response, PageError> {
     let client = match request.get("client_id") {
-        Some(id) => load_client(state, id).await?,
+        Some(id) => load_client(state, req, id).await?,
         None => None,
     };
     Ok(match client {

@@ -72,7 +72,7 @@ pub async fn logout(
         .map(|(aud, _, _)| aud.clone())
         .or_else(|| params.get("client_id").map(str::to_owned));
     let client = match &client_id {
-        Some(id) => match load_client(state, id).await? {
+        Some(id) => match load_client(state, req, id).await? {
             Some(c) => Some(c),
             None => return bad(Msg::ClientNotRegistered),
         },

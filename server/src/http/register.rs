@@ -141,7 +141,8 @@ pub async fn register(
     // Nobody vouches for a client anyone could register: the consent page says so, and
     // housekeeping removes it when it goes unused (`registration.unused_expiry`).
     let origin = match policy {
-        RegistrationPolicy::Open | RegistrationPolicy::OpenPublic => ClientOrigin::Anonymous,
+        RegistrationPolicy::Open => ClientOrigin::Anonymous,
+        RegistrationPolicy::OpenPublic => ClientOrigin::OpenPublic,
         _ => ClientOrigin::Registered,
     };
     let (client_id, secret) = state.clients().create(&metadata, origin).await?;
@@ -309,10 +310,9 @@ pub async fn update(
     metadata.token_exchange_impersonation = current.token_exchange_impersonation;
     metadata.resources = current.resources;
     metadata.serves = current.serves;
-    // A client anyone registered stays within what anyone may register.
-    if client.origin == ClientOrigin::Anonymous
-        && state.config.registration.policy == RegistrationPolicy::OpenPublic
-    {
+    // A client anyone registered under open_public stays within it, whatever the policy
+    // is now.
+    if client.origin == ClientOrigin::OpenPublic {
         open_public(&metadata).map_err(ApiError::Registration)?;
     }
     let was_public = client.metadata.token_endpoint_auth_method == AuthMethod::None;

@@ -147,8 +147,11 @@ pub struct Client {
 pub enum ClientOrigin {
     /// An administrator (the CLI), or a registrant holding an initial access token.
     Registered,
-    /// Anyone: open dynamic registration. Shown as unverified; removed when unused.
+    /// Anyone: `registration.policy = "open"`. Shown as unverified.
     Anonymous,
+    /// Anyone, within what `open_public` allows (a public code-flow client), which binds it
+    /// for good (RFC 7592 updates too). Shown as unverified; removed when unused.
+    OpenPublic,
     /// A client ID metadata document at the https URL that is its `client_id`: the host of
     /// that URL is who it is.
     Document,

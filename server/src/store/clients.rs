@@ -21,6 +21,9 @@ pub struct NewClient<'a> {
 
 /// `clients.origin` of a client registered by anyone (open registration).
 pub const ORIGIN_ANONYMOUS: &str = "anonymous";
+/// `clients.origin` of a client registered by anyone under `registration.policy =
+/// "open_public"`.
+pub const ORIGIN_OPEN_PUBLIC: &str = "open_public";
 /// `clients.origin` of a client known by its client ID metadata document.
 pub const ORIGIN_DOCUMENT: &str = "document";
 

@@ -35,7 +35,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
-pub use clients::{NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, StoredClient};
+pub use clients::{NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, ORIGIN_OPEN_PUBLIC, StoredClient};
 pub use devices::{ApprovedDevice, Device, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};
 pub use email_links::{
     EMAIL as EMAIL_LINK_EMAIL, EmailChange, EmailLink, NewEmailLink, RESET as EMAIL_LINK_RESET,

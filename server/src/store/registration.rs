@@ -164,12 +164,16 @@ impl Store {
         Ok(())
     }
 
-    /// Removes the clients nobody vouches for (open registrations, copies of client ID
-    /// metadata documents) made before `cutoff` that got no grant since and hold no live
-    /// refresh token; their consents go with them. Returns how many.
+    /// Removes the code-flow clients nobody vouches for (`open_public` registrations, copies
+    /// of client ID metadata documents) made before `cutoff` that got no grant since and hold
+    /// no live refresh token or code; their consents go with them. Returns how many. (Clients
+    /// of plain `open` registration may use client_credentials, which leaves no grant: they
+    /// are never removed here.)
     pub async fn purge_unused_clients(&self, cutoff: i64, now: i64) -> Result<u64, StoreError> {
         let r = sqlx::query(
-            "DELETE FROM clients WHERE origin IS NOT NULL AND created_at < $1 \
+            "DELETE FROM clients WHERE origin IN ('open_public', 'document') AND created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM authorization_codes c \
+                 WHERE c.client_id = clients.client_id AND c.expires_at > $2) \
              AND NOT EXISTS (SELECT 1 FROM grants g \
                  WHERE g.client_id = clients.client_id AND g.created_at >= $1) \
              AND NOT EXISTS (SELECT 1 FROM refresh_tokens r \

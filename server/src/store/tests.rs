@@ -193,9 +193,10 @@ async fn unused_self_registered_clients_are_removed_and_used_ones_kept() {
         let old = NOW - 40 * day;
         for (id, origin) in [
             ("admin", None),
-            ("anon-unused", Some(ORIGIN_ANONYMOUS)),
-            ("anon-granted", Some(ORIGIN_ANONYMOUS)),
-            ("anon-refreshing", Some(ORIGIN_ANONYMOUS)),
+            ("open-unused", Some(ORIGIN_ANONYMOUS)),
+            ("anon-unused", Some(ORIGIN_OPEN_PUBLIC)),
+            ("anon-granted", Some(ORIGIN_OPEN_PUBLIC)),
+            ("anon-refreshing", Some(ORIGIN_OPEN_PUBLIC)),
         ] {
             store
                 .create_client(&NewClient {
@@ -229,9 +230,11 @@ async fn unused_self_registered_clients_are_removed_and_used_ones_kept() {
         )
         .await;
         let removed = store.purge_unused_clients(NOW - 30 * day, NOW).await.unwrap();
-        assert_eq!(removed, 2, "the unused anonymous client and the document copy");
+        assert_eq!(removed, 2, "the unused open_public client and the document copy");
         for (id, kept) in [
             ("admin", true),
+            // open registration may be client_credentials, which leaves no grant
+            ("open-unused", true),
             ("anon-unused", false),
             ("anon-granted", true),
             ("anon-refreshing", true),
