@@ -2,6 +2,7 @@
 //! one JSON object on stdout; everything else a person reads goes to stderr. Commands other
 //! than `serve` work directly on the database, so they can run beside a live server.
 
+use crate::audit::{Actor, Event, EventType};
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -97,6 +98,32 @@ enum Command {
     /// Invitations to create an account at /signup.
     #[command(subcommand)]
     Invite(InviteCommand),
+    /// The audit log: sign-ins, changes to users and clients, token reuse, ...
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
+    /// Print the newest events as JSON lines, oldest first; with --follow, keep printing new
+    /// ones as they are recorded (by any instance) until interrupted.
+    Tail {
+        /// Keep printing new events.
+        #[arg(long)]
+        follow: bool,
+        /// Only events about this user (id).
+        #[arg(long, value_name = "ID")]
+        user: Option<String>,
+        /// Only events of this client.
+        #[arg(long, value_name = "CLIENT_ID")]
+        client: Option<String>,
+        /// Only events of this type, e.g. signin.failure.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// How many of the newest events to print first.
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        lines: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -356,7 +383,7 @@ where
             expires_in,
             max_uses,
         }) => {
-            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let state = cli_state(config, clock).await?;
             let result = registration_token(&state, expires_in, max_uses, stdout).await;
             state.store.close().await;
             result
@@ -377,7 +404,7 @@ where
                 .transpose()
                 .map_err(failed)?;
             let lifetime = expires_in.unwrap_or(config.signup.invite_lifetime);
-            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let state = cli_state(config, clock).await?;
             let result =
                 crate::signin::create_invite(&state.signin(), email.as_deref(), admin, lifetime)
                     .await;
@@ -406,8 +433,26 @@ where
             eprintln!("migrations applied to {}", redact_url(&url));
             Ok(())
         }
+        Command::Audit(AuditCommand::Tail {
+            follow,
+            user,
+            client,
+            kind,
+            lines,
+        }) => {
+            let state = cli_state(config, clock).await?;
+            let filter = crate::store::AuditFilter {
+                subject: user,
+                client_id: client,
+                kind,
+                ..Default::default()
+            };
+            let result = audit_tail(&state, filter, lines, follow, stdout).await;
+            state.store.close().await;
+            result
+        }
         Command::Keys(cmd) => {
-            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let state = cli_state(config, clock).await?;
             let result = keys(&state, cmd, stdout).await;
             state.store.close().await;
             result
@@ -434,7 +479,7 @@ where
             } else {
                 None
             };
-            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let state = cli_state(config, clock).await?;
             let id = random_token(16);
             let result = state
                 .store
@@ -449,6 +494,15 @@ where
                 })
                 .await
                 .map_err(failed);
+            if result.is_ok() {
+                audit(
+                    &state,
+                    Event::new(EventType::UserCreated, Actor::Cli)
+                        .subject(&id)
+                        .details(json!({ "admin": admin })),
+                )
+                .await;
+            }
             state.store.close().await;
             result?;
             print_json(stdout, &json!({ "id": id }))
@@ -459,7 +513,7 @@ where
             serves,
         }) => {
             configured_resources(&config, &resources, &serves)?;
-            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let state = cli_state(config, clock).await?;
             let result = set_resources(&state, &client_id, resources, serves, stdout).await;
             state.store.close().await;
             result
@@ -546,7 +600,7 @@ where
             }
             .validate()
             .map_err(failed)?;
-            let state = AppState::build(config, clock).await.map_err(failed)?;
+            let state = cli_state(config, clock).await?;
             let result = create_client(&state, metadata, stdout).await;
             state.store.close().await;
             result
@@ -580,7 +634,7 @@ async fn registration_token(
 async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), CliError> {
     let listen = config.listen;
     let issuer = config.issuer.clone();
-    let state = AppState::build(config, clock).await.map_err(failed)?;
+    let state = cli_state(config, clock).await?;
     let store = state.store.clone();
     // The setup link is a credential: printed for the operator on stderr, never logged.
     if let Some((url, _)) = crate::signin::setup_link(&state.signin())
@@ -609,7 +663,7 @@ async fn set_disabled(
     disabled: bool,
     stdout: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let state = AppState::build(config, clock).await.map_err(failed)?;
+    let state = cli_state(config, clock).await?;
     let now = state.clock.now();
     let result = async {
         let user = state
@@ -623,6 +677,12 @@ async fn set_disabled(
             .set_user_disabled(&user.id, disabled, now)
             .await
             .map_err(failed)?;
+        let kind = if disabled {
+            EventType::UserDisabled
+        } else {
+            EventType::UserEnabled
+        };
+        audit(&state, Event::new(kind, Actor::Cli).subject(&user.id)).await;
         Ok::<_, CliError>(user.id)
     }
     .await;
@@ -674,6 +734,13 @@ async fn keys(
             let mut created = Vec::new();
             for alg in algs {
                 let r = state.keys.rotate(alg, now).await.map_err(failed)?;
+                audit(
+                    state,
+                    Event::new(EventType::KeyRotated, Actor::Cli).details(
+                        json!({ "kid": r.kid, "alg": r.alg.as_str(), "activates_at": r.activates_at }),
+                    ),
+                )
+                .await;
                 created.push(
                     json!({ "kid": r.kid, "alg": r.alg.as_str(), "activates_at": r.activates_at }),
                 );
@@ -725,6 +792,13 @@ async fn set_resources(
     if !updated {
         return Err(failed(format!("no client with the id {client_id}")));
     }
+    audit(
+        state,
+        Event::new(EventType::ClientUpdated, Actor::Cli)
+            .client(client_id)
+            .details(json!({ "resources": metadata.resources, "serves": metadata.serves })),
+    )
+    .await;
     let mut out = serde_json::to_value(&metadata).map_err(failed)?;
     if let Some(obj) = out.as_object_mut() {
         obj.insert("client_id".into(), json!(client_id));
@@ -743,6 +817,13 @@ async fn create_client(
         .create(&metadata, crate::oauth::client::ClientOrigin::Registered)
         .await
         .map_err(failed)?;
+    audit(
+        state,
+        Event::new(EventType::ClientCreated, Actor::Cli)
+            .client(&client_id)
+            .details(json!({ "client_name": metadata.client_name })),
+    )
+    .await;
     // RFC 7591 §3.2.1 response shape.
     let mut out = serde_json::to_value(&metadata).map_err(failed)?;
     if let Some(obj) = out.as_object_mut() {
@@ -754,6 +835,57 @@ async fn create_client(
         }
     }
     print_json(stdout, &out)
+}
+
+/// The server's state for one command. Its audit events go to the database (and a file sink),
+/// never to stdout, which carries the command's answer.
+async fn cli_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, CliError> {
+    let mut state = AppState::build(config, clock).await.map_err(failed)?;
+    state.audit = state.audit.without_stdout();
+    Ok(state)
+}
+
+/// `audit tail`: the newest `lines` events, then (with `follow`) each new one, polling the
+/// database once a second.
+async fn audit_tail(
+    state: &AppState,
+    mut filter: crate::store::AuditFilter,
+    lines: i64,
+    follow: bool,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let mut batch = state
+        .store
+        .audit_events(&filter, lines.max(0))
+        .await
+        .map_err(failed)?;
+    if lines == 0 {
+        batch.clear();
+    }
+    loop {
+        for e in &batch {
+            print_json(stdout, &serde_json::to_value(e).map_err(failed)?)?;
+            filter.after = Some((e.at, e.id.clone()));
+        }
+        stdout.flush().map_err(failed)?;
+        if !follow {
+            return Ok(());
+        }
+        if filter.after.is_none() {
+            filter.after = Some((state.clock.now() - 1, String::new()));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        batch = state
+            .store
+            .audit_events(&filter, 500)
+            .await
+            .map_err(failed)?;
+    }
+}
+
+/// Records what a command did (actor `cli`).
+async fn audit(state: &AppState, e: crate::audit::Event<'_>) {
+    state.audit.note(state.clock.now(), e).await;
 }
 
 fn print_json(stdout: &mut (dyn Write + Send), value: &serde_json::Value) -> Result<(), CliError> {

@@ -68,6 +68,27 @@ pub struct RawConfig {
     pub dpop: DpopConfig,
     pub backchannel_logout: BackchannelLogoutConfig,
     pub client_id_metadata: ClientIdMetadataConfig,
+    pub audit: AuditConfig,
+}
+
+/// The audit log (`audit_events`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Events older than this are deleted by housekeeping; `0s` keeps them.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Also write every event as a JSON line: `"stdout"` or a file path (appended to).
+    pub sink: Option<String>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(90 * 24 * 60 * 60),
+            sink: None,
+        }
+    }
 }
 
 /// Client ID metadata documents (draft-ietf-oauth-client-id-metadata-document): a client
@@ -209,6 +230,7 @@ impl Default for RawConfig {
             dpop: DpopConfig::default(),
             backchannel_logout: BackchannelLogoutConfig::default(),
             client_id_metadata: ClientIdMetadataConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -322,6 +344,7 @@ pub struct Config {
     pub dpop: DpopConfig,
     pub backchannel_logout: BackchannelLogoutConfig,
     pub client_id_metadata: ClientIdMetadataConfig,
+    pub audit: AuditConfig,
     /// The certificates of `outbound.extra_ca_file`, read and checked (PEM, each a
     /// certificate).
     pub outbound_ca_pem: Vec<String>,
@@ -1016,6 +1039,7 @@ impl Config {
             dpop: raw.dpop,
             backchannel_logout: raw.backchannel_logout,
             client_id_metadata: raw.client_id_metadata,
+            audit: raw.audit,
             outbound_ca_pem,
         })
     }

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod audiences;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod clock;

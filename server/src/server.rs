@@ -97,6 +97,15 @@ fn spawn_housekeeping(state: AppState) -> JoinHandle<()> {
                 Ok(n) => tracing::info!(rows = n, "expired records purged"),
                 Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
             }
+            let retention = state.config.audit.retention.as_secs();
+            if retention > 0 {
+                let before = now.saturating_sub(i64::try_from(retention).unwrap_or(i64::MAX));
+                match state.store.purge_audit_events(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "audit events past retention removed"),
+                    Err(e) => tracing::warn!(error = %e, "removing old audit events failed"),
+                }
+            }
             // Self-registered clients nobody used for `registration.unused_expiry`.
             let unused = state.config.registration.unused_expiry.as_secs();
             if unused > 0 {

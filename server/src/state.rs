@@ -22,6 +22,8 @@ pub struct AppState {
     pub keks: Arc<KekRing>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// The audit log (`audit.rs`).
+    pub audit: crate::audit::Audit,
     pub views: Arc<Views>,
     /// Bounds concurrent password hashing (`signin.password_hash_concurrency`).
     pub password_slots: Arc<tokio::sync::Semaphore>,
@@ -163,7 +165,10 @@ impl AppState {
         } else {
             crate::outbound::Guard::new(false, roots)
         };
+        let audit = crate::audit::Audit::new(store.clone(), config.audit.sink.as_deref())
+            .map_err(|e| StartError(format!("audit.sink: {e}")))?;
         Ok(Self {
+            audit,
             logout_guard: Arc::new(logout_guard),
             document_guard: Arc::new(document_guard),
             resource_guard: Arc::new(resource_guard),
@@ -241,6 +246,7 @@ impl AppState {
             issuer: &self.config.issuer,
             tokens: &self.config.tokens,
             resource_guard: &self.resource_guard,
+            audit: &self.audit,
         }
     }
 

@@ -289,6 +289,21 @@ async fn a_delegation_chain_nests_act_and_stays_within_the_subject_token() {
         assert_eq!(r.status(), 200);
         let seen = introspect(t2).await;
         assert_eq!(seen["active"], false);
+        // Each exchange is in the audit log about the user, naming who acts.
+        let exchanged: Vec<_> = server
+            .audit(Some(&f.user_id))
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "token.exchanged")
+            .collect();
+        assert!(!exchanged.is_empty());
+        // The chain user → A → B: B acts, over A.
+        assert!(
+            exchanged
+                .iter()
+                .any(|e| !e.details["act"]["act"]["sub"].is_null()),
+            "{exchanged:?}"
+        );
         server.stop().await;
     }
 }

@@ -89,6 +89,28 @@ impl Server {
         }
     }
 
+    /// The audit log's events (about `user`, when given), oldest first.
+    pub async fn audit(&self, user: Option<&str>) -> Vec<latchkey::store::StoredEvent> {
+        let filter = latchkey::store::AuditFilter {
+            subject: user.map(str::to_owned),
+            ..Default::default()
+        };
+        self.state
+            .store
+            .audit_events(&filter, 10_000)
+            .await
+            .unwrap()
+    }
+
+    /// How many events of `kind` the audit log holds (about `user`, when given).
+    pub async fn audited(&self, kind: &str, user: Option<&str>) -> usize {
+        self.audit(user)
+            .await
+            .iter()
+            .filter(|e| e.kind == kind)
+            .count()
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             return path.to_owned();

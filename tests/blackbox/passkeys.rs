@@ -190,6 +190,13 @@ async fn a_registered_passkey_signs_in_username_first_and_tokens_say_so() {
 
         // The account page shows when it was last used.
         assert!(account_page(&owner, &server).await.contains("last used"));
+        let signins = server.audit(Some(&f.user_id)).await;
+        assert!(
+            signins
+                .iter()
+                .any(|e| e.kind == "signin.success" && e.details["method"] == "passkey"),
+            "{signins:?}"
+        );
         server.stop().await;
     }
 }
@@ -517,6 +524,10 @@ async fn passkeys_are_renamed_and_removed_by_their_owner_only() {
                 .unwrap()
                 .is_empty()
         );
+        // The audit log saw both passkeys come and go.
+        let uid = Some(f.user_id.as_str());
+        assert_eq!(server.audited("passkey.added", uid).await, 2);
+        assert_eq!(server.audited("passkey.removed", uid).await, 2);
         server.stop().await;
     }
 }

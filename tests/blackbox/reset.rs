@@ -174,6 +174,7 @@ async fn reset_by_email_works_once_ends_sessions_and_still_asks_for_totp() {
         )
         .await;
         assert_eq!(r.status(), 303);
+        assert_eq!(server.audited("password.reset", Some(&f.user_id)).await, 1);
         server.stop().await;
     }
 }

@@ -342,6 +342,12 @@ async fn wrong_codes_are_throttled_per_account_and_the_wait_ends() {
         assert_eq!(r.status(), 303);
         // Once per run of failures: the sixth sent nothing more.
         assert_eq!(mails_sent(), 1);
+        // Each wrong code is in the audit log, then the sign-in that passed both factors.
+        let uid = Some(f.user_id.as_str());
+        assert_eq!(server.audited("second_factor.failure", uid).await, 6);
+        let events = server.audit(uid).await;
+        let last = events.iter().rfind(|e| e.kind == "signin.success").unwrap();
+        assert_eq!(last.details["second_factor"], "totp", "{last:?}");
         server.stop().await;
     }
 }

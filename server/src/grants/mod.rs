@@ -46,6 +46,7 @@ pub struct TokenContext<'a> {
     pub tokens: &'a TokensConfig,
     /// Fetches resource servers' RFC 9728 metadata (`tokens.discover_resources`).
     pub resource_guard: &'a crate::outbound::Guard,
+    pub audit: &'a crate::audit::Audit,
 }
 
 impl<'a> TokenContext<'a> {
@@ -147,6 +148,15 @@ impl<'a> TokenRequest<'a> {
             dpop_jkt,
             now,
         })
+    }
+
+    /// Records `e` in the audit log with the request's address and user agent.
+    async fn audit(&self, ctx: &TokenContext<'_>, e: crate::audit::Event<'_>) {
+        let origin = crate::audit::Origin {
+            ip: self.peer,
+            user_agent: self.user_agent,
+        };
+        ctx.audit.note(self.now, e.from(origin)).await;
     }
 
     /// `token_type` of an access token issued now (RFC 9449 §5.1: `DPoP` when bound).

@@ -90,6 +90,18 @@ pub async fn redeem(
         Redeemed::Replayed(replay) => {
             issue::revoke_replayed(ctx, &replay, req.now).await?;
             tracing::warn!(client = %client.client_id, "rotated refresh token reused; its family is revoked");
+            {
+                let mut e = crate::audit::Event::new(
+                    crate::audit::EventType::TokenReuse,
+                    crate::audit::Actor::Client(&client.client_id),
+                )
+                .client(&client.client_id)
+                .details(serde_json::json!({"grant": replay.grant_id}));
+                if let Some(user) = &replay.user_id {
+                    e = e.subject(user);
+                }
+                req.audit(ctx, e).await;
+            }
             return Err(err(
                 T::InvalidGrant,
                 "the refresh token was already used; its family is revoked",

@@ -36,6 +36,7 @@ struct Fixture {
     trusted: TrustedIssuers,
     config: Config,
     resource_guard: crate::outbound::Guard,
+    audit: crate::audit::Audit,
     _db: TestDb,
 }
 
@@ -63,6 +64,7 @@ async fn fixtures() -> Vec<Fixture> {
         };
         raw.tokens.resources = vec![API.into()];
         let config = Config::validate(raw).unwrap();
+        let audit = crate::audit::Audit::new(store.clone(), None).unwrap();
         out.push(Fixture {
             label: db.label,
             store,
@@ -72,6 +74,7 @@ async fn fixtures() -> Vec<Fixture> {
             trusted: TrustedIssuers::from_config(&config).unwrap(),
             config,
             resource_guard: crate::outbound::Guard::new(false, Vec::new()),
+            audit,
             _db: db,
         });
     }
@@ -101,6 +104,7 @@ impl Fixture {
             issuer: ISSUER,
             tokens: &self.config.tokens,
             resource_guard: &self.resource_guard,
+            audit: &self.audit,
         }
     }
 

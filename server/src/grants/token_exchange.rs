@@ -141,6 +141,25 @@ pub async fn redeem(
     }
     let access_token = issue::sign_access_token(ctx, typ, &claims, now).await?;
     tracing::info!(client = %client.client_id, delegation = actor.is_some(), "token exchanged");
+    {
+        // Who the token stands for, who acts (RFC 8693 §4.1 `act`), for what: never the token.
+        let mut e = crate::audit::Event::new(
+            crate::audit::EventType::TokenExchanged,
+            crate::audit::Actor::Client(&client.client_id),
+        )
+        .client(&client.client_id)
+        .details(json!({
+            "act": claims.get("act"),
+            "aud": audience,
+            "scope": scope,
+            "jti": jti,
+            "external_issuer": external.as_ref().map(|(i, _)| i),
+        }));
+        if let Some(sub) = claims.get("sub").and_then(|s| s.as_str()) {
+            e = e.subject(sub);
+        }
+        req.audit(ctx, e).await;
+    }
     Ok(TokenResponse {
         access_token,
         token_type,

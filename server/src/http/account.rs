@@ -254,10 +254,22 @@ pub async fn sign_out(
 ) -> Result<Response, PageError> {
     checked_form(state, req, body).await?;
     let now = state.clock.now();
-    if let Some(session) = current_session(state, req, now).await
-        && let Err(e) = state.store.revoke_session(&session.sid, now).await
-    {
-        tracing::error!(error = %e, "ending a session failed");
+    if let Some(session) = current_session(state, req, now).await {
+        match state.store.revoke_session(&session.sid, now).await {
+            Ok(()) => {
+                super::browser::audit(
+                    state,
+                    req,
+                    crate::audit::Event::by_user(
+                        crate::audit::EventType::SessionEnded,
+                        &session.user_id,
+                    )
+                    .details(serde_json::json!({"how": "sign_out", "sid": session.sid})),
+                )
+                .await;
+            }
+            Err(e) => tracing::error!(error = %e, "ending a session failed"),
+        }
     }
     Ok(signed_out(state))
 }
@@ -272,10 +284,20 @@ pub async fn revoke_session(
     let (_, session, user) = account_form(state, req, body).await?;
     let now = state.clock.now();
     match state.store.revoke_user_session(&user.id, &sid, now).await {
-        Ok(true) if sid == session.sid => Ok(signed_out(state)),
         Ok(true) => {
             tracing::info!(user = %user.id, "session ended from the account page");
-            Ok(account_redirect())
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::SessionEnded, &user.id)
+                    .details(serde_json::json!({"how": "account_page", "sid": sid})),
+            )
+            .await;
+            if sid == session.sid {
+                Ok(signed_out(state))
+            } else {
+                Ok(account_redirect())
+            }
         }
         Ok(false) => Err(PageError::not_found(Msg::SessionNotFound)),
         Err(e) => account_failed(state, req, "ending a session", e).await,
@@ -296,6 +318,13 @@ pub async fn revoke_all_sessions(
     {
         Ok(n) => {
             tracing::info!(user = %user.id, sessions = n, "signed out everywhere");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::SessionEnded, &user.id)
+                    .details(serde_json::json!({"how": "sign_out_everywhere", "sessions": n})),
+            )
+            .await;
             Ok(signed_out(state))
         }
         Err(e) => account_failed(state, req, "signing out everywhere", e).await,
@@ -339,6 +368,13 @@ pub async fn revoke_app(
     {
         Ok(true) => {
             tracing::info!(user = %user.id, client = %client_id, "application disconnected");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::ConsentRevoked, &user.id)
+                    .client(&client_id),
+            )
+            .await;
             Ok(account_redirect())
         }
         Ok(false) => Err(PageError::not_found(Msg::AppNotFound)),

@@ -454,6 +454,17 @@ async fn run_with(
                     tracing::error!(error = %e, "saving consent failed");
                     return fail(E::ServerError, "try again later");
                 }
+                super::browser::audit(
+                    state,
+                    req,
+                    crate::audit::Event::by_user(
+                        crate::audit::EventType::ConsentGiven,
+                        &session.user_id,
+                    )
+                    .client(&client.client_id)
+                    .details(serde_json::json!({"scope": request.scope()})),
+                )
+                .await;
             }
             None if covered && !request.prompt.consent => {}
             None if request.prompt.none => {

@@ -183,6 +183,18 @@ pub fn user_agent(req: &Request) -> Option<String> {
         .map(|s| s.chars().take(256).collect())
 }
 
+/// Records `e` in the audit log with the request's address and user agent; a failure to
+/// record is logged and does not undo what happened.
+pub async fn audit(state: &AppState, req: &Request, e: crate::audit::Event<'_>) {
+    let ip = client_ip(state, req);
+    let ua = user_agent(req);
+    let origin = crate::audit::Origin {
+        ip: ip.as_deref(),
+        user_agent: ua.as_deref(),
+    };
+    state.audit.note(state.clock.now(), e.from(origin)).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::forwarded_client;

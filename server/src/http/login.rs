@@ -6,14 +6,16 @@ use poem::web::Data;
 use poem::{Request, Response, handler};
 
 use super::authorize::{load_client, login_page, run};
-use super::browser::{append_cookie, client_ip, current_session};
+use super::browser::{append_cookie, audit, client_ip, current_session};
 use super::error::PageError;
 use super::pages::{checked_form, signed_in};
 use super::respond::page;
+use crate::audit::{Actor, Event, EventType};
 use crate::oauth::params::Params;
 use crate::signin::throttle;
 use crate::state::AppState;
 use crate::views::Msg;
+use serde_json::json;
 
 /// The single-factor password method: RFC 8176 `pwd`, ACR level 1.
 const PASSWORD_AMR: &str = "pwd";
@@ -43,6 +45,13 @@ pub async fn login(
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
+            audit(
+                state,
+                req,
+                Event::new(EventType::SigninFailure, Actor::Anonymous)
+                    .details(json!({"method": "password", "reason": "throttled"})),
+            )
+            .await;
             let msg = state
                 .views
                 .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
@@ -69,8 +78,26 @@ pub async fn login(
     };
     // An unknown account costs the same hash as a known one, so timing does not tell them apart.
     let verified = state.verify_password(password, hash).await;
+    let known = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| verified) else {
         tracing::info!("password sign-in failed");
+        // The address typed is not kept: people type passwords into it.
+        let (reason, e) = match &known {
+            Some(id) => (
+                "wrong_password",
+                Event::new(EventType::SigninFailure, Actor::Anonymous).subject(id),
+            ),
+            None => (
+                "unknown_account",
+                Event::new(EventType::SigninFailure, Actor::Anonymous),
+            ),
+        };
+        audit(
+            state,
+            req,
+            e.details(json!({"method": "password", "reason": reason})),
+        )
+        .await;
         if let Err(e) = throttle.failed(&state.store, now).await {
             tracing::error!(error = %e, "recording a failed sign-in failed");
         }
@@ -95,6 +122,14 @@ pub async fn login(
     }
 
     tracing::info!(user = %user.id, "signed in with a password");
+    audit(
+        state,
+        req,
+        Event::new(EventType::SigninSuccess, Actor::User(&user.id))
+            .subject(&user.id)
+            .details(json!({"method": "password"})),
+    )
+    .await;
     signed_in(
         state,
         req,

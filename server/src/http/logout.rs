@@ -129,6 +129,13 @@ pub async fn logout(
                 ));
             }
             tracing::info!(user = %s.user_id, "signed out");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::SessionEnded, &s.user_id)
+                    .details(serde_json::json!({"how": "logout", "sid": s.sid})),
+            )
+            .await;
         }
     }
     let clear = set_cookie(state, session_cookie_name(state), "", Some(0));

@@ -100,6 +100,16 @@ pub async fn signin(
         Err(PasskeyError::Store(e)) => return Err(PageError::server("a passkey sign-in", e)),
         Err(e) => {
             tracing::info!(reason = %e, "passkey sign-in refused");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::new(
+                    crate::audit::EventType::SigninFailure,
+                    crate::audit::Actor::Anonymous,
+                )
+                .details(json!({"method": "passkey", "reason": e.to_string()})),
+            )
+            .await;
             if let Err(e) = throttle.failed(&state.store, now).await {
                 tracing::error!(error = %e, "recording a failed sign-in failed");
             }
@@ -108,6 +118,13 @@ pub async fn signin(
         }
     };
     tracing::info!(user = %signed.user_id, passkey = %signed.passkey_id, "signed in with a passkey");
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::by_user(crate::audit::EventType::SigninSuccess, &signed.user_id)
+            .details(json!({"method": "passkey", "passkey": signed.passkey_id})),
+    )
+    .await;
     let (amr, acr) = passkey::amr_acr(signed.backup_eligible);
     signed_in(state, req, &signed.user_id, &amr, acr, &request, now).await
 }
@@ -158,6 +175,13 @@ pub async fn register(
     match result {
         Ok(row) => {
             tracing::info!(user = %user.id, passkey = %row.id, "passkey added");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::PasskeyAdded, &user.id)
+                    .details(json!({"passkey": row.id})),
+            )
+            .await;
             Ok(account_redirect())
         }
         Err(PasskeyError::AlreadyRegistered) => {
@@ -207,6 +231,13 @@ pub async fn delete(
     match state.store.delete_passkey(&user.id, &id, keep_one).await {
         Ok(true) => {
             tracing::info!(user = %user.id, passkey = %id, "passkey removed");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::PasskeyRemoved, &user.id)
+                    .details(json!({"passkey": id})),
+            )
+            .await;
             Ok(account_redirect())
         }
         Ok(false) => {

@@ -71,6 +71,12 @@ pub async fn change(
     {
         Ok(()) => {
             tracing::info!(user = %user.id, "password changed from the account page");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::PasswordChanged, &user.id),
+            )
+            .await;
             let notice = state.views.msg(Msg::PasswordSaved);
             account_with_message(state, req, Some(notice), None).await
         }

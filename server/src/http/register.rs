@@ -132,6 +132,7 @@ pub async fn register(
         open_public(&metadata).map_err(ApiError::Registration)?;
     }
     // Spent now, atomically: of two registrations racing for its last use, one gets it.
+    let used_token = initial_token.is_some();
     if let Some(digests) = initial_token
         && !state.store.use_initial_access_token(&digests, now).await?
     {
@@ -156,6 +157,27 @@ pub async fn register(
         .set_registration_token(&client_id, &rat_digest)
         .await?;
     tracing::info!(client = %client_id, "client registered");
+    let actor = crate::audit::Actor::Client(&client_id);
+    if used_token {
+        super::browser::audit(
+            state,
+            req,
+            crate::audit::Event::new(crate::audit::EventType::RegistrationTokenUsed, actor)
+                .client(&client_id),
+        )
+        .await;
+    }
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::new(crate::audit::EventType::ClientCreated, actor)
+            .client(&client_id)
+            .details(json!({
+                "client_name": metadata.client_name,
+                "registration": format!("{policy:?}"),
+            })),
+    )
+    .await;
     let mut out = described(state, &client_id, &metadata, now);
     if let Some(o) = out.as_object_mut() {
         o.insert(
@@ -334,6 +356,19 @@ pub async fn update(
     )
     .await;
     state.client_cache.forget(&client_id);
+    if resp.is_ok() {
+        super::browser::audit(
+            state,
+            req,
+            crate::audit::Event::new(
+                crate::audit::EventType::ClientUpdated,
+                crate::audit::Actor::Client(&client_id),
+            )
+            .client(&client_id)
+            .details(json!({"through": "rfc7592"})),
+        )
+        .await;
+    }
     resp
 }
 
@@ -350,5 +385,16 @@ pub async fn delete(
         .delete_client(&client_id, state.clock.now())
         .await?;
     tracing::info!(client = %client_id, "client deleted through RFC 7592");
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::new(
+            crate::audit::EventType::ClientDeleted,
+            crate::audit::Actor::Client(&client_id),
+        )
+        .client(&client_id)
+        .details(json!({"through": "rfc7592"})),
+    )
+    .await;
     Ok(Response::builder().status(StatusCode::NO_CONTENT).finish())
 }

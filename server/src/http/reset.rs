@@ -182,6 +182,13 @@ pub async fn confirm(
     {
         Ok(Some(user_id)) => {
             tracing::info!(user = %user_id, "password reset by email link");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::PasswordReset, &user_id)
+                    .details(serde_json::json!({"how": "email_link"})),
+            )
+            .await;
             Ok(page(
                 state,
                 StatusCode::OK,

@@ -372,6 +372,14 @@ pub async fn signup(
         }
     };
     tracing::info!(user = %id, admin = is_admin, passkey = passkey.is_some(), "account created");
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::by_user(crate::audit::EventType::UserCreated, &id).details(
+            serde_json::json!({"through": "signup", "admin": is_admin, "passkey": passkey.is_some()}),
+        ),
+    )
+    .await;
     let (amr, acr) = match &passkey {
         Some(p) => passkey::amr_acr(p.backup_eligible),
         None => (vec!["pwd"], super::login::PASSWORD_ACR),

@@ -13,9 +13,10 @@ use super::api::{api_client, api_user, json_body, no_content, page, page_params}
 use super::browser::client_ip;
 use super::error::ApiError;
 use super::respond::json_ok;
+use crate::audit::{Actor, Event, EventType, Origin};
 use crate::secrets::random_token;
 use crate::state::AppState;
-use crate::store::{AuditEntry, StreamRow};
+use crate::store::StreamRow;
 use crate::streams::{last4, open_key, parse_input, seal_key};
 
 /// RFC 9470: how recent a sign-in revealing a stream key needs, in seconds.
@@ -172,14 +173,17 @@ pub async fn delete(
     Ok(no_content())
 }
 
-async fn audit(state: &AppState, req: &Request, entry: AuditEntry<'_>) -> Result<(), ApiError> {
+/// Records `e` before the caller goes on: a read of secrets that cannot be recorded fails.
+async fn audit(state: &AppState, req: &Request, e: Event<'_>) -> Result<(), ApiError> {
     let ip = client_ip(state, req);
+    let ua = super::browser::user_agent(req);
+    let origin = Origin {
+        ip: ip.as_deref(),
+        user_agent: ua.as_deref(),
+    };
     state
-        .store
-        .audit(&AuditEntry {
-            ip: ip.as_deref(),
-            ..entry
-        })
+        .audit
+        .record(state.clock.now(), e.from(origin))
         .await?;
     Ok(())
 }
@@ -204,24 +208,13 @@ pub async fn reveal(
         .await?
         .ok_or(ApiError::NotFound)?;
     let key = opened(state, &row).ok_or_else(|| ApiError::server("stream key does not open"))?;
-    let actor = format!("user:{}", user.id);
-    let act = claims.get("act").map(ToString::to_string);
     // Audited before the key leaves: no reveal goes unrecorded.
-    audit(
-        state,
-        req,
-        AuditEntry {
-            actor: &actor,
-            action: "stream.reveal",
-            owner_id: Some(&user.id),
-            target: Some(&id),
-            client_id: claims.str("client_id"),
-            act: act.as_deref(),
-            ip: None,
-            now,
-        },
-    )
-    .await?;
+    let mut e = Event::by_user(EventType::StreamKeyRevealed, &user.id)
+        .details(json!({"target": id, "act": claims.get("act")}));
+    if let Some(c) = claims.str("client_id") {
+        e = e.client(c);
+    }
+    audit(state, req, e).await?;
     tracing::info!(user = %user.id, stream = %id, "stream key revealed");
     Ok(json_ok(&stream_json(&row, Some(&key), true)))
 }
@@ -240,20 +233,13 @@ pub async fn internal_list(
         .store
         .streams_of(&user_id, after.as_deref(), limit + 1)
         .await?;
-    let actor = format!("client:{client_id}");
     audit(
         state,
         req,
-        AuditEntry {
-            actor: &actor,
-            action: "streams.internal_read",
-            owner_id: Some(&user_id),
-            target: Some("all"),
-            client_id: Some(&client_id),
-            act: None,
-            ip: None,
-            now: state.clock.now(),
-        },
+        Event::new(EventType::StreamsReadInternal, Actor::Client(&client_id))
+            .subject(&user_id)
+            .client(&client_id)
+            .details(json!({"target": "all"})),
     )
     .await?;
     tracing::info!(client = %client_id, user = %user_id, "streams read internally");

@@ -291,6 +291,17 @@ pub async fn second_factor(
         Ok(true) => {}
         Ok(false) => {
             tracing::info!(user = %user_id, method, "second factor refused");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::new(
+                    crate::audit::EventType::SecondFactorFailure,
+                    crate::audit::Actor::Anonymous,
+                )
+                .subject(&user_id)
+                .details(serde_json::json!({"method": method})),
+            )
+            .await;
             match throttle.failed(&state.store, now).await {
                 // Whoever fails this often has the first factor: the owner should know.
                 Ok(Some(throttle::FREE_FAILURES)) => notify_second_factor_failures(state, &user_id),
@@ -336,6 +347,13 @@ pub async fn second_factor(
         "pwd"
     };
     tracing::info!(user = %user_id, method, "signed in with a password and a second factor");
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::by_user(crate::audit::EventType::SigninSuccess, &user_id)
+            .details(serde_json::json!({"method": first, "second_factor": method})),
+    )
+    .await;
     signed_in(
         state,
         req,

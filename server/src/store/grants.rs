@@ -88,7 +88,7 @@ pub enum Redeemed<T, E> {
 pub struct Replay {
     pub grant_id: String,
     client_id: String,
-    user_id: Option<String>,
+    pub user_id: Option<String>,
 }
 
 /// A table of single-use artifacts: its digest column and the column that marks it used.

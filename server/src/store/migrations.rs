@@ -113,6 +113,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "agents",
         include_str!("../../../migrations/sqlite/0021_agents.sql"),
     ),
+    (
+        22,
+        "audit_events",
+        include_str!("../../../migrations/sqlite/0022_audit_events.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -220,6 +225,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         21,
         "agents",
         include_str!("../../../migrations/postgres/0021_agents.sql"),
+    ),
+    (
+        22,
+        "audit_events",
+        include_str!("../../../migrations/postgres/0022_audit_events.sql"),
     ),
 ];
 

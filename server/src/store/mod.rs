@@ -2,6 +2,7 @@
 //! (`$N` placeholders, TEXT / BIGINT / BLOB, unix seconds, JSON as TEXT) serves SQLite (the
 //! embedded default) and PostgreSQL (several instances behind a load balancer).
 
+mod audit;
 mod clients;
 mod devices;
 mod email_links;
@@ -35,6 +36,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+pub use audit::{AuditFilter, StoredEvent};
 pub use clients::{NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, ORIGIN_OPEN_PUBLIC, StoredClient};
 pub use devices::{ApprovedDevice, Device, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};
 pub use email_links::{
@@ -49,7 +51,7 @@ pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use logout::{LogoutDelivery, LogoutOutcome};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
-pub use streams::{AuditEntry, StreamRow};
+pub use streams::StreamRow;
 pub use totp::TotpRow;
 pub use users::{NewUser, User, email_key};
 

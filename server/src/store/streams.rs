@@ -21,19 +21,6 @@ pub struct StreamRow {
     pub updated_at: i64,
 }
 
-/// One audited read of a secret.
-pub struct AuditEntry<'a> {
-    pub actor: &'a str,
-    pub action: &'a str,
-    pub owner_id: Option<&'a str>,
-    pub target: Option<&'a str>,
-    pub client_id: Option<&'a str>,
-    /// The token's `act` claim as JSON, when a service acted for the user (RFC 8693).
-    pub act: Option<&'a str>,
-    pub ip: Option<&'a str>,
-    pub now: i64,
-}
-
 const COLUMNS: &str =
     "id, user_id, label, platform, rtmp_url, kek_id, key_sealed, enabled, created_at, updated_at";
 
@@ -130,24 +117,5 @@ impl Store {
             .user_page("streams", COLUMNS, user_id, after, limit)
             .await?;
         rows.iter().map(stream_from_row).collect()
-    }
-
-    pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, at, actor, action, owner_id, target, client_id, act, ip) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(crate::secrets::random_token(16))
-        .bind(e.now)
-        .bind(e.actor)
-        .bind(e.action)
-        .bind(e.owner_id)
-        .bind(e.target)
-        .bind(e.client_id)
-        .bind(e.act)
-        .bind(e.ip)
-        .execute_w(self)
-        .await?;
-        Ok(())
     }
 }
