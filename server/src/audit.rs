@@ -36,6 +36,8 @@ pub enum EventType {
     UserCreated,
     UserDisabled,
     UserEnabled,
+    /// Made an administrator, or not any more.
+    UserUpdated,
     UserDeleted,
     KeyRotated,
     RegistrationTokenUsed,
@@ -45,7 +47,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 25] = [
+    pub const ALL: [EventType; 26] = [
         EventType::SigninSuccess,
         EventType::SigninFailure,
         EventType::SecondFactorFailure,
@@ -65,6 +67,7 @@ impl EventType {
         EventType::UserCreated,
         EventType::UserDisabled,
         EventType::UserEnabled,
+        EventType::UserUpdated,
         EventType::UserDeleted,
         EventType::KeyRotated,
         EventType::RegistrationTokenUsed,
@@ -94,6 +97,7 @@ impl EventType {
             EventType::UserCreated => "user.created",
             EventType::UserDisabled => "user.disabled",
             EventType::UserEnabled => "user.enabled",
+            EventType::UserUpdated => "user.updated",
             EventType::UserDeleted => "user.deleted",
             EventType::KeyRotated => "key.rotated",
             EventType::RegistrationTokenUsed => "registration_token.used",

@@ -101,6 +101,9 @@ enum Command {
     /// The audit log: sign-ins, changes to users and clients, token reuse, ...
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Browser sessions.
+    #[command(subcommand)]
+    Session(SessionCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +211,63 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// List users as JSON lines, in id order.
+    List {
+        /// Only users whose address or name contains this.
+        #[arg(long)]
+        search: Option<String>,
+        /// Start after this user id (the last one of the previous page).
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+        after: Option<String>,
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one user as JSON, with their sign-in methods and live sessions counted.
+    Show(WhichUser),
+    /// Delete a user and everything that is theirs (sessions, grants and tokens, passkeys,
+    /// authenticator app, devices, stream keys, personal data), in one transaction; the
+    /// applications they used are told by back-channel logout.
+    Delete(WhichUser),
+    /// Make a user an administrator, or (with --off) not any more.
+    SetAdmin {
+        #[command(flatten)]
+        which: WhichUser,
+        #[arg(long)]
+        off: bool,
+    },
+}
+
+/// A user, by address or by id.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+struct WhichUser {
+    #[arg(long)]
+    email: Option<String>,
+    /// User ids are base64url and may begin with `-`.
+    #[arg(long, allow_hyphen_values = true)]
+    id: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum SessionCommand {
+    /// List live browser sessions as JSON lines, most recently used first.
+    List {
+        /// Only this user's (id).
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+        user: Option<String>,
+    },
+    /// End a session by its id, or every session of a user with --user.
+    Revoke {
+        #[arg(allow_hyphen_values = true, required_unless_present = "user")]
+        sid: Option<String>,
+        #[arg(
+            long,
+            value_name = "ID",
+            allow_hyphen_values = true,
+            conflicts_with = "sid"
+        )]
+        user: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -291,6 +351,50 @@ enum ClientCommand {
     /// Set the resource servers a client may have tokens for (--resource) and is (--serves),
     /// replacing both lists; prints the client's metadata. Other instances see the change
     /// within clients.cache_ttl.
+    /// List clients as JSON lines, in client_id order.
+    List {
+        #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
+        after: Option<String>,
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: i64,
+    },
+    /// Show one client's metadata as JSON.
+    Show {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
+    /// Change a client's metadata; what is not given stays as it is. Repeated options replace
+    /// the whole list.
+    Update {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        #[arg(long, value_name = "URI")]
+        logo_uri: Option<String>,
+        /// Skip (true) or show (false) the consent page.
+        #[arg(long, value_name = "BOOL")]
+        first_party: Option<bool>,
+    },
+    /// Delete a client: its grants are revoked and its consents removed.
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
+    /// Give a confidential client a new secret, printed once; with --grace the old one keeps
+    /// working that long (e.g. 1h) while deployments switch over.
+    RotateSecret {
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+        #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
+        grace: Option<std::time::Duration>,
+    },
     SetResources {
         /// Client ids are base64url and may begin with `-`.
         #[arg(allow_hyphen_values = true)]
@@ -506,6 +610,35 @@ where
             state.store.close().await;
             result?;
             print_json(stdout, &json!({ "id": id }))
+        }
+        Command::User(
+            cmd @ (UserCommand::List { .. }
+            | UserCommand::Show(_)
+            | UserCommand::Delete(_)
+            | UserCommand::SetAdmin { .. }),
+        ) => {
+            let state = cli_state(config, clock).await?;
+            let result = users(&state, cmd, stdout).await;
+            state.store.close().await;
+            result
+        }
+        Command::Client(
+            cmd @ (ClientCommand::List { .. }
+            | ClientCommand::Show { .. }
+            | ClientCommand::Update { .. }
+            | ClientCommand::Delete { .. }
+            | ClientCommand::RotateSecret { .. }),
+        ) => {
+            let state = cli_state(config, clock).await?;
+            let result = clients(&state, cmd, stdout).await;
+            state.store.close().await;
+            result
+        }
+        Command::Session(cmd) => {
+            let state = cli_state(config, clock).await?;
+            let result = sessions(&state, cmd, stdout).await;
+            state.store.close().await;
+            result
         }
         Command::Client(ClientCommand::SetResources {
             client_id,
@@ -880,6 +1013,260 @@ async fn audit_tail(
             .audit_events(&filter, 500)
             .await
             .map_err(failed)?;
+    }
+}
+
+/// The user `which` names.
+async fn which_user(state: &AppState, which: &WhichUser) -> Result<crate::store::User, CliError> {
+    let found = match (&which.email, &which.id) {
+        (Some(email), _) => state.store.user_by_email(email).await,
+        (None, Some(id)) => state.store.user_by_id(id).await,
+        (None, None) => return Err(failed("give --email or --id")),
+    }
+    .map_err(failed)?;
+    found.ok_or_else(|| failed("no such user"))
+}
+
+fn user_json(u: &crate::store::User) -> serde_json::Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "name": u.name,
+        "admin": u.is_admin,
+        "disabled": u.disabled_at.is_some(),
+        "disabled_at": u.disabled_at,
+        "created_at": u.created_at,
+    })
+}
+
+fn admin_failed(e: crate::admin::AdminError) -> CliError {
+    match e {
+        crate::admin::AdminError::NotFound => failed("no such user, client or session"),
+        other => failed(other),
+    }
+}
+
+async fn users(
+    state: &AppState,
+    cmd: UserCommand,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let admin = state.admin(Actor::Cli, crate::audit::Origin::default());
+    match cmd {
+        UserCommand::List {
+            search,
+            after,
+            limit,
+        } => {
+            let list = state
+                .store
+                .list_users(search.as_deref(), after.as_deref(), limit)
+                .await
+                .map_err(failed)?;
+            for u in &list {
+                print_json(stdout, &user_json(u))?;
+            }
+            Ok(())
+        }
+        UserCommand::Show(which) => {
+            let u = which_user(state, &which).await?;
+            let now = state.clock.now();
+            let passkeys = state.store.passkeys_of(&u.id).await.map_err(failed)?.len();
+            let sessions = state
+                .store
+                .list_sessions(Some(&u.id), now, 10_000)
+                .await
+                .map_err(failed)?
+                .len();
+            let totp = state.store.totp_enabled(&u.id).await.map_err(failed)?;
+            let password = state.store.password_hash(&u.id).await.map_err(failed)?;
+            let mut out = user_json(&u);
+            out["passkeys"] = json!(passkeys);
+            out["password"] = json!(password.is_some());
+            out["totp"] = json!(totp);
+            out["sessions"] = json!(sessions);
+            print_json(stdout, &out)
+        }
+        UserCommand::Delete(which) => {
+            let u = which_user(state, &which).await?;
+            admin.delete_user(&u.id).await.map_err(admin_failed)?;
+            print_json(stdout, &json!({ "id": u.id, "deleted": true }))
+        }
+        UserCommand::SetAdmin { which, off } => {
+            let u = which_user(state, &which).await?;
+            admin.set_admin(&u.id, !off).await.map_err(admin_failed)?;
+            print_json(stdout, &json!({ "id": u.id, "admin": !off }))
+        }
+        UserCommand::Create { .. } | UserCommand::Disable { .. } | UserCommand::Enable { .. } => {
+            Err(failed("not handled here"))
+        }
+    }
+}
+
+fn client_json(c: &crate::store::StoredClient) -> Result<serde_json::Value, CliError> {
+    let mut out: serde_json::Value = serde_json::from_str(&c.metadata).map_err(failed)?;
+    out["client_id"] = json!(c.client_id);
+    out["client_id_issued_at"] = json!(c.created_at);
+    out["origin"] = json!(c.origin.as_deref().unwrap_or("registered"));
+    if let Some((_, until)) = &c.previous_secret {
+        out["previous_secret_expires_at"] = json!(until);
+    }
+    Ok(out)
+}
+
+async fn clients(
+    state: &AppState,
+    cmd: ClientCommand,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let admin = state.admin(Actor::Cli, crate::audit::Origin::default());
+    let stored = |id: String| async move {
+        state
+            .store
+            .client_by_id(&id)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| failed(format!("no client with the id {id}")))
+    };
+    match cmd {
+        ClientCommand::List { after, limit } => {
+            for c in state
+                .store
+                .list_clients(after.as_deref(), limit)
+                .await
+                .map_err(failed)?
+            {
+                let m = client_json(&c)?;
+                print_json(
+                    stdout,
+                    &json!({
+                        "client_id": c.client_id,
+                        "client_name": m["client_name"],
+                        "origin": m["origin"],
+                        "token_endpoint_auth_method": m["token_endpoint_auth_method"],
+                        "grant_types": m["grant_types"],
+                        "client_id_issued_at": c.created_at,
+                    }),
+                )?;
+            }
+            Ok(())
+        }
+        ClientCommand::Show { client_id } => {
+            let c = stored(client_id).await?;
+            print_json(stdout, &client_json(&c)?)
+        }
+        ClientCommand::Update {
+            client_id,
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            scopes,
+            logo_uri,
+            first_party,
+        } => {
+            let c = stored(client_id.clone()).await?;
+            let mut m: ClientMetadata = serde_json::from_str(&c.metadata).map_err(failed)?;
+            let mut changed = Vec::new();
+            if let Some(n) = name {
+                m.client_name = n;
+                changed.push("client_name");
+            }
+            if !redirect_uris.is_empty() {
+                m.redirect_uris = redirect_uris;
+                changed.push("redirect_uris");
+            }
+            if !post_logout_redirect_uris.is_empty() {
+                m.post_logout_redirect_uris = post_logout_redirect_uris;
+                changed.push("post_logout_redirect_uris");
+            }
+            if !scopes.is_empty() {
+                m.scope = scopes.join(" ");
+                changed.push("scope");
+            }
+            if let Some(l) = logo_uri {
+                m.logo_uri = Some(l);
+                changed.push("logo_uri");
+            }
+            if let Some(f) = first_party {
+                m.first_party = f;
+                changed.push("first_party");
+            }
+            if changed.is_empty() {
+                return Err(failed("nothing to change: give at least one option"));
+            }
+            admin
+                .update_client(&client_id, m, &changed)
+                .await
+                .map_err(admin_failed)?;
+            let c = stored(client_id).await?;
+            print_json(stdout, &client_json(&c)?)
+        }
+        ClientCommand::Delete { client_id } => {
+            admin
+                .delete_client(&client_id)
+                .await
+                .map_err(admin_failed)?;
+            print_json(stdout, &json!({ "client_id": client_id, "deleted": true }))
+        }
+        ClientCommand::RotateSecret { client_id, grace } => {
+            let grace = grace.map_or(0, |g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
+            let (secret, until) = admin.rotate_secret(&client_id, grace).await.map_err(
+                |e| match e {
+                    crate::admin::AdminError::NotFound => failed(
+                        "no such client, or it has no secret (a public or private_key_jwt client)",
+                    ),
+                    other => failed(other),
+                },
+            )?;
+            print_json(
+                stdout,
+                &json!({
+                    "client_id": client_id,
+                    "client_secret": secret.expose(),
+                    "previous_secret_expires_at": until,
+                }),
+            )
+        }
+        ClientCommand::Create { .. } | ClientCommand::SetResources { .. } => {
+            Err(failed("not handled here"))
+        }
+    }
+}
+
+async fn sessions(
+    state: &AppState,
+    cmd: SessionCommand,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let admin = state.admin(Actor::Cli, crate::audit::Origin::default());
+    match cmd {
+        SessionCommand::List { user } => {
+            let list = state
+                .store
+                .list_sessions(user.as_deref(), state.clock.now(), 10_000)
+                .await
+                .map_err(failed)?;
+            for s in &list {
+                print_json(stdout, &serde_json::to_value(s).map_err(failed)?)?;
+            }
+            Ok(())
+        }
+        SessionCommand::Revoke { sid: Some(sid), .. } => {
+            admin.end_session(&sid).await.map_err(admin_failed)?;
+            print_json(stdout, &json!({ "sid": sid, "ended": true }))
+        }
+        SessionCommand::Revoke {
+            sid: None,
+            user: Some(user),
+        } => {
+            let n = admin.end_sessions_of(&user).await.map_err(admin_failed)?;
+            print_json(stdout, &json!({ "user": user, "ended": n }))
+        }
+        SessionCommand::Revoke {
+            sid: None,
+            user: None,
+        } => Err(failed("give a session id or --user")),
     }
 }
 

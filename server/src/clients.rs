@@ -143,6 +143,7 @@ fn client_from_row(row: StoredClient) -> Result<Client, StoreError> {
             Some(ORIGIN_OPEN_PUBLIC) => ClientOrigin::OpenPublic,
             _ => ClientOrigin::Registered,
         },
+        previous_secret: row.previous_secret,
     })
 }
 
@@ -321,6 +322,7 @@ impl Clients<'_> {
             secret_digest: None,
             metadata,
             origin: ClientOrigin::Document,
+            previous_secret: None,
         }))
     }
 
@@ -354,10 +356,16 @@ impl Clients<'_> {
         let ok = match (presented, method) {
             (Presented::Basic { secret, .. }, AuthMethod::ClientSecretBasic)
             | (Presented::Post { secret, .. }, AuthMethod::ClientSecretPost) => {
-                client.secret_digest.as_deref().is_some_and(|d| {
+                let matches = |d: &str| {
                     self.pepper
                         .verify(Purpose::ClientSecret, secret.as_bytes(), d)
-                })
+                };
+                // The current secret, or the one it replaced while its grace lasts.
+                client.secret_digest.as_deref().is_some_and(matches)
+                    || client
+                        .previous_secret
+                        .as_ref()
+                        .is_some_and(|(d, until)| *until > self.now && matches(d))
             }
             (Presented::None { .. }, AuthMethod::None) => true,
             _ => false,

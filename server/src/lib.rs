@@ -9,6 +9,7 @@
 //! CI runs it.
 
 pub mod access;
+pub mod admin;
 pub mod audiences;
 pub mod audit;
 pub mod cli;

@@ -250,6 +250,23 @@ impl AppState {
         }
     }
 
+    /// What operators (and users, for their own account) do, as `actor`, at this instant.
+    pub fn admin<'a>(
+        &'a self,
+        actor: crate::audit::Actor<'a>,
+        origin: crate::audit::Origin<'a>,
+    ) -> crate::admin::Admin<'a> {
+        crate::admin::Admin {
+            store: &self.store,
+            pepper: &self.pepper,
+            audit: &self.audit,
+            client_cache: &self.client_cache,
+            actor,
+            origin,
+            now: self.clock.now(),
+        }
+    }
+
     /// Which audiences a client's tokens may have, at this instant.
     pub fn audiences(&self) -> crate::audiences::Audiences<'_> {
         crate::audiences::Audiences {

@@ -23,6 +23,7 @@ mod mail;
 mod mcp;
 mod messages;
 mod oidc;
+mod operators;
 mod par;
 mod passkeys;
 mod registration;

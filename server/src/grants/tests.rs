@@ -129,6 +129,7 @@ impl Fixture {
             secret_digest: None,
             metadata,
             origin: ClientOrigin::Registered,
+            previous_secret: None,
         }
     }
 

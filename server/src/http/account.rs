@@ -353,6 +353,49 @@ pub async fn remove_device(
     }
 }
 
+/// `POST /account/delete`: after a recent sign-in and with the account's own address typed
+/// as confirmation, the account and all that is the user's are deleted (`admin::delete_user`)
+/// and the browser is signed out.
+#[handler]
+pub async fn delete_account(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (form, _, user) = recent_account_form(state, req, body).await?;
+    let typed = form.get("confirm").unwrap_or_default();
+    if crate::store::email_key(typed) != crate::store::email_key(&user.email) {
+        let error = state.views.msg(Msg::DeleteConfirm);
+        return account_with_message(state, req, None, Some(error)).await;
+    }
+    let ip = super::browser::client_ip(state, req);
+    let ua = super::browser::user_agent(req);
+    let origin = crate::audit::Origin {
+        ip: ip.as_deref(),
+        user_agent: ua.as_deref(),
+    };
+    match state
+        .admin(crate::audit::Actor::User(&user.id), origin)
+        .delete_user(&user.id)
+        .await
+    {
+        Ok(()) => {
+            let mut resp = super::respond::page(
+                state,
+                StatusCode::OK,
+                "account_deleted.html",
+                minijinja::context! {},
+            );
+            append_cookie(
+                &mut resp,
+                Some(set_cookie(state, session_cookie_name(state), "", Some(0))),
+            );
+            Ok(resp)
+        }
+        Err(e) => account_failed(state, req, "deleting an account", e).await,
+    }
+}
+
 #[handler]
 pub async fn revoke_app(
     req: &Request,

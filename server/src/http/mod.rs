@@ -117,6 +117,7 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/apps/:client_id/revoke", post(account::revoke_app))
         .at("/account/devices/:id/remove", post(account::remove_device))
         .at("/account/password", post(password::change))
+        .at("/account/delete", post(account::delete_account))
         .at("/account/email", post(email::change))
         .at(
             "/email/confirm",

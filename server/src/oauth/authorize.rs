@@ -398,6 +398,7 @@ mod tests {
                 serves: Vec::new(),
             },
             origin: crate::oauth::client::ClientOrigin::Registered,
+            previous_secret: None,
         }
     }
 

@@ -140,6 +140,9 @@ pub struct Client {
     pub secret_digest: Option<String>,
     pub metadata: ClientMetadata,
     pub origin: ClientOrigin,
+    /// The secret digest a rotation replaced and until when it still works
+    /// (`client rotate-secret --grace`).
+    pub previous_secret: Option<(String, i64)>,
 }
 
 /// Who vouches for a client.

@@ -36,6 +36,8 @@ pub struct StoredClient {
     pub origin: Option<String>,
     /// For a document client: until when the stored metadata is used without a refetch.
     pub document_expires_at: Option<i64>,
+    /// The secret a rotation replaced, and until when it still works.
+    pub previous_secret: Option<(String, i64)>,
 }
 
 impl Store {
@@ -62,8 +64,8 @@ impl Store {
 
     pub async fn client_by_id(&self, client_id: &str) -> Result<Option<StoredClient>, StoreError> {
         let row = sqlx::query(
-            "SELECT client_id, secret_digest, metadata, created_at, origin, document_expires_at \
-             FROM clients WHERE client_id = $1",
+            "SELECT client_id, secret_digest, metadata, created_at, origin, document_expires_at, \
+             previous_secret_digest, previous_secret_expires_at FROM clients WHERE client_id = $1",
         )
         .bind(client_id)
         .fetch_optional(&self.pool)
@@ -99,7 +101,7 @@ impl Store {
     }
 }
 
-fn client_from_row(row: &AnyRow) -> Result<StoredClient, StoreError> {
+pub(super) fn client_from_row(row: &AnyRow) -> Result<StoredClient, StoreError> {
     Ok(StoredClient {
         client_id: row.try_get("client_id")?,
         secret_digest: row.try_get("secret_digest")?,
@@ -107,5 +109,12 @@ fn client_from_row(row: &AnyRow) -> Result<StoredClient, StoreError> {
         created_at: row.try_get("created_at")?,
         origin: row.try_get("origin")?,
         document_expires_at: row.try_get("document_expires_at")?,
+        previous_secret: match (
+            row.try_get::<Option<String>, _>("previous_secret_digest")?,
+            row.try_get::<Option<i64>, _>("previous_secret_expires_at")?,
+        ) {
+            (Some(d), Some(until)) => Some((d, until)),
+            _ => None,
+        },
     })
 }

@@ -118,6 +118,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "audit_events",
         include_str!("../../../migrations/sqlite/0022_audit_events.sql"),
     ),
+    (
+        23,
+        "secret_rotation",
+        include_str!("../../../migrations/sqlite/0023_secret_rotation.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -230,6 +235,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         22,
         "audit_events",
         include_str!("../../../migrations/postgres/0022_audit_events.sql"),
+    ),
+    (
+        23,
+        "secret_rotation",
+        include_str!("../../../migrations/postgres/0023_secret_rotation.sql"),
     ),
 ];
 

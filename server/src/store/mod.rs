@@ -2,6 +2,7 @@
 //! (`$N` placeholders, TEXT / BIGINT / BLOB, unix seconds, JSON as TEXT) serves SQLite (the
 //! embedded default) and PostgreSQL (several instances behind a load balancer).
 
+mod admin;
 mod audit;
 mod clients;
 mod devices;
@@ -36,6 +37,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+pub use admin::SessionRow;
 pub use audit::{AuditFilter, StoredEvent};
 pub use clients::{NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, ORIGIN_OPEN_PUBLIC, StoredClient};
 pub use devices::{ApprovedDevice, Device, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};

@@ -50,7 +50,8 @@ pub(super) fn user_insert<'q>(
     .bind(u.now)
 }
 
-const USER_COLUMNS: &str = "id, email, email_verified, name, is_admin, disabled_at, created_at";
+pub(super) const USER_COLUMNS: &str =
+    "id, email, email_verified, name, is_admin, disabled_at, created_at";
 
 impl Store {
     pub async fn create_user(&self, u: &NewUser<'_>) -> Result<(), StoreError> {
@@ -199,7 +200,7 @@ impl Store {
     }
 }
 
-fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
     Ok(User {
         id: row.try_get("id")?,
         email: row.try_get("email")?,

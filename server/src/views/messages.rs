@@ -63,6 +63,7 @@ messages! {
     ConsentChoose = "consent.choose",
 
     SignInAgain = "account.sign_in_again",
+    DeleteConfirm = "account.delete_confirm",
     SessionNotFound = "account.session_not_found",
     AppNotFound = "account.app_not_found",
     BrowserUnknown = "account.browser.unknown",

@@ -28,6 +28,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../../templates/consent.html"),
     ),
     (
+        "account_deleted.html",
+        include_str!("../../../templates/account_deleted.html"),
+    ),
+    (
         "form_post.html",
         include_str!("../../../templates/form_post.html"),
     ),

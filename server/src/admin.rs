@@ -1,0 +1,161 @@
+//! What operators (and users, for their own account) do to accounts, clients and sessions,
+//! each with its audit event: the one place the CLI, the account page and, later, the admin
+//! API and console call, so they cannot drift apart.
+
+use serde_json::json;
+
+use crate::audit::{Actor, Audit, Event, EventType, Origin};
+use crate::clients::ClientCache;
+use crate::oauth::client::ClientMetadata;
+use crate::secrets::{ClientSecret, Pepper, Purpose};
+use crate::store::{Store, StoreError};
+
+/// Why an operation did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the operations need, at one instant, for one actor.
+#[derive(Clone, Copy)]
+pub struct Admin<'a> {
+    pub store: &'a Store,
+    pub pepper: &'a Pepper,
+    pub audit: &'a Audit,
+    pub client_cache: &'a ClientCache,
+    pub actor: Actor<'a>,
+    pub origin: Origin<'a>,
+    pub now: i64,
+}
+
+impl Admin<'_> {
+    async fn record(&self, e: Event<'_>) {
+        self.audit.note(self.now, e.from(self.origin)).await;
+    }
+
+    /// Deletes the user and all that is theirs (see [`Store::delete_user`]); the audit event
+    /// that remains names the account's id only, no personal data.
+    pub async fn delete_user(&self, user_id: &str) -> Result<(), AdminError> {
+        if !self.store.delete_user(user_id, self.now).await? {
+            return Err(AdminError::NotFound);
+        }
+        tracing::info!(user = %user_id, "user deleted");
+        self.record(Event::new(EventType::UserDeleted, self.actor).subject(user_id))
+            .await;
+        Ok(())
+    }
+
+    pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<(), AdminError> {
+        if !self.store.set_user_admin(user_id, admin, self.now).await? {
+            return Err(AdminError::NotFound);
+        }
+        self.record(
+            Event::new(EventType::UserUpdated, self.actor)
+                .subject(user_id)
+                .details(json!({ "admin": admin })),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A new secret for the client, shown once; the old one keeps working for `grace` seconds
+    /// (0: not at all).
+    pub async fn rotate_secret(
+        &self,
+        client_id: &str,
+        grace: i64,
+    ) -> Result<(ClientSecret, Option<i64>), AdminError> {
+        let secret = ClientSecret::generate();
+        let digest = self
+            .pepper
+            .digest(Purpose::ClientSecret, secret.expose().as_bytes());
+        let until = self.now + grace.max(0);
+        if !self
+            .store
+            .rotate_client_secret(client_id, &digest, until, self.now)
+            .await?
+        {
+            return Err(AdminError::NotFound);
+        }
+        self.client_cache.forget(client_id);
+        self.record(
+            Event::new(EventType::ClientSecretRotated, self.actor)
+                .client(client_id)
+                .details(json!({ "grace_seconds": grace.max(0) })),
+        )
+        .await;
+        Ok((secret, (grace > 0).then_some(until)))
+    }
+
+    /// Replaces the client's metadata with `metadata` (validated here).
+    pub async fn update_client(
+        &self,
+        client_id: &str,
+        metadata: ClientMetadata,
+        changed: &[&str],
+    ) -> Result<ClientMetadata, AdminError> {
+        let metadata = metadata
+            .validate()
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&metadata)
+            .map_err(|e| StoreError::Corrupt(format!("client metadata: {e}")))?;
+        if !self
+            .store
+            .update_client_metadata(client_id, &json, self.now)
+            .await?
+        {
+            return Err(AdminError::NotFound);
+        }
+        self.client_cache.forget(client_id);
+        self.record(
+            Event::new(EventType::ClientUpdated, self.actor)
+                .client(client_id)
+                .details(json!({ "changed": changed })),
+        )
+        .await;
+        Ok(metadata)
+    }
+
+    /// Deletes the client: its grants are revoked, its consents go.
+    pub async fn delete_client(&self, client_id: &str) -> Result<(), AdminError> {
+        if self.store.client_by_id(client_id).await?.is_none() {
+            return Err(AdminError::NotFound);
+        }
+        self.store.delete_client(client_id, self.now).await?;
+        self.client_cache.forget(client_id);
+        self.record(Event::new(EventType::ClientDeleted, self.actor).client(client_id))
+            .await;
+        Ok(())
+    }
+
+    /// Ends one session, whoever's it is.
+    pub async fn end_session(&self, sid: &str) -> Result<(), AdminError> {
+        let Some(user) = self.store.end_session(sid, self.now).await? else {
+            return Err(AdminError::NotFound);
+        };
+        self.record(
+            Event::new(EventType::SessionEnded, self.actor)
+                .subject(&user)
+                .details(json!({ "how": "administrator", "sid": sid })),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Ends every session of the user.
+    pub async fn end_sessions_of(&self, user_id: &str) -> Result<u64, AdminError> {
+        let n = self.store.revoke_user_sessions(user_id, self.now).await?;
+        self.record(
+            Event::new(EventType::SessionEnded, self.actor)
+                .subject(user_id)
+                .details(json!({ "how": "administrator", "sessions": n })),
+        )
+        .await;
+        Ok(n)
+    }
+}
