@@ -10,6 +10,33 @@ use crate::oauth::client::ClientMetadata;
 use crate::secrets::{ClientSecret, Pepper, Purpose};
 use crate::store::{Store, StoreError};
 
+/// A user as operators see it (CLI, admin API).
+pub fn user_json(u: &crate::store::User) -> serde_json::Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "email_verified": u.email_verified,
+        "name": u.name,
+        "admin": u.is_admin,
+        "disabled": u.disabled_at.is_some(),
+        "disabled_at": u.disabled_at,
+        "created_at": u.created_at,
+    })
+}
+
+/// A client as operators see it: its metadata, id, origin and secret grace (never a secret).
+pub fn client_json(c: &crate::store::StoredClient) -> Result<serde_json::Value, StoreError> {
+    let mut out: serde_json::Value = serde_json::from_str(&c.metadata)
+        .map_err(|e| StoreError::Corrupt(format!("client metadata: {e}")))?;
+    out["client_id"] = json!(c.client_id);
+    out["client_id_issued_at"] = json!(c.created_at);
+    out["origin"] = json!(c.origin.as_deref().unwrap_or("registered"));
+    if let Some((_, until)) = &c.previous_secret {
+        out["previous_secret_expires_at"] = json!(until);
+    }
+    Ok(out)
+}
+
 /// Why an operation did nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

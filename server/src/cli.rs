@@ -1027,19 +1027,6 @@ async fn which_user(state: &AppState, which: &WhichUser) -> Result<crate::store:
     found.ok_or_else(|| failed("no such user"))
 }
 
-fn user_json(u: &crate::store::User) -> serde_json::Value {
-    json!({
-        "id": u.id,
-        "email": u.email,
-        "email_verified": u.email_verified,
-        "name": u.name,
-        "admin": u.is_admin,
-        "disabled": u.disabled_at.is_some(),
-        "disabled_at": u.disabled_at,
-        "created_at": u.created_at,
-    })
-}
-
 fn admin_failed(e: crate::admin::AdminError) -> CliError {
     match e {
         crate::admin::AdminError::NotFound => failed("no such user, client or session"),
@@ -1065,7 +1052,7 @@ async fn users(
                 .await
                 .map_err(failed)?;
             for u in &list {
-                print_json(stdout, &user_json(u))?;
+                print_json(stdout, &crate::admin::user_json(u))?;
             }
             Ok(())
         }
@@ -1081,7 +1068,7 @@ async fn users(
                 .len();
             let totp = state.store.totp_enabled(&u.id).await.map_err(failed)?;
             let password = state.store.password_hash(&u.id).await.map_err(failed)?;
-            let mut out = user_json(&u);
+            let mut out = crate::admin::user_json(&u);
             out["passkeys"] = json!(passkeys);
             out["password"] = json!(password.is_some());
             out["totp"] = json!(totp);
@@ -1102,17 +1089,6 @@ async fn users(
             Err(failed("not handled here"))
         }
     }
-}
-
-fn client_json(c: &crate::store::StoredClient) -> Result<serde_json::Value, CliError> {
-    let mut out: serde_json::Value = serde_json::from_str(&c.metadata).map_err(failed)?;
-    out["client_id"] = json!(c.client_id);
-    out["client_id_issued_at"] = json!(c.created_at);
-    out["origin"] = json!(c.origin.as_deref().unwrap_or("registered"));
-    if let Some((_, until)) = &c.previous_secret {
-        out["previous_secret_expires_at"] = json!(until);
-    }
-    Ok(out)
 }
 
 async fn clients(
@@ -1137,7 +1113,7 @@ async fn clients(
                 .await
                 .map_err(failed)?
             {
-                let m = client_json(&c)?;
+                let m = crate::admin::client_json(&c).map_err(failed)?;
                 print_json(
                     stdout,
                     &json!({
@@ -1154,7 +1130,7 @@ async fn clients(
         }
         ClientCommand::Show { client_id } => {
             let c = stored(client_id).await?;
-            print_json(stdout, &client_json(&c)?)
+            print_json(stdout, &crate::admin::client_json(&c).map_err(failed)?)
         }
         ClientCommand::Update {
             client_id,
@@ -1200,7 +1176,7 @@ async fn clients(
                 .await
                 .map_err(admin_failed)?;
             let c = stored(client_id).await?;
-            print_json(stdout, &client_json(&c)?)
+            print_json(stdout, &crate::admin::client_json(&c).map_err(failed)?)
         }
         ClientCommand::Delete { client_id } => {
             admin

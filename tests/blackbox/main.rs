@@ -3,6 +3,7 @@
 //! `LATCHKEY_TEST_POSTGRES_URL` is set.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin_api;
 mod audit;
 mod backchannel;
 mod cimd;

@@ -250,19 +250,22 @@ mod tests {
         let routes = include_str!("mod.rs");
         let paths = doc["paths"].as_object().unwrap();
         for path in paths.keys() {
-            let route = path.replace("{id}", ":id");
+            let route = path.replace("{id}", ":id").replace("{sid}", ":sid");
             assert!(
                 routes.contains(&format!("\"{route}\"")),
                 "{path} is not routed"
             );
         }
-        for line in routes.lines().filter(|l| l.contains("\"/api/")) {
+        for line in routes
+            .lines()
+            .filter(|l| l.contains("\"/api/") || l.contains("\"/admin/api/"))
+        {
             let route = line.split('"').nth(1).unwrap();
             if route == "/api/openapi.json" {
                 continue;
             }
             assert!(
-                paths.contains_key(&route.replace(":id", "{id}")),
+                paths.contains_key(&route.replace(":id", "{id}").replace(":sid", "{sid}")),
                 "{route} is not described"
             );
         }

@@ -62,6 +62,9 @@ pub enum ApiError {
     Invalid(Cow<'static, str>),
     /// Not the caller's, or not there (404): the same answer for both.
     NotFound,
+    /// 403 `access_denied`: the token is valid but its user may not do this (an
+    /// administrator's API asked with a token of someone who is not one).
+    Forbidden(&'static str),
     /// An internal failure, already logged.
     Server,
     /// A refusal at one of our protected resources: its challenges also carry
@@ -125,6 +128,7 @@ impl std::fmt::Display for ApiError {
             Self::Pushed(e) => write!(f, "{}", e.code.as_str()),
             Self::Invalid(why) => write!(f, "invalid_request: {why}"),
             Self::NotFound => f.write_str("not_found"),
+            Self::Forbidden(_) => f.write_str("access_denied"),
             Self::Server => f.write_str("server_error"),
             Self::AtResource { error, .. } => write!(f, "{error}"),
         }
@@ -180,6 +184,7 @@ impl ResponseError for ApiError {
             }
             Self::Pushed(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Server => StatusCode::INTERNAL_SERVER_ERROR,
             Self::AtResource { error, .. } => error.status(),
         }
@@ -277,6 +282,10 @@ impl ResponseError for ApiError {
                 json!({ "error": "invalid_request", "error_description": why }),
             ),
             Self::NotFound => json_no_store(status, json!({ "error": "not_found" })),
+            Self::Forbidden(why) => json_no_store(
+                status,
+                json!({ "error": "access_denied", "error_description": why }),
+            ),
             Self::Server => json_no_store(status, json!({ "error": "server_error" })),
             Self::AtResource { error, metadata } => {
                 let mut resp = error.as_response();

@@ -2,6 +2,7 @@
 //! security headers, logs and metrics) and one file per endpoint.
 
 mod account;
+mod admin_api;
 mod api;
 mod assets;
 mod authorize;
@@ -150,6 +151,55 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             get(streams_api::internal_list),
         )
         .at("/api/openapi.json", get(api::openapi))
+        .at(
+            "/admin/api/users",
+            get(admin_api::list_users).post(admin_api::create_user),
+        )
+        .at(
+            "/admin/api/users/:id",
+            get(admin_api::show_user)
+                .patch(admin_api::update_user)
+                .delete(admin_api::delete_user),
+        )
+        .at(
+            "/admin/api/users/:id/sessions/revoke",
+            post(admin_api::end_user_sessions),
+        )
+        .at(
+            "/admin/api/users/:id/second-factor/reset",
+            post(admin_api::reset_second_factor),
+        )
+        .at(
+            "/admin/api/users/:id/password-reset",
+            post(admin_api::send_reset),
+        )
+        .at(
+            "/admin/api/clients",
+            get(admin_api::list_clients).post(admin_api::create_client),
+        )
+        .at(
+            "/admin/api/clients/:id",
+            get(admin_api::show_client)
+                .patch(admin_api::update_client)
+                .delete(admin_api::delete_client),
+        )
+        .at(
+            "/admin/api/clients/:id/rotate-secret",
+            post(admin_api::rotate_secret),
+        )
+        .at("/admin/api/keys", get(admin_api::list_keys))
+        .at("/admin/api/keys/rotate", post(admin_api::rotate_keys))
+        .at(
+            "/admin/api/registration-tokens",
+            post(admin_api::create_registration_token),
+        )
+        .at("/admin/api/invitations", post(admin_api::create_invitation))
+        .at("/admin/api/sessions", get(admin_api::list_sessions))
+        .at(
+            "/admin/api/sessions/:sid",
+            poem::delete(admin_api::end_session),
+        )
+        .at("/admin/api/audit-events", get(admin_api::list_audit_events))
         .at("/api/devices", get(api::list_devices))
         .at(
             "/api/devices/:id",

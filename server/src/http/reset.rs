@@ -73,7 +73,10 @@ pub async fn reset_request(
 }
 
 /// Mails a reset link to `email` if an enabled account uses it; nothing otherwise.
-async fn send_reset_link(state: &AppState, email: &str) -> Result<(), crate::store::StoreError> {
+pub(super) async fn send_reset_link(
+    state: &AppState,
+    email: &str,
+) -> Result<(), crate::store::StoreError> {
     let Some(user) = account_to_mail(state, email).await? else {
         return Ok(());
     };

@@ -5,8 +5,8 @@
 //! client may have (RFC 8628 §3.1).
 
 /// Scopes only an administrator can give a client (CLI), never dynamic registration: a
-/// service reading any user's stream keys.
-pub const ADMIN_ONLY_SCOPES: &[&str] = &["streams:internal"];
+/// service reading any user's stream keys, and the admin API.
+pub const ADMIN_ONLY_SCOPES: &[&str] = &["streams:internal", "admin:read", "admin:write"];
 
 /// Scopes that stand for a user (OIDC Core §5.4, §11): a client acting for itself
 /// (client_credentials) is no user and gets none of them.
