@@ -48,6 +48,14 @@ pub enum AdminError {
     Store(#[from] StoreError),
 }
 
+/// A conflict the store refused (the last administrator) is the caller's mistake.
+fn refused(e: StoreError) -> AdminError {
+    match e {
+        StoreError::Conflict(why) => AdminError::Invalid(why.into()),
+        other => AdminError::Store(other),
+    }
+}
+
 /// What the operations need, at one instant, for one actor.
 #[derive(Clone, Copy)]
 pub struct Admin<'a> {
@@ -68,7 +76,12 @@ impl Admin<'_> {
     /// Deletes the user and all that is theirs (see [`Store::delete_user`]); the audit event
     /// that remains names the account's id only, no personal data.
     pub async fn delete_user(&self, user_id: &str) -> Result<(), AdminError> {
-        if !self.store.delete_user(user_id, self.now).await? {
+        if !self
+            .store
+            .delete_user(user_id, self.now)
+            .await
+            .map_err(refused)?
+        {
             return Err(AdminError::NotFound);
         }
         tracing::info!(user = %user_id, "user deleted");
@@ -78,7 +91,12 @@ impl Admin<'_> {
     }
 
     pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<(), AdminError> {
-        if !self.store.set_user_admin(user_id, admin, self.now).await? {
+        if !self
+            .store
+            .set_user_admin(user_id, admin, self.now)
+            .await
+            .map_err(refused)?
+        {
             return Err(AdminError::NotFound);
         }
         self.record(
@@ -101,7 +119,7 @@ impl Admin<'_> {
         let digest = self
             .pepper
             .digest(Purpose::ClientSecret, secret.expose().as_bytes());
-        let until = self.now + grace.max(0);
+        let until = self.now.saturating_add(grace.clamp(0, 30 * 86_400));
         if !self
             .store
             .rotate_client_secret(client_id, &digest, until, self.now)
@@ -176,6 +194,9 @@ impl Admin<'_> {
 
     /// Ends every session of the user.
     pub async fn end_sessions_of(&self, user_id: &str) -> Result<u64, AdminError> {
+        if self.store.user_by_id(user_id).await?.is_none() {
+            return Err(AdminError::NotFound);
+        }
         let n = self.store.revoke_user_sessions(user_id, self.now).await?;
         self.record(
             Event::new(EventType::SessionEnded, self.actor)

@@ -20,6 +20,17 @@ pub enum EventType {
     SecondFactorFailure,
     /// An administrator removed a user's authenticator app and recovery codes.
     SecondFactorReset,
+    /// An authenticator app set up, or turned off, by its user.
+    SecondFactorEnabled,
+    SecondFactorDisabled,
+    RecoveryCodesReplaced,
+    /// A new address confirmed from its mailed link.
+    EmailChanged,
+    /// A device's request approved or denied (RFC 8628), or a device removed.
+    DeviceAnswered,
+    DeviceRemoved,
+    /// A client failed to authenticate at the token, revocation or introspection endpoint.
+    ClientAuthFailure,
     PasskeyAdded,
     PasskeyRemoved,
     PasswordChanged,
@@ -53,11 +64,18 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 30] = [
+    pub const ALL: [EventType; 37] = [
         EventType::SigninSuccess,
         EventType::SigninFailure,
         EventType::SecondFactorFailure,
         EventType::SecondFactorReset,
+        EventType::SecondFactorEnabled,
+        EventType::SecondFactorDisabled,
+        EventType::RecoveryCodesReplaced,
+        EventType::EmailChanged,
+        EventType::DeviceAnswered,
+        EventType::DeviceRemoved,
+        EventType::ClientAuthFailure,
         EventType::PasskeyAdded,
         EventType::PasskeyRemoved,
         EventType::PasswordChanged,
@@ -92,6 +110,13 @@ impl EventType {
             EventType::SigninFailure => "signin.failure",
             EventType::SecondFactorFailure => "second_factor.failure",
             EventType::SecondFactorReset => "second_factor.reset",
+            EventType::SecondFactorEnabled => "second_factor.enabled",
+            EventType::SecondFactorDisabled => "second_factor.disabled",
+            EventType::RecoveryCodesReplaced => "recovery_codes.replaced",
+            EventType::EmailChanged => "email.changed",
+            EventType::DeviceAnswered => "device.answered",
+            EventType::DeviceRemoved => "device.removed",
+            EventType::ClientAuthFailure => "client.auth_failure",
             EventType::PasskeyAdded => "passkey.added",
             EventType::PasskeyRemoved => "passkey.removed",
             EventType::PasswordChanged => "password.changed",
@@ -125,6 +150,7 @@ impl EventType {
     fn outcome(self) -> &'static str {
         match self {
             EventType::SigninFailure
+            | EventType::ClientAuthFailure
             | EventType::SecondFactorFailure
             | EventType::TokenReuse
             | EventType::CodeReplay => "failure",

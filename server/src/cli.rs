@@ -348,9 +348,6 @@ enum ClientCommand {
         #[arg(long = "serves", value_name = "URI")]
         serves: Vec<String>,
     },
-    /// Set the resource servers a client may have tokens for (--resource) and is (--serves),
-    /// replacing both lists; prints the client's metadata. Other instances see the change
-    /// within clients.cache_ttl.
     /// List clients as JSON lines, in client_id order.
     List {
         #[arg(long, value_name = "CLIENT_ID", allow_hyphen_values = true)]
@@ -395,6 +392,9 @@ enum ClientCommand {
         #[arg(long, value_name = "D", value_parser = humantime::parse_duration)]
         grace: Option<std::time::Duration>,
     },
+    /// Set the resource servers a client may have tokens for (--resource) and is (--serves),
+    /// replacing both lists; prints the client's metadata. Other instances see the change
+    /// within clients.cache_ttl.
     SetResources {
         /// Client ids are base64url and may begin with `-`.
         #[arg(allow_hyphen_values = true)]
@@ -512,6 +512,14 @@ where
             let result =
                 crate::signin::create_invite(&state.signin(), email.as_deref(), admin, lifetime)
                     .await;
+            if let Ok((_, expires_at)) = &result {
+                audit(
+                    &state,
+                    Event::new(EventType::InvitationCreated, Actor::Cli)
+                        .details(json!({ "admin": admin, "expires_at": expires_at })),
+                )
+                .await;
+            }
             state.store.close().await;
             let (url, expires_at) = result.map_err(failed)?;
             print_json(
@@ -758,6 +766,12 @@ async fn registration_token(
         .create_initial_access_token(&digest, now, expires_at, max_uses.map(i64::from))
         .await
         .map_err(failed)?;
+    audit(
+        state,
+        Event::new(EventType::RegistrationTokenCreated, Actor::Cli)
+            .details(json!({ "expires_at": expires_at, "max_uses": max_uses })),
+    )
+    .await;
     print_json(
         stdout,
         &json!({ "initial_access_token": token, "expires_at": expires_at, "max_uses": max_uses }),
@@ -767,7 +781,7 @@ async fn registration_token(
 async fn serve(config: Config, clock: Arc<dyn Clock>) -> Result<(), CliError> {
     let listen = config.listen;
     let issuer = config.issuer.clone();
-    let state = cli_state(config, clock).await?;
+    let state = AppState::build(config, clock).await.map_err(failed)?;
     let store = state.store.clone();
     // The setup link is a credential: printed for the operator on stderr, never logged.
     if let Some((url, _)) = crate::signin::setup_link(&state.signin())
@@ -972,7 +986,18 @@ async fn create_client(
 
 /// The server's state for one command. Its audit events go to the database (and a file sink),
 /// never to stdout, which carries the command's answer.
-async fn cli_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, CliError> {
+async fn cli_state(mut config: Config, clock: Arc<dyn Clock>) -> Result<AppState, CliError> {
+    // A sink file this operator cannot write does not keep them from working: the events
+    // still go to the database.
+    if let Some(path) = config.audit.sink.as_deref().filter(|p| *p != "stdout")
+        && let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    {
+        eprintln!("audit.sink {path}: {e}; events of this command go to the database only");
+        config.audit.sink = None;
+    }
     let mut state = AppState::build(config, clock).await.map_err(failed)?;
     state.audit = state.audit.without_stdout();
     Ok(state)
@@ -987,30 +1012,42 @@ async fn audit_tail(
     follow: bool,
     stdout: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let mut batch = state
-        .store
-        .audit_events(&filter, lines.max(0))
-        .await
-        .map_err(failed)?;
-    if lines == 0 {
-        batch.clear();
-    }
+    // Ids are random and an event's time is taken when its request began, so a cursor on
+    // (time, id) would skip events committed late or out of order: each poll reads a window
+    // reaching back LOOKBACK seconds and prints what it has not printed yet.
+    const LOOKBACK: i64 = 30;
+    let mut printed: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut newest = state.clock.now() - 1;
+    let mut batch = if lines > 0 {
+        state
+            .store
+            .audit_events(&filter, lines)
+            .await
+            .map_err(failed)?
+    } else {
+        Vec::new()
+    };
     loop {
         for e in &batch {
+            if printed.contains_key(&e.id) {
+                continue;
+            }
             print_json(stdout, &serde_json::to_value(e).map_err(failed)?)?;
-            filter.after = Some((e.at, e.id.clone()));
+            printed.insert(e.id.clone(), e.at);
+            newest = newest.max(e.at);
         }
         stdout.flush().map_err(failed)?;
         if !follow {
             return Ok(());
         }
-        if filter.after.is_none() {
-            filter.after = Some((state.clock.now() - 1, String::new()));
-        }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let now = state.clock.now();
+        newest = newest.max(now - LOOKBACK);
+        filter.since = Some(newest - LOOKBACK);
+        printed.retain(|_, at| *at >= newest - LOOKBACK);
         batch = state
             .store
-            .audit_events(&filter, 500)
+            .audit_events(&filter, 1000)
             .await
             .map_err(failed)?;
     }
@@ -1187,6 +1224,9 @@ async fn clients(
         }
         ClientCommand::RotateSecret { client_id, grace } => {
             let grace = grace.map_or(0, |g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX));
+            if grace > 30 * 86_400 {
+                return Err(failed("--grace is at most 30 days"));
+            }
             let (secret, until) = admin.rotate_secret(&client_id, grace).await.map_err(
                 |e| match e {
                     crate::admin::AdminError::NotFound => failed(

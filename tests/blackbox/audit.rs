@@ -57,6 +57,21 @@ async fn security_relevant_actions_are_audited_and_no_event_holds_a_secret() {
             assert_eq!(r.status(), 401);
         }
         secrets.push("wrong horse battery".into());
+        // Addresses typed at a failed sign-in are not kept (people type passwords there).
+        secrets.push("nobody@example.com".into());
+        // A client that fails to authenticate.
+        let r = http()
+            .post(server.url("/token"))
+            .header(
+                "authorization",
+                basic(&f.client_id, "not-the-secret-at-all"),
+            )
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        secrets.push("not-the-secret-at-all".into());
 
         // signin.success, consent.given, then code.replayed and token.reuse_detected.
         let b = browser();
@@ -135,8 +150,23 @@ async fn security_relevant_actions_are_audited_and_no_event_holds_a_secret() {
         assert_eq!(r.status(), 303);
 
         // CLI: user.disabled, user.enabled, key.rotated, client.updated.
+        env.cli(&["user", "disable", "--email", &f.email], "")
+            .await
+            .unwrap();
+        {
+            let b = browser();
+            let page = b
+                .get(server.url("/login"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let r = crate::flow::sign_in(&b, &server, &page, &f.email, new_password).await;
+            assert_eq!(r.status(), 401, "disabled");
+        }
         for args in [
-            vec!["user", "disable", "--email", f.email.as_str()],
             vec!["user", "enable", "--email", f.email.as_str()],
             vec!["keys", "rotate", "--alg", "ES256"],
             vec![
@@ -203,6 +233,7 @@ async fn security_relevant_actions_are_audited_and_no_event_holds_a_secret() {
             "client.updated",
             "registration_token.used",
             "client.deleted",
+            "client.auth_failure",
         ] {
             assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
         }
@@ -210,7 +241,12 @@ async fn security_relevant_actions_are_audited_and_no_event_holds_a_secret() {
             .iter()
             .filter(|e| e.kind == "signin.failure")
             .collect();
-        assert_eq!(failures.len(), 2);
+        assert_eq!(failures.len(), 3);
+        let disabled = failures
+            .iter()
+            .find(|e| e.details["reason"] == "disabled_account")
+            .unwrap();
+        assert_eq!(disabled.subject.as_deref(), Some(uid));
         let wrong = failures
             .iter()
             .find(|e| e.details["reason"] == "wrong_password")
@@ -263,14 +299,13 @@ async fn security_relevant_actions_are_audited_and_no_event_holds_a_secret() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(tailed.len(), 1, "{out}");
+        assert_eq!(tailed.len(), 2, "wrong password, disabled account: {out}");
         assert_eq!(tailed[0]["type"], "signin.failure");
         let out = env
             .cli(&["audit", "tail", "--lines", "3"], "")
             .await
             .unwrap();
         assert_eq!(out.lines().count(), 3);
-        let _ = basic;
         server.stop().await;
     }
 }

@@ -174,6 +174,21 @@ async fn the_cli_lists_shows_changes_and_deletes_users_clients_and_sessions() {
         // Delete the client, then the user.
         cli_json(&env, &["client", "delete", &sid]).await;
         assert_eq!(token_with(&server, &sid, newest).await, 401);
+        // Never the last enabled administrator (Ada is the only one).
+        for args in [
+            vec!["user", "delete", "--email", f.email.as_str()],
+            vec!["user", "set-admin", "--email", f.email.as_str(), "--off"],
+            vec!["user", "disable", "--email", f.email.as_str()],
+        ] {
+            let e = env.cli(&args, "").await.unwrap_err();
+            assert!(e.contains("last enabled administrator"), "{args:?}: {e}");
+        }
+        env.cli(
+            &["user", "create", "--email", "root@example.com", "--admin"],
+            "",
+        )
+        .await
+        .unwrap();
         cli_json(&env, &["user", "delete", "--email", &f.email]).await;
         assert!(
             env.cli(&["user", "show", "--id", &f.user_id], "")
@@ -272,6 +287,7 @@ async fn a_user_deletes_their_account_and_nothing_of_it_remains() {
             "refresh_tokens",
             "authorization_codes",
             "email_links",
+            "grants",
         ] {
             let col = if table == "users" { "id" } else { "user_id" };
             let n: i64 =

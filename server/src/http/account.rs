@@ -346,6 +346,13 @@ pub async fn remove_device(
     {
         Ok(true) => {
             tracing::info!(user = %user.id, device = %id, "device removed from the account page");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::DeviceRemoved, &user.id)
+                    .details(serde_json::json!({"device": id})),
+            )
+            .await;
             Ok(account_redirect())
         }
         Ok(false) => Err(PageError::not_found(Msg::DeviceNotFound)),
@@ -391,6 +398,10 @@ pub async fn delete_account(
                 Some(set_cookie(state, session_cookie_name(state), "", Some(0))),
             );
             Ok(resp)
+        }
+        Err(crate::admin::AdminError::Invalid(_)) => {
+            let error = state.views.msg(Msg::LastAdmin);
+            account_with_message(state, req, None, Some(error)).await
         }
         Err(e) => account_failed(state, req, "deleting an account", e).await,
     }

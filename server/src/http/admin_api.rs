@@ -264,7 +264,11 @@ pub async fn update_user(
         state
             .store
             .set_user_disabled(&id, d, state.clock.now())
-            .await?;
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(why) => ApiError::invalid(why),
+                other => other.into(),
+            })?;
         let kind = if d {
             EventType::UserDisabled
         } else {

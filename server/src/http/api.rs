@@ -226,6 +226,13 @@ pub async fn delete_device(
         return Err(ApiError::NotFound);
     }
     tracing::info!(user = %user.id, device = %id, "device removed");
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::by_user(crate::audit::EventType::DeviceRemoved, &user.id)
+            .details(serde_json::json!({"device": id, "through": "api"})),
+    )
+    .await;
     Ok(no_content())
 }
 

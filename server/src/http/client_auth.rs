@@ -127,6 +127,25 @@ pub(super) async fn authenticated_client(
         peer: ip.as_deref(),
         ..state.clients()
     };
-    let client = clients.authenticate(&creds).await?;
+    let client = match clients.authenticate(&creds).await {
+        Ok(c) => c,
+        Err(e) => {
+            if e.code == T::InvalidClient {
+                let id = creds.client_id();
+                super::browser::audit(
+                    state,
+                    req,
+                    crate::audit::Event::new(
+                        crate::audit::EventType::ClientAuthFailure,
+                        crate::audit::Actor::Anonymous,
+                    )
+                    .client(id)
+                    .details(serde_json::json!({"endpoint": req.uri().path()})),
+                )
+                .await;
+            }
+            return Err(e);
+        }
+    };
     Ok((client, params))
 }

@@ -276,6 +276,13 @@ pub async fn device_answer(
     {
         Ok(true) => {
             tracing::info!(user = %user.id, approve, "device request answered");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(crate::audit::EventType::DeviceAnswered, &user.id)
+                    .details(serde_json::json!({"approved": approve})),
+            )
+            .await;
             Ok(form_page(
                 state,
                 req,

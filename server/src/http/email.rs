@@ -220,6 +220,14 @@ pub async fn confirm(
         );
     }
     tracing::info!(user = %confirmed.user_id, changed, "address confirmed");
+    if changed {
+        super::browser::audit(
+            state,
+            req,
+            crate::audit::Event::by_user(crate::audit::EventType::EmailChanged, &confirmed.user_id),
+        )
+        .await;
+    }
     Ok(page(
         state,
         StatusCode::OK,

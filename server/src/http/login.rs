@@ -82,12 +82,26 @@ pub async fn login(
     let Some(user) = user.filter(|_| verified) else {
         tracing::info!("password sign-in failed");
         // The address typed is not kept: people type passwords into it.
-        let (reason, e) = match &known {
-            Some(id) => (
+        let disabled = match &known {
+            Some(_) => None,
+            None => state
+                .store
+                .user_by_email(&email)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.id),
+        };
+        let (reason, e) = match (&known, &disabled) {
+            (Some(id), _) => (
                 "wrong_password",
                 Event::new(EventType::SigninFailure, Actor::Anonymous).subject(id),
             ),
-            None => (
+            (None, Some(id)) => (
+                "disabled_account",
+                Event::new(EventType::SigninFailure, Actor::Anonymous).subject(id),
+            ),
+            (None, None) => (
                 "unknown_account",
                 Event::new(EventType::SigninFailure, Actor::Anonymous),
             ),
@@ -122,15 +136,7 @@ pub async fn login(
     }
 
     tracing::info!(user = %user.id, "signed in with a password");
-    audit(
-        state,
-        req,
-        Event::new(EventType::SigninSuccess, Actor::User(&user.id))
-            .subject(&user.id)
-            .details(json!({"method": "password"})),
-    )
-    .await;
-    signed_in(
+    let resp = signed_in(
         state,
         req,
         &user.id,
@@ -139,7 +145,16 @@ pub async fn login(
         &request,
         now,
     )
-    .await
+    .await?;
+    audit(
+        state,
+        req,
+        Event::new(EventType::SigninSuccess, Actor::User(&user.id))
+            .subject(&user.id)
+            .details(json!({"method": "password"})),
+    )
+    .await;
+    Ok(resp)
 }
 
 /// The sign-in form again, with a message, for a failed or throttled attempt (password or

@@ -74,6 +74,16 @@ pub async fn signin(
     match throttle.wait(&state.store, now).await {
         Ok(0) => {}
         Ok(wait) => {
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::new(
+                    crate::audit::EventType::SigninFailure,
+                    crate::audit::Actor::Anonymous,
+                )
+                .details(json!({"method": "passkey", "reason": "throttled"})),
+            )
+            .await;
             let msg = state
                 .views
                 .msg_with(Msg::TooManyAttempts, &[("seconds", &wait.to_string())]);
@@ -107,7 +117,7 @@ pub async fn signin(
                     crate::audit::EventType::SigninFailure,
                     crate::audit::Actor::Anonymous,
                 )
-                .details(json!({"method": "passkey", "reason": e.to_string()})),
+                .details(json!({"method": "passkey", "reason": e.code()})),
             )
             .await;
             if let Err(e) = throttle.failed(&state.store, now).await {
@@ -118,6 +128,8 @@ pub async fn signin(
         }
     };
     tracing::info!(user = %signed.user_id, passkey = %signed.passkey_id, "signed in with a passkey");
+    let (amr, acr) = passkey::amr_acr(signed.backup_eligible);
+    let resp = signed_in(state, req, &signed.user_id, &amr, acr, &request, now).await?;
     super::browser::audit(
         state,
         req,
@@ -125,8 +137,7 @@ pub async fn signin(
             .details(json!({"method": "passkey", "passkey": signed.passkey_id})),
     )
     .await;
-    let (amr, acr) = passkey::amr_acr(signed.backup_eligible);
-    signed_in(state, req, &signed.user_id, &amr, acr, &request, now).await
+    Ok(resp)
 }
 
 #[handler]

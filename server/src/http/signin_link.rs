@@ -246,14 +246,7 @@ pub async fn confirm(
         return Ok(page);
     }
     tracing::info!(user = %user_id, "signed in with a mailed link");
-    super::browser::audit(
-        state,
-        req,
-        crate::audit::Event::by_user(crate::audit::EventType::SigninSuccess, &user_id)
-            .details(serde_json::json!({"method": "email_link"})),
-    )
-    .await;
-    signed_in(
+    let resp = signed_in(
         state,
         req,
         &user_id,
@@ -262,5 +255,13 @@ pub async fn confirm(
         &request,
         now,
     )
-    .await
+    .await?;
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::by_user(crate::audit::EventType::SigninSuccess, &user_id)
+            .details(serde_json::json!({"method": "email_link"})),
+    )
+    .await;
+    Ok(resp)
 }

@@ -101,6 +101,12 @@ pub async fn confirm(
         Err(e) => return account_failed(state, req, "confirming TOTP", e).await,
     }
     tracing::info!(user = %user.id, "authenticator app set up");
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::by_user(crate::audit::EventType::SecondFactorEnabled, &user.id),
+    )
+    .await;
     match totp::new_recovery_codes(&state.signin(), &user.id).await {
         Ok(codes) => Ok(recovery_codes_page(state, req, &codes)),
         Err(e) => account_failed(state, req, "making recovery codes", e).await,
@@ -117,6 +123,15 @@ pub async fn disable(
     match state.store.delete_totp(&user.id).await {
         Ok(_) => {
             tracing::info!(user = %user.id, "authenticator app turned off");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(
+                    crate::audit::EventType::SecondFactorDisabled,
+                    &user.id,
+                ),
+            )
+            .await;
             let notice = state.views.msg(Msg::TotpDisabled);
             account_with_message(state, req, Some(notice), None).await
         }
@@ -139,6 +154,15 @@ pub async fn regenerate_codes(
     match totp::new_recovery_codes(&state.signin(), &user.id).await {
         Ok(codes) => {
             tracing::info!(user = %user.id, "recovery codes replaced");
+            super::browser::audit(
+                state,
+                req,
+                crate::audit::Event::by_user(
+                    crate::audit::EventType::RecoveryCodesReplaced,
+                    &user.id,
+                ),
+            )
+            .await;
             Ok(recovery_codes_page(state, req, &codes))
         }
         Err(e) => account_failed(state, req, "making recovery codes", e).await,
@@ -347,14 +371,7 @@ pub async fn second_factor(
         "pwd"
     };
     tracing::info!(user = %user_id, method, "signed in with a password and a second factor");
-    super::browser::audit(
-        state,
-        req,
-        crate::audit::Event::by_user(crate::audit::EventType::SigninSuccess, &user_id)
-            .details(serde_json::json!({"method": first, "second_factor": method})),
-    )
-    .await;
-    signed_in(
+    let resp = signed_in(
         state,
         req,
         &user_id,
@@ -363,5 +380,13 @@ pub async fn second_factor(
         &request,
         now,
     )
-    .await
+    .await?;
+    super::browser::audit(
+        state,
+        req,
+        crate::audit::Event::by_user(crate::audit::EventType::SigninSuccess, &user_id)
+            .details(serde_json::json!({"method": first, "second_factor": method})),
+    )
+    .await;
+    Ok(resp)
 }

@@ -56,6 +56,20 @@ pub enum PasskeyError {
     Store(#[from] StoreError),
 }
 
+impl PasskeyError {
+    /// A fixed name for the audit log (the `Display` text may quote what was sent).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PasskeyError::Ceremony => "ceremony_unusable",
+            PasskeyError::Invalid(_) => "invalid_response",
+            PasskeyError::Unknown => "unknown_passkey",
+            PasskeyError::AlreadyRegistered => "already_registered",
+            PasskeyError::CounterRegression => "counter_regression",
+            PasskeyError::Store(_) => "server_error",
+        }
+    }
+}
+
 /// Builds the relying party from the issuer (origin) and `passkeys.rp_id` (default: the
 /// issuer's host).
 pub fn relying_party(config: &Config) -> Result<Webauthn, String> {

@@ -20,6 +20,16 @@ pub struct SessionRow {
     pub expires_at: i64,
 }
 
+/// SQL: another enabled administrator than the user whose id is parameter `$n` exists.
+pub(super) fn other_admin(n: usize) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM users o WHERE o.is_admin = 1 AND o.disabled_at IS NULL AND o.id <> ${n})"
+    )
+}
+
+/// Why the last enabled administrator cannot be deleted, disabled or demoted.
+pub const LAST_ADMIN: &str = "this is the last enabled administrator: make another one first";
+
 /// `%`, `_` and `\` of a LIKE pattern, escaped (with `ESCAPE '\'`).
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -58,13 +68,19 @@ impl Store {
         admin: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE users SET is_admin = $1, updated_at = $2 WHERE id = $3")
-            .bind(i64::from(admin))
-            .bind(now)
-            .bind(user_id)
-            .execute_w(self)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(&format!(
+            "UPDATE users SET is_admin = $1, updated_at = $2 WHERE id = $3 AND ($1 = 1 OR {})",
+            other_admin(3)
+        ))
+        .bind(i64::from(admin))
+        .bind(now)
+        .bind(user_id)
+        .execute_w(self)
+        .await?
+        .rows_affected();
+        if n == 0 && !admin && self.user_by_id(user_id).await?.is_some() {
+            return Err(StoreError::Conflict(LAST_ADMIN));
+        }
         Ok(n == 1)
     }
 
@@ -77,6 +93,17 @@ impl Store {
     pub async fn delete_user(&self, user_id: &str, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
+        // Never the last enabled administrator: nobody could manage the server after.
+        let last_admin: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM users WHERE id = $1 AND is_admin = 1 AND NOT {}",
+            other_admin(1)
+        ))
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if last_admin > 0 {
+            return Err(StoreError::Conflict(LAST_ADMIN));
+        }
         super::sessions::end_sessions_in(&mut tx, "s.user_id = $2", now, &[user_id]).await?;
         sqlx::query(
             "UPDATE grants SET revoked_at = COALESCE(revoked_at, $1), user_id = NULL \

@@ -117,6 +117,20 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut conn = self.write_conn().await?;
         let mut tx = conn.begin().await?;
+        if disabled {
+            // Never the last enabled administrator: nobody could manage the server after.
+            let last_admin: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM users WHERE id = $1 AND is_admin = 1 \
+                 AND disabled_at IS NULL AND NOT {}",
+                super::admin::other_admin(1)
+            ))
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if last_admin > 0 {
+                return Err(StoreError::Conflict(super::admin::LAST_ADMIN));
+            }
+        }
         let changed =
             sqlx::query("UPDATE users SET disabled_at = $1, updated_at = $2 WHERE id = $3")
                 .bind(disabled.then_some(now))

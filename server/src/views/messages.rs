@@ -64,6 +64,7 @@ messages! {
 
     SignInAgain = "account.sign_in_again",
     DeleteConfirm = "account.delete_confirm",
+    LastAdmin = "account.last_admin",
     SessionNotFound = "account.session_not_found",
     AppNotFound = "account.app_not_found",
     BrowserUnknown = "account.browser.unknown",
