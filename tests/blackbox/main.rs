@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin_api;
+mod admin_console;
 mod audit;
 mod backchannel;
 mod cimd;

@@ -8,7 +8,7 @@
 // authorization -> consent -> code -> tokens whose amr says passkey; then another user's
 // password sign-in, adding a passkey on /account, setting up TOTP, and signing in with the
 // password and a recovery code. Every page visited is checked with axe-core (WCAG 2.1 A/AA,
-// light and dark).
+// light and dark). Between the first two steps the administrator uses the admin console.
 
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
@@ -141,6 +141,61 @@ try {
   assert.equal(credentials[0].isResidentCredential, true, "a discoverable credential");
   await shot(page, "account");
   await a11y(page, "account");
+
+  // 1b. The administrator, signed in just now, uses the admin console: finds the other user
+  // (signed in meanwhile in another browser), ends their sessions, and rotates the test
+  // client's secret with an hour's grace (the old secret, used below, keeps working).
+  const other = await browser.newContext({ viewport: { width: 900, height: 900 } });
+  const otherPage = await other.newPage();
+  await otherPage.goto(`${BASE}/login`);
+  await otherPage.fill('input[autocomplete="username webauthn"]', EMAIL);
+  await otherPage.fill('input[autocomplete="current-password"]', PASSWORD);
+  await Promise.all([
+    otherPage.waitForURL(`${BASE}/account`),
+    otherPage.click('button:has-text("Sign in with password")'),
+  ]);
+  await page.goto(`${BASE}/admin`);
+  await page.fill("#search", EMAIL);
+  await Promise.all([page.waitForURL(/\/admin\/users\?search=/), page.press("#search", "Enter")]);
+  await shot(page, "admin-users");
+  await a11y(page, "admin-users");
+  await Promise.all([page.waitForURL(/\/admin\/users\/[^?]+$/), page.click(`a:has-text("${EMAIL}")`)]);
+  assert.equal((await page.textContent("#session-count")).trim(), "1", "the other user's session is listed");
+  await a11y(page, "admin-user");
+  await Promise.all([page.waitForURL(/done=sessions/), page.click('button:has-text("End all sessions")')]);
+  await page.waitForSelector("text=Their sessions have ended.");
+  assert.equal((await page.textContent("#session-count")).trim(), "0");
+  await otherPage.goto(`${BASE}/account`);
+  assert.equal(new URL(otherPage.url()).pathname, "/login", "the other browser is signed out");
+  await other.close();
+  await page.click('nav a:has-text("Clients")');
+  await page.waitForURL(`${BASE}/admin/clients`);
+  await a11y(page, "admin-clients");
+  await Promise.all([page.waitForURL(/\/admin\/clients\/.+/), page.click('a:has-text("Browser Test RP")')]);
+  await a11y(page, "admin-client");
+  await page.selectOption("#grace", "3600");
+  await page.click('button:has-text("Rotate the secret")');
+  await page.waitForSelector("#new-secret");
+  await a11y(page, "admin-secret");
+  const newSecret = (await page.textContent("#new-secret")).trim();
+  const revokeWith = async (secret) =>
+    (await fetch(`${BASE}/revoke`, {
+      method: "POST",
+      headers: {
+        authorization: `Basic ${Buffer.from(`${encodeURIComponent(CLIENT_ID)}:${encodeURIComponent(secret)}`).toString("base64")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: "token=not-a-token",
+    })).status;
+  assert.equal(await revokeWith(newSecret), 200, "the new secret authenticates the client");
+  assert.equal(await revokeWith(CLIENT_SECRET), 200, "the old one still does, within the grace");
+  assert.equal(await revokeWith("wrong"), 401);
+  await page.goto(`${BASE}/admin/keys`);
+  await a11y(page, "admin-keys");
+  await page.goto(`${BASE}/admin/audit?type=client.secret_rotated`);
+  await page.waitForSelector("text=client.secret_rotated");
+  await a11y(page, "admin-audit");
+  await page.goto(`${BASE}/account`);
 
   // 2. Sign out, with the authenticator's user presence off: the sign-in page's autofill
   // request (conditional mediation) then waits instead of completing on its own.
@@ -291,7 +346,7 @@ try {
 
   assert.deepEqual(problems, [], "no script or CSP errors in the pages");
   assert.deepEqual(a11yProblems, [], "no WCAG 2.1 A/AA violations (axe-core)");
-  console.log("PASS browser: setup link sign-up with a passkey -> autofill sign-in -> button sign-in -> OIDC code -> amr", JSON.stringify(claims.amr), "; password sign-in -> add passkey -> TOTP set-up -> password + recovery code sign-in");
+  console.log("PASS browser: setup link sign-up with a passkey -> admin console (find a user, end their sessions, rotate a client secret with a grace) -> autofill sign-in -> button sign-in -> OIDC code -> amr", JSON.stringify(claims.amr), "; password sign-in -> add passkey -> TOTP set-up -> password + recovery code sign-in");
   console.log(`PASS accessibility: axe-core ${JSON.parse(readFileSync(require.resolve("axe-core/package.json"), "utf8")).version}, WCAG 2.1 A/AA, light and dark: ${checkedPages.join(", ")}`);
 } catch (e) {
   failed = true;

@@ -53,7 +53,7 @@ pub async fn account_failed(
 }
 
 /// A date and time for people: `2026-11-22 14:05 UTC`.
-fn when(unix: i64) -> String {
+pub(super) fn when(unix: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(u64::try_from(unix).unwrap_or(0));
     let s = humantime::format_rfc3339_seconds(t).to_string();
     // 2026-11-22T14:05:09Z

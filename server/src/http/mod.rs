@@ -3,6 +3,7 @@
 
 mod account;
 mod admin_api;
+mod admin_console;
 mod api;
 mod assets;
 mod authorize;
@@ -119,6 +120,31 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/devices/:id/remove", post(account::remove_device))
         .at("/account/password", post(password::change))
         .at("/account/delete", post(account::delete_account))
+        .at("/admin", get(admin_console::home))
+        .at("/admin/users", get(admin_console::users_page))
+        .at("/admin/users/:id", get(admin_console::user_page))
+        .at(
+            "/admin/users/:id/sessions/revoke",
+            post(admin_console::end_sessions),
+        )
+        .at(
+            "/admin/users/:id/disable",
+            post(admin_console::disable_user),
+        )
+        .at("/admin/users/:id/enable", post(admin_console::enable_user))
+        .at(
+            "/admin/users/:id/delete",
+            post(admin_console::delete_user_form),
+        )
+        .at("/admin/clients", get(admin_console::clients_page))
+        .at("/admin/clients/:id", get(admin_console::client_page))
+        .at(
+            "/admin/clients/:id/rotate-secret",
+            post(admin_console::rotate_secret_form),
+        )
+        .at("/admin/keys", get(admin_console::keys_page))
+        .at("/admin/keys/rotate", post(admin_console::rotate_keys_form))
+        .at("/admin/audit", get(admin_console::audit_page))
         .at("/account/email", post(email::change))
         .at(
             "/email/confirm",

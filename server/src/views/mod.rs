@@ -27,6 +27,7 @@ const EMBEDDED: &[(&str, &str)] = &[
         "consent.html",
         include_str!("../../../templates/consent.html"),
     ),
+    ("admin.html", include_str!("../../../templates/admin.html")),
     (
         "account_deleted.html",
         include_str!("../../../templates/account_deleted.html"),
