@@ -61,10 +61,13 @@ pub enum EventType {
     TokenExchanged,
     StreamKeyRevealed,
     StreamsReadInternal,
+    /// A SCIM group created, changed or deleted.
+    GroupChanged,
+    ScimTokenCreated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 37] = [
+    pub const ALL: [EventType; 39] = [
         EventType::SigninSuccess,
         EventType::SigninFailure,
         EventType::SecondFactorFailure,
@@ -102,6 +105,8 @@ impl EventType {
         EventType::TokenExchanged,
         EventType::StreamKeyRevealed,
         EventType::StreamsReadInternal,
+        EventType::GroupChanged,
+        EventType::ScimTokenCreated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -143,6 +148,8 @@ impl EventType {
             EventType::TokenExchanged => "token.exchanged",
             EventType::StreamKeyRevealed => "stream_key.revealed",
             EventType::StreamsReadInternal => "streams.internal_read",
+            EventType::GroupChanged => "group.changed",
+            EventType::ScimTokenCreated => "scim_token.created",
         }
     }
 
@@ -173,6 +180,8 @@ pub enum Actor<'a> {
     System,
     /// Someone not (yet) known: a failed sign-in.
     Anonymous,
+    /// A SCIM provisioning client, by the name of its credential.
+    Provisioning(&'a str),
 }
 
 impl Actor<'_> {
@@ -184,6 +193,7 @@ impl Actor<'_> {
             Actor::Cli => "cli".into(),
             Actor::System => "system".into(),
             Actor::Anonymous => "anonymous".into(),
+            Actor::Provisioning(name) => format!("scim:{name}"),
         }
     }
 }

@@ -104,6 +104,9 @@ enum Command {
     /// Browser sessions.
     #[command(subcommand)]
     Session(SessionCommand),
+    /// Credentials for SCIM provisioning clients (/scim/v2/).
+    #[command(subcommand, name = "scim-token")]
+    ScimToken(ScimTokenCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -246,6 +249,17 @@ struct WhichUser {
     /// User ids are base64url and may begin with `-`.
     #[arg(long, allow_hyphen_values = true)]
     id: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ScimTokenCommand {
+    /// Make a bearer credential for a provisioning client (an identity provider's SCIM
+    /// connector); prints it once (only its digest is stored).
+    Create {
+        /// What it is for, e.g. okta; its events in the audit log name it (scim:<name>).
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -641,6 +655,38 @@ where
             let result = clients(&state, cmd, stdout).await;
             state.store.close().await;
             result
+        }
+        Command::ScimToken(ScimTokenCommand::Create { name }) => {
+            let name = name.trim().to_owned();
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(failed(
+                    "--name must be 1 to 64 letters, digits, '-', '_' or '.'",
+                ));
+            }
+            let state = cli_state(config, clock).await?;
+            let token = format!("lkscim_{}", random_token(32));
+            let digest = state.pepper.digest(Purpose::ScimToken, token.as_bytes());
+            let result = state
+                .store
+                .create_scim_token(&digest, &name, state.clock.now())
+                .await
+                .map_err(failed);
+            if result.is_ok() {
+                audit(
+                    &state,
+                    Event::new(EventType::ScimTokenCreated, Actor::Cli)
+                        .details(json!({ "name": name })),
+                )
+                .await;
+            }
+            state.store.close().await;
+            result?;
+            print_json(stdout, &json!({ "scim_token": token, "name": name }))
         }
         Command::Session(cmd) => {
             let state = cli_state(config, clock).await?;

@@ -65,6 +65,8 @@ pub enum Purpose {
     PushedCarry,
     /// RFC 9449 server nonces (an HMAC of the time window).
     DpopNonce,
+    /// SCIM provisioning credentials (`latchkey scim-token create`).
+    ScimToken,
 }
 
 impl Purpose {
@@ -90,6 +92,7 @@ impl Purpose {
             Purpose::PushedRequest => b"pushed_request",
             Purpose::PushedCarry => b"pushed_carry",
             Purpose::DpopNonce => b"dpop_nonce",
+            Purpose::ScimToken => b"scim_token",
         }
     }
 }

@@ -31,6 +31,7 @@ mod passkeys;
 mod registration;
 mod request_object;
 mod reset;
+mod scim;
 mod signup;
 mod streams;
 mod throttle;

@@ -51,7 +51,7 @@ pub fn link_in(mail: &str, path: &str) -> String {
     body[start..end].to_owned()
 }
 
-async fn ask_reset(b: &reqwest::Client, server: &Server, email: &str) -> (u16, String) {
+pub async fn ask_reset(b: &reqwest::Client, server: &Server, email: &str) -> (u16, String) {
     let page = b
         .get(server.url("/reset"))
         .send()
@@ -70,7 +70,7 @@ async fn ask_reset(b: &reqwest::Client, server: &Server, email: &str) -> (u16, S
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-async fn choose_password(
+pub async fn choose_password(
     b: &reqwest::Client,
     server: &Server,
     link: &str,

@@ -153,7 +153,12 @@ pub(super) async fn user_tokens(
 
     let id_token = if i.scope.split(' ').any(|s| s == "openid") {
         let names: &[String] = i.claims.map_or(&[], |c| &c.id_token);
-        let extra: Map<String, Value> = if names.is_empty() {
+        // The groups scope puts the user's groups in the id_token too (relying parties
+        // authorize by them at sign-in).
+        let scopes: Vec<&str> = i.scope.split(' ').collect();
+        let groups_wanted = crate::oauth::claims::wants_groups(&scopes, names);
+        let id_scopes: &[&str] = if groups_wanted { &["groups"] } else { &[] };
+        let extra: Map<String, Value> = if names.is_empty() && !groups_wanted {
             Map::new()
         } else {
             // Claims asked for by name (OIDC Core §5.5): only then is the user read.
@@ -163,13 +168,22 @@ pub(super) async fn user_tokens(
                 .await
                 .map_err(server_error)?
                 .ok_or_else(|| err(T::InvalidGrant, "the user is no longer active"))?;
+            let groups = if groups_wanted {
+                ctx.store
+                    .group_names_of(&user.id)
+                    .await
+                    .map_err(server_error)?
+            } else {
+                Vec::new()
+            };
             let info = UserInfo {
                 id: &user.id,
                 email: &user.email,
                 email_verified: user.email_verified,
                 name: user.name.as_deref(),
+                groups: &groups,
             };
-            user_claims(&info, &[], names)
+            user_claims(&info, id_scopes, names)
         };
         let alg = client.id_token_alg();
         let claims = id_token_claims(&IdTokenInput {

@@ -30,6 +30,7 @@ mod register;
 mod reset;
 mod respond;
 mod revoke;
+mod scim;
 mod signin_link;
 mod signup;
 mod streams_api;
@@ -120,6 +121,34 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/devices/:id/remove", post(account::remove_device))
         .at("/account/password", post(password::change))
         .at("/account/delete", post(account::delete_account))
+        .at(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim::service_provider_config),
+        )
+        .at("/scim/v2/ResourceTypes", get(scim::resource_types_list))
+        .at("/scim/v2/Schemas", get(scim::schemas_list))
+        .at(
+            "/scim/v2/Users",
+            get(scim::list_users).post(scim::create_user),
+        )
+        .at(
+            "/scim/v2/Users/:id",
+            get(scim::get_user)
+                .put(scim::replace_user)
+                .patch(scim::patch_user)
+                .delete(scim::delete_user),
+        )
+        .at(
+            "/scim/v2/Groups",
+            get(scim::list_groups).post(scim::create_group),
+        )
+        .at(
+            "/scim/v2/Groups/:id",
+            get(scim::get_group)
+                .put(scim::replace_group)
+                .patch(scim::patch_group)
+                .delete(scim::delete_group),
+        )
         .at("/admin", get(admin_console::home))
         .at("/admin/users", get(admin_console::users_page))
         .at("/admin/users/:id", get(admin_console::user_page))

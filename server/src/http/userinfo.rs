@@ -58,11 +58,17 @@ pub async fn userinfo(
                 .collect()
         })
         .unwrap_or_default();
+    let groups = if crate::oauth::claims::wants_groups(&scopes, &names) {
+        state.store.group_names_of(&user.id).await?
+    } else {
+        Vec::new()
+    };
     let info = UserInfo {
         id: &user.id,
         email: &user.email,
         email_verified: user.email_verified,
         name: user.name.as_deref(),
+        groups: &groups,
     };
     Ok(json_ok(&user_claims(&info, &scopes, &names)))
 }

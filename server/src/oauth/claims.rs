@@ -8,6 +8,13 @@ pub struct UserInfo<'a> {
     pub email: &'a str,
     pub email_verified: bool,
     pub name: Option<&'a str>,
+    /// The user's groups (SCIM), loaded only when the `groups` scope or claim is asked for.
+    pub groups: &'a [String],
+}
+
+/// Whether the `groups` claim is to be released: its scope or the claim itself is asked for.
+pub fn wants_groups(scopes: &[&str], names: &[String]) -> bool {
+    scopes.contains(&"groups") || names.iter().any(|n| n == "groups")
 }
 
 /// The `claims` request parameter (OIDC Core §5.5) as far as we act on it: the claims asked
@@ -57,7 +64,7 @@ impl ClaimsRequest {
     }
 }
 
-/// Claims released for `scopes` plus the individually requested `names`.
+/// Claims released for `scopes` plus the individually requested `names`; `sub` always.
 pub fn user_claims(u: &UserInfo<'_>, scopes: &[&str], names: &[String]) -> Map<String, Value> {
     let wants =
         |scope: &str, claim: &str| scopes.contains(&scope) || names.iter().any(|n| n == claim);
@@ -74,6 +81,9 @@ pub fn user_claims(u: &UserInfo<'_>, scopes: &[&str], names: &[String]) -> Map<S
     if wants("email", "email_verified") {
         c.insert("email_verified".into(), json!(u.email_verified));
     }
+    if wants("groups", "groups") {
+        c.insert("groups".into(), json!(u.groups));
+    }
     c
 }
 
@@ -88,6 +98,7 @@ mod tests {
             email: "a@example.com",
             email_verified: true,
             name: Some("Ada"),
+            groups: &[],
         };
         let c = user_claims(&u, &["openid"], &[]);
         assert_eq!(c.len(), 1);

@@ -11,6 +11,7 @@ pub const ADMIN_ONLY_SCOPES: &[&str] = &["streams:internal", "admin:read", "admi
 /// Scopes that stand for a user (OIDC Core §5.4, §11): a client acting for itself
 /// (client_credentials) is no user and gets none of them.
 pub const USER_SCOPES: &[&str] = &[
+    "groups",
     "openid",
     "offline_access",
     "profile",

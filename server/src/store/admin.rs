@@ -130,6 +130,7 @@ impl Store {
             "email_links",
             "streams",
             "federated_identities",
+            "scim_group_members",
             "sessions",
         ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))

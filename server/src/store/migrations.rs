@@ -123,6 +123,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "secret_rotation",
         include_str!("../../../migrations/sqlite/0023_secret_rotation.sql"),
     ),
+    (
+        24,
+        "scim",
+        include_str!("../../../migrations/sqlite/0024_scim.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -240,6 +245,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         23,
         "secret_rotation",
         include_str!("../../../migrations/postgres/0023_secret_rotation.sql"),
+    ),
+    (
+        24,
+        "scim",
+        include_str!("../../../migrations/postgres/0024_scim.sql"),
     ),
 ];
 

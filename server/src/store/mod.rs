@@ -18,6 +18,7 @@ mod passkeys;
 mod pepper;
 mod pushed;
 mod registration;
+mod scim;
 mod sessions;
 mod streams;
 mod throttles;
@@ -52,6 +53,7 @@ pub use grants::{
 pub use invites::{AccountError, Invite, InviteOrigin, NewAccount};
 pub use logout::{LogoutDelivery, LogoutOutcome};
 pub use passkeys::{Ceremony, PasskeyRow, PasskeyUse};
+pub use scim::ScimGroup;
 pub use sessions::{Consent, NewSession, Session, SessionInfo};
 pub use streams::StreamRow;
 pub use totp::TotpRow;
