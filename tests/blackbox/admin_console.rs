@@ -2,6 +2,7 @@
 //! Chromium): administrators only, forms CSRF-checked and refused after a stale sign-in,
 //! changes audited with the administrator as actor.
 
+use latchkey::clock::Clock as _;
 use latchkey::testdb::TestDb;
 
 use crate::flow::{PASSWORD, fixture, input_value, signed_in_browser};
@@ -132,6 +133,35 @@ async fn the_console_is_for_recently_signed_in_administrators_only() {
         let page = r.text().await.unwrap();
         assert!(page.contains("id=\"new-secret\""));
         assert!(page.contains("The old secret no longer works."));
+        // Sessions: every live one listed, one ended by its button.
+        let page = root
+            .get(server.url("/admin/sessions"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("root@example.com"), "{page}");
+        let csrf = input_value(&page, "csrf_token").unwrap();
+        let other = signed_in_browser(&server, &ada.email).await;
+        let sid = server
+            .state
+            .store
+            .list_sessions(Some(&ada.user_id), server.clock.now(), 10)
+            .await
+            .unwrap()[0]
+            .sid
+            .clone();
+        let r = root
+            .post(server.url(&format!("/admin/sessions/{sid}/end")))
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let r = other.get(server.url("/account")).send().await.unwrap();
+        assert_ne!(r.status(), 200, "that session ended");
         for path in [
             "/admin/keys",
             "/admin/audit?type=client.secret_rotated",

@@ -168,6 +168,8 @@ try {
   await otherPage.goto(`${BASE}/account`);
   assert.equal(new URL(otherPage.url()).pathname, "/login", "the other browser is signed out");
   await other.close();
+  // The first page is the one in front again (focus and autofocus follow it).
+  await page.bringToFront();
   await page.click('nav a:has-text("Clients")');
   await page.waitForURL(`${BASE}/admin/clients`);
   await a11y(page, "admin-clients");
@@ -190,6 +192,9 @@ try {
   assert.equal(await revokeWith(newSecret), 200, "the new secret authenticates the client");
   assert.equal(await revokeWith(CLIENT_SECRET), 200, "the old one still does, within the grace");
   assert.equal(await revokeWith("wrong"), 401);
+  await page.goto(`${BASE}/admin/sessions`);
+  await page.waitForSelector("text=Live sessions");
+  await a11y(page, "admin-sessions");
   await page.goto(`${BASE}/admin/keys`);
   await a11y(page, "admin-keys");
   await page.goto(`${BASE}/admin/audit?type=client.secret_rotated`);
@@ -284,6 +289,11 @@ try {
   // Enter signs in.
   await page.goto(`${BASE}/login`);
   const focused = () => page.evaluate(() => document.activeElement && document.activeElement.id);
+  // Autofocus is applied at the next rendering update after load: wait for it (a page that
+  // never focuses the field fails here after 5 s).
+  await page
+    .waitForFunction(() => document.activeElement && document.activeElement.id === "email", null, { timeout: 5000 })
+    .catch(() => {});
   assert.equal(await focused(), "email", "the sign-in page starts in the email field");
   await page.keyboard.type(EMAIL);
   await page.keyboard.press("Tab");

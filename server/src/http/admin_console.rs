@@ -297,6 +297,62 @@ pub async fn delete_user_form(
     Ok(see_other("/admin/users"))
 }
 
+/// Every live session, most recently used first, each with a button that ends it.
+#[handler]
+pub async fn sessions_page(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (_, me) = administrator(state, req).await?;
+    let rows = state
+        .store
+        .list_sessions(None, state.clock.now(), 500)
+        .await
+        .map_err(failed)?;
+    let mut sessions = Vec::with_capacity(rows.len());
+    for s in &rows {
+        let email = state
+            .store
+            .user_by_id(&s.user_id)
+            .await
+            .map_err(failed)?
+            .map(|u| u.email);
+        sessions.push(serde_json::json!({
+            "sid": s.sid,
+            "user_id": s.user_id,
+            "email": email,
+            "browser": super::account::describe_browser(&state.views, s.user_agent.as_deref()),
+            "ip": s.ip,
+            "last_seen": super::account::when(s.last_seen_at),
+        }));
+    }
+    let notice = (query(req).get("done") == Some("ended")).then_some("The session has ended.");
+    Ok(render(
+        state,
+        req,
+        "sessions",
+        &me,
+        minijinja::context! { sessions => sessions, notice => notice },
+    ))
+}
+
+#[handler]
+pub async fn end_session(
+    req: &Request,
+    Path(sid): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (_, me) = admin_form(state, req, body).await?;
+    let seen = Seen::of(state, req);
+    state
+        .admin(Actor::Admin(&me.id), seen.origin())
+        .end_session(&sid)
+        .await
+        .map_err(admin_failed)?;
+    Ok(see_other("/admin/sessions?done=ended"))
+}
+
 #[handler]
 pub async fn clients_page(
     req: &Request,

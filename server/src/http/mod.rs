@@ -165,6 +165,8 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
             "/admin/users/:id/delete",
             post(admin_console::delete_user_form),
         )
+        .at("/admin/sessions", get(admin_console::sessions_page))
+        .at("/admin/sessions/:sid/end", post(admin_console::end_session))
         .at("/admin/clients", get(admin_console::clients_page))
         .at("/admin/clients/:id", get(admin_console::client_page))
         .at(
