@@ -64,10 +64,11 @@ pub enum EventType {
     /// A SCIM group created, changed or deleted.
     GroupChanged,
     ScimTokenCreated,
+    ScimTokenDeleted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 39] = [
+    pub const ALL: [EventType; 40] = [
         EventType::SigninSuccess,
         EventType::SigninFailure,
         EventType::SecondFactorFailure,
@@ -107,6 +108,7 @@ impl EventType {
         EventType::StreamsReadInternal,
         EventType::GroupChanged,
         EventType::ScimTokenCreated,
+        EventType::ScimTokenDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -150,6 +152,7 @@ impl EventType {
             EventType::StreamsReadInternal => "streams.internal_read",
             EventType::GroupChanged => "group.changed",
             EventType::ScimTokenCreated => "scim_token.created",
+            EventType::ScimTokenDeleted => "scim_token.deleted",
         }
     }
 

@@ -260,6 +260,13 @@ enum ScimTokenCommand {
         #[arg(long)]
         name: String,
     },
+    /// List the credentials as JSON lines: name, created, last used (never the credential).
+    List,
+    /// Delete the credentials of this name: the connector using them is refused at once.
+    Delete {
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -687,6 +694,36 @@ where
             state.store.close().await;
             result?;
             print_json(stdout, &json!({ "scim_token": token, "name": name }))
+        }
+        Command::ScimToken(ScimTokenCommand::List) => {
+            let state = cli_state(config, clock).await?;
+            let result = state.store.scim_tokens().await.map_err(failed);
+            state.store.close().await;
+            for (name, created_at, last_used_at) in result? {
+                print_json(
+                    stdout,
+                    &json!({ "name": name, "created_at": created_at, "last_used_at": last_used_at }),
+                )?;
+            }
+            Ok(())
+        }
+        Command::ScimToken(ScimTokenCommand::Delete { name }) => {
+            let state = cli_state(config, clock).await?;
+            let result = state.store.delete_scim_tokens(&name).await.map_err(failed);
+            if let Ok(n) = &result {
+                audit(
+                    &state,
+                    Event::new(EventType::ScimTokenDeleted, Actor::Cli)
+                        .details(json!({ "name": name, "deleted": n })),
+                )
+                .await;
+            }
+            state.store.close().await;
+            let n = result?;
+            if n == 0 {
+                return Err(failed(format!("no SCIM credential named {name}")));
+            }
+            print_json(stdout, &json!({ "name": name, "deleted": n }))
         }
         Command::Session(cmd) => {
             let state = cli_state(config, clock).await?;

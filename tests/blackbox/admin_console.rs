@@ -104,7 +104,8 @@ async fn the_console_is_for_recently_signed_in_administrators_only() {
             .unwrap();
         assert_eq!(r.status(), 303);
         let r = user.get(server.url("/account")).send().await.unwrap();
-        assert_ne!(r.status(), 200, "Ada is signed out");
+        assert_eq!(r.status(), 303, "Ada is signed out");
+        assert_eq!(crate::flow::location(&r), "/login");
         let ended: Vec<_> = server
             .audit(Some(&ada.user_id))
             .await
@@ -161,7 +162,8 @@ async fn the_console_is_for_recently_signed_in_administrators_only() {
             .unwrap();
         assert_eq!(r.status(), 303);
         let r = other.get(server.url("/account")).send().await.unwrap();
-        assert_ne!(r.status(), 200, "that session ended");
+        assert_eq!(r.status(), 303, "that session ended");
+        assert_eq!(crate::flow::location(&r), "/login");
         for path in [
             "/admin/keys",
             "/admin/audit?type=client.secret_rotated",

@@ -150,6 +150,56 @@ async fn an_identity_provider_provisions_groups_deactivates_and_deletes_a_user()
         )
         .await;
         assert_eq!((s, e["scimType"].as_str()), (400, Some("invalidFilter")));
+        // An empty value matches no one (not everyone).
+        let q: String = url::form_urlencoded::byte_serialize(br#"externalId eq """#).collect();
+        let (_, list) = scim(&server, t, "GET", &format!("/Users?filter={q}"), None).await;
+        assert_eq!(list["totalResults"], 0);
+        // Administrators are not the identity provider's: invisible and untouchable.
+        let root = env
+            .cli(
+                &["user", "create", "--email", "root@example.com", "--admin"],
+                "",
+            )
+            .await
+            .unwrap();
+        let root_id = serde_json::from_str::<Value>(&root).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let q: String =
+            url::form_urlencoded::byte_serialize(br#"userName eq "root@example.com""#).collect();
+        let (_, list) = scim(&server, t, "GET", &format!("/Users?filter={q}"), None).await;
+        assert_eq!(list["totalResults"], 0);
+        for (method, body) in [
+            ("GET", None),
+            ("PUT", Some(json!({"userName": "attacker@example.com"}))),
+            (
+                "PATCH",
+                Some(json!({
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                    "Operations": [{"op": "replace", "path": "userName", "value": "attacker@example.com"}],
+                })),
+            ),
+            ("DELETE", None),
+        ] {
+            let (s, _) = scim(&server, t, method, &format!("/Users/{root_id}"), body).await;
+            assert_eq!(s, 404, "{method} on an administrator");
+        }
+        let shown = env
+            .cli(&["user", "show", "--id", &root_id], "")
+            .await
+            .unwrap();
+        assert!(shown.contains("root@example.com"), "unchanged: {shown}");
+        // A userName that is no address is refused, not swapped.
+        let (s, e) = scim(
+            &server,
+            t,
+            "POST",
+            "/Users",
+            Some(json!({"userName": "jdoe", "emails": [{"value": "jdoe@example.com", "primary": true}]})),
+        )
+        .await;
+        assert_eq!((s, e["scimType"].as_str()), (400, Some("invalidValue")));
 
         // ... and puts it in a group.
         let (s, g) = scim(
@@ -202,7 +252,25 @@ async fn an_identity_provider_provisions_groups_deactivates_and_deletes_a_user()
         assert_eq!(info["groups"], json!(["engineering"]));
         let rt = tokens["refresh_token"].as_str().unwrap().to_owned();
 
-        // Entra ID-style deactivation: the user is disabled; refreshing fails.
+        // Without the groups scope, no groups claim (not even when asked for by name).
+        let plain = code_flow_tokens(
+            &browser(),
+            &server,
+            &grace,
+            &[
+                ("scope", "openid email"),
+                (
+                    "claims",
+                    r#"{"id_token":{"groups":null},"userinfo":{"groups":null}}"#,
+                ),
+            ],
+        )
+        .await;
+        let id_plain = crate::flow::claims(plain["id_token"].as_str().unwrap());
+        assert!(id_plain.get("groups").is_none(), "{id_plain}");
+
+        // Entra ID-style deactivation, batched with attributes Latchkey does not keep: the
+        // user is disabled; refreshing fails.
         let (s, u) = scim(
             &server,
             t,
@@ -210,7 +278,13 @@ async fn an_identity_provider_provisions_groups_deactivates_and_deletes_a_user()
             &format!("/Users/{id}"),
             Some(json!({
                 "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "Replace", "path": "active", "value": "False"}],
+                "Operations": [
+                    {"op": "Replace", "path": "active", "value": "False"},
+                    {"op": "Replace", "path": "title", "value": "Rear Admiral"},
+                    {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Navy"},
+                    {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "grace@example.com"},
+                    {"op": "Remove", "path": "externalId"},
+                ],
             })),
         )
         .await;

@@ -350,17 +350,19 @@ fn user_fields(v: &Value) -> Result<UserFields, ScimError> {
             .or_else(|| list.first())
             .and_then(|e| e["value"].as_str())
     });
-    let user_name = v["userName"].as_str();
-    let email = [user_name, primary_email]
-        .into_iter()
-        .flatten()
-        .find_map(|e| crate::input::validate_email(e).ok())
-        .ok_or_else(|| {
+    let user_name = v["userName"].as_str().filter(|u| !u.trim().is_empty());
+    // Accounts here are known by their address: userName is it (or, without a userName, the
+    // primary email). A userName that is no address is refused rather than swapped for
+    // another value, which the identity provider would then not find again.
+    let email = match user_name.or(primary_email) {
+        Some(e) => crate::input::validate_email(e).map_err(|_| {
             ScimError::bad(
                 "invalidValue",
-                "userName (or a primary email) must be an email address: accounts here are known by it",
+                "userName must be an email address: accounts here are known by it",
             )
-        })?;
+        })?,
+        None => return Err(ScimError::bad("invalidValue", "userName is required")),
+    };
     let given = v["name"]["givenName"].as_str();
     let family = v["name"]["familyName"].as_str();
     let name = v["displayName"]
@@ -392,11 +394,14 @@ fn user_fields(v: &Value) -> Result<UserFields, ScimError> {
     })
 }
 
+/// A user SCIM may see and change: never an administrator (a provisioning credential must
+/// not be able to take over an admin account by changing its address), 404 as for none.
 async fn load_user(state: &AppState, id: &str) -> Result<(User, Option<String>), ScimError> {
     let user = state
         .store
         .user_by_id(id)
         .await?
+        .filter(|u| !u.is_admin)
         .ok_or_else(ScimError::not_found)?;
     let external = state.store.external_id(id).await?;
     Ok((user, external))
@@ -581,6 +586,9 @@ pub async fn list_users(
     let (mut email, mut external) = (None, None);
     if let Some(f) = q.get("filter") {
         let (attr, value) = parse_filter(f)?;
+        if value.is_empty() {
+            return Ok(list(Vec::new(), 0, start));
+        }
         match attr.as_str() {
             "username" | "emails.value" | "emails" => email = Some(value),
             "externalid" => external = Some(value),
@@ -718,13 +726,17 @@ pub async fn patch_user(
         .ok_or_else(|| ScimError::bad("invalidSyntax", "Operations must be a list"))?;
     for op in ops {
         let kind = op["op"].as_str().unwrap_or_default().to_ascii_lowercase();
-        if kind != "add" && kind != "replace" {
+        if !matches!(kind.as_str(), "add" | "replace" | "remove") {
             return Err(ScimError::bad(
                 "invalidValue",
-                "Users take add and replace operations",
+                "op must be add, replace or remove",
             ));
         }
-        let value = &op["value"];
+        let value = if kind == "remove" {
+            &Value::Null
+        } else {
+            &op["value"]
+        };
         match op["path"].as_str() {
             None => {
                 let obj = value
@@ -746,27 +758,66 @@ pub async fn patch_user(
     ))
 }
 
+/// One PATCH path set to `value` (null: removed). Attributes Latchkey does not keep (title,
+/// department, the enterprise extension, phone numbers, ...) are accepted and dropped, as
+/// identity providers send them in the same request as the ones that matter (`active`).
 fn set_user_path(current: &mut Value, path: &str, value: &Value) -> Result<(), ScimError> {
-    match path.to_ascii_lowercase().as_str() {
-        "active" => current["active"] = value.clone(),
-        "username" => current["userName"] = value.clone(),
-        "displayname" => current["displayName"] = value.clone(),
-        "name.formatted" => {
+    let lower = path.to_ascii_lowercase();
+    match lower.as_str() {
+        "active" => {
+            if value.is_null() {
+                return Err(ScimError::bad("mutability", "active cannot be removed"));
+            }
+            current["active"] = value.clone();
+        }
+        "username" => {
+            if value.is_null() {
+                return Err(ScimError::bad("mutability", "userName cannot be removed"));
+            }
+            current["userName"] = value.clone();
+        }
+        "displayname" | "name.formatted" => {
             current["displayName"] = value.clone();
-            current["name"]["formatted"] = value.clone();
+            current["name"] = Value::Null;
         }
         "name" => {
             current["displayName"] = Value::Null;
             current["name"] = value.clone();
         }
-        "externalid" => current["externalId"] = value.clone(),
-        "emails" => current["emails"] = value.clone(),
-        other => {
-            return Err(ScimError::bad(
-                "noTarget",
-                format!("{other} cannot be changed here"),
-            ));
+        "name.givenname" | "name.familyname" => {
+            // A new given or family name: the name is made of them when no display name
+            // comes with it.
+            let key = if lower.ends_with("givenname") {
+                "givenName"
+            } else {
+                "familyName"
+            };
+            if !current["name"].is_object() {
+                current["name"] = json!({});
+            }
+            current["name"][key] = value.clone();
+            current["displayName"] = Value::Null;
+            current["name"]["formatted"] = Value::Null;
         }
+        "externalid" => current["externalId"] = value.clone(),
+        p if p == "emails" || (p.starts_with("emails[") && p.ends_with("].value")) => {
+            let address = if p == "emails" {
+                value.as_array().and_then(|list| {
+                    list.iter()
+                        .find(|e| e["primary"] == true)
+                        .or_else(|| list.first())
+                        .and_then(|e| e["value"].as_str())
+                        .map(str::to_owned)
+                })
+            } else {
+                value.as_str().map(str::to_owned)
+            };
+            // The address is the userName here: a new primary address renames the account.
+            if let Some(a) = address {
+                current["userName"] = json!(a);
+            }
+        }
+        _ => {}
     }
     Ok(())
 }
@@ -778,6 +829,7 @@ pub async fn delete_user(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ScimError> {
     let who = provisioner(state, req).await?;
+    load_user(state, &id).await?;
     state
         .admin(who.actor(), who.origin())
         .delete_user(&id)
@@ -827,6 +879,9 @@ pub async fn list_groups(
     let name = match q.get("filter") {
         None => None,
         Some(f) => match parse_filter(f)? {
+            (attr, value) if attr == "displayname" && value.is_empty() => {
+                return Ok(list(Vec::new(), 0, start));
+            }
             (attr, value) if attr == "displayname" => Some(value),
             _ => {
                 return Err(ScimError::bad(
@@ -874,7 +929,11 @@ pub async fn create_group(
     )
     .await;
     let g = load_group(state, &id).await?;
-    Ok(scim_json(StatusCode::CREATED, &group_resource(state, &g)))
+    let mut resp = scim_json(StatusCode::CREATED, &group_resource(state, &g));
+    if let Ok(v) = header::HeaderValue::from_str(&format!("{}/Groups/{id}", base(state))) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
 }
 
 #[handler]
@@ -932,45 +991,44 @@ pub async fn patch_group(
 ) -> Result<Response, ScimError> {
     let who = provisioner(state, req).await?;
     let v = body_json(req, body).await?;
-    let mut g = load_group(state, &id).await?;
+    let g = load_group(state, &id).await?;
     let ops = v["Operations"]
         .as_array()
         .ok_or_else(|| ScimError::bad("invalidSyntax", "Operations must be a list"))?;
-    let mut members: Vec<String> = g.members.clone();
+    // Adds and removes change only the members named (two identity-provider requests at once
+    // do not undo each other); a replace of the list or of the name rewrites the group.
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    let (mut new_name, mut new_members): (Option<String>, Option<Vec<String>>) = (None, None);
     for op in ops {
         let kind = op["op"].as_str().unwrap_or_default().to_ascii_lowercase();
         let path = op["path"].as_str().unwrap_or_default();
         let lower = path.to_ascii_lowercase();
         match (kind.as_str(), lower.as_str()) {
-            ("add", "members") => {
-                for m in member_ids(&op["value"]) {
-                    if !members.contains(&m) {
-                        members.push(m);
-                    }
-                }
-            }
-            ("remove", "members") => {
-                let gone = member_ids(&op["value"]);
-                members.retain(|m| !gone.contains(m));
-            }
+            ("add", "members") => add.extend(member_ids(&op["value"])),
+            ("remove", "members") if op["value"].is_null() => new_members = Some(Vec::new()),
+            ("remove", "members") => remove.extend(member_ids(&op["value"])),
             ("remove", p) if p.starts_with("members[") => {
                 let (_, value) = parse_filter(
                     path.trim_start_matches(|c| c != '[')
                         .trim_start_matches('[')
                         .trim_end_matches(']'),
                 )?;
-                members.retain(|m| *m != value);
+                remove.push(value);
             }
-            ("replace", "members") => members = member_ids(&op["value"]),
+            ("replace", "members") => new_members = Some(member_ids(&op["value"])),
             ("replace", "displayname") => {
-                g.display_name = display_name(&json!({ "displayName": op["value"] }))?;
+                new_name = Some(display_name(&json!({ "displayName": op["value"] }))?);
             }
-            ("replace", "") => {
+            ("replace", "") | ("add", "") => {
                 if let Some(n) = op["value"].get("displayName") {
-                    g.display_name = display_name(&json!({ "displayName": n }))?;
+                    new_name = Some(display_name(&json!({ "displayName": n }))?);
                 }
                 if let Some(m) = op["value"].get("members") {
-                    members = member_ids(m);
+                    if kind == "add" {
+                        add.extend(member_ids(m));
+                    } else {
+                        new_members = Some(member_ids(m));
+                    }
                 }
             }
             _ => {
@@ -981,20 +1039,33 @@ pub async fn patch_group(
             }
         }
     }
-    state
-        .store
-        .replace_group(
-            &id,
-            &g.display_name,
-            g.external_id.as_deref(),
-            &members,
-            state.clock.now(),
-        )
-        .await?;
+    let now = state.clock.now();
+    if new_name.is_some() || new_members.is_some() {
+        let members = new_members.clone().unwrap_or_else(|| g.members.clone());
+        state
+            .store
+            .replace_group(
+                &id,
+                new_name.as_deref().unwrap_or(&g.display_name),
+                g.external_id.as_deref(),
+                &members,
+                now,
+            )
+            .await?;
+    }
+    if !add.is_empty() || !remove.is_empty() {
+        state.store.change_members(&id, &add, &remove, now).await?;
+    }
     who.record(
         state,
-        Event::new(EventType::GroupChanged, who.actor())
-            .details(json!({ "group": id, "change": "patched" })),
+        Event::new(EventType::GroupChanged, who.actor()).details(json!({
+            "group": id,
+            "change": "patched",
+            "added": add,
+            "removed": remove,
+            "renamed": new_name.is_some(),
+            "members_replaced": new_members.is_some(),
+        })),
     )
     .await;
     let g = load_group(state, &id).await?;

@@ -12,9 +12,10 @@ pub struct UserInfo<'a> {
     pub groups: &'a [String],
 }
 
-/// Whether the `groups` claim is to be released: its scope or the claim itself is asked for.
-pub fn wants_groups(scopes: &[&str], names: &[String]) -> bool {
-    scopes.contains(&"groups") || names.iter().any(|n| n == "groups")
+/// Whether the `groups` claim is to be released: only with the `groups` scope granted (the
+/// consent page lists scopes; the `claims` parameter alone does not release it).
+pub fn wants_groups(scopes: &[&str], _names: &[String]) -> bool {
+    scopes.contains(&"groups")
 }
 
 /// The `claims` request parameter (OIDC Core §5.5) as far as we act on it: the claims asked
@@ -81,7 +82,7 @@ pub fn user_claims(u: &UserInfo<'_>, scopes: &[&str], names: &[String]) -> Map<S
     if wants("email", "email_verified") {
         c.insert("email_verified".into(), json!(u.email_verified));
     }
-    if wants("groups", "groups") {
+    if scopes.contains(&"groups") {
         c.insert("groups".into(), json!(u.groups));
     }
     c

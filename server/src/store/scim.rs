@@ -109,7 +109,8 @@ impl Store {
         offset: i64,
         count: i64,
     ) -> Result<(i64, Vec<(User, Option<String>)>), StoreError> {
-        let cond = "($1 = '' OR email_key = $1) AND ($2 = '' OR external_id = $2)";
+        // Administrators are not the identity provider's to manage.
+        let cond = "is_admin = 0 AND ($1 = '' OR email_key = $1) AND ($2 = '' OR external_id = $2)";
         let email = email.map(super::email_key).unwrap_or_default();
         let external = external_id.unwrap_or_default();
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {cond}"))
@@ -215,6 +216,33 @@ impl Store {
         add_members(&mut tx, id, members).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The provisioning credentials: name, created, last used (never the credential).
+    pub async fn scim_tokens(&self) -> Result<Vec<(String, i64, Option<i64>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, created_at, last_used_at FROM scim_tokens ORDER BY created_at, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("name")?,
+                    r.try_get("created_at")?,
+                    r.try_get("last_used_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Deletes the credentials named `name`; how many.
+    pub async fn delete_scim_tokens(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM scim_tokens WHERE name = $1")
+            .bind(name)
+            .execute_w(self)
+            .await?
+            .rows_affected())
     }
 
     /// Adds and removes members; false if there is no such group.
