@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::audit::{Actor, Audit, Event, EventType, Origin};
 use crate::clients::ClientCache;
+use crate::keys::KeyService;
 use crate::oauth::client::ClientMetadata;
 use crate::secrets::{ClientSecret, Pepper, Purpose};
 use crate::store::{Store, StoreError};
@@ -46,6 +47,8 @@ pub enum AdminError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeysError),
 }
 
 /// A conflict the store refused (the last administrator) is the caller's mistake.
@@ -61,6 +64,7 @@ fn refused(e: StoreError) -> AdminError {
 pub struct Admin<'a> {
     pub store: &'a Store,
     pub pepper: &'a Pepper,
+    pub keys: &'a KeyService,
     pub audit: &'a Audit,
     pub client_cache: &'a ClientCache,
     pub actor: Actor<'a>,
@@ -71,6 +75,84 @@ pub struct Admin<'a> {
 impl Admin<'_> {
     async fn record(&self, e: Event<'_>) {
         self.audit.note(self.now, e.from(self.origin)).await;
+    }
+
+    /// The user with what operators look at: sign-in methods and live sessions, counted.
+    pub async fn user_details(
+        &self,
+        user: &crate::store::User,
+    ) -> Result<serde_json::Value, StoreError> {
+        let mut out = user_json(user);
+        out["passkeys"] = json!(self.store.passkeys_of(&user.id).await?.len());
+        out["password"] = json!(self.store.password_hash(&user.id).await?.is_some());
+        out["totp"] = json!(self.store.totp_enabled(&user.id).await?);
+        out["sessions"] = json!(
+            self.store
+                .list_sessions(Some(&user.id), self.now, 10_000)
+                .await?
+                .len()
+        );
+        Ok(out)
+    }
+
+    /// Disables the user (sessions end, tokens stop working) or enables them again. The
+    /// last enabled administrator is never disabled.
+    pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<(), AdminError> {
+        if !self
+            .store
+            .set_user_disabled(user_id, disabled, self.now)
+            .await
+            .map_err(refused)?
+        {
+            return Err(AdminError::NotFound);
+        }
+        let kind = if disabled {
+            EventType::UserDisabled
+        } else {
+            EventType::UserEnabled
+        };
+        self.record(Event::new(kind, self.actor).subject(user_id))
+            .await;
+        Ok(())
+    }
+
+    /// A new signing key for each of `algs`, published now and signing after
+    /// `keys.publish_lead`; what was made.
+    pub async fn rotate_keys(
+        &self,
+        algs: &[latchkey_jwks::Alg],
+    ) -> Result<Vec<serde_json::Value>, AdminError> {
+        let mut made = Vec::with_capacity(algs.len());
+        for alg in algs {
+            let r = self.keys.rotate(*alg, self.now).await?;
+            let key =
+                json!({ "kid": r.kid, "alg": r.alg.as_str(), "activates_at": r.activates_at });
+            self.record(Event::new(EventType::KeyRotated, self.actor).details(key.clone()))
+                .await;
+            made.push(key);
+        }
+        Ok(made)
+    }
+
+    /// An initial access token for dynamic registration (RFC 7591), returned this once.
+    pub async fn create_registration_token(
+        &self,
+        expires_at: Option<i64>,
+        max_uses: Option<i64>,
+    ) -> Result<String, AdminError> {
+        let token = crate::secrets::random_token(32);
+        let digest = self
+            .pepper
+            .digest(Purpose::InitialAccessToken, token.as_bytes());
+        self.store
+            .create_initial_access_token(&digest, self.now, expires_at, max_uses)
+            .await?;
+        self.record(
+            Event::new(EventType::RegistrationTokenCreated, self.actor)
+                .details(json!({ "expires_at": expires_at, "max_uses": max_uses })),
+        )
+        .await;
+        Ok(token)
     }
 
     /// Deletes the user and all that is theirs (see [`Store::delete_user`]); the audit event

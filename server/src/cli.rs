@@ -838,23 +838,12 @@ async fn registration_token(
     max_uses: Option<u32>,
     stdout: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
-    let now = state.clock.now();
-    let token = random_token(32);
-    let expires_at = expires_in.map(|d| now + crate::state::secs(d));
-    let digest = state
-        .pepper
-        .digest(Purpose::InitialAccessToken, token.as_bytes());
-    state
-        .store
-        .create_initial_access_token(&digest, now, expires_at, max_uses.map(i64::from))
+    let expires_at = expires_in.map(|d| state.clock.now() + crate::state::secs(d));
+    let token = state
+        .admin(Actor::Cli, crate::audit::Origin::default())
+        .create_registration_token(expires_at, max_uses.map(i64::from))
         .await
         .map_err(failed)?;
-    audit(
-        state,
-        Event::new(EventType::RegistrationTokenCreated, Actor::Cli)
-            .details(json!({ "expires_at": expires_at, "max_uses": max_uses })),
-    )
-    .await;
     print_json(
         stdout,
         &json!({ "initial_access_token": token, "expires_at": expires_at, "max_uses": max_uses }),
@@ -894,7 +883,6 @@ async fn set_disabled(
     stdout: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let state = cli_state(config, clock).await?;
-    let now = state.clock.now();
     let result = async {
         let user = state
             .store
@@ -903,16 +891,10 @@ async fn set_disabled(
             .map_err(failed)?
             .ok_or_else(|| failed(format!("no user with the email {email}")))?;
         state
-            .store
-            .set_user_disabled(&user.id, disabled, now)
+            .admin(Actor::Cli, crate::audit::Origin::default())
+            .set_disabled(&user.id, disabled)
             .await
-            .map_err(failed)?;
-        let kind = if disabled {
-            EventType::UserDisabled
-        } else {
-            EventType::UserEnabled
-        };
-        audit(&state, Event::new(kind, Actor::Cli).subject(&user.id)).await;
+            .map_err(admin_failed)?;
         Ok::<_, CliError>(user.id)
     }
     .await;
@@ -961,20 +943,11 @@ async fn keys(
         }
         KeysCommand::Rotate { alg } => {
             let algs = alg.map_or_else(|| Alg::ALL.to_vec(), |a| vec![a]);
-            let mut created = Vec::new();
-            for alg in algs {
-                let r = state.keys.rotate(alg, now).await.map_err(failed)?;
-                audit(
-                    state,
-                    Event::new(EventType::KeyRotated, Actor::Cli).details(
-                        json!({ "kid": r.kid, "alg": r.alg.as_str(), "activates_at": r.activates_at }),
-                    ),
-                )
-                .await;
-                created.push(
-                    json!({ "kid": r.kid, "alg": r.alg.as_str(), "activates_at": r.activates_at }),
-                );
-            }
+            let created = state
+                .admin(Actor::Cli, crate::audit::Origin::default())
+                .rotate_keys(&algs)
+                .await
+                .map_err(failed)?;
             print_json(stdout, &json!({ "created": created }))
         }
     }
@@ -1178,21 +1151,7 @@ async fn users(
         }
         UserCommand::Show(which) => {
             let u = which_user(state, &which).await?;
-            let now = state.clock.now();
-            let passkeys = state.store.passkeys_of(&u.id).await.map_err(failed)?.len();
-            let sessions = state
-                .store
-                .list_sessions(Some(&u.id), now, 10_000)
-                .await
-                .map_err(failed)?
-                .len();
-            let totp = state.store.totp_enabled(&u.id).await.map_err(failed)?;
-            let password = state.store.password_hash(&u.id).await.map_err(failed)?;
-            let mut out = crate::admin::user_json(&u);
-            out["passkeys"] = json!(passkeys);
-            out["password"] = json!(password.is_some());
-            out["totp"] = json!(totp);
-            out["sessions"] = json!(sessions);
+            let out = admin.user_details(&u).await.map_err(failed)?;
             print_json(stdout, &out)
         }
         UserCommand::Delete(which) => {

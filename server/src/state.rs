@@ -259,6 +259,7 @@ impl AppState {
         crate::admin::Admin {
             store: &self.store,
             pepper: &self.pepper,
+            keys: &self.keys,
             audit: &self.audit,
             client_cache: &self.client_cache,
             actor,

@@ -375,14 +375,9 @@ pub async fn delete_account(
         let error = state.views.msg(Msg::DeleteConfirm);
         return account_with_message(state, req, None, Some(error)).await;
     }
-    let ip = super::browser::client_ip(state, req);
-    let ua = super::browser::user_agent(req);
-    let origin = crate::audit::Origin {
-        ip: ip.as_deref(),
-        user_agent: ua.as_deref(),
-    };
+    let seen = super::browser::Seen::of(state, req);
     match state
-        .admin(crate::audit::Actor::User(&user.id), origin)
+        .admin(crate::audit::Actor::User(&user.id), seen.origin())
         .delete_user(&user.id)
         .await
     {

@@ -33,8 +33,7 @@ pub const WRITE_MAX_AGE: i64 = 300;
 struct Caller {
     id: String,
     client: bool,
-    ip: Option<String>,
-    user_agent: Option<String>,
+    seen: super::browser::Seen,
 }
 
 impl Caller {
@@ -47,10 +46,7 @@ impl Caller {
     }
 
     fn origin(&self) -> Origin<'_> {
-        Origin {
-            ip: self.ip.as_deref(),
-            user_agent: self.user_agent.as_deref(),
-        }
+        self.seen.origin()
     }
 
     fn admin<'a>(&'a self, state: &'a AppState) -> Admin<'a> {
@@ -68,15 +64,13 @@ impl Caller {
 async fn caller(state: &AppState, req: &Request, write: bool) -> Result<Caller, ApiError> {
     let scope = if write { "admin:write" } else { "admin:read" };
     let claims = access_token(state, req, None, Audience::Issuer, scope).await?;
-    let ip = super::browser::client_ip(state, req);
-    let user_agent = super::browser::user_agent(req);
+    let seen = super::browser::Seen::of(state, req);
     if claims.str("gid").is_none() {
         // A client's own token: the client an administrator gave the scope to.
         return Ok(Caller {
             id: claims.str("client_id").unwrap_or_default().to_owned(),
             client: true,
-            ip,
-            user_agent,
+            seen,
         });
     }
     let sub = claims.str("sub").unwrap_or_default();
@@ -104,8 +98,7 @@ async fn caller(state: &AppState, req: &Request, write: bool) -> Result<Caller, 
     Ok(Caller {
         id: user.id,
         client: false,
-        ip,
-        user_agent,
+        seen,
     })
 }
 
@@ -114,6 +107,16 @@ fn admin_error(e: AdminError) -> ApiError {
         AdminError::NotFound => ApiError::NotFound,
         AdminError::Invalid(why) => ApiError::Invalid(why.into()),
         AdminError::Store(e) => e.into(),
+        AdminError::Keys(e) => ApiError::server(e),
+    }
+}
+
+/// A JSON body that may be left out (then `{}`).
+async fn optional_body(req: &Request, body: poem::Body) -> Result<Value, ApiError> {
+    if req.content_type().is_some() {
+        json_body(req, body).await
+    } else {
+        Ok(json!({}))
     }
 }
 
@@ -211,24 +214,13 @@ pub async fn show_user(
     Path(id): Path<String>,
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
-    caller(state, req, false).await?;
+    let who = caller(state, req, false).await?;
     let user = state
         .store
         .user_by_id(&id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let mut out = user_json(&user);
-    out["passkeys"] = json!(state.store.passkeys_of(&id).await?.len());
-    out["password"] = json!(state.store.password_hash(&id).await?.is_some());
-    out["totp"] = json!(state.store.totp_enabled(&id).await?);
-    out["sessions"] = json!(
-        state
-            .store
-            .list_sessions(Some(&id), state.clock.now(), 10_000)
-            .await?
-            .len()
-    );
-    Ok(json_ok(&out))
+    Ok(json_ok(&who.admin(state).user_details(&user).await?))
 }
 
 /// `PATCH /admin/api/users/{id}`: `{"admin": bool, "disabled": bool}` (either or both).
@@ -261,21 +253,10 @@ pub async fn update_user(
             .map_err(admin_error)?;
     }
     if let Some(d) = disabled {
-        state
-            .store
-            .set_user_disabled(&id, d, state.clock.now())
+        who.admin(state)
+            .set_disabled(&id, d)
             .await
-            .map_err(|e| match e {
-                crate::store::StoreError::Conflict(why) => ApiError::invalid(why),
-                other => other.into(),
-            })?;
-        let kind = if d {
-            EventType::UserDisabled
-        } else {
-            EventType::UserEnabled
-        };
-        who.record(state, Event::new(kind, who.actor()).subject(&id))
-            .await;
+            .map_err(admin_error)?;
     }
     let user = state
         .store
@@ -510,11 +491,7 @@ pub async fn rotate_secret(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let who = caller(state, req, true).await?;
-    let body = if req.content_type().is_some() {
-        json_body(req, body).await?
-    } else {
-        json!({})
-    };
+    let body = optional_body(req, body).await?;
     let grace = match body.get("grace_seconds") {
         None | Some(Value::Null) => 0,
         Some(v) => v
@@ -566,11 +543,7 @@ pub async fn rotate_keys(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let who = caller(state, req, true).await?;
-    let body = if req.content_type().is_some() {
-        json_body(req, body).await?
-    } else {
-        json!({})
-    };
+    let body = optional_body(req, body).await?;
     let algs = match str_field(&body, "alg")? {
         Some(a) => vec![
             a.parse::<latchkey_jwks::Alg>()
@@ -578,23 +551,11 @@ pub async fn rotate_keys(
         ],
         None => latchkey_jwks::Alg::ALL.to_vec(),
     };
-    let now = state.clock.now();
-    let mut created_keys = Vec::new();
-    for alg in algs {
-        let r = state
-            .keys
-            .rotate(alg, now)
-            .await
-            .map_err(ApiError::server)?;
-        who.record(
-            state,
-            Event::new(EventType::KeyRotated, who.actor())
-                .details(json!({ "kid": r.kid, "alg": r.alg.as_str() })),
-        )
-        .await;
-        created_keys
-            .push(json!({ "kid": r.kid, "alg": r.alg.as_str(), "activates_at": r.activates_at }));
-    }
+    let created_keys = who
+        .admin(state)
+        .rotate_keys(&algs)
+        .await
+        .map_err(admin_error)?;
     Ok(created(&json!({ "created": created_keys })))
 }
 
@@ -606,11 +567,7 @@ pub async fn create_registration_token(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let who = caller(state, req, true).await?;
-    let body = if req.content_type().is_some() {
-        json_body(req, body).await?
-    } else {
-        json!({})
-    };
+    let body = optional_body(req, body).await?;
     let positive = |name: &str| match body.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v
@@ -624,21 +581,11 @@ pub async fn create_registration_token(
     let now = state.clock.now();
     let expires_at = positive("expires_in")?.map(|s| now + s);
     let max_uses = positive("max_uses")?;
-    let token = crate::secrets::random_token(32);
-    let digest = state.pepper.digest(
-        crate::secrets::Purpose::InitialAccessToken,
-        token.as_bytes(),
-    );
-    state
-        .store
-        .create_initial_access_token(&digest, now, expires_at, max_uses)
-        .await?;
-    who.record(
-        state,
-        Event::new(EventType::RegistrationTokenCreated, who.actor())
-            .details(json!({ "expires_at": expires_at, "max_uses": max_uses })),
-    )
-    .await;
+    let token = who
+        .admin(state)
+        .create_registration_token(expires_at, max_uses)
+        .await
+        .map_err(admin_error)?;
     Ok(created(&json!({
         "initial_access_token": token,
         "expires_at": expires_at,
@@ -654,11 +601,7 @@ pub async fn create_invitation(
     Data(state): Data<&AppState>,
 ) -> Result<Response, ApiError> {
     let who = caller(state, req, true).await?;
-    let body = if req.content_type().is_some() {
-        json_body(req, body).await?
-    } else {
-        json!({})
-    };
+    let body = optional_body(req, body).await?;
     let email = str_field(&body, "email")?
         .map(crate::input::validate_email)
         .transpose()

@@ -9,11 +9,12 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::Value;
 
+use super::browser::Seen;
 use super::error::PageError;
 use super::pages::{checked_form, recently_signed_in, see_other, signed_in_user};
 use super::respond::form_page;
 use crate::admin::{AdminError, client_json, user_json};
-use crate::audit::{Actor, Event, EventType, Origin};
+use crate::audit::Actor;
 use crate::oauth::params::Params;
 use crate::state::AppState;
 use crate::store::{Session, User};
@@ -85,27 +86,7 @@ fn admin_failed(e: AdminError) -> PageError {
             Msg::LastAdminConsole,
         ),
         AdminError::Store(e) => failed(e),
-    }
-}
-
-struct Seen {
-    ip: Option<String>,
-    ua: Option<String>,
-}
-
-impl Seen {
-    fn of(state: &AppState, req: &Request) -> Self {
-        Self {
-            ip: super::browser::client_ip(state, req),
-            ua: super::browser::user_agent(req),
-        }
-    }
-
-    fn origin(&self) -> Origin<'_> {
-        Origin {
-            ip: self.ip.as_deref(),
-            user_agent: self.ua.as_deref(),
-        }
+        AdminError::Keys(e) => failed(e),
     }
 }
 
@@ -166,8 +147,12 @@ pub async fn user_page(
             })
         })
         .collect();
-    let passkeys = state.store.passkeys_of(&id).await.map_err(failed)?.len();
-    let totp = state.store.totp_enabled(&id).await.map_err(failed)?;
+    let seen = Seen::of(state, req);
+    let details = state
+        .admin(Actor::Admin(&me.id), seen.origin())
+        .user_details(&user)
+        .await
+        .map_err(failed)?;
     let notice = match query(req).get("done") {
         Some("sessions") => Some("Their sessions have ended."),
         Some("disabled") => Some("The account is disabled."),
@@ -180,10 +165,8 @@ pub async fn user_page(
         "user",
         &me,
         minijinja::context! {
-            user => user_json(&user),
+            user => details,
             sessions => sessions,
-            passkeys => passkeys,
-            totp => totp,
             notice => notice,
         },
     ))
@@ -214,33 +197,12 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<Response, PageError> {
     let (_, me) = admin_form(state, req, body).await?;
-    match state
-        .store
-        .set_user_disabled(id, disabled, state.clock.now())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return Err(PageError::not_found(Msg::AdminNotFound)),
-        Err(crate::store::StoreError::Conflict(_)) => {
-            return Err(admin_failed(AdminError::Invalid(String::new())));
-        }
-        Err(e) => return Err(failed(e)),
-    }
     let seen = Seen::of(state, req);
-    let kind = if disabled {
-        EventType::UserDisabled
-    } else {
-        EventType::UserEnabled
-    };
     state
-        .audit
-        .note(
-            state.clock.now(),
-            Event::new(kind, Actor::Admin(&me.id))
-                .subject(id)
-                .from(seen.origin()),
-        )
-        .await;
+        .admin(Actor::Admin(&me.id), seen.origin())
+        .set_disabled(id, disabled)
+        .await
+        .map_err(admin_failed)?;
     let done = if disabled { "disabled" } else { "enabled" };
     Ok(see_other(&format!("/admin/users/{id}?done={done}")))
 }
@@ -463,20 +425,12 @@ pub async fn rotate_keys_form(
     Data(state): Data<&AppState>,
 ) -> Result<Response, PageError> {
     let (_, me) = admin_form(state, req, body).await?;
-    let now = state.clock.now();
     let seen = Seen::of(state, req);
-    for alg in latchkey_jwks::Alg::ALL {
-        let r = state.keys.rotate(alg, now).await.map_err(failed)?;
-        state
-            .audit
-            .note(
-                now,
-                Event::new(EventType::KeyRotated, Actor::Admin(&me.id))
-                    .details(serde_json::json!({ "kid": r.kid, "alg": r.alg.as_str() }))
-                    .from(seen.origin()),
-            )
-            .await;
-    }
+    state
+        .admin(Actor::Admin(&me.id), seen.origin())
+        .rotate_keys(&latchkey_jwks::Alg::ALL)
+        .await
+        .map_err(admin_failed)?;
     Ok(see_other("/admin/keys"))
 }
 

@@ -183,16 +183,37 @@ pub fn user_agent(req: &Request) -> Option<String> {
         .map(|s| s.chars().take(256).collect())
 }
 
+/// Where a request came from (its address behind trusted proxies, its user agent), kept for
+/// the audit events it causes.
+pub struct Seen {
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+impl Seen {
+    pub fn of(state: &AppState, req: &Request) -> Self {
+        Self {
+            ip: client_ip(state, req),
+            user_agent: user_agent(req),
+        }
+    }
+
+    pub fn origin(&self) -> crate::audit::Origin<'_> {
+        crate::audit::Origin {
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+        }
+    }
+}
+
 /// Records `e` in the audit log with the request's address and user agent; a failure to
 /// record is logged and does not undo what happened.
 pub async fn audit(state: &AppState, req: &Request, e: crate::audit::Event<'_>) {
-    let ip = client_ip(state, req);
-    let ua = user_agent(req);
-    let origin = crate::audit::Origin {
-        ip: ip.as_deref(),
-        user_agent: ua.as_deref(),
-    };
-    state.audit.note(state.clock.now(), e.from(origin)).await;
+    let seen = Seen::of(state, req);
+    state
+        .audit
+        .note(state.clock.now(), e.from(seen.origin()))
+        .await;
 }
 
 #[cfg(test)]

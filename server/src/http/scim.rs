@@ -69,6 +69,10 @@ impl From<AdminError> for ScimError {
             AdminError::NotFound => Self::not_found(),
             AdminError::Invalid(why) => Self::new(StatusCode::CONFLICT, Some("mutability"), why),
             AdminError::Store(e) => e.into(),
+            AdminError::Keys(e) => {
+                tracing::error!(error = %e, "a SCIM request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, None, "server error")
+            }
         }
     }
 }
@@ -123,8 +127,7 @@ impl std::error::Error for ScimError {}
 /// The provisioning client: the name of its credential, and where the request came from.
 struct Provisioner {
     name: String,
-    ip: Option<String>,
-    ua: Option<String>,
+    seen: super::browser::Seen,
 }
 
 impl Provisioner {
@@ -133,10 +136,7 @@ impl Provisioner {
     }
 
     fn origin(&self) -> Origin<'_> {
-        Origin {
-            ip: self.ip.as_deref(),
-            user_agent: self.ua.as_deref(),
-        }
+        self.seen.origin()
     }
 
     async fn record(&self, state: &AppState, e: Event<'_>) {
@@ -183,8 +183,7 @@ async fn provisioner(state: &AppState, req: &Request) -> Result<Provisioner, Sci
     };
     Ok(Provisioner {
         name,
-        ip: super::browser::client_ip(state, req),
-        ua: super::browser::user_agent(req),
+        seen: super::browser::Seen::of(state, req),
     })
 }
 
@@ -422,22 +421,9 @@ async fn apply_active(
         return Ok(());
     }
     state
-        .store
-        .set_user_disabled(&user.id, !active, state.clock.now())
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(why) => {
-                ScimError::new(StatusCode::CONFLICT, Some("mutability"), why)
-            }
-            other => other.into(),
-        })?;
-    let kind = if active {
-        EventType::UserEnabled
-    } else {
-        EventType::UserDisabled
-    };
-    who.record(state, Event::new(kind, who.actor()).subject(&user.id))
-        .await;
+        .admin(who.actor(), who.origin())
+        .set_disabled(&user.id, !active)
+        .await?;
     Ok(())
 }
 

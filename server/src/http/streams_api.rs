@@ -10,10 +10,9 @@ use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
 use super::api::{api_client, api_user, json_body, no_content, page, page_params};
-use super::browser::client_ip;
 use super::error::ApiError;
 use super::respond::json_ok;
-use crate::audit::{Actor, Event, EventType, Origin};
+use crate::audit::{Actor, Event, EventType};
 use crate::secrets::random_token;
 use crate::state::AppState;
 use crate::store::StreamRow;
@@ -175,15 +174,10 @@ pub async fn delete(
 
 /// Records `e` before the caller goes on: a read of secrets that cannot be recorded fails.
 async fn audit(state: &AppState, req: &Request, e: Event<'_>) -> Result<(), ApiError> {
-    let ip = client_ip(state, req);
-    let ua = super::browser::user_agent(req);
-    let origin = Origin {
-        ip: ip.as_deref(),
-        user_agent: ua.as_deref(),
-    };
+    let seen = super::browser::Seen::of(state, req);
     state
         .audit
-        .record(state.clock.now(), e.from(origin))
+        .record(state.clock.now(), e.from(seen.origin()))
         .await?;
     Ok(())
 }
