@@ -22,6 +22,22 @@ pub fn user_json(u: &crate::store::User) -> serde_json::Value {
         "disabled": u.disabled_at.is_some(),
         "disabled_at": u.disabled_at,
         "created_at": u.created_at,
+        "service_owner": u.service_owner,
+    })
+}
+
+/// An API key as lists show it: never the secret or its digest.
+pub fn api_key_json(k: &crate::store::ApiKeyRow) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "scope": k.scope,
+        "resource": k.resource,
+        "created_by": k.created_by,
+        "created_at": k.created_at,
+        "expires_at": k.expires_at,
+        "last_used_at": k.last_used_at,
+        "last_used_ip": k.last_used_ip,
     })
 }
 
@@ -67,6 +83,7 @@ pub struct Admin<'a> {
     pub keys: &'a KeyService,
     pub audit: &'a Audit,
     pub client_cache: &'a ClientCache,
+    pub api_keys: crate::api_keys::ApiKeys<'a>,
     pub actor: Actor<'a>,
     pub origin: Origin<'a>,
     pub now: i64,
@@ -170,6 +187,87 @@ impl Admin<'_> {
         self.record(Event::new(EventType::UserDeleted, self.actor).subject(user_id))
             .await;
         Ok(())
+    }
+
+    /// A personal API key for the user `user_id` (their own, or an administrator's doing):
+    /// the key is in the answer and nowhere else. `by` is who made it (a user id, or `cli`).
+    pub async fn create_api_key(
+        &self,
+        user_id: &str,
+        by: &str,
+        k: &crate::api_keys::KeyRequest<'_>,
+    ) -> Result<crate::api_keys::CreatedKey, AdminError> {
+        let user = self
+            .store
+            .active_user(user_id)
+            .await?
+            .ok_or(AdminError::NotFound)?;
+        let made = self
+            .api_keys
+            .create(&user, by, k, self.now)
+            .await
+            .map_err(|e| match e {
+                crate::api_keys::CreateError::Store(e) => AdminError::Store(e),
+                other => AdminError::Invalid(other.to_string()),
+            })?;
+        tracing::info!(user = %user_id, key = %made.id, "API key created");
+        self.record(
+            Event::new(EventType::ApiKeyCreated, self.actor)
+                .subject(user_id)
+                .details(
+                    json!({"key_id": made.id, "name": k.name, "scope": made.scope,
+                    "resource": k.resource, "expires_at": made.expires_at}),
+                ),
+        )
+        .await;
+        Ok(made)
+    }
+
+    /// Revokes the user's key `key_id`: refused from the next use on, on every instance.
+    pub async fn revoke_api_key(&self, user_id: &str, key_id: &str) -> Result<(), AdminError> {
+        if !self.store.revoke_api_key(user_id, key_id, self.now).await? {
+            return Err(AdminError::NotFound);
+        }
+        tracing::info!(user = %user_id, key = %key_id, "API key revoked");
+        self.record(
+            Event::new(EventType::ApiKeyRevoked, self.actor)
+                .subject(user_id)
+                .details(json!({ "key_id": key_id })),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// A service account owned by the administrator `owner`: a user that is not a person,
+    /// who cannot sign in and holds API keys. Its id.
+    pub async fn create_service_account(
+        &self,
+        name: &str,
+        owner: &str,
+    ) -> Result<String, AdminError> {
+        let name = crate::input::clean_label(name, 64).ok_or_else(|| {
+            AdminError::Invalid("name is required (at most 64 characters)".into())
+        })?;
+        match self.store.active_user(owner).await? {
+            Some(u) if u.is_admin => {}
+            _ => {
+                return Err(AdminError::Invalid(
+                    "the owner must be an administrator".into(),
+                ));
+            }
+        }
+        let id = crate::secrets::random_token(16);
+        self.store
+            .create_service_account(&id, &name, owner, self.now)
+            .await?;
+        tracing::info!(account = %id, "service account created");
+        self.record(
+            Event::new(EventType::ServiceAccountCreated, self.actor)
+                .subject(&id)
+                .details(json!({ "name": name, "owner": owner })),
+        )
+        .await;
+        Ok(id)
     }
 
     pub async fn set_admin(&self, user_id: &str, admin: bool) -> Result<(), AdminError> {

@@ -65,10 +65,15 @@ pub enum EventType {
     GroupChanged,
     ScimTokenCreated,
     ScimTokenDeleted,
+    ApiKeyCreated,
+    ApiKeyRevoked,
+    /// A presented API key was unknown, wrong, expired, revoked or its user's disabled.
+    ApiKeyFailure,
+    ServiceAccountCreated,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 40] = [
+    pub const ALL: [EventType; 44] = [
         EventType::SigninSuccess,
         EventType::SigninFailure,
         EventType::SecondFactorFailure,
@@ -109,6 +114,10 @@ impl EventType {
         EventType::GroupChanged,
         EventType::ScimTokenCreated,
         EventType::ScimTokenDeleted,
+        EventType::ApiKeyCreated,
+        EventType::ApiKeyRevoked,
+        EventType::ApiKeyFailure,
+        EventType::ServiceAccountCreated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -153,6 +162,10 @@ impl EventType {
             EventType::GroupChanged => "group.changed",
             EventType::ScimTokenCreated => "scim_token.created",
             EventType::ScimTokenDeleted => "scim_token.deleted",
+            EventType::ApiKeyCreated => "api_key.created",
+            EventType::ApiKeyRevoked => "api_key.revoked",
+            EventType::ApiKeyFailure => "api_key.failure",
+            EventType::ServiceAccountCreated => "service_account.created",
         }
     }
 
@@ -160,6 +173,7 @@ impl EventType {
     fn outcome(self) -> &'static str {
         match self {
             EventType::SigninFailure
+            | EventType::ApiKeyFailure
             | EventType::ClientAuthFailure
             | EventType::SecondFactorFailure
             | EventType::TokenReuse

@@ -107,6 +107,60 @@ enum Command {
     /// Credentials for SCIM provisioning clients (/scim/v2/).
     #[command(subcommand, name = "scim-token")]
     ScimToken(ScimTokenCommand),
+    /// Personal API keys (lk_...): for a user, or a service account.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
+    /// Service accounts: users that are not people, owned by an administrator; they cannot
+    /// sign in, and hold API keys.
+    #[command(subcommand, name = "service-account")]
+    ServiceAccount(ServiceAccountCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ApiKeyCommand {
+    /// Make a key; prints it once (only its digest is stored), with its id and scope.
+    Create {
+        #[command(flatten)]
+        which: WhichUser,
+        /// What it is for, as its lists show it.
+        #[arg(long)]
+        name: String,
+        /// The scopes it carries, space-separated (no OIDC scopes; admin:* for administrators).
+        #[arg(long)]
+        scope: String,
+        /// The resource (RFC 8707) it may be exchanged for tokens for, and only that one.
+        #[arg(long)]
+        resource: Option<String>,
+        /// How long it lasts (e.g. 90d); none: until revoked, unless api_keys.max_lifetime.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// The user's live keys as JSON lines: id, name, scope, last use (never the key).
+    List {
+        #[command(flatten)]
+        which: WhichUser,
+    },
+    /// Revoke a key by its id: refused from the next use on.
+    Revoke {
+        #[command(flatten)]
+        which: WhichUser,
+        /// The key's id (the 16 hex digits after lk_).
+        #[arg(long = "key")]
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ServiceAccountCommand {
+    /// Make a service account owned by an administrator; prints its id (give keys to it with
+    /// `api-key create --id`).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The owning administrator's email address.
+        #[arg(long)]
+        owner: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -725,6 +779,35 @@ where
             }
             print_json(stdout, &json!({ "name": name, "deleted": n }))
         }
+        Command::ApiKey(cmd) => {
+            let state = cli_state(config, clock).await?;
+            let result = api_keys(&state, cmd, stdout).await;
+            state.store.close().await;
+            result
+        }
+        Command::ServiceAccount(ServiceAccountCommand::Create { name, owner }) => {
+            let state = cli_state(config, clock).await?;
+            let result = async {
+                let owner = state
+                    .store
+                    .active_user_by_email(&owner)
+                    .await
+                    .map_err(failed)?
+                    .ok_or_else(|| failed("no enabled user has that --owner address"))?;
+                let id = state
+                    .admin(Actor::Cli, crate::audit::Origin::default())
+                    .create_service_account(&name, &owner.id)
+                    .await
+                    .map_err(admin_failed)?;
+                print_json(
+                    stdout,
+                    &json!({ "id": id, "name": name, "owner": owner.id }),
+                )
+            }
+            .await;
+            state.store.close().await;
+            result
+        }
         Command::Session(cmd) => {
             let state = cli_state(config, clock).await?;
             let result = sessions(&state, cmd, stdout).await;
@@ -1124,6 +1207,68 @@ fn admin_failed(e: crate::admin::AdminError) -> CliError {
     match e {
         crate::admin::AdminError::NotFound => failed("no such user, client or session"),
         other => failed(other),
+    }
+}
+
+async fn api_keys(
+    state: &AppState,
+    cmd: ApiKeyCommand,
+    stdout: &mut (dyn Write + Send),
+) -> Result<(), CliError> {
+    let admin = state.admin(Actor::Cli, crate::audit::Origin::default());
+    match cmd {
+        ApiKeyCommand::Create {
+            which,
+            name,
+            scope,
+            resource,
+            expires_in,
+        } => {
+            let u = which_user(state, &which).await?;
+            let made = admin
+                .create_api_key(
+                    &u.id,
+                    "cli",
+                    &crate::api_keys::KeyRequest {
+                        name: &name,
+                        scope: &scope,
+                        resource: resource.as_deref(),
+                        lifetime: expires_in,
+                    },
+                )
+                .await
+                .map_err(admin_failed)?;
+            print_json(
+                stdout,
+                &json!({
+                    "key": made.key,
+                    "id": made.id,
+                    "user": u.id,
+                    "scope": made.scope,
+                    "expires_at": made.expires_at,
+                }),
+            )
+        }
+        ApiKeyCommand::List { which } => {
+            let u = which_user(state, &which).await?;
+            let keys = state
+                .store
+                .api_keys_of(&u.id, state.clock.now())
+                .await
+                .map_err(failed)?;
+            for k in &keys {
+                print_json(stdout, &crate::admin::api_key_json(k))?;
+            }
+            Ok(())
+        }
+        ApiKeyCommand::Revoke { which, key } => {
+            let u = which_user(state, &which).await?;
+            admin
+                .revoke_api_key(&u.id, &key)
+                .await
+                .map_err(admin_failed)?;
+            print_json(stdout, &json!({ "id": key, "revoked": true }))
+        }
     }
 }
 

@@ -69,6 +69,119 @@ pub struct RawConfig {
     pub backchannel_logout: BackchannelLogoutConfig,
     pub client_id_metadata: ClientIdMetadataConfig,
     pub audit: AuditConfig,
+    pub forward_auth: ForwardAuthConfig,
+    pub api_keys: ApiKeysConfig,
+}
+
+/// Forward-auth for reverse proxies (`GET /forward-auth`): which hosts are protected, by
+/// whom, and the cookie their browsers carry. Off until `rules` name a host.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthConfig {
+    /// The parent domain the forward-auth cookie is set on (`example.com`): the issuer's host
+    /// and every protected host must be in it. Required when there are rules.
+    pub cookie_domain: Option<String>,
+    /// The cookie's name (`__Secure-` is put before it on an https issuer).
+    pub cookie_name: String,
+    /// The names of the identity headers a 200 carries.
+    pub headers: ForwardAuthHeaders,
+    /// The protected hosts, first match wins; a host no rule matches is refused (403).
+    pub rules: Vec<ForwardAuthRule>,
+}
+
+impl Default for ForwardAuthConfig {
+    fn default() -> Self {
+        Self {
+            cookie_domain: None,
+            cookie_name: "latchkey_forward_auth".into(),
+            headers: ForwardAuthHeaders::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthHeaders {
+    /// The user's email address (the user id when there is none to give).
+    pub user: String,
+    pub email: String,
+    pub name: String,
+    /// The user's groups (SCIM groups), comma-separated.
+    pub groups: String,
+    /// The user's stable id (the `sub` of their tokens).
+    pub id: String,
+}
+
+impl Default for ForwardAuthHeaders {
+    fn default() -> Self {
+        Self {
+            user: "Remote-User".into(),
+            email: "Remote-Email".into(),
+            name: "Remote-Name".into(),
+            groups: "Remote-Groups".into(),
+            id: "Remote-Id".into(),
+        }
+    }
+}
+
+/// One protected host (or host glob) and who may use it.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthRule {
+    /// Host names or globs (`*.tools.example.com`), without port; compared without case.
+    pub hosts: Vec<String>,
+    /// The rule applies to paths under this prefix (default `/`: the whole host).
+    #[serde(default = "root_path")]
+    pub path_prefix: String,
+    /// How the user must have signed in.
+    #[serde(default)]
+    pub policy: ForwardAuthPolicy,
+    /// Who may pass: members of any of these groups, or these users (email or id). Both
+    /// empty: every signed-in user.
+    #[serde(default)]
+    pub allow_groups: Vec<String>,
+    #[serde(default)]
+    pub allow_users: Vec<String>,
+    /// Path prefixes answered 200 without a session (health checks, public assets).
+    #[serde(default)]
+    pub bypass: Vec<String>,
+}
+
+fn root_path() -> String {
+    "/".into()
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardAuthPolicy {
+    /// Any sign-in.
+    #[default]
+    OneFactor,
+    /// A password and a second factor, or a passkey.
+    TwoFactor,
+    /// A passkey.
+    Passkey,
+}
+
+/// Personal API keys.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// The longest lifetime a key may be given; `0s`: keys may be made without expiry.
+    #[serde(with = "humantime_serde")]
+    pub max_lifetime: Duration,
+    /// How many live keys one user may hold.
+    pub max_per_user: u32,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        Self {
+            max_lifetime: Duration::ZERO,
+            max_per_user: 50,
+        }
+    }
 }
 
 /// The audit log (`audit_events`).
@@ -231,6 +344,8 @@ impl Default for RawConfig {
             backchannel_logout: BackchannelLogoutConfig::default(),
             client_id_metadata: ClientIdMetadataConfig::default(),
             audit: AuditConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
+            api_keys: ApiKeysConfig::default(),
         }
     }
 }
@@ -345,6 +460,8 @@ pub struct Config {
     pub backchannel_logout: BackchannelLogoutConfig,
     pub client_id_metadata: ClientIdMetadataConfig,
     pub audit: AuditConfig,
+    pub forward_auth: ForwardAuthConfig,
+    pub api_keys: ApiKeysConfig,
     /// The certificates of `outbound.extra_ca_file`, read and checked (PEM, each a
     /// certificate).
     pub outbound_ca_pem: Vec<String>,
@@ -985,6 +1102,7 @@ impl Config {
             ));
         }
         validate_mail(&raw.mail)?;
+        validate_forward_auth(&raw.forward_auth, &issuer)?;
         let exchange = validate_exchange(&raw.exchange, &issuer)?;
         let trusted_proxy_nets = raw
             .http
@@ -1040,6 +1158,8 @@ impl Config {
             backchannel_logout: raw.backchannel_logout,
             client_id_metadata: raw.client_id_metadata,
             audit: raw.audit,
+            forward_auth: raw.forward_auth,
+            api_keys: raw.api_keys,
             outbound_ca_pem,
         })
     }
@@ -1159,6 +1279,100 @@ fn validate_exchange(raw: &ExchangeConfig, ours: &str) -> Result<ExchangeConfig,
     Ok(ExchangeConfig {
         trusted_issuers: checked,
     })
+}
+
+/// Whether `host` is `domain` or under it (both lowercase).
+pub fn in_domain(host: &str, domain: &str) -> bool {
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+fn validate_forward_auth(fa: &ForwardAuthConfig, issuer: &Issuer) -> Result<(), ConfigError> {
+    if fa.cookie_name.is_empty()
+        || !fa
+            .cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "forward_auth.cookie_name",
+            "must be letters, digits, '_' and '-'",
+        ));
+    }
+    let h = &fa.headers;
+    for (key, name) in [
+        ("forward_auth.headers.user", &h.user),
+        ("forward_auth.headers.email", &h.email),
+        ("forward_auth.headers.name", &h.name),
+        ("forward_auth.headers.groups", &h.groups),
+        ("forward_auth.headers.id", &h.id),
+    ] {
+        if poem::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid(key, format!("{name:?} is not a header name")));
+        }
+    }
+    if fa.rules.is_empty() {
+        return Ok(());
+    }
+    let Some(domain) = fa.cookie_domain.as_deref().map(str::to_ascii_lowercase) else {
+        return Err(invalid(
+            "forward_auth.cookie_domain",
+            "is required when forward_auth.rules protect hosts",
+        ));
+    };
+    if domain.is_empty() || domain.starts_with('.') || domain.contains(['/', ':', '*', '@']) {
+        return Err(invalid(
+            "forward_auth.cookie_domain",
+            format!("{domain:?} is not a domain name (example.com)"),
+        ));
+    }
+    let issuer_host = Url::parse(issuer.as_str())
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if !in_domain(&issuer_host, &domain) {
+        return Err(invalid(
+            "forward_auth.cookie_domain",
+            format!(
+                "the issuer's host {issuer_host} is not in {domain}: the sign-in could not set the cookie"
+            ),
+        ));
+    }
+    for (i, rule) in fa.rules.iter().enumerate() {
+        let key = format!("forward_auth.rules[{i}]");
+        if rule.hosts.is_empty() {
+            return Err(invalid(&key, "hosts is empty"));
+        }
+        for g in &rule.hosts {
+            let g = g.to_ascii_lowercase();
+            if g.is_empty() || g.contains(['/', ':', '@']) {
+                return Err(invalid(&key, format!("{g:?} is not a host name or glob")));
+            }
+            // What follows the last wildcard (`*.` + a domain) or the whole name must be
+            // under the cookie's domain, or browsers would not send the cookie there.
+            let tail = match g.rfind(['*', '?']) {
+                Some(i) => g[i + 1..].strip_prefix('.'),
+                None => Some(g.as_str()),
+            };
+            if !tail.is_some_and(|t| in_domain(t, &domain)) {
+                return Err(invalid(
+                    &key,
+                    format!(
+                        "{g:?} is not under forward_auth.cookie_domain {domain}: its browsers \
+                         would not carry the cookie"
+                    ),
+                ));
+            }
+        }
+        for p in std::iter::once(&rule.path_prefix).chain(&rule.bypass) {
+            if !p.starts_with('/') {
+                return Err(invalid(&key, format!("the path {p:?} must start with '/'")));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn validate_mail(mail: &MailConfig) -> Result<(), ConfigError> {

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod api_keys;
 pub mod audiences;
 pub mod audit;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod clock;
 pub mod config;
 pub mod dpop;
 pub mod federation;
+pub mod forward_auth;
 pub mod grants;
 pub mod http;
 pub mod input;

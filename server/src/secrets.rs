@@ -67,6 +67,10 @@ pub enum Purpose {
     DpopNonce,
     /// SCIM provisioning credentials (`latchkey scim-token create`).
     ScimToken,
+    /// Personal API keys (`lk_...`).
+    ApiKey,
+    /// Forward-auth cookies.
+    ForwardAuth,
 }
 
 impl Purpose {
@@ -93,6 +97,8 @@ impl Purpose {
             Purpose::PushedCarry => b"pushed_carry",
             Purpose::DpopNonce => b"dpop_nonce",
             Purpose::ScimToken => b"scim_token",
+            Purpose::ApiKey => b"api_key",
+            Purpose::ForwardAuth => b"forward_auth",
         }
     }
 }

@@ -247,6 +247,17 @@ impl AppState {
             tokens: &self.config.tokens,
             resource_guard: &self.resource_guard,
             audit: &self.audit,
+            api_keys: self.api_keys(),
+            token_gate: &self.token_gate,
+        }
+    }
+
+    /// Personal API keys: making them and checking them.
+    pub fn api_keys(&self) -> crate::api_keys::ApiKeys<'_> {
+        crate::api_keys::ApiKeys {
+            store: &self.store,
+            pepper: &self.pepper,
+            config: &self.config.api_keys,
         }
     }
 
@@ -257,6 +268,7 @@ impl AppState {
         origin: crate::audit::Origin<'a>,
     ) -> crate::admin::Admin<'a> {
         crate::admin::Admin {
+            api_keys: self.api_keys(),
             store: &self.store,
             pepper: &self.pepper,
             keys: &self.keys,

@@ -24,7 +24,7 @@ pub async fn service(env: &Env, name: &str, scopes: &[&str]) -> Service {
     service_with(env, name, scopes, &[]).await
 }
 
-async fn service_with(env: &Env, name: &str, scopes: &[&str], extra: &[&str]) -> Service {
+pub async fn service_with(env: &Env, name: &str, scopes: &[&str], extra: &[&str]) -> Service {
     let mut args = vec![
         "client",
         "create",

@@ -5,6 +5,7 @@
 
 mod admin_api;
 mod admin_console;
+mod api_keys;
 mod audit;
 mod backchannel;
 mod cimd;
@@ -18,6 +19,7 @@ mod endpoints;
 mod exchange;
 mod fapi;
 mod flow;
+mod forward_auth;
 mod harness;
 mod input;
 mod keys;

@@ -47,6 +47,10 @@ pub struct TokenContext<'a> {
     /// Fetches resource servers' RFC 9728 metadata (`tokens.discover_resources`).
     pub resource_guard: &'a crate::outbound::Guard,
     pub audit: &'a crate::audit::Audit,
+    /// API keys presented as subject tokens (`urn:latchkey:params:oauth:token-type:api_key`).
+    pub api_keys: crate::api_keys::ApiKeys<'a>,
+    /// Counts failed API keys against the request's address, as failed client secrets are.
+    pub token_gate: &'a crate::signin::throttle::TokenGate,
 }
 
 impl<'a> TokenContext<'a> {

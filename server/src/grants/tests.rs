@@ -37,6 +37,7 @@ struct Fixture {
     config: Config,
     resource_guard: crate::outbound::Guard,
     audit: crate::audit::Audit,
+    token_gate: crate::signin::throttle::TokenGate,
     _db: TestDb,
 }
 
@@ -75,6 +76,7 @@ async fn fixtures() -> Vec<Fixture> {
             config,
             resource_guard: crate::outbound::Guard::new(false, Vec::new()),
             audit,
+            token_gate: Default::default(),
             _db: db,
         });
     }
@@ -105,6 +107,12 @@ impl Fixture {
             tokens: &self.config.tokens,
             resource_guard: &self.resource_guard,
             audit: &self.audit,
+            api_keys: crate::api_keys::ApiKeys {
+                store: &self.store,
+                pepper: &self.pepper,
+                config: &self.config.api_keys,
+            },
+            token_gate: &self.token_gate,
         }
     }
 

@@ -4,8 +4,11 @@
 //! the actor in `act` (over any earlier `act` chain, §4.1), a scope within the subject token's
 //! and its own, and an audience among ours (`audience` or `resource`). No refresh token.
 //! Impersonation (no actor token, no new `act`) only for a client an administrator allowed it
-//! (`client create --allow-impersonation`). A subject or actor token that is invalid, or
-//! unacceptable by policy, is `invalid_request` (§2.2.2).
+//! (`client create --allow-impersonation`). A personal API key as the subject
+//! (`urn:latchkey:params:oauth:token-type:api_key`) is the user's own credential: its holder
+//! acts as the user, so no actor token is needed; the scope stays within the key's, and a key
+//! made for a resource gets tokens for that resource only. A subject or actor token that is
+//! invalid, or unacceptable by policy, is `invalid_request` (§2.2.2).
 
 use serde_json::{Map, Value, json};
 
@@ -33,11 +36,20 @@ fn invalid(why: &'static str) -> TokenError {
 }
 
 /// The subject as the new token sees it: its claims, the scope it holds, and, for another
-/// issuer's subject, that issuer and the account here.
+/// issuer's subject or an API key, who vouches for it and the account here.
 struct SubjectToken {
     claims: Map<String, Value>,
     held_scope: String,
     external: Option<(String, String)>,
+    /// The API key the subject is: its id and the resource it is for, if any.
+    key: Option<(String, Option<String>)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SubjectKind {
+    Ours,
+    External,
+    ApiKey,
 }
 
 pub async fn redeem(
@@ -49,13 +61,19 @@ pub async fn redeem(
     let now = req.now;
     let subject_token = req.required("subject_token")?;
     // A JWT of ours is one of our access tokens, whichever type the client called it.
-    let ours = match params.get("subject_token_type") {
-        Some(ACCESS_TOKEN) => true,
+    let kind = match params.get("subject_token_type") {
+        Some(ACCESS_TOKEN) => SubjectKind::Ours,
         Some(JWT) => {
-            latchkey_jwks::verify::unverified_payload(subject_token)
+            let ours = latchkey_jwks::verify::unverified_payload(subject_token)
                 .and_then(|p| p.get("iss").cloned())
-                == Some(json!(ctx.issuer))
+                == Some(json!(ctx.issuer));
+            if ours {
+                SubjectKind::Ours
+            } else {
+                SubjectKind::External
+            }
         }
+        Some(crate::api_keys::TOKEN_TYPE) => SubjectKind::ApiKey,
         Some(_) => return Err(invalid("this subject_token_type is not supported")),
         None => return Err(invalid("subject_token_type is required")),
     };
@@ -77,7 +95,7 @@ pub async fn redeem(
             "audience and resource name different targets; a token here has one audience",
         ));
     }
-    let audience = match params.get("audience") {
+    let mut audience = match params.get("audience") {
         None => req.audience.clone(),
         Some(a) if ctx.may_have(client, a, now).await? => a.to_owned(),
         Some(_) => {
@@ -91,12 +109,33 @@ pub async fn redeem(
         claims: mut subject,
         held_scope,
         external,
-    } = if ours {
-        our_subject(ctx, client, subject_token, req.dpop_jkt, now).await?
-    } else {
-        external_subject(ctx, client, subject_token, now).await?
+        key,
+    } = match kind {
+        SubjectKind::Ours => our_subject(ctx, client, subject_token, req.dpop_jkt, now).await?,
+        SubjectKind::External => external_subject(ctx, client, subject_token, now).await?,
+        SubjectKind::ApiKey => key_subject(ctx, req, subject_token).await?,
     };
-    let actor = actor(ctx, client, params.get("actor_token"), req).await?;
+    // A key made for a resource is good for that resource only, and for it by default.
+    if let Some((_, Some(resource))) = &key {
+        match params.get("audience").or(params.get("resource")) {
+            Some(asked) if asked != resource => {
+                return Err(err(T::InvalidTarget, "the API key is for another resource"));
+            }
+            Some(_) => {}
+            None if ctx.may_have(client, resource, now).await? => audience = resource.clone(),
+            None => {
+                return Err(err(
+                    T::InvalidTarget,
+                    "the API key's resource is not one this client may have tokens for",
+                ));
+            }
+        }
+    }
+    // The holder of a key acts as its user: delegation only when an actor token says so.
+    let actor = match (&key, params.get("actor_token")) {
+        (Some(_), None) => None,
+        (_, actor_token) => actor(ctx, client, actor_token, req).await?,
+    };
     if !exchange::may_act(&subject, ctx.issuer, &client.client_id) {
         return Err(invalid(
             "the subject_token's may_act does not name this actor",
@@ -111,6 +150,7 @@ pub async fn redeem(
     let expires_at = exchange::expiry(&subject, now, lifetime);
     // A subject from another issuer gets a grant of its own here, so that disabling the
     // account, or revoking the grant, ends the token like any other of the user's.
+    // An API key's subject gets one too (`external` names "api_key" as who vouches).
     if let Some((issuer, user_id)) = &external {
         let grant_id = random_token(16);
         let made = ctx
@@ -122,7 +162,7 @@ pub async fn redeem(
             return Err(invalid("the subject's account here is disabled"));
         }
         subject.insert("gid".into(), json!(grant_id));
-        tracing::info!(client = %client.client_id, %issuer, user = %user_id, "exchanging another issuer's token");
+        tracing::info!(client = %client.client_id, vouched_by = %issuer, user = %user_id, "exchanging a token of another issuer, or an API key");
     }
     let mut claims = exchange::exchanged_claims(&exchange::Exchanged {
         issuer: ctx.issuer,
@@ -153,7 +193,8 @@ pub async fn redeem(
             "aud": audience,
             "scope": scope,
             "jti": jti,
-            "external_issuer": external.as_ref().map(|(i, _)| i),
+            "external_issuer": external.as_ref().filter(|_| key.is_none()).map(|(i, _)| i),
+            "api_key": key.as_ref().map(|(id, _)| id),
         }));
         if let Some(sub) = claims.get("sub").and_then(|s| s.as_str()) {
             e = e.subject(sub);
@@ -224,6 +265,56 @@ async fn our_subject(
         claims: subject.into_map(),
         held_scope,
         external: None,
+        key: None,
+    })
+}
+
+/// A personal API key as the subject: live, of an enabled user. The new token is theirs
+/// (with a grant of its own, like another issuer's subject, so disabling the account ends
+/// it) and never outlives the key. A key that is not one counts against the address, as a
+/// wrong client secret does.
+async fn key_subject(
+    ctx: &TokenContext<'_>,
+    req: &TokenRequest<'_>,
+    token: &str,
+) -> Result<SubjectToken, TokenError> {
+    let Some(row) = ctx
+        .api_keys
+        .check(token, req.now, req.peer)
+        .await
+        .map_err(server_error)?
+    else {
+        if let Err(e) = ctx
+            .token_gate
+            .failed(ctx.store, ctx.pepper, req.peer, req.now)
+            .await
+        {
+            tracing::error!(error = %e, "counting a failed API key failed");
+        }
+        req.audit(
+            ctx,
+            crate::audit::Event::new(
+                crate::audit::EventType::ApiKeyFailure,
+                crate::audit::Actor::Client(&req.client.client_id),
+            )
+            .client(&req.client.client_id)
+            .details(json!({"where": "token_exchange", "key_id": crate::api_keys::key_id(token)})),
+        )
+        .await;
+        return Err(invalid(
+            "the subject_token is not a live API key (unknown, revoked or expired)",
+        ));
+    };
+    let mut claims = Map::new();
+    claims.insert("sub".into(), json!(row.user_id));
+    if let Some(exp) = row.expires_at {
+        claims.insert("exp".into(), json!(exp));
+    }
+    Ok(SubjectToken {
+        claims,
+        held_scope: row.scope,
+        external: Some(("api_key".into(), row.user_id)),
+        key: Some((row.id, row.resource)),
     })
 }
 
@@ -267,6 +358,7 @@ async fn external_subject(
         claims: ext.as_subject(&user_id),
         held_scope,
         external: Some((issuer, user_id)),
+        key: None,
     })
 }
 

@@ -136,6 +136,17 @@ pub async fn account_with_message(
     notice: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, PageError> {
+    account_page(state, req, notice, error, None).await
+}
+
+/// The account page; `new_key`: an API key just made, shown this once.
+async fn account_page(
+    state: &AppState,
+    req: &Request,
+    notice: Option<&str>,
+    error: Option<&str>,
+    new_key: Option<&crate::api_keys::CreatedKey>,
+) -> Result<Response, PageError> {
     let Some((session, user)) = signed_in_user(state, req).await else {
         return Err(PageError::SignIn { location: "/login" });
     };
@@ -150,10 +161,11 @@ pub async fn account_with_message(
             state.store.recovery_codes_left(&user.id).await?,
             state.store.password_hash(&user.id).await?,
             state.store.devices_of(&user.id, None, 100).await?,
+            state.store.api_keys_of(&user.id, now).await?,
         ))
     }
     .await;
-    let (passkeys, sessions, consents, totp, codes_left, password, devices) =
+    let (passkeys, sessions, consents, totp, codes_left, password, devices, api_keys) =
         loaded.map_err(|e| PageError::server("loading the account page", e))?;
     let passkeys: Vec<PasskeyView> = passkeys
         .into_iter()
@@ -220,6 +232,20 @@ pub async fn account_with_message(
                     ip => d.ip,
                 })
                 .collect::<Vec<_>>(),
+            api_keys => api_keys
+                .iter()
+                .map(|k| minijinja::context! {
+                    id => k.id,
+                    name => k.name,
+                    scope => k.scope,
+                    resource => k.resource,
+                    created => when(k.created_at),
+                    expires => k.expires_at.map(when),
+                    last_used => k.last_used_at.map(when),
+                    last_ip => k.last_used_ip,
+                })
+                .collect::<Vec<_>>(),
+            new_key => new_key.map(|k| minijinja::context! { key => k.key, id => k.id }),
             recent_signin => recently_signed_in(state, &session),
             recovery_codes_left => codes_left,
             csrf_token => csrf,
@@ -243,6 +269,7 @@ fn signed_out(state: &AppState) -> Response {
         &mut resp,
         Some(set_cookie(state, session_cookie_name(state), "", Some(0))),
     );
+    append_cookie(&mut resp, super::forward_auth::clear_cookie(state));
     resp
 }
 
@@ -447,5 +474,80 @@ mod tests {
         assert_eq!(describe_browser(&views, Some("Opera/9.80 OPR/1")), "Opera");
         assert_eq!(describe_browser(&views, Some("curl/8.5.0")), "curl/8.5.0");
         assert_eq!(describe_browser(&views, None), "Unknown browser");
+    }
+}
+
+/// `POST /account/api-keys`: `name`, `scope` (space-separated), `resource` and
+/// `expires_in_days` (both optional). Needs a recent sign-in; the key is shown once.
+#[handler]
+pub async fn create_api_key(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (form, session, user) = account_form(state, req, body).await?;
+    if !recently_signed_in(state, &session) {
+        return account_with_message(state, req, None, Some(state.views.msg(Msg::SignInAgain)))
+            .await;
+    }
+    let lifetime = match form
+        .get("expires_in_days")
+        .map(str::trim)
+        .unwrap_or_default()
+    {
+        "" => None,
+        days => match days.parse::<u64>() {
+            Ok(d) if (1..=3650).contains(&d) => Some(Duration::from_secs(d * 86_400)),
+            _ => {
+                return account_with_message(
+                    state,
+                    req,
+                    None,
+                    Some("Expires in: a number of days from 1 to 3650, or empty for no expiry."),
+                )
+                .await;
+            }
+        },
+    };
+    let request = crate::api_keys::KeyRequest {
+        name: form.get("name").unwrap_or_default(),
+        scope: form.get("scope").unwrap_or_default(),
+        resource: form.get("resource"),
+        lifetime,
+    };
+    let seen = super::browser::Seen::of(state, req);
+    let made = state
+        .admin(crate::audit::Actor::User(&user.id), seen.origin())
+        .create_api_key(&user.id, &user.id, &request)
+        .await;
+    match made {
+        Ok(key) => account_page(state, req, None, None, Some(&key)).await,
+        Err(crate::admin::AdminError::Invalid(why)) => {
+            account_with_message(state, req, None, Some(&why)).await
+        }
+        Err(e) => Err(PageError::server("creating an API key", e)),
+    }
+}
+
+/// `POST /account/api-keys/{id}/revoke`.
+#[handler]
+pub async fn revoke_api_key(
+    req: &Request,
+    Path(id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (_, _, user) = account_form(state, req, body).await?;
+    let seen = super::browser::Seen::of(state, req);
+    match state
+        .admin(crate::audit::Actor::User(&user.id), seen.origin())
+        .revoke_api_key(&user.id, &id)
+        .await
+    {
+        Ok(()) => Ok(account_redirect()),
+        Err(crate::admin::AdminError::NotFound) => {
+            account_with_message(state, req, None, Some(state.views.msg(Msg::ApiKeyNotFound))).await
+        }
+        Err(e) => Err(PageError::server("revoking an API key", e)),
     }
 }

@@ -15,7 +15,7 @@ use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
 use super::api::{json_body, no_content, page, page_params};
-use super::bearer::{access_token, refuse};
+use super::bearer::{access, refuse};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::access::Audience;
@@ -63,18 +63,17 @@ impl Caller {
 
 async fn caller(state: &AppState, req: &Request, write: bool) -> Result<Caller, ApiError> {
     let scope = if write { "admin:write" } else { "admin:read" };
-    let claims = access_token(state, req, None, Audience::Issuer, scope).await?;
+    let claims = access(state, req, Audience::Issuer, scope).await?;
     let seen = super::browser::Seen::of(state, req);
-    if claims.str("gid").is_none() {
+    if !claims.is_users() {
         // A client's own token: the client an administrator gave the scope to.
         return Ok(Caller {
-            id: claims.str("client_id").unwrap_or_default().to_owned(),
+            id: claims.client_id().unwrap_or_default().to_owned(),
             client: true,
             seen,
         });
     }
-    let sub = claims.str("sub").unwrap_or_default();
-    let Some(user) = state.store.active_user(sub).await? else {
+    let Some(user) = state.store.active_user(claims.sub()).await? else {
         return Err(refuse(
             state,
             &claims,
@@ -89,8 +88,14 @@ async fn caller(state: &AppState, req: &Request, write: bool) -> Result<Caller, 
             "only administrators may use the admin API",
         ));
     }
-    let auth_time = claims.int("auth_time").unwrap_or(0);
-    if write && state.clock.now() - auth_time > WRITE_MAX_AGE {
+    // A write needs a recent sign-in behind the token. An API key has none: the
+    // administrator made it with admin:write on purpose, as a client's credentials are
+    // given the scope on purpose, and its user must still be an administrator (above).
+    let stale = claims
+        .auth_time()
+        .is_some_and(|t| state.clock.now() - t > WRITE_MAX_AGE)
+        || (claims.key_id().is_none() && claims.auth_time().is_none());
+    if write && stale {
         return Err(ApiError::StepUp {
             max_age: WRITE_MAX_AGE,
         });
@@ -698,4 +703,96 @@ pub async fn list_audit_events(
     let events = state.store.audit_events(&filter, limit).await?;
     let next = events.last().map(|e| format!("{}:{}", e.at, e.id));
     Ok(json_ok(&json!({ "items": events, "next": next })))
+}
+
+/// The user's live API keys (never a key or its digest).
+#[handler]
+pub async fn list_api_keys(
+    req: &Request,
+    Path(id): Path<String>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    caller(state, req, false).await?;
+    if state.store.user_by_id(&id).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let keys = state.store.api_keys_of(&id, state.clock.now()).await?;
+    let items: Vec<Value> = keys.iter().map(crate::admin::api_key_json).collect();
+    Ok(json_ok(&json!({ "items": items })))
+}
+
+/// `{"name": "...", "scope": "...", "resource": "...", "expires_in": seconds}` (the last two
+/// optional): a key for the user or service account, in the answer once.
+#[handler]
+pub async fn create_api_key(
+    req: &Request,
+    Path(id): Path<String>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let who = caller(state, req, true).await?;
+    let body = optional_body(req, body).await?;
+    let lifetime = match body.get("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(std::time::Duration::from_secs(
+            v.as_u64()
+                .filter(|n| *n > 0)
+                .ok_or(ApiError::invalid("expires_in must be a positive number"))?,
+        )),
+    };
+    let request = crate::api_keys::KeyRequest {
+        name: str_field(&body, "name")?.unwrap_or_default(),
+        scope: str_field(&body, "scope")?.unwrap_or_default(),
+        resource: str_field(&body, "resource")?,
+        lifetime,
+    };
+    let made = who
+        .admin(state)
+        .create_api_key(&id, &who.id, &request)
+        .await
+        .map_err(admin_error)?;
+    Ok(created(&json!({
+        "key": made.key,
+        "id": made.id,
+        "scope": made.scope,
+        "expires_at": made.expires_at,
+    })))
+}
+
+#[handler]
+pub async fn revoke_api_key(
+    req: &Request,
+    Path((id, key)): Path<(String, String)>,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let who = caller(state, req, true).await?;
+    who.admin(state)
+        .revoke_api_key(&id, &key)
+        .await
+        .map_err(admin_error)?;
+    Ok(no_content())
+}
+
+/// `{"name": "...", "owner": "<administrator's user id>"}`: a service account; `owner`
+/// defaults to the calling administrator (a client acting for itself must name one).
+#[handler]
+pub async fn create_service_account(
+    req: &Request,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, ApiError> {
+    let who = caller(state, req, true).await?;
+    let body = optional_body(req, body).await?;
+    let owner = match (str_field(&body, "owner")?, who.client) {
+        (Some(o), _) => o.to_owned(),
+        (None, false) => who.id.clone(),
+        (None, true) => return Err(ApiError::invalid("owner is required")),
+    };
+    let name = str_field(&body, "name")?.unwrap_or_default();
+    let id = who
+        .admin(state)
+        .create_service_account(name, &owner)
+        .await
+        .map_err(admin_error)?;
+    Ok(created(&json!({ "id": id, "name": name, "owner": owner })))
 }

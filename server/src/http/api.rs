@@ -1,5 +1,5 @@
 //! Resource APIs under `/api`: bearer access tokens verified locally (signature, audience,
-//! expiry, revocation), a scope per operation, RFC 6750 errors (`invalid_token`;
+//! expiry, revocation) or personal API keys (`lk_...`), a scope per operation, RFC 6750 errors (`invalid_token`;
 //! `insufficient_scope` naming the scope needed), a user's own rows only (another user's id
 //! answers 404), JSON bodies validated with clear errors, lists paginated.
 //!
@@ -14,9 +14,7 @@ use poem::web::{Data, Path};
 use poem::{Request, Response, handler};
 use serde_json::{Value, json};
 
-use latchkey_jwks::Claims;
-
-use super::bearer::{access_token, refuse};
+use super::bearer::{Access, access, refuse};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::access::Audience;
@@ -37,7 +35,7 @@ pub(super) async fn api_user(
     state: &AppState,
     req: &Request,
     scope: &'static str,
-) -> Result<(User, Claims), ApiError> {
+) -> Result<(User, Access), ApiError> {
     let claims = scoped_token(state, req, scope).await?;
     let invalid = || {
         refuse(
@@ -47,27 +45,30 @@ pub(super) async fn api_user(
         )
     };
     // Client-credentials tokens have no grant: they act for no user.
-    if claims.str("gid").is_none() {
+    if !claims.is_users() {
         return Err(invalid());
     }
-    let sub = claims.str("sub").unwrap_or_default();
-    let user = state.store.active_user(sub).await?.ok_or_else(invalid)?;
+    let user = state
+        .store
+        .active_user(claims.sub())
+        .await?
+        .ok_or_else(invalid)?;
     Ok((user, claims))
 }
 
-/// A verified access token of ours carrying `scope`.
+/// A verified access token of ours, or a live API key, carrying `scope`.
 async fn scoped_token(
     state: &AppState,
     req: &Request,
     scope: &'static str,
-) -> Result<Claims, ApiError> {
+) -> Result<Access, ApiError> {
     // RFC 9728 §5.1: a refusal names the API's metadata, so a client can find out where to
     // get a token for it.
     match crate::oauth::resource::by_scope(scope) {
-        Some(api) => access_token(state, req, None, Audience::Api(api), scope)
+        Some(api) => access(state, req, Audience::Api(api), scope)
             .await
             .map_err(|e| e.for_resource(api.metadata_url(&state.config.issuer))),
-        None => access_token(state, req, None, Audience::Issuer, scope).await,
+        None => access(state, req, Audience::Issuer, scope).await,
     }
 }
 
@@ -79,14 +80,14 @@ pub(super) async fn api_client(
     scope: &'static str,
 ) -> Result<String, ApiError> {
     let claims = scoped_token(state, req, scope).await?;
-    if claims.str("gid").is_some() {
+    if claims.is_users() {
         return Err(refuse(
             state,
             &claims,
             BearerError::new(B::InvalidToken, "this API takes a client's own token"),
         ));
     }
-    Ok(claims.str("client_id").unwrap_or_default().to_owned())
+    Ok(claims.client_id().unwrap_or_default().to_owned())
 }
 
 /// `?limit=` (1-100, default 50) and `?after=` of a list request; Err with what is wrong.

@@ -1,6 +1,7 @@
 //! Access tokens presented to us (RFC 6750 §2, RFC 9449 §7): where they may come from, and
-//! the one way our protected resources take them ([`access_token`]). Checking the token is
-//! `access`'s, checking a DPoP proof `dpop`'s.
+//! the one way our protected resources take them ([`access_token`], and [`access`], which
+//! also takes personal API keys). Checking the token is `access`'s, a DPoP proof `dpop`'s, an
+//! API key `api_keys`'.
 
 use latchkey_jwks::Claims;
 use poem::Request;
@@ -12,6 +13,126 @@ use crate::access::{Audience, bound_key};
 use crate::oauth::error::{BearerError, BearerErrorCode as B};
 use crate::oauth::params::Params;
 use crate::state::AppState;
+
+/// What a request to one of our resource APIs presented: one of our access tokens, verified,
+/// or a personal API key, checked.
+pub(super) enum Access {
+    Token(Claims),
+    Key(crate::store::ApiKeyRow),
+}
+
+impl Access {
+    /// The user (or, for a client's own token, the client) the request acts for.
+    pub fn sub(&self) -> &str {
+        match self {
+            Access::Token(c) => c.str("sub").unwrap_or_default(),
+            Access::Key(k) => &k.user_id,
+        }
+    }
+
+    /// Whether it stands for a user: a token with a grant, or a key.
+    pub fn is_users(&self) -> bool {
+        match self {
+            Access::Token(c) => c.str("gid").is_some(),
+            Access::Key(_) => true,
+        }
+    }
+
+    /// The client the token was issued to; None for a key.
+    pub fn client_id(&self) -> Option<&str> {
+        match self {
+            Access::Token(c) => c.str("client_id"),
+            Access::Key(_) => None,
+        }
+    }
+
+    /// When the user signed in for it; None for a key (no sign-in is behind one), so steps
+    /// that need a recent sign-in refuse keys.
+    pub fn auth_time(&self) -> Option<i64> {
+        match self {
+            Access::Token(c) => c.int("auth_time"),
+            Access::Key(_) => None,
+        }
+    }
+
+    /// RFC 8693 `act`: who acts for the user.
+    pub fn act(&self) -> Option<&serde_json::Value> {
+        match self {
+            Access::Token(c) => c.get("act"),
+            Access::Key(_) => None,
+        }
+    }
+
+    /// The API key's id, when it is one.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Access::Token(_) => None,
+            Access::Key(k) => Some(&k.id),
+        }
+    }
+}
+
+/// Like [`access_token`], and a personal API key (`lk_...` as the Bearer token) is taken too:
+/// live, of an enabled user, carrying `scope`, and, if it was made for a resource, made for
+/// this one. Failed keys count against the address at the token endpoints' gate (a held-back
+/// address gets 429 before its key is looked at), as failed client secrets do.
+pub(super) async fn access(
+    state: &AppState,
+    req: &Request,
+    which: Audience,
+    scope: &'static str,
+) -> Result<Access, ApiError> {
+    let key = match presented(req, None)? {
+        Some((t, Scheme::Bearer)) if crate::api_keys::is_key(&t) => t,
+        _ => {
+            return access_token(state, req, None, which, scope)
+                .await
+                .map(Access::Token);
+        }
+    };
+    super::client_auth::gate_closed(req, state).await?;
+    let now = state.clock.now();
+    let ip = super::browser::client_ip(state, req);
+    let Some(row) = state.api_keys().check(&key, now, ip.as_deref()).await? else {
+        super::client_auth::count_gate_failure(req, state).await;
+        super::browser::audit(
+            state,
+            req,
+            crate::audit::Event::new(
+                crate::audit::EventType::ApiKeyFailure,
+                crate::audit::Actor::Anonymous,
+            )
+            .details(serde_json::json!({
+                "where": req.uri().path(),
+                "key_id": crate::api_keys::key_id(&key),
+            })),
+        )
+        .await;
+        return Err(ApiError::from(BearerError::new(
+            B::InvalidToken,
+            "the API key is unknown, revoked or expired",
+        )));
+    };
+    if let Some(resource) = &row.resource {
+        let here = match which {
+            Audience::Api(api) => api.id(&state.config.issuer),
+            _ => state.config.issuer.to_string(),
+        };
+        if *resource != here && *resource != *state.config.issuer {
+            return Err(ApiError::from(BearerError::new(
+                B::InvalidToken,
+                "the API key is for another resource",
+            )));
+        }
+    }
+    if !row.scope.split(' ').any(|s| s == scope) {
+        return Err(ApiError::Bearer {
+            error: BearerError::new(B::InsufficientScope, "the API key lacks the scope needed"),
+            scope: Some(scope),
+        });
+    }
+    Ok(Access::Key(row))
+}
 
 /// How an access token was presented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,9 +215,17 @@ pub(super) async fn access_token(
     })
 }
 
-/// A later refusal of a token [`access_token`] accepted, in the scheme it came with: a
-/// bound token came as DPoP (and only a bound one may).
-pub(super) fn refuse(state: &AppState, claims: &Claims, error: BearerError) -> ApiError {
+/// A later refusal of what [`access`] accepted, in the scheme it came with: a bound token
+/// came as DPoP (and only a bound one may); a key as Bearer.
+pub(super) fn refuse(state: &AppState, access: &Access, error: BearerError) -> ApiError {
+    match access {
+        Access::Token(claims) => refuse_token(state, claims, error),
+        Access::Key(_) => ApiError::from(error),
+    }
+}
+
+/// [`refuse`] for a token [`access_token`] accepted.
+pub(super) fn refuse_token(state: &AppState, claims: &Claims, error: BearerError) -> ApiError {
     if bound_key(claims).is_some() {
         dpop_error(state, error)
     } else {

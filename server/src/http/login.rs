@@ -22,8 +22,23 @@ const PASSWORD_AMR: &str = "pwd";
 pub const PASSWORD_ACR: &str = "1";
 
 #[handler]
-pub async fn login_form(req: &Request, Data(state): Data<&AppState>) -> Response {
-    plain_login_page(state, req, &Params::default(), None, "", StatusCode::OK)
+pub async fn login_form(
+    req: &Request,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    // `rd`: a forward-auth sign-in, back to a protected page afterwards.
+    let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes()).unwrap_or_default();
+    if let Some(rd) = query.get("rd") {
+        return super::forward_auth::login_with_rd(state, req, rd).await;
+    }
+    Ok(plain_login_page(
+        state,
+        req,
+        &Params::default(),
+        None,
+        "",
+        StatusCode::OK,
+    ))
 }
 
 #[handler]

@@ -164,6 +164,7 @@ pub async fn logout(
         ),
     };
     append_cookie(&mut resp, Some(clear));
+    append_cookie(&mut resp, super::forward_auth::clear_cookie(state));
     Ok(resp)
 }
 

@@ -15,6 +15,7 @@ mod discovery;
 mod dpop;
 mod email;
 mod error;
+mod forward_auth;
 mod health;
 mod jwks;
 mod links;
@@ -38,7 +39,7 @@ mod token;
 mod totp;
 mod userinfo;
 
-use poem::{Endpoint, EndpointExt, Route, get, post};
+use poem::{Endpoint, EndpointExt, Route, delete, get, post};
 
 use crate::state::AppState;
 
@@ -88,6 +89,7 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/introspect", post(revoke::introspect))
         .at("/logout", get(logout::logout).post(logout::logout))
         .at("/login", get(login::login_form).post(login::login))
+        .at("/forward-auth", get(forward_auth::check))
         .at("/consent", post(login::consent))
         .at("/register", post(register::register))
         .at(
@@ -121,6 +123,11 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at("/account/devices/:id/remove", post(account::remove_device))
         .at("/account/password", post(password::change))
         .at("/account/delete", post(account::delete_account))
+        .at("/account/api-keys", post(account::create_api_key))
+        .at(
+            "/account/api-keys/:id/revoke",
+            post(account::revoke_api_key),
+        )
         .at(
             "/scim/v2/ServiceProviderConfig",
             get(scim::service_provider_config),
@@ -243,6 +250,18 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         .at(
             "/admin/api/clients/:id/rotate-secret",
             post(admin_api::rotate_secret),
+        )
+        .at(
+            "/admin/api/users/:id/api-keys",
+            get(admin_api::list_api_keys).post(admin_api::create_api_key),
+        )
+        .at(
+            "/admin/api/users/:id/api-keys/:key",
+            delete(admin_api::revoke_api_key),
+        )
+        .at(
+            "/admin/api/service-accounts",
+            post(admin_api::create_service_account),
         )
         .at("/admin/api/keys", get(admin_api::list_keys))
         .at("/admin/api/keys/rotate", post(admin_api::rotate_keys))

@@ -102,6 +102,12 @@ pub async fn signed_in(
         .and_then(crate::oauth::device::normalize_user_code)
     {
         format!("/device?user_code={code}")
+    } else if let Some(rd) = request.get(super::forward_auth::CARRIED_RD) {
+        // Back through /login?rd=, which checks rd again and sets the forward-auth cookie.
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("rd", rd)
+            .finish();
+        format!("/login?{q}")
     } else {
         "/account".to_owned()
     };

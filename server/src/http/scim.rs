@@ -400,7 +400,7 @@ async fn load_user(state: &AppState, id: &str) -> Result<(User, Option<String>),
         .store
         .user_by_id(id)
         .await?
-        .filter(|u| !u.is_admin)
+        .filter(|u| !u.is_admin && u.service_owner.is_none())
         .ok_or_else(ScimError::not_found)?;
     let external = state.store.external_id(id).await?;
     Ok((user, external))

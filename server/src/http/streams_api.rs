@@ -190,7 +190,7 @@ pub async fn reveal(
 ) -> Result<Response, ApiError> {
     let (user, claims) = api_user(state, req, "streams:reveal").await?;
     let now = state.clock.now();
-    let auth_time = claims.int("auth_time").unwrap_or(0);
+    let auth_time = claims.auth_time().unwrap_or(0);
     if now - auth_time > REVEAL_MAX_AGE {
         return Err(ApiError::StepUp {
             max_age: REVEAL_MAX_AGE,
@@ -204,8 +204,8 @@ pub async fn reveal(
     let key = opened(state, &row).ok_or_else(|| ApiError::server("stream key does not open"))?;
     // Audited before the key leaves: no reveal goes unrecorded.
     let mut e = Event::by_user(EventType::StreamKeyRevealed, &user.id)
-        .details(json!({"target": id, "act": claims.get("act")}));
-    if let Some(c) = claims.str("client_id") {
+        .details(json!({"target": id, "act": claims.act(), "api_key": claims.key_id()}));
+    if let Some(c) = claims.client_id() {
         e = e.client(c);
     }
     audit(state, req, e).await?;

@@ -6,7 +6,7 @@ use poem::{Request, Response, handler};
 use serde_json::Value;
 
 use super::authorize::is_form;
-use super::bearer::{access_token, refuse};
+use super::bearer::{access_token, refuse_token};
 use super::error::ApiError;
 use super::respond::json_ok;
 use crate::access::Audience;
@@ -38,7 +38,7 @@ pub async fn userinfo(
     let scope = claims.str("scope").unwrap_or_default();
     let scopes: Vec<&str> = scope.split(' ').collect();
     let invalid =
-        |why: &'static str| refuse(state, &claims, BearerError::new(B::InvalidToken, why));
+        |why: &'static str| refuse_token(state, &claims, BearerError::new(B::InvalidToken, why));
     let sub = claims
         .str("sub")
         .ok_or_else(|| invalid("the token has no subject"))?;

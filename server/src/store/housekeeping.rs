@@ -24,7 +24,7 @@ impl Store {
     /// initial access tokens, expired mailed links and unused expired invitations. Returns the number of rows removed.
     pub async fn purge_expired(&self, now: i64) -> Result<u64, StoreError> {
         let day_ago = now - 86_400;
-        let statements: [(&str, i64); 16] = [
+        let statements: [(&str, i64); 18] = [
             ("DELETE FROM pushed_requests WHERE expires_at < $1", now),
             (
                 "DELETE FROM discovered_resources WHERE expires_at < $1",
@@ -38,6 +38,15 @@ impl Store {
                 now - super::MAX_REFRESH_RETRY_GRACE,
             ),
             ("DELETE FROM ceremonies WHERE expires_at < $1", now),
+            (
+                "DELETE FROM forward_auth_sessions WHERE expires_at < $1",
+                now,
+            ),
+            (
+                "DELETE FROM api_keys WHERE (revoked_at IS NOT NULL AND revoked_at < $1) \
+                 OR (expires_at IS NOT NULL AND expires_at < $1)",
+                day_ago,
+            ),
             (
                 "DELETE FROM throttles WHERE blocked_until < $1 AND last_failure_at < $1",
                 day_ago,

@@ -128,6 +128,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "scim",
         include_str!("../../../migrations/sqlite/0024_scim.sql"),
     ),
+    (
+        25,
+        "forward_auth_api_keys",
+        include_str!("../../../migrations/sqlite/0025_forward_auth_api_keys.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -250,6 +255,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         24,
         "scim",
         include_str!("../../../migrations/postgres/0024_scim.sql"),
+    ),
+    (
+        25,
+        "forward_auth_api_keys",
+        include_str!("../../../migrations/postgres/0025_forward_auth_api_keys.sql"),
     ),
 ];
 

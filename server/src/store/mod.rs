@@ -3,11 +3,13 @@
 //! embedded default) and PostgreSQL (several instances behind a load balancer).
 
 mod admin;
+mod api_keys;
 mod audit;
 mod clients;
 mod devices;
 mod email_links;
 mod federation;
+mod forward_auth;
 mod grants;
 mod housekeeping;
 mod invites;
@@ -39,6 +41,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub use admin::SessionRow;
+pub use api_keys::{ApiKeyRow, NewApiKey};
 pub use audit::{AuditFilter, StoredEvent};
 pub use clients::{NewClient, ORIGIN_ANONYMOUS, ORIGIN_DOCUMENT, ORIGIN_OPEN_PUBLIC, StoredClient};
 pub use devices::{ApprovedDevice, Device, DeviceCodeRow, NewDevice, NewDeviceCode, PendingDevice};
@@ -47,6 +50,7 @@ pub use email_links::{
     SIGNIN as EMAIL_LINK_SIGNIN, VERIFY as EMAIL_LINK_VERIFY,
 };
 pub use federation::Provisioned;
+pub use forward_auth::ForwardAuthSession;
 pub use grants::{
     Authn, CodeRow, MAX_REFRESH_RETRY_GRACE, Redeemed, RefreshRow, Replay, Successor,
 };

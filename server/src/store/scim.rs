@@ -110,7 +110,7 @@ impl Store {
         count: i64,
     ) -> Result<(i64, Vec<(User, Option<String>)>), StoreError> {
         // Administrators are not the identity provider's to manage.
-        let cond = "is_admin = 0 AND ($1 = '' OR email_key = $1) AND ($2 = '' OR external_id = $2)";
+        let cond = "is_admin = 0 AND service_owner IS NULL AND ($1 = '' OR email_key = $1) AND ($2 = '' OR external_id = $2)";
         let email = email.map(super::email_key).unwrap_or_default();
         let external = external_id.unwrap_or_default();
         let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {cond}"))

@@ -27,6 +27,8 @@ pub struct User {
     pub is_admin: bool,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
+    /// A service account's owner (an administrator's id); None for a person.
+    pub service_owner: Option<String>,
 }
 
 pub fn email_key(email: &str) -> String {
@@ -51,7 +53,7 @@ pub(super) fn user_insert<'q>(
 }
 
 pub(super) const USER_COLUMNS: &str =
-    "id, email, email_verified, name, is_admin, disabled_at, created_at";
+    "id, email, email_verified, name, is_admin, disabled_at, created_at, service_owner";
 
 impl Store {
     pub async fn create_user(&self, u: &NewUser<'_>) -> Result<(), StoreError> {
@@ -223,5 +225,6 @@ pub(super) fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
         is_admin: row.try_get::<i64, _>("is_admin")? != 0,
         disabled_at: row.try_get("disabled_at")?,
         created_at: row.try_get("created_at")?,
+        service_owner: row.try_get("service_owner")?,
     })
 }

@@ -133,6 +133,11 @@ messages! {
     LogoutBadHint = "logout.bad_hint",
     LogoutRedirectUnregistered = "logout.redirect_uri_unregistered",
     LogoutRedirectNeedsClient = "logout.redirect_uri_needs_client",
+    ForwardAuthRefusedTitle = "forward_auth.refused.title",
+    ForwardAuthRefused = "forward_auth.refused.message",
+    ForwardAuthNeedsTwoFactor = "forward_auth.needs_two_factor",
+    ForwardAuthNeedsPasskey = "forward_auth.needs_passkey",
+    ApiKeyNotFound = "api_key.not_found",
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,0 +1,286 @@
+//! Forward-auth for reverse proxies: `GET /forward-auth`, which nginx (`auth_request`),
+//! Traefik (`forwardAuth`) and Caddy (`forward_auth`) ask before they pass a request on, and
+//! the sign-in's way back (`/login?rd=`), which sets the cookie protected hosts carry.
+//!
+//! A check reads what the proxy forwards (`X-Forwarded-Proto`, `-Host`, `-Uri`, `-Method`:
+//! only from `http.trusted_proxies`; from anyone else the request's own host and path are
+//! used, which no rule protects), finds the rule (`forward_auth::rule_for`), and answers:
+//! 200 for a bypassed path; 200 with the identity headers for a live forward-auth session
+//! whose sign-in meets the rule's policy and whose user the rule allows; 403 for a user the
+//! rule does not allow, or a host no rule protects; else a redirect to sign in, 302 (401 with
+//! `?mode=auth_request`, which nginx needs; the `Location` is the same). One database read, no
+//! signing.
+//!
+//! The cookie is `latchkey_forward_auth` (`__Secure-` first on https) on
+//! `forward_auth.cookie_domain`, HttpOnly, SameSite=Lax: 256 random bits whose digest names a
+//! row bound to the Latchkey session's `sid`. Signing out of Latchkey, or the session ending
+//! any other way, ends every forward-auth session minted from it.
+
+use poem::http::{HeaderName, HeaderValue, StatusCode, header};
+use poem::web::Data;
+use poem::{Request, Response, handler};
+
+use super::browser::{cookie, current_session, set_cookie};
+use super::error::PageError;
+use super::login::plain_login_page;
+use crate::config::ForwardAuthPolicy;
+use crate::forward_auth::{Target, allowed, bypassed, policy_met, return_target, rule_for};
+use crate::oauth::params::Params;
+use crate::secrets::{Purpose, random_token};
+use crate::state::{AppState, secs};
+use crate::views::Msg;
+
+/// The parameter that carries `rd` through a sign-in, back to `/login?rd=`.
+pub const CARRIED_RD: &str = "forward_auth_rd";
+
+fn cookie_name(state: &AppState) -> String {
+    let name = &state.config.forward_auth.cookie_name;
+    if state.config.issuer_is_https() {
+        format!("__Secure-{name}")
+    } else {
+        name.clone()
+    }
+}
+
+/// The forward-auth cookie: on the parent domain, for as long as the session may last.
+fn forward_auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+    let mut c = set_cookie(state, &cookie_name(state), value, Some(max_age));
+    if let Some(domain) = &state.config.forward_auth.cookie_domain {
+        c.push_str("; Domain=");
+        c.push_str(domain);
+    }
+    c
+}
+
+fn header_str<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the request comes straight from one of `http.trusted_proxies`.
+fn from_trusted_proxy(state: &AppState, req: &Request) -> bool {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip())
+        .is_some_and(|ip| {
+            state
+                .config
+                .trusted_proxy_nets
+                .iter()
+                .any(|n| n.contains(&ip))
+        })
+}
+
+/// The request being asked about, and its method: from the proxy's `X-Forwarded-*` when the
+/// proxy is trusted, else the request's own.
+fn target(state: &AppState, req: &Request) -> (Option<Target>, String) {
+    let own_host = header_str(req, "host").unwrap_or_default();
+    let own_uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let own_proto = if state.config.issuer_is_https() {
+        "https"
+    } else {
+        "http"
+    };
+    if !from_trusted_proxy(state, req) {
+        return (
+            Target::new(own_proto, own_host, own_uri),
+            req.method().as_str().to_owned(),
+        );
+    }
+    let proto = header_str(req, "x-forwarded-proto").unwrap_or(own_proto);
+    // A proxy may append to a forwarded host list; the first is the client's.
+    let host = header_str(req, "x-forwarded-host")
+        .map(|h| h.split(',').next().unwrap_or_default().trim())
+        .unwrap_or(own_host);
+    let uri = header_str(req, "x-forwarded-uri").unwrap_or("/");
+    let method = header_str(req, "x-forwarded-method").unwrap_or("GET");
+    (Target::new(proto, host, uri), method.to_ascii_uppercase())
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(body)
+}
+
+/// The sign-in to send the browser to, coming back to `target`.
+fn sign_in(state: &AppState, req: &Request, target: &Target, method: &str) -> Response {
+    let mut login =
+        url::Url::parse(&format!("{}/login", state.config.issuer)).expect("the issuer is a URL");
+    login.query_pairs_mut().append_pair("rd", &target.url);
+    let nginx = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "mode=auth_request"));
+    // Only a page load can follow a redirect to a sign-in page; a script's request is told
+    // 401 (with the same Location, for a client that wants it).
+    let redirect = !nginx && matches!(method, "GET" | "HEAD");
+    let status = if redirect {
+        StatusCode::FOUND
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, login.as_str())
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body("sign in first\n")
+}
+
+#[handler]
+pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
+    let config = &state.config.forward_auth;
+    if config.rules.is_empty() {
+        return plain(StatusCode::NOT_FOUND, "forward-auth is not configured\n");
+    }
+    let (target, method) = target(state, req);
+    let Some(target) = target else {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "the forwarded request is not readable\n",
+        );
+    };
+    let Some(rule) = rule_for(config, &target) else {
+        return plain(
+            StatusCode::FORBIDDEN,
+            "no rule protects this host and path\n",
+        );
+    };
+    if bypassed(rule, &target) {
+        return plain(StatusCode::OK, "");
+    }
+    let now = state.clock.now();
+    let Some(value) = cookie(req, &cookie_name(state)) else {
+        return sign_in(state, req, &target, &method);
+    };
+    let digests = state
+        .pepper
+        .lookup_digests(Purpose::ForwardAuth, value.as_bytes());
+    let idle = secs(state.config.sessions.idle_lifetime);
+    let session = match state.store.forward_auth_session(&digests, now, idle).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return sign_in(state, req, &target, &method),
+        Err(e) => {
+            tracing::error!(error = %e, "forward-auth session lookup failed");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "try again\n");
+        }
+    };
+    if !policy_met(rule.policy, &session.amr) {
+        return sign_in(state, req, &target, &method);
+    }
+    if !allowed(rule, &session.user_id, &session.email, &session.groups) {
+        tracing::info!(user = %session.user_id, host = %target.host, "forward-auth: not allowed");
+        return plain(StatusCode::FORBIDDEN, "you may not use this site\n");
+    }
+    // Using a protected site is using the session: recorded at most once a minute.
+    if now - session.last_seen_at >= 60
+        && let Err(e) = state.store.touch_session(&session.sid, now).await
+    {
+        tracing::warn!(error = %e, "could not record session use");
+    }
+    let h = &config.headers;
+    let mut resp = plain(StatusCode::OK, "");
+    let name = session.name.clone().unwrap_or_default();
+    let groups = session.groups.join(",");
+    for (header, value) in [
+        (&h.user, session.email.as_str()),
+        (&h.email, session.email.as_str()),
+        (&h.name, name.as_str()),
+        (&h.groups, groups.as_str()),
+        (&h.id, session.user_id.as_str()),
+    ] {
+        // Validated names; a value a header cannot hold (a control character) is left out.
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(header.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            resp.headers_mut().insert(n, v);
+        }
+    }
+    resp
+}
+
+/// `GET /login?rd=`: the way back to a protected page. `rd` must be on a host a rule
+/// protects (else a readable refusal: no open redirect). A browser signed in well enough for
+/// the rule's policy gets the forward-auth cookie and goes back to `rd`; any other sees the
+/// sign-in page, which comes back here after the sign-in.
+pub async fn login_with_rd(
+    state: &AppState,
+    req: &Request,
+    rd: &str,
+) -> Result<Response, PageError> {
+    let config = &state.config.forward_auth;
+    let Some(target) = return_target(config, rd, state.config.issuer_is_https()) else {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            Msg::ForwardAuthRefusedTitle,
+            Msg::ForwardAuthRefused,
+        ));
+    };
+    let policy = rule_for(config, &target).map_or(ForwardAuthPolicy::OneFactor, |r| r.policy);
+    let now = state.clock.now();
+    let session = current_session(state, req, now).await;
+    let mut carried = Params::default();
+    carried.insert(CARRIED_RD, target.url.clone());
+    let notice = match &session {
+        Some(s) if policy_met(policy, &s.amr) => {
+            return mint(state, s, &target, now).await;
+        }
+        Some(_) => match policy {
+            ForwardAuthPolicy::Passkey => Some(state.views.msg(Msg::ForwardAuthNeedsPasskey)),
+            _ => Some(state.views.msg(Msg::ForwardAuthNeedsTwoFactor)),
+        },
+        None => None,
+    };
+    Ok(plain_login_page(
+        state,
+        req,
+        &carried,
+        notice,
+        "",
+        StatusCode::OK,
+    ))
+}
+
+/// The `Set-Cookie` that removes the forward-auth cookie from a browser that signs out (the
+/// sessions themselves end with the Latchkey session); None when forward-auth is off.
+pub fn clear_cookie(state: &AppState) -> Option<String> {
+    (!state.config.forward_auth.rules.is_empty()).then(|| forward_auth_cookie(state, "", 0))
+}
+
+/// A new forward-auth session for the browser's Latchkey session, and back to `target`.
+async fn mint(
+    state: &AppState,
+    session: &crate::store::Session,
+    target: &Target,
+    now: i64,
+) -> Result<Response, PageError> {
+    let value = random_token(32);
+    let digest = state.pepper.digest(Purpose::ForwardAuth, value.as_bytes());
+    let expires_at = session.expires_at;
+    state
+        .store
+        .create_forward_auth_session(&digest, &session.sid, &session.user_id, now, expires_at)
+        .await
+        .map_err(|e| PageError::server("starting the forward-auth session", e))?;
+    tracing::info!(user = %session.user_id, host = %target.host, "forward-auth session started");
+    Ok(Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, target.url.as_str())
+        .header(
+            header::SET_COOKIE,
+            forward_auth_cookie(state, &value, (expires_at - now).max(0)),
+        )
+        .header(header::CACHE_CONTROL, "no-store")
+        .finish())
+}
