@@ -15,7 +15,9 @@
 //!   → POST /token (access token, id_token, refresh token), one flow per iteration;
 //! - `refresh`: POST /token with grant_type=refresh_token, each connection rotating its own chain;
 //! - both flows once for a client with the default RS256 id_tokens and once for one registered
-//!   with ES256.
+//!   with ES256;
+//! - `forward_auth`: GET /forward-auth as a reverse proxy asks it (X-Forwarded-Host/Uri from a
+//!   trusted proxy, the browser's forward-auth cookie) → 200 with the identity headers.
 //!
 //! Peak memory is the server process's VmHWM from /proc after all scenarios.
 
@@ -180,11 +182,23 @@ async fn run() -> Result<(), String> {
         "SQLite"
     };
     let db_connections = std::env::var("BENCH_DB_CONNECTIONS").unwrap_or_else(|_| "16".to_owned());
+    // Forward-auth protects app.localhost; the issuer is http://localhost:<port>.
+    let fa_config =
+        std::env::temp_dir().join(format!("latchkey-bench-{}.toml", std::process::id()));
+    std::fs::write(
+        &fa_config,
+        "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n[forward_auth]\ncookie_domain = \"localhost\"\n\
+         [[forward_auth.rules]]\nhosts = [\"app.localhost\"]\n",
+    )
+    .map_err(|e| e.to_string())?;
     let server = ServerProcess::start(
         "bench",
         args.port,
         args.postgres.as_deref(),
-        &[("LATCHKEY_DATABASE__MAX_CONNECTIONS", db_connections)],
+        &[
+            ("LATCHKEY_DATABASE__MAX_CONNECTIONS", db_connections),
+            ("LATCHKEY_CONFIG", fa_config.display().to_string()),
+        ],
     )?;
     let base = server.base.clone();
     server.wait_ready().await?;
@@ -267,19 +281,70 @@ async fn run() -> Result<(), String> {
     stats.print("client_credentials", "req");
 
     // The default client gets RS256 id_tokens (OIDC's default); the second registered ES256.
+    let mut session = None;
     for (label, id, auth) in [
         ("RS256 id_token", &rp_id, &rp_auth),
         ("ES256 id_token", &es_id, &es_auth),
     ] {
         let cookie = session_cookie(&base, id, email).await?;
         flows(&args, &base, label, id, auth, &cookie).await?;
+        session = Some(cookie);
     }
+
+    // Forward-auth: the cookie a browser gets back from /login?rd= with a live session.
+    let session = session.ok_or("no session")?;
+    let fa_cookie = forward_auth_cookie(&base, &session).await?;
+    let fa = Arc::new((format!("{base}/forward-auth"), fa_cookie));
+    let mut stats = load(
+        args.connections,
+        args.seconds,
+        |_| fa.clone(),
+        |c, st: Arc<(String, String)>| async move {
+            let ok = c
+                .get(st.0.as_str())
+                .header("x-forwarded-proto", "http")
+                .header("x-forwarded-host", "app.localhost")
+                .header("x-forwarded-uri", "/reports")
+                .header("x-forwarded-method", "GET")
+                .header("cookie", st.1.as_str())
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200 && r.headers().contains_key("remote-user"));
+            (st, ok)
+        },
+    )
+    .await;
+    stats.print("forward_auth", "check");
+    let _ = std::fs::remove_file(&fa_config);
 
     match peak_rss_mib(server.child.id()) {
         Some(m) => println!("server peak RSS (VmHWM): {m:.1} MiB"),
         None => println!("server peak RSS: unavailable (no /proc)"),
     }
     Ok(())
+}
+
+/// The forward-auth cookie (`name=value`) that `/login?rd=` sets for a signed-in browser.
+async fn forward_auth_cookie(base: &str, session: &str) -> Result<String, String> {
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?
+        .get(format!(
+            "{base}/login?rd=http%3A%2F%2Fapp.localhost%2Freports"
+        ))
+        .header("cookie", session)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("latchkey_forward_auth="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("/login?rd= set no forward-auth cookie ({})", r.status()))
 }
 
 #[tokio::main]

@@ -352,6 +352,9 @@ async fn the_openapi_document_describes_the_apis() {
         "/api/streams/{id}",
         "/api/streams/{id}/reveal",
         "/api/internal/users/{id}/streams",
+        "/admin/api/users/{id}/api-keys",
+        "/admin/api/users/{id}/api-keys/{key}",
+        "/admin/api/service-accounts",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path}");
     }

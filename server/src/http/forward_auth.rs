@@ -114,9 +114,10 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
 
 /// The sign-in to send the browser to, coming back to `target`.
 fn sign_in(state: &AppState, req: &Request, target: &Target, method: &str) -> Response {
-    let mut login =
-        url::Url::parse(&format!("{}/login", state.config.issuer)).expect("the issuer is a URL");
-    login.query_pairs_mut().append_pair("rd", &target.url);
+    let rd = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("rd", &target.url)
+        .finish();
+    let login = format!("{}/login?{rd}", state.config.issuer);
     let nginx = req
         .uri()
         .query()
@@ -131,7 +132,7 @@ fn sign_in(state: &AppState, req: &Request, target: &Target, method: &str) -> Re
     };
     Response::builder()
         .status(status)
-        .header(header::LOCATION, login.as_str())
+        .header(header::LOCATION, login)
         .header(header::CACHE_CONTROL, "no-store")
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body("sign in first\n")
