@@ -269,7 +269,7 @@ fn signed_out(state: &AppState) -> Response {
         &mut resp,
         Some(set_cookie(state, session_cookie_name(state), "", Some(0))),
     );
-    append_cookie(&mut resp, super::forward_auth::clear_cookie(state));
+    append_cookie(&mut resp, super::browser::clear_forward_auth_cookie(state));
     resp
 }
 

@@ -55,6 +55,38 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<i64
     c
 }
 
+/// The forward-auth cookie's name (`forward_auth.cookie_name`, `__Secure-` before it on https).
+pub fn forward_auth_cookie_name(state: &AppState) -> String {
+    let name = &state.config.forward_auth.cookie_name;
+    if state.config.issuer_is_https() {
+        format!("__Secure-{name}")
+    } else {
+        name.clone()
+    }
+}
+
+/// The forward-auth cookie: on `forward_auth.cookie_domain`, so every protected host gets it.
+pub fn forward_auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+    let mut c = set_cookie(
+        state,
+        &forward_auth_cookie_name(state),
+        value,
+        Some(max_age),
+    );
+    if let Some(domain) = &state.config.forward_auth.cookie_domain {
+        c.push_str("; Domain=");
+        c.push_str(domain);
+    }
+    c
+}
+
+/// The `Set-Cookie` that removes the forward-auth cookie from a browser that signs out (the
+/// forward-auth sessions themselves end with the Latchkey session); None when forward-auth
+/// is off.
+pub fn clear_forward_auth_cookie(state: &AppState) -> Option<String> {
+    (!state.config.forward_auth.rules.is_empty()).then(|| forward_auth_cookie(state, "", 0))
+}
+
 /// Adds a `Set-Cookie` to a response, when there is one to add.
 pub fn append_cookie(resp: &mut poem::Response, cookie: Option<String>) {
     if let Some(v) = cookie.and_then(|c| poem::http::HeaderValue::from_str(&c).ok()) {

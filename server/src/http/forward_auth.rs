@@ -20,37 +20,15 @@ use poem::http::{HeaderName, HeaderValue, StatusCode, header};
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::browser::{cookie, current_session, set_cookie};
+use super::browser::{cookie, current_session, forward_auth_cookie, forward_auth_cookie_name};
 use super::error::PageError;
-use super::login::plain_login_page;
+use super::pages::CARRIED_RD;
 use crate::config::ForwardAuthPolicy;
 use crate::forward_auth::{Target, allowed, bypassed, policy_met, return_target, rule_for};
 use crate::oauth::params::Params;
 use crate::secrets::{Purpose, random_token};
 use crate::state::{AppState, secs};
 use crate::views::Msg;
-
-/// The parameter that carries `rd` through a sign-in, back to `/login?rd=`.
-pub const CARRIED_RD: &str = "forward_auth_rd";
-
-fn cookie_name(state: &AppState) -> String {
-    let name = &state.config.forward_auth.cookie_name;
-    if state.config.issuer_is_https() {
-        format!("__Secure-{name}")
-    } else {
-        name.clone()
-    }
-}
-
-/// The forward-auth cookie: on the parent domain, for as long as the session may last.
-fn forward_auth_cookie(state: &AppState, value: &str, max_age: i64) -> String {
-    let mut c = set_cookie(state, &cookie_name(state), value, Some(max_age));
-    if let Some(domain) = &state.config.forward_auth.cookie_domain {
-        c.push_str("; Domain=");
-        c.push_str(domain);
-    }
-    c
-}
 
 fn header_str<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
     req.headers()
@@ -161,7 +139,7 @@ pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
         return plain(StatusCode::OK, "");
     }
     let now = state.clock.now();
-    let Some(value) = cookie(req, &cookie_name(state)) else {
+    let Some(value) = cookie(req, &forward_auth_cookie_name(state)) else {
         return sign_in(state, req, &target, &method);
     };
     let digests = state
@@ -211,6 +189,16 @@ pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
     resp
 }
 
+/// What `/login?rd=` does: send the browser back, or show the sign-in page carrying `rd`
+/// (with a notice of what the site asks for, when the browser is signed in with less).
+pub enum ReturnTo {
+    Back(Response),
+    SignIn {
+        carried: Params,
+        notice: Option<Msg>,
+    },
+}
+
 /// `GET /login?rd=`: the way back to a protected page. `rd` must be on a host a rule
 /// protects (else a readable refusal: no open redirect). A browser signed in well enough for
 /// the rule's policy gets the forward-auth cookie and goes back to `rd`; any other sees the
@@ -219,7 +207,7 @@ pub async fn login_with_rd(
     state: &AppState,
     req: &Request,
     rd: &str,
-) -> Result<Response, PageError> {
+) -> Result<ReturnTo, PageError> {
     let config = &state.config.forward_auth;
     let Some(target) = return_target(config, rd, state.config.issuer_is_https()) else {
         return Err(PageError::new(
@@ -235,28 +223,15 @@ pub async fn login_with_rd(
     carried.insert(CARRIED_RD, target.url.clone());
     let notice = match &session {
         Some(s) if policy_met(policy, &s.amr) => {
-            return mint(state, s, &target, now).await;
+            return mint(state, s, &target, now).await.map(ReturnTo::Back);
         }
         Some(_) => match policy {
-            ForwardAuthPolicy::Passkey => Some(state.views.msg(Msg::ForwardAuthNeedsPasskey)),
-            _ => Some(state.views.msg(Msg::ForwardAuthNeedsTwoFactor)),
+            ForwardAuthPolicy::Passkey => Some(Msg::ForwardAuthNeedsPasskey),
+            _ => Some(Msg::ForwardAuthNeedsTwoFactor),
         },
         None => None,
     };
-    Ok(plain_login_page(
-        state,
-        req,
-        &carried,
-        notice,
-        "",
-        StatusCode::OK,
-    ))
-}
-
-/// The `Set-Cookie` that removes the forward-auth cookie from a browser that signs out (the
-/// sessions themselves end with the Latchkey session); None when forward-auth is off.
-pub fn clear_cookie(state: &AppState) -> Option<String> {
-    (!state.config.forward_auth.rules.is_empty()).then(|| forward_auth_cookie(state, "", 0))
+    Ok(ReturnTo::SignIn { carried, notice })
 }
 
 /// A new forward-auth session for the browser's Latchkey session, and back to `target`.

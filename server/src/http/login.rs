@@ -29,7 +29,15 @@ pub async fn login_form(
     // `rd`: a forward-auth sign-in, back to a protected page afterwards.
     let query = Params::parse(req.uri().query().unwrap_or_default().as_bytes()).unwrap_or_default();
     if let Some(rd) = query.get("rd") {
-        return super::forward_auth::login_with_rd(state, req, rd).await;
+        return Ok(
+            match super::forward_auth::login_with_rd(state, req, rd).await? {
+                super::forward_auth::ReturnTo::Back(resp) => resp,
+                super::forward_auth::ReturnTo::SignIn { carried, notice } => {
+                    let notice = notice.map(|m| state.views.msg(m));
+                    plain_login_page(state, req, &carried, notice, "", StatusCode::OK)
+                }
+            },
+        );
     }
     Ok(plain_login_page(
         state,

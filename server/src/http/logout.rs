@@ -164,7 +164,7 @@ pub async fn logout(
         ),
     };
     append_cookie(&mut resp, Some(clear));
-    append_cookie(&mut resp, super::forward_auth::clear_cookie(state));
+    append_cookie(&mut resp, super::browser::clear_forward_auth_cookie(state));
     Ok(resp)
 }
 

@@ -19,6 +19,9 @@ use crate::views::Msg;
 /// The parameter that carries a user code through sign-in, back to `/device`.
 pub const CARRIED_USER_CODE: &str = "device_user_code";
 
+/// The parameter that carries forward-auth's `rd` through a sign-in, back to `/login?rd=`.
+pub const CARRIED_RD: &str = "forward_auth_rd";
+
 /// Reads a page form and checks its CSRF token.
 pub async fn checked_form(
     state: &AppState,
@@ -102,7 +105,7 @@ pub async fn signed_in(
         .and_then(crate::oauth::device::normalize_user_code)
     {
         format!("/device?user_code={code}")
-    } else if let Some(rd) = request.get(super::forward_auth::CARRIED_RD) {
+    } else if let Some(rd) = request.get(CARRIED_RD) {
         // Back through /login?rd=, which checks rd again and sets the forward-auth cookie.
         let q = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("rd", rd)
