@@ -64,8 +64,10 @@ pub enum CreateError {
     Lifetime(String),
     #[error("the account already holds the most API keys allowed ({0}); revoke one first")]
     TooMany(u32),
-    #[error("service accounts' keys are made by administrators")]
-    NotYours,
+    #[error("a key's lifetime must be more than zero (leave it out for no expiry)")]
+    ZeroLifetime,
+    #[error("admin:read and admin:write go only on a key an administrator makes for themselves")]
+    AdminScopeForOther,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -154,6 +156,12 @@ impl ApiKeys<'_> {
     ) -> Result<CreatedKey, CreateError> {
         let name = crate::input::clean_label(k.name, MAX_NAME_CHARS).ok_or(CreateError::Name)?;
         let scope = key_scope(user, k.scope).map_err(CreateError::Scope)?;
+        // An administrator's power on a key is theirs to make (on /account) or the
+        // operator's (the CLI), never another administrator's or a client's.
+        let admin_scope = scope.split(' ').any(|s| s.starts_with("admin:"));
+        if admin_scope && created_by != user.id && created_by != "cli" {
+            return Err(CreateError::AdminScopeForOther);
+        }
         let resource = match k.resource.map(str::trim).filter(|r| !r.is_empty()) {
             Some(r) if valid_resource(r) => Some(r),
             Some(_) => return Err(CreateError::Resource),
@@ -166,7 +174,7 @@ impl ApiKeys<'_> {
                     humantime::format_duration(max).to_string(),
                 ));
             }
-            Some(l) if l.is_zero() => None,
+            Some(l) if l.is_zero() => return Err(CreateError::ZeroLifetime),
             Some(l) => Some(l),
             None if max.is_zero() => None,
             None => Some(max),
@@ -216,6 +224,8 @@ impl ApiKeys<'_> {
             return Ok(None);
         };
         let Some(row) = self.store.live_api_key(id, now).await? else {
+            // The same HMAC as for a known id, so timing does not tell which ids exist.
+            let _ = self.pepper.digest(Purpose::ApiKey, key.as_bytes());
             return Ok(None);
         };
         if !self
@@ -225,9 +235,12 @@ impl ApiKeys<'_> {
             return Ok(None);
         }
         // At most a write a minute per key and address: the list shows when and where from.
+        // Recording it is not worth refusing the key over.
         let stale = row.last_used_at.is_none_or(|t| now - t >= 60);
-        if stale || row.last_used_ip.as_deref() != ip {
-            self.store.note_api_key_use(&row.id, now, ip).await?;
+        if (stale || row.last_used_ip.as_deref() != ip)
+            && let Err(e) = self.store.note_api_key_use(&row.id, now, ip).await
+        {
+            tracing::warn!(error = %e, "could not record an API key's use");
         }
         Ok(Some(row))
     }

@@ -87,6 +87,11 @@ pub struct ForwardAuthConfig {
     pub headers: ForwardAuthHeaders,
     /// The protected hosts, first match wins; a host no rule matches is refused (403).
     pub rules: Vec<ForwardAuthRule>,
+    /// How long an instance may reuse a check's session lookup (`0s`: read the database on
+    /// every check). Over `0s`, a sign-out or an ended session is seen by an instance up to
+    /// this late (at once by the instance that ended it); at most 60s.
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
 }
 
 impl Default for ForwardAuthConfig {
@@ -96,6 +101,7 @@ impl Default for ForwardAuthConfig {
             cookie_name: "latchkey_forward_auth".into(),
             headers: ForwardAuthHeaders::default(),
             rules: Vec::new(),
+            cache_ttl: Duration::ZERO,
         }
     }
 }
@@ -1312,6 +1318,9 @@ fn validate_forward_auth(fa: &ForwardAuthConfig, issuer: &Issuer) -> Result<(), 
         if poem::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(invalid(key, format!("{name:?} is not a header name")));
         }
+    }
+    if fa.cache_ttl > Duration::from_secs(60) {
+        return Err(invalid("forward_auth.cache_ttl", "must be at most 60s"));
     }
     if fa.rules.is_empty() {
         return Ok(());

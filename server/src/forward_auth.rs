@@ -3,9 +3,13 @@
 //! is allowed, and which `rd` targets a sign-in may return to. No HTTP and no store here: the
 //! endpoint (`http::forward_auth`) reads the request and the session, and asks.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use url::Url;
 
 use crate::config::{ForwardAuthConfig, ForwardAuthPolicy, ForwardAuthRule, in_domain};
+use crate::store::ForwardAuthSession;
 
 /// The longest original URL a check takes (the `rd` it would carry), in bytes.
 pub const MAX_URL_BYTES: usize = 4096;
@@ -21,17 +25,28 @@ pub struct Target {
 
 impl Target {
     /// The target from the proxy's `X-Forwarded-Proto`, `-Host` and `-Uri`. None when they do
-    /// not make an http(s) URL with a host, or make one that is too long.
+    /// not make an http(s) URL with a host, make one that is too long, or when the path is one
+    /// an upstream might read as another path than the rules would ([`canonical_path`]).
     pub fn new(proto: &str, host: &str, uri: &str) -> Option<Self> {
         let proto = proto.trim().to_ascii_lowercase();
         if proto != "https" && proto != "http" {
             return None;
         }
-        let uri = if uri.is_empty() { "/" } else { uri };
-        if !uri.starts_with('/') || host.is_empty() || host.contains(['/', '@', '\\', '?', '#']) {
+        if !uri.starts_with('/')
+            || host.is_empty()
+            || host.contains(['/', '@', '\\', '?', '#', ','])
+        {
             return None;
         }
-        let raw = format!("{proto}://{host}{uri}");
+        let (path, query) = match uri.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (uri, None),
+        };
+        let path = canonical_path(path)?;
+        let raw = match query {
+            Some(q) => format!("{proto}://{host}{path}?{q}"),
+            None => format!("{proto}://{host}{path}"),
+        };
         if raw.len() > MAX_URL_BYTES {
             return None;
         }
@@ -54,13 +69,36 @@ impl Target {
             url: u.into(),
         })
     }
+}
 
-    /// Whether the path holds an encoded slash or backslash, which an upstream may decode into
-    /// a path other than the one the rules saw.
-    fn ambiguous(&self) -> bool {
-        let p = self.path.to_ascii_lowercase();
-        p.contains("%2f") || p.contains("%5c") || p.contains('\\')
+/// The path as the rules compare it: percent-encoded unreserved characters decoded (`%61dmin`
+/// is `/admin`), dot segments then resolved (by the URL parser, `%2e` forms included). None
+/// for a path an upstream could read otherwise: an encoded `/`, `\`, `%` or NUL, a `;`
+/// (matrix parameters, which some servers drop), `//`, a `\`, a `#`, or a control character.
+/// A proxy's check of such a request answers 403.
+pub fn canonical_path(raw: &str) -> Option<String> {
+    let lower = raw.to_ascii_lowercase();
+    let refused = ["%2f", "%5c", "%25", "%00", ";", "//", "\\", "#"];
+    if refused.iter().any(|r| lower.contains(r)) || raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return None;
     }
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = raw.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+            && (b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            out.push(char::from(b));
+            i += 3;
+            continue;
+        }
+        out.push(char::from(bytes[i]));
+        i += 1;
+    }
+    Some(out)
 }
 
 /// The first rule whose hosts match the target's and whose path prefix its path is under.
@@ -77,14 +115,18 @@ fn host_matches(rule: &ForwardAuthRule, host: &str) -> bool {
         .any(|g| wildmatch::WildMatch::new(&g.to_ascii_lowercase()).matches(host))
 }
 
+/// Whether `path` is `prefix` or under it, on segment boundaries: `/admin` covers `/admin`
+/// and `/admin/x`, not `/administrator` (a prefix ending in `/` covers what starts with it).
 fn under(path: &str, prefix: &str) -> bool {
-    path.starts_with(prefix)
+    match path.strip_prefix(prefix) {
+        None => false,
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+    }
 }
 
-/// Whether the rule lets the target through without a session (a `bypass` path). Never for a
-/// path with an encoded slash.
+/// Whether the rule lets the target through without a session (a `bypass` path).
 pub fn bypassed(rule: &ForwardAuthRule, target: &Target) -> bool {
-    !target.ambiguous() && rule.bypass.iter().any(|p| under(&target.path, p))
+    rule.bypass.iter().any(|p| under(&target.path, p))
 }
 
 /// Whether a sign-in described by `amr` (RFC 8176) meets `policy`: a second factor or a
@@ -125,6 +167,70 @@ pub fn return_target(config: &ForwardAuthConfig, rd: &str, https_only: bool) -> 
     let protected = in_domain(&target.host, &domain)
         && config.rules.iter().any(|r| host_matches(r, &target.host));
     protected.then_some(target)
+}
+
+/// Entries a [`SessionCache`] holds before it starts over.
+const CACHE_ENTRIES: usize = 10_000;
+
+/// `forward_auth.cache_ttl`: an instance's recent session lookups, by cookie digest. Off (every
+/// check reads the database) when the lifetime is zero. Only live sessions are kept; the
+/// instance forgets them all when a browser signs out through it.
+pub struct SessionCache {
+    ttl: i64,
+    entries: Mutex<HashMap<String, (i64, ForwardAuthSession)>>,
+}
+
+impl SessionCache {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl: i64::try_from(ttl.as_secs()).unwrap_or(60),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session looked up under `digest` less than the lifetime ago.
+    pub fn get(&self, digest: &str, now: i64) -> Option<ForwardAuthSession> {
+        if self.ttl == 0 {
+            return None;
+        }
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(digest)
+            .filter(|(at, _)| now - at < self.ttl)
+            .map(|(_, s)| s.clone())
+    }
+
+    pub fn put(&self, digest: &str, session: &ForwardAuthSession, now: i64) {
+        if self.ttl == 0 {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHE_ENTRIES {
+                entries.retain(|_, (at, _)| now - *at < self.ttl);
+                if entries.len() >= CACHE_ENTRIES {
+                    entries.clear();
+                }
+            }
+            entries.insert(digest.to_owned(), (now, session.clone()));
+        }
+    }
+
+    /// Notes that the session under `digest` was recorded as used at `now` (so the next hits
+    /// do not record it again), keeping the lookup's own age.
+    pub fn touched(&self, digest: &str, now: i64) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some((_, s)) = entries.get_mut(digest)
+        {
+            s.last_seen_at = now;
+        }
+    }
+
+    /// Forgets every lookup (a browser signed out through this instance).
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -185,14 +291,38 @@ mod tests {
     }
 
     #[test]
-    fn bypass_is_by_prefix_and_never_for_encoded_slashes() {
+    fn bypass_is_by_prefix_on_segment_boundaries() {
         let c = config();
         let r = &c.rules[1];
         assert!(bypassed(r, &target("/health")));
+        assert!(bypassed(r, &target("/health/live")));
+        assert!(!bypassed(r, &target("/healthz-internal")));
         assert!(bypassed(r, &target("/static/app.js")));
         assert!(!bypassed(r, &target("/static/../secret")));
-        assert!(!bypassed(r, &target("/static/..%2fsecret")));
         assert!(!bypassed(r, &target("/")));
+    }
+
+    #[test]
+    fn ambiguous_paths_make_no_target() {
+        for uri in [
+            "/static/..%2fadmin",
+            "/static/%5c..%5cadmin",
+            "/static/..;/admin",
+            "//admin",
+            "/static//../admin",
+            "/static/%252e%252e/admin",
+            "/a%00b",
+            "/static/#/../admin",
+            "/a\\b",
+        ] {
+            assert!(
+                Target::new("https", "app.example.com", uri).is_none(),
+                "{uri}"
+            );
+        }
+        // The query is not the path: anything goes there.
+        let t = Target::new("https", "app.example.com", "/x?a=%2f;b//c").unwrap();
+        assert_eq!(t.path, "/x");
     }
 
     #[test]
@@ -202,7 +332,8 @@ mod tests {
         assert!(Target::new("https", "a@b.example.com", "/").is_none());
         assert!(Target::new("https", "app.example.com", "x").is_none());
         assert!(Target::new("https", "app.example.com", &"/a".repeat(3000)).is_none());
-        assert_eq!(target("").path, "/");
+        assert!(Target::new("https", "app.example.com, evil.example.org", "/").is_none());
+        assert!(Target::new("https", "app.example.com", "").is_none());
     }
 
     #[test]
@@ -235,6 +366,30 @@ mod tests {
             "bob@example.com",
             &["Ops".into()]
         ));
+    }
+
+    #[test]
+    fn the_cache_keeps_lookups_for_its_lifetime_only() {
+        let s = ForwardAuthSession {
+            sid: "s".into(),
+            user_id: "u".into(),
+            email: "a@example.com".into(),
+            name: None,
+            amr: vec![],
+            last_seen_at: 0,
+            groups: vec![],
+        };
+        let off = SessionCache::new(std::time::Duration::ZERO);
+        off.put("d", &s, 100);
+        assert!(off.get("d", 100).is_none());
+        let on = SessionCache::new(std::time::Duration::from_secs(2));
+        on.put("d", &s, 100);
+        assert_eq!(on.get("d", 101), Some(s.clone()));
+        assert!(on.get("d", 102).is_none());
+        assert!(on.get("other", 100).is_none());
+        on.put("d", &s, 100);
+        on.clear();
+        assert!(on.get("d", 100).is_none());
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct AppState {
     pub document_guard: Arc<crate::outbound::Guard>,
     /// Fetches resource servers' RFC 9728 metadata (`tokens.discover_resources`).
     pub resource_guard: Arc<crate::outbound::Guard>,
+    /// Recent forward-auth session lookups (`forward_auth.cache_ttl`; off by default).
+    pub forward_auth_cache: Arc<crate::forward_auth::SessionCache>,
 }
 
 /// A start-up failure, worded for one line on stderr.
@@ -167,6 +169,9 @@ impl AppState {
         };
         let audit = crate::audit::Audit::new(store.clone(), config.audit.sink.as_deref())
             .map_err(|e| StartError(format!("audit.sink: {e}")))?;
+        let forward_auth_cache = Arc::new(crate::forward_auth::SessionCache::new(
+            config.forward_auth.cache_ttl,
+        ));
         Ok(Self {
             audit,
             logout_guard: Arc::new(logout_guard),
@@ -176,6 +181,7 @@ impl AppState {
             views,
             mailer: Arc::new(mailer),
             token_gate: Arc::default(),
+            forward_auth_cache,
             webauthn: Arc::new(webauthn),
             password_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
             dummy_password_hash: Arc::new(dummy),
@@ -248,7 +254,6 @@ impl AppState {
             resource_guard: &self.resource_guard,
             audit: &self.audit,
             api_keys: self.api_keys(),
-            token_gate: &self.token_gate,
         }
     }
 

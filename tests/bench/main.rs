@@ -17,7 +17,8 @@
 //! - both flows once for a client with the default RS256 id_tokens and once for one registered
 //!   with ES256;
 //! - `forward_auth`: GET /forward-auth as a reverse proxy asks it (X-Forwarded-Host/Uri from a
-//!   trusted proxy, the browser's forward-auth cookie) → 200 with the identity headers.
+//!   trusted proxy, the browser's forward-auth cookie) → 200 with the identity headers
+//!   (`BENCH_FORWARD_AUTH_CACHE=2s` sets `forward_auth.cache_ttl`; default `0s`).
 //!
 //! Peak memory is the server process's VmHWM from /proc after all scenarios.
 
@@ -187,8 +188,11 @@ async fn run() -> Result<(), String> {
         std::env::temp_dir().join(format!("latchkey-bench-{}.toml", std::process::id()));
     std::fs::write(
         &fa_config,
-        "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n[forward_auth]\ncookie_domain = \"localhost\"\n\
-         [[forward_auth.rules]]\nhosts = [\"app.localhost\"]\n",
+        format!(
+            "[http]\ntrusted_proxies = [\"127.0.0.1\"]\n[forward_auth]\ncookie_domain = \"localhost\"\n\
+             cache_ttl = {:?}\n[[forward_auth.rules]]\nhosts = [\"app.localhost\"]\n",
+            std::env::var("BENCH_FORWARD_AUTH_CACHE").unwrap_or_else(|_| "0s".to_owned())
+        ),
     )
     .map_err(|e| e.to_string())?;
     let server = ServerProcess::start(

@@ -413,3 +413,145 @@ async fn every_admin_route_takes_a_fresh_administrator_and_refuses_everyone_else
         server.stop().await;
     }
 }
+
+/// API keys and service accounts through the admin API (issue 17 item 2): an administrator
+/// makes a service account and a key for it, lists and revokes a user's keys; the admin API's
+/// own scopes never go on a key made for someone else.
+#[tokio::test]
+async fn administrators_make_service_accounts_and_keys_through_the_admin_api() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let ada = fixture(&env, &[]).await;
+        cli(
+            &env,
+            &[
+                "user",
+                "create",
+                "--email",
+                "root@example.com",
+                "--admin",
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .await;
+        let console_client = cli(
+            &env,
+            &[
+                "client",
+                "create",
+                "--name",
+                "Console",
+                "--redirect-uri",
+                REDIRECT,
+                "--scope",
+                "openid",
+                "--scope",
+                "admin:read",
+                "--scope",
+                "admin:write",
+            ],
+            "",
+        )
+        .await;
+        let console = Fixture {
+            client_id: console_client["client_id"].as_str().unwrap().to_owned(),
+            client_secret: console_client["client_secret"].as_str().unwrap().to_owned(),
+            ..ada.clone()
+        };
+        let server = Server::start(env.config()).await;
+        let admin = token(
+            &server,
+            &console,
+            "root@example.com",
+            "openid admin:read admin:write",
+        )
+        .await;
+
+        let (s, sa) = call(
+            &server,
+            &admin,
+            "POST",
+            "/admin/api/service-accounts",
+            Some(&json!({"name": "deploy bot"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{sa}");
+        let sa_id = sa["id"].as_str().unwrap().to_owned();
+        let (s, k) = call(
+            &server,
+            &admin,
+            "POST",
+            &format!("/admin/api/users/{sa_id}/api-keys"),
+            Some(&json!({"name": "deploy", "scope": "devices:read", "expires_in": 3600})),
+        )
+        .await;
+        assert_eq!(s, 201, "{k}");
+        let key = k["key"].as_str().unwrap().to_owned();
+        let devices = |key: String| {
+            let url = server.url("/api/devices");
+            async move {
+                http()
+                    .get(url)
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(devices(key.clone()).await, 200);
+
+        // No admin API scope on a key made for someone else.
+        let (s, e) = call(
+            &server,
+            &admin,
+            "POST",
+            &format!("/admin/api/users/{}/api-keys", ada.user_id),
+            Some(&json!({"name": "x", "scope": "admin:read"})),
+        )
+        .await;
+        assert_eq!(s, 400, "{e}");
+        let (s, k) = call(
+            &server,
+            &admin,
+            "POST",
+            &format!("/admin/api/users/{}/api-keys", ada.user_id),
+            Some(&json!({"name": "ada's", "scope": "devices:read"})),
+        )
+        .await;
+        assert_eq!(s, 201, "{k}");
+        let ada_key = k["key"].as_str().unwrap().to_owned();
+        let ada_key_id = k["id"].as_str().unwrap().to_owned();
+        let (s, list) = call(
+            &server,
+            &admin,
+            "GET",
+            &format!("/admin/api/users/{}/api-keys", ada.user_id),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200);
+        assert_eq!(list["items"][0]["id"], ada_key_id.as_str());
+        assert!(
+            !list.to_string().contains(&ada_key[20..]),
+            "no secret listed"
+        );
+        let (s, _) = call(
+            &server,
+            &admin,
+            "DELETE",
+            &format!("/admin/api/users/{}/api-keys/{ada_key_id}", ada.user_id),
+            None,
+        )
+        .await;
+        assert_eq!(s, 204);
+        assert_eq!(devices(ada_key).await, 401);
+        assert_eq!(
+            server.audited("api_key.revoked", Some(&ada.user_id)).await,
+            1
+        );
+        server.stop().await;
+    }
+}

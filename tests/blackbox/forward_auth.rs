@@ -23,6 +23,10 @@ async fn free_port() -> u16 {
 }
 
 fn config(port: u16) -> String {
+    config_with_cache(port, "0s")
+}
+
+fn config_with_cache(port: u16, cache_ttl: &str) -> String {
     format!(
         r#"issuer = "http://auth.example.test:{port}"
 danger_allow_insecure_issuer = true
@@ -30,6 +34,7 @@ danger_allow_insecure_issuer = true
 trusted_proxies = ["127.0.0.1"]
 [forward_auth]
 cookie_domain = "example.test"
+cache_ttl = "{cache_ttl}"
 [[forward_auth.rules]]
 hosts = ["ops.example.test"]
 allow_groups = ["ops"]
@@ -107,12 +112,22 @@ async fn sign_in_at(b: &reqwest::Client, issuer: &str, login_url: &str) -> reqwe
         .unwrap()
 }
 
+/// Once reading the database on every check (the default), once with `cache_ttl = 5s`.
 #[tokio::test]
 async fn protected_hosts_sign_in_through_latchkey_and_get_identity_headers() {
-    for db in TestDb::all().await {
+    for cache in ["0s", "5s"] {
+        for db in TestDb::all().await {
+            protected_hosts(db, cache).await;
+        }
+    }
+}
+
+async fn protected_hosts(db: TestDb, cache: &str) {
+    let cached = cache != "0s";
+    {
         let port = free_port().await;
         let issuer = format!("http://auth.example.test:{port}");
-        let env = Env::new(db, &config(port));
+        let env = Env::new(db, &config_with_cache(port, cache));
         let f = fixture(&env, &[]).await;
         let server = Server::start_at(env.config(), &format!("127.0.0.1:{port}")).await;
         let jar = Arc::new(reqwest::cookie::Jar::default());
@@ -145,9 +160,14 @@ async fn protected_hosts_sign_in_through_latchkey_and_get_identity_headers() {
         // Dot segments do not smuggle a protected path under a bypassed one.
         let r = check(&server, "app.example.test", "/public/../reports", None, "").await;
         assert_eq!(r.status(), 302);
-        // A host no rule protects is refused.
+        // A host no rule protects is refused, and so is a path an upstream could read as
+        // another one.
         let r = check(&server, "wiki.example.test", "/", None, "").await;
         assert_eq!(r.status(), 403);
+        for uri in ["/public/..%2freports", "/public/..;/reports", "//public/x"] {
+            let r = check(&server, "app.example.test", uri, None, "").await;
+            assert_eq!(r.status(), 403, "{uri}");
+        }
 
         // The sign-in, and back: the forward-auth cookie on the parent domain.
         let r = sign_in_at(&b, &issuer, &login).await;
@@ -222,6 +242,12 @@ async fn protected_hosts_sign_in_through_latchkey_and_get_identity_headers() {
             .await
             .unwrap();
         assert_eq!(r.status(), 201);
+        if cached {
+            // The instance reuses its lookup for up to cache_ttl: the change is seen after.
+            let r = check(&server, "ops.example.test", "/", Some(&cookie), "").await;
+            assert_eq!(r.status(), 403);
+            server.clock.advance(5);
+        }
         let r = check(&server, "ops.example.test", "/", Some(&cookie), "").await;
         assert_eq!(r.status(), 200);
         assert_eq!(header(&r, "remote-groups"), Some("ops"));
@@ -271,7 +297,8 @@ async fn protected_hosts_sign_in_through_latchkey_and_get_identity_headers() {
         }
 
         // Signing out of Latchkey ends the forward-auth session (the cookie, kept by a
-        // browser that ignores the deletion, is refused too).
+        // browser that ignores the deletion, is refused too), with a cache as well: the
+        // instance that signed the browser out forgets its lookups.
         let r = b.get(format!("{issuer}/account")).send().await.unwrap();
         let html = r.text().await.unwrap();
         let csrf = input_value(&html, "csrf_token").unwrap();
@@ -351,11 +378,17 @@ http {{
     location / {{
       auth_request /latchkey-auth;
       auth_request_set $latchkey_user $upstream_http_remote_user;
+      auth_request_set $latchkey_email $upstream_http_remote_email;
+      auth_request_set $latchkey_name $upstream_http_remote_name;
       auth_request_set $latchkey_groups $upstream_http_remote_groups;
+      auth_request_set $latchkey_id $upstream_http_remote_id;
       auth_request_set $latchkey_login $upstream_http_location;
       error_page 401 =302 $latchkey_login;
       proxy_set_header Remote-User $latchkey_user;
+      proxy_set_header Remote-Email $latchkey_email;
+      proxy_set_header Remote-Name $latchkey_name;
       proxy_set_header Remote-Groups $latchkey_groups;
+      proxy_set_header Remote-Id $latchkey_id;
       proxy_pass http://127.0.0.1:{upstream};
     }}
 

@@ -49,8 +49,6 @@ pub struct TokenContext<'a> {
     pub audit: &'a crate::audit::Audit,
     /// API keys presented as subject tokens (`urn:latchkey:params:oauth:token-type:api_key`).
     pub api_keys: crate::api_keys::ApiKeys<'a>,
-    /// Counts failed API keys against the request's address, as failed client secrets are.
-    pub token_gate: &'a crate::signin::throttle::TokenGate,
 }
 
 impl<'a> TokenContext<'a> {

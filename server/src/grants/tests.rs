@@ -37,7 +37,6 @@ struct Fixture {
     config: Config,
     resource_guard: crate::outbound::Guard,
     audit: crate::audit::Audit,
-    token_gate: crate::signin::throttle::TokenGate,
     _db: TestDb,
 }
 
@@ -76,7 +75,6 @@ async fn fixtures() -> Vec<Fixture> {
             config,
             resource_guard: crate::outbound::Guard::new(false, Vec::new()),
             audit,
-            token_gate: Default::default(),
             _db: db,
         });
     }
@@ -112,7 +110,6 @@ impl Fixture {
                 pepper: &self.pepper,
                 config: &self.config.api_keys,
             },
-            token_gate: &self.token_gate,
         }
     }
 

@@ -284,13 +284,6 @@ async fn key_subject(
         .await
         .map_err(server_error)?
     else {
-        if let Err(e) = ctx
-            .token_gate
-            .failed(ctx.store, ctx.pepper, req.peer, req.now)
-            .await
-        {
-            tracing::error!(error = %e, "counting a failed API key failed");
-        }
         req.audit(
             ctx,
             crate::audit::Event::new(

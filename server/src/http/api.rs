@@ -258,7 +258,10 @@ mod tests {
         let routes = include_str!("mod.rs");
         let paths = doc["paths"].as_object().unwrap();
         for path in paths.keys() {
-            let route = path.replace("{id}", ":id").replace("{sid}", ":sid");
+            let route = path
+                .replace("{id}", ":id")
+                .replace("{sid}", ":sid")
+                .replace("{key}", ":key");
             assert!(
                 routes.contains(&format!("\"{route}\"")),
                 "{path} is not routed"
@@ -273,7 +276,12 @@ mod tests {
                 continue;
             }
             assert!(
-                paths.contains_key(&route.replace(":id", "{id}").replace(":sid", "{sid}")),
+                paths.contains_key(
+                    &route
+                        .replace(":id", "{id}")
+                        .replace(":sid", "{sid}")
+                        .replace(":key", "{key}")
+                ),
                 "{route} is not described"
             );
         }

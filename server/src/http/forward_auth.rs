@@ -2,9 +2,9 @@
 //! Traefik (`forwardAuth`) and Caddy (`forward_auth`) ask before they pass a request on, and
 //! the sign-in's way back (`/login?rd=`), which sets the cookie protected hosts carry.
 //!
-//! A check reads what the proxy forwards (`X-Forwarded-Proto`, `-Host`, `-Uri`, `-Method`:
-//! only from `http.trusted_proxies`; from anyone else the request's own host and path are
-//! used, which no rule protects), finds the rule (`forward_auth::rule_for`), and answers:
+//! A check reads what the proxy forwards (`X-Forwarded-Proto`, `-Host`, `-Uri`, `-Method`),
+//! from `http.trusted_proxies` only (anyone else, or a request without them, gets 403),
+//! finds the rule (`forward_auth::rule_for`), and answers:
 //! 200 for a bypassed path; 200 with the identity headers for a live forward-auth session
 //! whose sign-in meets the rule's policy and whose user the rule allows; 403 for a user the
 //! rule does not allow, or a host no rule protects; else a redirect to sign in, 302 (401 with
@@ -52,34 +52,26 @@ fn from_trusted_proxy(state: &AppState, req: &Request) -> bool {
         })
 }
 
-/// The request being asked about, and its method: from the proxy's `X-Forwarded-*` when the
-/// proxy is trusted, else the request's own.
-fn target(state: &AppState, req: &Request) -> (Option<Target>, String) {
-    let own_host = header_str(req, "host").unwrap_or_default();
-    let own_uri = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let own_proto = if state.config.issuer_is_https() {
-        "https"
-    } else {
-        "http"
-    };
+/// What the proxy asks about, and its method, from its `X-Forwarded-Proto`, `-Host` and
+/// `-Uri` (`-Method`: GET when absent). Err with why not: the peer is not a trusted proxy (its
+/// headers are the client's own claims), a header is missing, the host is a list, or the URL
+/// is one the rules cannot judge safely ([`crate::forward_auth::canonical_path`]).
+fn target(state: &AppState, req: &Request) -> Result<(Target, String), &'static str> {
     if !from_trusted_proxy(state, req) {
-        return (
-            Target::new(own_proto, own_host, own_uri),
-            req.method().as_str().to_owned(),
-        );
+        return Err("forward-auth answers the proxies in http.trusted_proxies only\n");
     }
-    let proto = header_str(req, "x-forwarded-proto").unwrap_or(own_proto);
-    // A proxy may append to a forwarded host list; the first is the client's.
-    let host = header_str(req, "x-forwarded-host")
-        .map(|h| h.split(',').next().unwrap_or_default().trim())
-        .unwrap_or(own_host);
-    let uri = header_str(req, "x-forwarded-uri").unwrap_or("/");
+    let (Some(proto), Some(host), Some(uri)) = (
+        header_str(req, "x-forwarded-proto"),
+        header_str(req, "x-forwarded-host"),
+        header_str(req, "x-forwarded-uri"),
+    ) else {
+        return Err(
+            "the proxy must send X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Uri\n",
+        );
+    };
     let method = header_str(req, "x-forwarded-method").unwrap_or("GET");
-    (Target::new(proto, host, uri), method.to_ascii_uppercase())
+    let target = Target::new(proto, host, uri).ok_or("the forwarded request is refused\n")?;
+    Ok((target, method.to_ascii_uppercase()))
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {
@@ -122,12 +114,9 @@ pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
     if config.rules.is_empty() {
         return plain(StatusCode::NOT_FOUND, "forward-auth is not configured\n");
     }
-    let (target, method) = target(state, req);
-    let Some(target) = target else {
-        return plain(
-            StatusCode::FORBIDDEN,
-            "the forwarded request is not readable\n",
-        );
+    let (target, method) = match target(state, req) {
+        Ok(t) => t,
+        Err(why) => return plain(StatusCode::FORBIDDEN, why),
     };
     let Some(rule) = rule_for(config, &target) else {
         return plain(
@@ -146,13 +135,23 @@ pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
         .pepper
         .lookup_digests(Purpose::ForwardAuth, value.as_bytes());
     let idle = secs(state.config.sessions.idle_lifetime);
-    let session = match state.store.forward_auth_session(&digests, now, idle).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return sign_in(state, req, &target, &method),
-        Err(e) => {
-            tracing::error!(error = %e, "forward-auth session lookup failed");
-            return plain(StatusCode::SERVICE_UNAVAILABLE, "try again\n");
-        }
+    let cache = &state.forward_auth_cache;
+    let cached = digests.first().and_then(|d| cache.get(d, now));
+    let session = match cached {
+        Some(s) => s,
+        None => match state.store.forward_auth_session(&digests, now, idle).await {
+            Ok(Some(s)) => {
+                if let Some(d) = digests.first() {
+                    cache.put(d, &s, now);
+                }
+                s
+            }
+            Ok(None) => return sign_in(state, req, &target, &method),
+            Err(e) => {
+                tracing::error!(error = %e, "forward-auth session lookup failed");
+                return plain(StatusCode::SERVICE_UNAVAILABLE, "try again\n");
+            }
+        },
     };
     if !policy_met(rule.policy, &session.amr) {
         return sign_in(state, req, &target, &method);
@@ -162,15 +161,27 @@ pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
         return plain(StatusCode::FORBIDDEN, "you may not use this site\n");
     }
     // Using a protected site is using the session: recorded at most once a minute.
-    if now - session.last_seen_at >= 60
-        && let Err(e) = state.store.touch_session(&session.sid, now).await
-    {
-        tracing::warn!(error = %e, "could not record session use");
+    if now - session.last_seen_at >= 60 {
+        match state.store.touch_session(&session.sid, now).await {
+            Ok(()) => {
+                if let Some(d) = digests.first() {
+                    cache.touched(d, now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record session use"),
+        }
     }
     let h = &config.headers;
     let mut resp = plain(StatusCode::OK, "");
     let name = session.name.clone().unwrap_or_default();
-    let groups = session.groups.join(",");
+    // A name holding a comma would read as two groups: left out of the header.
+    let groups = session
+        .groups
+        .iter()
+        .filter(|g| !g.contains(','))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
     for (header, value) in [
         (&h.user, session.email.as_str()),
         (&h.email, session.email.as_str()),

@@ -153,7 +153,7 @@ impl Store {
     }
 
     /// Makes a service account: a user that is not a person, owned by `owner` (an
-    /// administrator's id), with no way to sign in. Its address is `<id>@service.invalid`
+    /// administrator's id), with no way to sign in. Its address is `<id, lowercase>@service.invalid`
     /// (RFC 2606: never deliverable), so no mail can reach anyone for it.
     pub async fn create_service_account(
         &self,
@@ -162,7 +162,8 @@ impl Store {
         owner: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let email = format!("{id}@service.invalid");
+        // Lowercase, as every address is kept (`email_key`), so `--email` finds it.
+        let email = format!("{}@service.invalid", id.to_ascii_lowercase());
         sqlx::query(
             "INSERT INTO users (id, email, email_key, email_verified, name, is_admin, \
              service_owner, created_at, updated_at) VALUES ($1, $2, $2, 0, $3, 0, $4, $5, $5)",

@@ -87,10 +87,11 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    /// [`Store::active_user`] by email address.
+    /// [`Store::active_user`] by email address; never a service account (none signs in).
     pub async fn active_user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1 AND disabled_at IS NULL"
+            "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1 AND disabled_at IS NULL \
+             AND service_owner IS NULL"
         ))
         .bind(email_key(email))
         .fetch_optional(&self.pool)
