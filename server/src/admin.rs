@@ -202,9 +202,15 @@ impl Admin<'_> {
             .active_user(user_id)
             .await?
             .ok_or(AdminError::NotFound)?;
+        // The admin API's scopes: the administrator's own doing on /account, or the CLI's.
+        let own = matches!(self.actor, Actor::User(u) if u == user_id);
+        let request = crate::api_keys::KeyRequest {
+            admin_scopes: own || matches!(self.actor, Actor::Cli),
+            ..*k
+        };
         let made = self
             .api_keys
-            .create(&user, by, k, self.now)
+            .create(&user, by, &request, self.now)
             .await
             .map_err(|e| match e {
                 crate::api_keys::CreateError::Store(e) => AdminError::Store(e),

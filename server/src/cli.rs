@@ -1234,6 +1234,8 @@ async fn api_keys(
                         scope: &scope,
                         resource: resource.as_deref(),
                         lifetime: expires_in,
+                        // set by admin::Admin::create_api_key from who is asking
+                        admin_scopes: false,
                     },
                 )
                 .await

@@ -88,8 +88,10 @@ pub struct ForwardAuthConfig {
     /// The protected hosts, first match wins; a host no rule matches is refused (403).
     pub rules: Vec<ForwardAuthRule>,
     /// How long an instance may reuse a check's session lookup (`0s`: read the database on
-    /// every check). Over `0s`, a sign-out or an ended session is seen by an instance up to
-    /// this late (at once by the instance that ended it); at most 60s.
+    /// every check). Over `0s`, a change (a sign-out, an ended or expired session, a disabled
+    /// user, a changed group) is seen up to this late; a browser signing out, or a user ending
+    /// their sessions on the account page, through this instance is seen by it at once. At
+    /// most 60s.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
 }

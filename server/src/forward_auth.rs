@@ -71,32 +71,42 @@ impl Target {
     }
 }
 
-/// The path as the rules compare it: percent-encoded unreserved characters decoded (`%61dmin`
-/// is `/admin`), dot segments then resolved (by the URL parser, `%2e` forms included). None
-/// for a path an upstream could read otherwise: an encoded `/`, `\`, `%` or NUL, a `;`
-/// (matrix parameters, which some servers drop), `//`, a `\`, a `#`, or a control character.
-/// A proxy's check of such a request answers 403.
+/// The path as the rules compare it: percent-encoded unreserved characters (letters, digits,
+/// `-._~`) decoded, so `/%61dmin` is `/admin`; anything else percent-encoded stays as it came.
+/// None for a path an upstream could route otherwise than the rules would read it: a `.` or
+/// `..` segment (browsers resolve them before sending; upstreams differ on whether they do),
+/// an encoded `/`, `\`, `%`, `;` or control character, a `%` without two hex digits, a raw
+/// `;` (matrix parameters, which some servers drop), `//`, `\`, `#`, a control character or
+/// anything outside ASCII. A proxy's check of such a request answers 403.
 pub fn canonical_path(raw: &str) -> Option<String> {
-    let lower = raw.to_ascii_lowercase();
-    let refused = ["%2f", "%5c", "%25", "%00", ";", "//", "\\", "#"];
-    if refused.iter().any(|r| lower.contains(r)) || raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    let refused = [";", "//", "\\", "#"];
+    if refused.iter().any(|r| raw.contains(r)) || raw.bytes().any(|b| !(0x20..0x7f).contains(&b)) {
         return None;
     }
     let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = raw.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-            && (b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-        {
-            out.push(char::from(b));
-            i += 3;
+        if bytes[i] != b'%' {
+            out.push(char::from(bytes[i]));
+            i += 1;
             continue;
         }
-        out.push(char::from(bytes[i]));
-        i += 1;
+        let b = raw
+            .get(i + 1..i + 3)
+            .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
+            .and_then(|h| u8::from_str_radix(h, 16).ok())?;
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else if b < 0x20 || b == 0x7f || b"/\\%;".contains(&b) {
+            return None;
+        } else {
+            out.push_str(&raw[i..i + 3]);
+        }
+        i += 3;
+    }
+    if out.split('/').any(|seg| seg == "." || seg == "..") {
+        return None;
     }
     Some(out)
 }
@@ -106,7 +116,7 @@ pub fn rule_for<'c>(config: &'c ForwardAuthConfig, target: &Target) -> Option<&'
     config
         .rules
         .iter()
-        .find(|r| host_matches(r, &target.host) && under(&target.path, &r.path_prefix))
+        .find(|r| host_matches(r, &target.host) && protected_under(&target.path, &r.path_prefix))
 }
 
 fn host_matches(rule: &ForwardAuthRule, host: &str) -> bool {
@@ -122,6 +132,15 @@ fn under(path: &str, prefix: &str) -> bool {
         None => false,
         Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
     }
+}
+
+/// [`under`] for a rule's `path_prefix`, which also covers the bare path: `/admin/` protects
+/// `/admin` too (a protection must not end at a missing slash; a bypass may).
+fn protected_under(path: &str, prefix: &str) -> bool {
+    under(path, prefix)
+        || prefix
+            .strip_suffix('/')
+            .is_some_and(|bare| !bare.is_empty() && path == bare)
 }
 
 /// Whether the rule lets the target through without a session (a `bypass` path).
@@ -173,11 +192,14 @@ pub fn return_target(config: &ForwardAuthConfig, rd: &str, https_only: bool) -> 
 const CACHE_ENTRIES: usize = 10_000;
 
 /// `forward_auth.cache_ttl`: an instance's recent session lookups, by cookie digest. Off (every
-/// check reads the database) when the lifetime is zero. Only live sessions are kept; the
-/// instance forgets them all when a browser signs out through it.
+/// check reads the database) when the lifetime is zero. Only live sessions are kept. A session
+/// ended through this instance is forgotten at once ([`SessionCache::forget_session`],
+/// [`SessionCache::forget_user`]); every other change is seen within the lifetime.
 pub struct SessionCache {
     ttl: i64,
     entries: Mutex<HashMap<String, (i64, ForwardAuthSession)>>,
+    /// Bumped by every forget: a lookup read before one is not stored after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl SessionCache {
@@ -185,10 +207,17 @@ impl SessionCache {
         Self {
             ttl: i64::try_from(ttl.as_secs()).unwrap_or(60),
             entries: Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// The session looked up under `digest` less than the lifetime ago.
+    /// Read before a database lookup, and given back to [`SessionCache::put`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The session looked up under `digest` less than the lifetime ago (a clock that went
+    /// back makes every entry stale).
     pub fn get(&self, digest: &str, now: i64) -> Option<ForwardAuthSession> {
         if self.ttl == 0 {
             return None;
@@ -196,17 +225,22 @@ impl SessionCache {
         let entries = self.entries.lock().ok()?;
         entries
             .get(digest)
-            .filter(|(at, _)| now - at < self.ttl)
+            .filter(|(at, _)| (0..self.ttl).contains(&(now - at)))
             .map(|(_, s)| s.clone())
     }
 
-    pub fn put(&self, digest: &str, session: &ForwardAuthSession, now: i64) {
+    /// Keeps a lookup made at `now`, unless something was forgotten since `generation`.
+    pub fn put(&self, digest: &str, session: &ForwardAuthSession, now: i64, generation: u64) {
         if self.ttl == 0 {
             return;
         }
         if let Ok(mut entries) = self.entries.lock() {
+            // Under the lock, which forgets also take: no forget slips in between.
+            if self.generation() != generation {
+                return;
+            }
             if entries.len() >= CACHE_ENTRIES {
-                entries.retain(|_, (at, _)| now - *at < self.ttl);
+                entries.retain(|_, (at, _)| (0..self.ttl).contains(&(now - *at)));
                 if entries.len() >= CACHE_ENTRIES {
                     entries.clear();
                 }
@@ -225,11 +259,25 @@ impl SessionCache {
         }
     }
 
-    /// Forgets every lookup (a browser signed out through this instance).
-    pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.clear();
+    fn forget(&self, gone: impl Fn(&ForwardAuthSession) -> bool) {
+        if self.ttl == 0 {
+            return;
         }
+        if let Ok(mut entries) = self.entries.lock() {
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            entries.retain(|_, (_, s)| !gone(s));
+        }
+    }
+
+    /// Forgets the lookups of the Latchkey session `sid` (it ended through this instance).
+    pub fn forget_session(&self, sid: &str) {
+        self.forget(|s| s.sid == sid);
+    }
+
+    /// Forgets every lookup of the user's sessions (all of them ended through this instance).
+    pub fn forget_user(&self, user_id: &str) {
+        self.forget(|s| s.user_id == user_id);
     }
 }
 
@@ -271,23 +319,34 @@ mod tests {
             rule_for(&c, &target("/x")).unwrap().policy,
             ForwardAuthPolicy::OneFactor
         );
-        // Dot segments are resolved before matching, as the upstream resolves them.
-        assert_eq!(
-            rule_for(&c, &target("/static/../admin/x")).unwrap().policy,
-            ForwardAuthPolicy::Passkey
-        );
-        assert_eq!(
-            rule_for(&c, &target("/static/%2e%2e/admin"))
-                .unwrap()
-                .policy,
-            ForwardAuthPolicy::Passkey
-        );
+        // Encoded unreserved characters are decoded before matching; case counts.
+        for (uri, want) in [
+            ("/%61dmin/x", ForwardAuthPolicy::Passkey),
+            ("/%41dmin", ForwardAuthPolicy::OneFactor),
+            ("/administrator", ForwardAuthPolicy::OneFactor),
+        ] {
+            assert_eq!(
+                rule_for(&c, &target(uri)).map(|r| r.policy),
+                Some(want),
+                "{uri}"
+            );
+        }
         let deep = Target::new("http", "a.b.tools.example.com", "/").unwrap();
         assert!(rule_for(&c, &deep).is_some());
         let other = Target::new("https", "evil.example.org", "/").unwrap();
         assert!(rule_for(&c, &other).is_none());
         let case = Target::new("https", "APP.Example.COM", "/").unwrap();
         assert!(rule_for(&c, &case).is_some());
+    }
+
+    #[test]
+    fn a_protected_prefix_with_a_slash_covers_the_bare_path() {
+        assert!(protected_under("/admin", "/admin/"));
+        assert!(protected_under("/admin/x", "/admin/"));
+        assert!(!protected_under("/administrator", "/admin/"));
+        assert!(protected_under("/anything", "/"));
+        // A bypass ends where it says.
+        assert!(!under("/static", "/static/"));
     }
 
     #[test]
@@ -298,13 +357,26 @@ mod tests {
         assert!(bypassed(r, &target("/health/live")));
         assert!(!bypassed(r, &target("/healthz-internal")));
         assert!(bypassed(r, &target("/static/app.js")));
-        assert!(!bypassed(r, &target("/static/../secret")));
         assert!(!bypassed(r, &target("/")));
     }
 
     #[test]
     fn ambiguous_paths_make_no_target() {
         for uri in [
+            // dot segments, plain or encoded: upstreams differ on resolving them
+            "/static/../admin/x",
+            "/admin/../static/x",
+            "/static/%2e%2e/admin",
+            "/static/%2E./admin",
+            "/./admin",
+            "/admin/.",
+            // encodings an upstream may decode into another path
+            "/static/%u002e%u002e/admin",
+            "/static%3b/admin",
+            "/a%0ab",
+            "/a%7fb",
+            "/a%",
+            "/a%zz",
             "/static/..%2fadmin",
             "/static/%5c..%5cadmin",
             "/static/..;/admin",
@@ -380,15 +452,26 @@ mod tests {
             groups: vec![],
         };
         let off = SessionCache::new(std::time::Duration::ZERO);
-        off.put("d", &s, 100);
+        off.put("d", &s, 100, off.generation());
         assert!(off.get("d", 100).is_none());
         let on = SessionCache::new(std::time::Duration::from_secs(2));
-        on.put("d", &s, 100);
+        on.put("d", &s, 100, on.generation());
         assert_eq!(on.get("d", 101), Some(s.clone()));
         assert!(on.get("d", 102).is_none());
+        assert!(on.get("d", 99).is_none(), "a clock that went back");
         assert!(on.get("other", 100).is_none());
-        on.put("d", &s, 100);
-        on.clear();
+        // Forgotten by session or by user; a lookup read before a forget is not kept.
+        on.put("d", &s, 100, on.generation());
+        on.forget_session("other-sid");
+        assert!(on.get("d", 100).is_some());
+        on.forget_session("s");
+        assert!(on.get("d", 100).is_none());
+        on.put("d", &s, 100, on.generation());
+        on.forget_user("u");
+        assert!(on.get("d", 100).is_none());
+        let before = on.generation();
+        on.forget_session("s");
+        on.put("d", &s, 100, before);
         assert!(on.get("d", 100).is_none());
     }
 

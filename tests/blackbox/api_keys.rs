@@ -86,6 +86,25 @@ async fn api_keys_are_shown_once_scoped_exchanged_and_revoked_everywhere_at_once
                 .await;
             assert!(r.is_err(), "{scope} was accepted");
         }
+        // A lifetime of nothing is refused, not taken as "no expiry".
+        let r = env
+            .cli(
+                &[
+                    "api-key",
+                    "create",
+                    "--email",
+                    &f.email,
+                    "--name",
+                    "x",
+                    "--scope",
+                    "devices:read",
+                    "--expires-in",
+                    "0s",
+                ],
+                "",
+            )
+            .await;
+        assert!(r.is_err());
 
         // The account page makes one for a resource, shows it once, then lists it without it.
         let browser = signed_in_browser(&a, &f.email).await;

@@ -157,9 +157,9 @@ async fn protected_hosts(db: TestDb, cache: &str) {
         let r = check(&server, "app.example.test", "/public/logo.png", None, "").await;
         assert_eq!(r.status(), 200);
         assert!(header(&r, "remote-user").is_none());
-        // Dot segments do not smuggle a protected path under a bypassed one.
+        // Dot segments do not smuggle a protected path under a bypassed one: refused.
         let r = check(&server, "app.example.test", "/public/../reports", None, "").await;
-        assert_eq!(r.status(), 302);
+        assert_eq!(r.status(), 403);
         // A host no rule protects is refused, and so is a path an upstream could read as
         // another one.
         let r = check(&server, "wiki.example.test", "/", None, "").await;
@@ -274,9 +274,8 @@ async fn protected_hosts(db: TestDb, cache: &str) {
             assert!(r.headers().get("location").is_none(), "{rd}");
         }
 
-        // Spoofed X-Forwarded-* from an address that is no trusted proxy: ignored. The
-        // request is judged by its own host (Latchkey's), which no rule protects: neither the
-        // bypass nor the session's identity comes through.
+        // Spoofed X-Forwarded-* from an address that is no trusted proxy: not believed, and
+        // not answered (403): neither the bypass nor the session's identity comes through.
         let untrusted = reqwest::Client::builder()
             .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
             .redirect(reqwest::redirect::Policy::none())
@@ -294,7 +293,19 @@ async fn protected_hosts(db: TestDb, cache: &str) {
                 .unwrap();
             assert_eq!(r.status(), 403, "{uri}");
             assert!(header(&r, "remote-user").is_none());
+            assert!(r.text().await.unwrap().contains("trusted_proxies"));
         }
+        // A trusted proxy that leaves out what is asked about gets no answer to guess from.
+        let r = reqwest::Client::new()
+            .get(server.url("/forward-auth"))
+            .header("x-forwarded-proto", "http")
+            .header("x-forwarded-uri", "/reports")
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(header(&r, "remote-user").is_none());
 
         // Signing out of Latchkey ends the forward-auth session (the cookie, kept by a
         // browser that ignores the deletion, is refused too), with a cache as well: the

@@ -284,6 +284,7 @@ pub async fn sign_out(
     if let Some(session) = current_session(state, req, now).await {
         match state.store.revoke_session(&session.sid, now).await {
             Ok(()) => {
+                state.forward_auth_cache.forget_session(&session.sid);
                 super::browser::audit(
                     state,
                     req,
@@ -312,6 +313,7 @@ pub async fn revoke_session(
     let now = state.clock.now();
     match state.store.revoke_user_session(&user.id, &sid, now).await {
         Ok(true) => {
+            state.forward_auth_cache.forget_session(&sid);
             tracing::info!(user = %user.id, "session ended from the account page");
             super::browser::audit(
                 state,
@@ -344,6 +346,7 @@ pub async fn revoke_all_sessions(
         .await
     {
         Ok(n) => {
+            state.forward_auth_cache.forget_user(&user.id);
             tracing::info!(user = %user.id, sessions = n, "signed out everywhere");
             super::browser::audit(
                 state,
@@ -514,6 +517,8 @@ pub async fn create_api_key(
         scope: form.get("scope").unwrap_or_default(),
         resource: form.get("resource"),
         lifetime,
+        // set by admin::Admin::create_api_key from who is asking
+        admin_scopes: false,
     };
     let seen = super::browser::Seen::of(state, req);
     let made = state

@@ -745,6 +745,8 @@ pub async fn create_api_key(
         scope: str_field(&body, "scope")?.unwrap_or_default(),
         resource: str_field(&body, "resource")?,
         lifetime,
+        // set by admin::Admin::create_api_key from who is asking
+        admin_scopes: false,
     };
     let made = who
         .admin(state)

@@ -84,8 +84,6 @@ pub fn forward_auth_cookie(state: &AppState, value: &str, max_age: i64) -> Strin
 /// forward-auth sessions themselves end with the Latchkey session); None when forward-auth
 /// is off.
 pub fn clear_forward_auth_cookie(state: &AppState) -> Option<String> {
-    // This instance's recent lookups go too (`forward_auth.cache_ttl`).
-    state.forward_auth_cache.clear();
     (!state.config.forward_auth.rules.is_empty()).then(|| forward_auth_cookie(state, "", 0))
 }
 

@@ -137,12 +137,13 @@ pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
     let idle = secs(state.config.sessions.idle_lifetime);
     let cache = &state.forward_auth_cache;
     let cached = digests.first().and_then(|d| cache.get(d, now));
+    let generation = cache.generation();
     let session = match cached {
         Some(s) => s,
         None => match state.store.forward_auth_session(&digests, now, idle).await {
             Ok(Some(s)) => {
                 if let Some(d) = digests.first() {
-                    cache.put(d, &s, now);
+                    cache.put(d, &s, now, generation);
                 }
                 s
             }

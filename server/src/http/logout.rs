@@ -128,6 +128,7 @@ pub async fn logout(
                     Msg::ErrorPleaseTryAgain,
                 ));
             }
+            state.forward_auth_cache.forget_session(&s.sid);
             tracing::info!(user = %s.user_id, "signed out");
             super::browser::audit(
                 state,
