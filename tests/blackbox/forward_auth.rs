@@ -420,98 +420,175 @@ http {{
     )
 }
 
-#[tokio::test]
-async fn a_real_nginx_protects_a_page_with_auth_request() {
-    if !std::path::Path::new(NGINX).exists() {
-        // CI installs nginx (.ci/run); a developer without it is told, not fooled.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nginx is not installed: apt-get install nginx"
-        );
-        eprintln!("SKIPPED a_real_nginx_protects_a_page_with_auth_request: no {NGINX}");
-        return;
-    }
-    for db in TestDb::all().await {
-        let port = free_port().await;
-        let issuer = format!("http://auth.example.test:{port}");
-        let env = Env::new(db, &config(port));
-        fixture(&env, &[]).await;
-        let server = Server::start_at(env.config(), &format!("127.0.0.1:{port}")).await;
-        let (up_port, _up) = upstream().await;
-        let proxy_port = free_port().await;
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, nginx_conf(dir.path(), proxy_port, port, up_port)).unwrap();
-        let _nginx = Killed(
+/// Which real proxy a test puts in front of the upstream.
+#[derive(Clone, Copy)]
+enum Proxy {
+    Nginx,
+    Caddy,
+}
+
+const CADDY: &str = "/usr/bin/caddy";
+
+fn caddyfile(listen: u16, latchkey: u16, upstream: u16) -> String {
+    // The README's Caddy snippet, on http and loopback ports.
+    format!(
+        r#"{{
+	admin off
+	auto_https off
+}}
+http://app.example.test:{listen} {{
+	forward_auth 127.0.0.1:{latchkey} {{
+		uri /forward-auth
+		copy_headers Remote-User Remote-Email Remote-Name Remote-Groups Remote-Id
+	}}
+	reverse_proxy 127.0.0.1:{upstream}
+}}
+"#
+    )
+}
+
+/// Starts `proxy` on `listen` in front of `upstream`, asking Latchkey on `latchkey`.
+fn start_proxy(
+    proxy: Proxy,
+    dir: &std::path::Path,
+    listen: u16,
+    latchkey: u16,
+    upstream: u16,
+) -> Killed {
+    let child = match proxy {
+        Proxy::Nginx => {
+            let conf = dir.join("nginx.conf");
+            std::fs::write(&conf, nginx_conf(dir, listen, latchkey, upstream)).unwrap();
             Command::new(NGINX)
                 .arg("-p")
-                .arg(dir.path())
+                .arg(dir)
                 .arg("-e")
-                .arg(dir.path().join("error.log"))
+                .arg(dir.join("error.log"))
                 .arg("-c")
                 .arg(&conf)
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()
-                .unwrap(),
-        );
-        let jar = Arc::new(reqwest::cookie::Jar::default());
-        let b = browser(
-            &jar,
-            &[
-                ("auth.example.test", port),
-                ("app.example.test", proxy_port),
-            ],
-        );
-        let page = format!("http://app.example.test:{proxy_port}/dashboard");
-        // nginx takes a moment to listen.
-        let mut first = None;
-        for _ in 0..50 {
-            match b
-                .get(&page)
-                .header("remote-user", "mallory@example.com")
-                .send()
-                .await
-            {
-                Ok(r) => {
-                    first = Some(r);
-                    break;
-                }
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            }
+                .unwrap()
         }
-        let r = first.expect("nginx answers");
-        // Signed out (and a forged identity header does not help): to Latchkey's sign-in.
-        assert_eq!(
-            r.status(),
-            302,
-            "{:?}",
-            std::fs::read_to_string(dir.path().join("error.log"))
-        );
-        let login = location(&r);
-        assert!(login.starts_with(&format!("{issuer}/login?rd=")), "{login}");
-        let r = sign_in_at(&b, &issuer, &login).await;
-        assert_eq!(r.status(), 303);
-        let r = b
-            .get(format!("{issuer}{}", location(&r)))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 303);
-        assert_eq!(location(&r), page);
-        // Through nginx to the upstream, which is told who the user is (not who the browser
-        // claims to be).
-        let r = b
+        Proxy::Caddy => {
+            let conf = dir.join("Caddyfile");
+            std::fs::write(&conf, caddyfile(listen, latchkey, upstream)).unwrap();
+            Command::new(CADDY)
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(&conf)
+                .env("HOME", dir)
+                .env("XDG_DATA_HOME", dir.join("data"))
+                .env("XDG_CONFIG_HOME", dir.join("config"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        }
+    };
+    Killed(child)
+}
+
+/// Whether the proxy's binary is here; under CI (which installs both) its absence fails.
+fn installed(bin: &str, test: &str) -> bool {
+    if std::path::Path::new(bin).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{bin} is not installed (apt-get install nginx caddy)"
+    );
+    eprintln!("SKIPPED {test}: no {bin}");
+    false
+}
+
+#[tokio::test]
+async fn a_real_nginx_protects_a_page_with_auth_request() {
+    if installed(NGINX, "a_real_nginx_protects_a_page_with_auth_request") {
+        for db in TestDb::all().await {
+            behind(Proxy::Nginx, db).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_real_caddy_protects_a_page_with_forward_auth() {
+    if installed(CADDY, "a_real_caddy_protects_a_page_with_forward_auth") {
+        for db in TestDb::all().await {
+            behind(Proxy::Caddy, db).await;
+        }
+    }
+}
+
+/// A page behind `proxy`: signed out, to Latchkey's sign-in and back; signed in, through to
+/// the upstream, which is told who the user is (never what the browser claims).
+async fn behind(proxy: Proxy, db: TestDb) {
+    let port = free_port().await;
+    let issuer = format!("http://auth.example.test:{port}");
+    let env = Env::new(db, &config(port));
+    fixture(&env, &[]).await;
+    let server = Server::start_at(env.config(), &format!("127.0.0.1:{port}")).await;
+    let (up_port, _up) = upstream().await;
+    let proxy_port = free_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let _proxy = start_proxy(proxy, dir.path(), proxy_port, port, up_port);
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let b = browser(
+        &jar,
+        &[
+            ("auth.example.test", port),
+            ("app.example.test", proxy_port),
+        ],
+    );
+    let page = format!("http://app.example.test:{proxy_port}/dashboard");
+    // The proxy takes a moment to listen.
+    let mut first = None;
+    for _ in 0..100 {
+        match b
             .get(&page)
             .header("remote-user", "mallory@example.com")
             .send()
             .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(
-            r.text().await.unwrap(),
-            "hello ada@example.com at /dashboard"
-        );
-        server.stop().await;
+        {
+            Ok(r) => {
+                first = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
     }
+    let r = first.expect("the proxy answers");
+    // Signed out (and a forged identity header does not help): to Latchkey's sign-in.
+    assert_eq!(
+        r.status(),
+        302,
+        "{:?}",
+        std::fs::read_to_string(dir.path().join("error.log"))
+    );
+    let login = location(&r);
+    assert_eq!(
+        login,
+        format!("{issuer}/login?rd=http%3A%2F%2Fapp.example.test%3A{proxy_port}%2Fdashboard")
+    );
+    let r = sign_in_at(&b, &issuer, &login).await;
+    assert_eq!(r.status(), 303);
+    let r = b
+        .get(format!("{issuer}{}", location(&r)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(location(&r), page);
+    let r = b
+        .get(&page)
+        .header("remote-user", "mallory@example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "hello ada@example.com at /dashboard"
+    );
+    server.stop().await;
 }
