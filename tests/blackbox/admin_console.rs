@@ -175,3 +175,80 @@ async fn the_console_is_for_recently_signed_in_administrators_only() {
         server.stop().await;
     }
 }
+
+/// A user's API keys on the console's user page (issue 17): listed without their secret,
+/// revocable; the key then stops working.
+#[tokio::test]
+async fn the_console_lists_and_revokes_a_users_api_keys() {
+    for db in TestDb::all().await {
+        let env = Env::new(db, "");
+        let ada = fixture(&env, &[]).await;
+        env.cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "root@example.com",
+                "--admin",
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .await
+        .unwrap();
+        let out = env
+            .cli(
+                &[
+                    "api-key",
+                    "create",
+                    "--email",
+                    &ada.email,
+                    "--name",
+                    "nightly export",
+                    "--scope",
+                    "devices:read",
+                ],
+                "",
+            )
+            .await
+            .unwrap();
+        let made: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let key = made["key"].as_str().unwrap().to_owned();
+        let id = made["id"].as_str().unwrap().to_owned();
+        let server = Server::start(env.config()).await;
+        let root = signed_in_browser(&server, "root@example.com").await;
+        let page = root
+            .get(server.url(&format!("/admin/users/{}", ada.user_id)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("nightly export"), "{page}");
+        assert!(!page.contains(&key[20..]), "no secret on the page");
+        let csrf = input_value(&page, "csrf_token").unwrap();
+        let r = root
+            .post(server.url(&format!(
+                "/admin/users/{}/api-keys/{id}/revoke",
+                ada.user_id
+            )))
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        let r = reqwest::Client::new()
+            .get(server.url("/api/devices"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            server.audited("api_key.revoked", Some(&ada.user_id)).await,
+            1
+        );
+        server.stop().await;
+    }
+}

@@ -153,7 +153,26 @@ pub async fn user_page(
         .user_details(&user)
         .await
         .map_err(failed)?;
+    let api_keys: Vec<Value> = state
+        .store
+        .api_keys_of(&id, state.clock.now())
+        .await
+        .map_err(failed)?
+        .iter()
+        .map(|k| {
+            serde_json::json!({
+                "id": k.id,
+                "name": k.name,
+                "scope": k.scope,
+                "resource": k.resource,
+                "last_used": k.last_used_at.map(super::account::when),
+                "last_ip": k.last_used_ip,
+                "expires": k.expires_at.map(super::account::when),
+            })
+        })
+        .collect();
     let notice = match query(req).get("done") {
+        Some("key") => Some("The API key is revoked."),
         Some("sessions") => Some("Their sessions have ended."),
         Some("disabled") => Some("The account is disabled."),
         Some("enabled") => Some("The account is enabled."),
@@ -167,6 +186,7 @@ pub async fn user_page(
         minijinja::context! {
             user => details,
             sessions => sessions,
+            api_keys => api_keys,
             notice => notice,
         },
     ))
@@ -187,6 +207,24 @@ pub async fn end_sessions(
         .await
         .map_err(admin_failed)?;
     Ok(see_other(&format!("/admin/users/{id}?done=sessions")))
+}
+
+/// Revokes one of the user's API keys.
+#[handler]
+pub async fn revoke_api_key(
+    req: &Request,
+    Path((id, key)): Path<(String, String)>,
+    body: poem::Body,
+    Data(state): Data<&AppState>,
+) -> Result<Response, PageError> {
+    let (_, me) = admin_form(state, req, body).await?;
+    let seen = Seen::of(state, req);
+    state
+        .admin(Actor::Admin(&me.id), seen.origin())
+        .revoke_api_key(&id, &key)
+        .await
+        .map_err(admin_failed)?;
+    Ok(see_other(&format!("/admin/users/{id}?done=key")))
 }
 
 async fn set_disabled(

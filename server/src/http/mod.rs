@@ -169,6 +169,10 @@ pub fn app(state: AppState) -> impl Endpoint + 'static {
         )
         .at("/admin/users/:id/enable", post(admin_console::enable_user))
         .at(
+            "/admin/users/:id/api-keys/:key/revoke",
+            post(admin_console::revoke_api_key),
+        )
+        .at(
             "/admin/users/:id/delete",
             post(admin_console::delete_user_form),
         )
