@@ -172,31 +172,9 @@ pub async fn check(req: &Request, Data(state): Data<&AppState>) -> Response {
             Err(e) => tracing::warn!(error = %e, "could not record session use"),
         }
     }
-    let h = &config.headers;
     let mut resp = plain(StatusCode::OK, "");
-    let name = session.name.clone().unwrap_or_default();
-    // A name holding a comma would read as two groups: left out of the header.
-    let groups = session
-        .groups
-        .iter()
-        .filter(|g| !g.contains(','))
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(",");
-    for (header, value) in [
-        (&h.user, session.email.as_str()),
-        (&h.email, session.email.as_str()),
-        (&h.name, name.as_str()),
-        (&h.groups, groups.as_str()),
-        (&h.id, session.user_id.as_str()),
-    ] {
-        // Validated names; a value a header cannot hold (a control character) is left out.
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(header.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            resp.headers_mut().insert(n, v);
-        }
+    for (n, v) in identity_headers(&config.headers, &session) {
+        resp.headers_mut().insert(n, v);
     }
     resp
 }
@@ -209,6 +187,39 @@ pub enum ReturnTo {
         carried: Params,
         notice: Option<Msg>,
     },
+}
+
+/// The identity headers of a 200: the address (as the user and the email), the name, the
+/// groups (comma-separated; a name holding a comma is left out, or it would read as two) and
+/// the id. Values go as UTF-8 bytes (a name like "Zoë" gets through, as proxies pass them
+/// on); a value a header cannot hold (a control character) is left out.
+fn identity_headers(
+    h: &crate::config::ForwardAuthHeaders,
+    session: &crate::store::ForwardAuthSession,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let name = session.name.clone().unwrap_or_default();
+    let groups = session
+        .groups
+        .iter()
+        .filter(|g| !g.contains(','))
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    [
+        (&h.user, session.email.as_str()),
+        (&h.email, session.email.as_str()),
+        (&h.name, name.as_str()),
+        (&h.groups, groups.as_str()),
+        (&h.id, session.user_id.as_str()),
+    ]
+    .into_iter()
+    .filter_map(|(header, value)| {
+        Some((
+            HeaderName::from_bytes(header.as_bytes()).ok()?,
+            HeaderValue::from_bytes(value.as_bytes()).ok()?,
+        ))
+    })
+    .collect()
 }
 
 /// `GET /login?rd=`: the way back to a protected page. `rd` must be on a host a rule
@@ -271,4 +282,38 @@ async fn mint(
         )
         .header(header::CACHE_CONTROL, "no-store")
         .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::identity_headers;
+
+    #[test]
+    fn identity_headers_carry_utf8_and_leave_out_what_cannot_be_said() {
+        let session = crate::store::ForwardAuthSession {
+            sid: "s".into(),
+            user_id: "u1".into(),
+            email: "zoe@example.com".into(),
+            name: Some("Zoë Ørsted".into()),
+            amr: vec![],
+            last_seen_at: 0,
+            groups: vec!["ops".into(), "x,admins".into(), "dev".into()],
+        };
+        let h = identity_headers(&Default::default(), &session);
+        let get = |n: &str| {
+            h.iter()
+                .find(|(k, _)| k.as_str() == n)
+                .map(|(_, v)| v.as_bytes().to_vec())
+        };
+        assert_eq!(get("remote-name"), Some("Zoë Ørsted".as_bytes().to_vec()));
+        assert_eq!(get("remote-groups"), Some(b"ops,dev".to_vec()));
+        assert_eq!(get("remote-user"), Some(b"zoe@example.com".to_vec()));
+        assert_eq!(get("remote-id"), Some(b"u1".to_vec()));
+        let bad = crate::store::ForwardAuthSession {
+            name: Some("a\nb".into()),
+            ..session
+        };
+        let h = identity_headers(&Default::default(), &bad);
+        assert!(h.iter().all(|(k, _)| k.as_str() != "remote-name"));
+    }
 }
