@@ -5,7 +5,7 @@
 use latchkey::clock::Clock as _;
 use latchkey::testdb::TestDb;
 
-use crate::flow::{PASSWORD, fixture, input_value, signed_in_browser};
+use crate::flow::{fixture, input_value, signed_in_browser};
 use crate::harness::{Env, Server};
 
 #[tokio::test]
@@ -13,19 +13,7 @@ async fn the_console_is_for_recently_signed_in_administrators_only() {
     for db in TestDb::all().await {
         let env = Env::new(db, "");
         let ada = fixture(&env, &[]).await;
-        env.cli(
-            &[
-                "user",
-                "create",
-                "--email",
-                "root@example.com",
-                "--admin",
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .await
-        .unwrap();
+        crate::flow::create_root(&env).await;
         let server = Server::start(env.config()).await;
 
         // Signed out: to sign in. Not an administrator: 403.
@@ -183,19 +171,7 @@ async fn the_console_lists_and_revokes_a_users_api_keys() {
     for db in TestDb::all().await {
         let env = Env::new(db, "");
         let ada = fixture(&env, &[]).await;
-        env.cli(
-            &[
-                "user",
-                "create",
-                "--email",
-                "root@example.com",
-                "--admin",
-                "--password-stdin",
-            ],
-            &format!("{PASSWORD}\n"),
-        )
-        .await
-        .unwrap();
+        crate::flow::create_root(&env).await;
         let out = env
             .cli(
                 &[

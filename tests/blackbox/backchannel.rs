@@ -17,7 +17,7 @@ use crate::flow::{
     Fixture, authorize_url, browser, browser_flow, claims, code_for, fixture, input_value,
     query_param, redeem,
 };
-use crate::harness::{Env, Server, get_json};
+use crate::harness::{Env, Server, free_port, get_json};
 
 const CONFIG: &str = "[backchannel_logout]\ndanger_allow_insecure_uri = true\n";
 
@@ -97,14 +97,6 @@ impl Receiver {
         }
         panic!("expected {n} logout tokens, got {}", self.received().len());
     }
-}
-
-/// A port nothing listens on (yet).
-async fn free_port() -> u16 {
-    let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    l.local_addr().unwrap().port()
 }
 
 async fn rp(env: &Env, port: u16) -> Fixture {

@@ -321,3 +321,23 @@ pub async fn introspect_as(server: &Server, id: &str, secret: &str, token: &str)
         .await
         .unwrap()
 }
+
+/// An administrator, root@example.com, with the password [`PASSWORD`]; their id.
+pub async fn create_root(env: &Env) -> String {
+    let out = env
+        .cli(
+            &[
+                "user",
+                "create",
+                "--email",
+                "root@example.com",
+                "--admin",
+                "--password-stdin",
+            ],
+            &format!("{PASSWORD}\n"),
+        )
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}

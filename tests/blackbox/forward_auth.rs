@@ -5,7 +5,7 @@
 //! front of a tiny upstream protects a page end to end.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use latchkey::testdb::TestDb;
@@ -13,14 +13,7 @@ use reqwest::cookie::CookieStore;
 use serde_json::{Value, json};
 
 use crate::flow::{PASSWORD, fixture, input_value, location};
-use crate::harness::{Env, Server};
-
-async fn free_port() -> u16 {
-    let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    l.local_addr().unwrap().port()
-}
+use crate::harness::{Env, Killed, Server, free_port};
 
 fn config(port: u16) -> String {
     config_with_cache(port, "0s")
@@ -332,16 +325,6 @@ async fn protected_hosts(db: TestDb, cache: &str) {
         assert_eq!(r.status(), 302);
         assert!(header(&r, "remote-user").is_none());
         server.stop().await;
-    }
-}
-
-/// Kills and reaps a child process when the test ends, pass or fail.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -149,3 +149,21 @@ pub fn kids(jwks: &serde_json::Value) -> Vec<String> {
     kids.sort();
     kids
 }
+
+/// A loopback port nothing listens on (yet): for a server whose issuer must name its port.
+pub async fn free_port() -> u16 {
+    let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Kills and reaps a child process when the test ends, passed or not.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -11,25 +11,8 @@ use latchkey::testdb::TestDb;
 use serde_json::Value;
 
 use crate::flow::{PASSWORD, fixture};
-use crate::harness::{Env, Server};
+use crate::harness::{Env, Killed, Server, free_port};
 use crate::oidc::jwt_claims;
-
-/// Kills the child when the test ends, passed or not.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn free_port() -> u16 {
-    let l = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    l.local_addr().unwrap().port()
-}
 
 #[tokio::test]
 async fn an_mcp_client_goes_from_a_401_to_a_token_for_the_mcp_server_with_no_operator() {

@@ -91,10 +91,11 @@ async fn caller(state: &AppState, req: &Request, write: bool) -> Result<Caller, 
     // A write needs a recent sign-in behind the token. An API key has none: the
     // administrator made it with admin:write on purpose, as a client's credentials are
     // given the scope on purpose, and its user must still be an administrator (above).
-    let stale = claims
-        .auth_time()
-        .is_some_and(|t| state.clock.now() - t > WRITE_MAX_AGE)
-        || (claims.key_id().is_none() && claims.auth_time().is_none());
+    let stale = match (claims.key_id(), claims.auth_time()) {
+        (Some(_), _) => false,
+        (None, Some(t)) => state.clock.now() - t > WRITE_MAX_AGE,
+        (None, None) => true,
+    };
     if write && stale {
         return Err(ApiError::StepUp {
             max_age: WRITE_MAX_AGE,
